@@ -1,0 +1,63 @@
+//! Feature codecs for split-DNN co-inference: the device half compresses the intermediate
+//! feature `[B, C, H, W]` into a self-describing byte payload, the edge half decodes it.
+//!
+//! Codecs: lossless [`Float32Codec`]; uniform 1–8-bit quantization with per-tensor or
+//! per-channel ranges ([`QuantCodec`], optionally rANS entropy coded); learned conv
+//! autoencoders with a quantized `tanh` latent ([`AutoencoderCodec`], trained against the
+//! frozen edge half by [`train_autoencoder`]). Every payload carries a header (magic, version,
+//! codec id, shape, ranges) and a CRC32, and decoding hostile bytes returns a [`CodecError`],
+//! never a panic. A [`CodecFamily`] lists the choices at a split point with their sizes.
+//!
+//! ```
+//! use burn::prelude::*;
+//! use coinfer_codec::{FeatureCodec, QuantCodec};
+//!
+//! let device = Device::default();
+//! let feature = Tensor::<4>::random([1, 16, 14, 14], burn::tensor::Distribution::Default, &device);
+//!
+//! // 4-bit uniform quantization, one min/max range per channel.
+//! let codec = QuantCodec::new(4, true)?;
+//! let payload = codec.encode(feature.clone())?;
+//! assert_eq!(payload.bits(), codec.bits_per_sample([16, 14, 14]));
+//!
+//! // The edge decodes exactly the dequantized feature.
+//! let decoded = codec.decode(&payload.bytes, &device)?;
+//! let (values, shape) = (feature.into_data().try_into_vec::<f32>().unwrap(), [1, 16, 14, 14]);
+//! let expected = codec.quantize_values(&values, shape)?.dequantize();
+//! assert_eq!(decoded.into_data().try_into_vec::<f32>().unwrap(), expected);
+//!
+//! // Corrupted payloads are errors, not panics.
+//! let mut corrupted = payload.bytes.clone();
+//! corrupted[40] ^= 1;
+//! assert!(codec.decode(&corrupted, &device).is_err());
+//! # Ok::<(), coinfer_codec::CodecError>(())
+//! ```
+//!
+//! Hot loops ([`quantize`], [`pack`]) work on plain slices and vectorise; the
+//! tensor API is a thin layer on top. Features: `flex` (default), `ndarray`, `wgpu` select
+//! burn backends.
+
+#![warn(missing_docs)]
+
+pub mod autoencoder;
+pub mod codec;
+pub mod entropy;
+pub mod error;
+pub mod family;
+pub mod float32;
+pub mod pack;
+pub mod payload;
+pub mod quant_codec;
+pub mod quantize;
+pub mod train;
+
+pub use autoencoder::{Autoencoder, AutoencoderCodec, AutoencoderConfig, LATENT_RANGE};
+pub use codec::{CodecId, FeatureCodec, fixed_codec, latent_channels};
+pub use entropy::EntropyStats;
+pub use error::CodecError;
+pub use family::{CodecEntry, CodecFamily};
+pub use float32::Float32Codec;
+pub use payload::{MAX_FEATURE_ELEMENTS, Payload, PayloadHeader, read_header};
+pub use quant_codec::QuantCodec;
+pub use quantize::{QuantRange, Quantized};
+pub use train::{EpochReport, TrainOptions, TrainedAutoencoder, train_autoencoder};

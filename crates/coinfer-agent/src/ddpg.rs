@@ -507,20 +507,15 @@ mod tests {
 
     #[test]
     fn updates_change_the_critic_reduce_its_loss_and_move_the_actor_to_the_optimum() {
-        let config = DdpgConfig {
-            actor_lr: 1e-3,
-            ..small_config()
-        };
-        let mut agent = Ddpg::new(config, 2, &Device::flex()).unwrap();
+        let mut agent = Ddpg::new(small_config(), 2, &Device::flex()).unwrap();
         fill(&mut agent, 41);
         let critic_before = flat_params(&agent.critic);
         let target_before = flat_params(&agent.critic_target);
         let action_before = agent.act(&[1.0, 0.0], false).unwrap();
         agent.update().unwrap();
         let loss_before = critic_loss_on_buffer(&agent);
-        for i in 0..400 {
+        for _ in 0..1200 {
             agent.update().unwrap();
-            if i % 25 == 0 { eprintln!("{i} loss {} action {}", critic_loss_on_buffer(&agent), agent.act(&[1.0, 0.0], false).unwrap()); }
         }
         let loss_after = critic_loss_on_buffer(&agent);
         let action_after = agent.act(&[1.0, 0.0], false).unwrap();
@@ -528,12 +523,12 @@ mod tests {
         assert_ne!(flat_params(&agent.critic), critic_before, "critic did not change");
         assert_ne!(flat_params(&agent.critic_target), target_before, "target did not follow");
         assert!(
-            loss_after < 0.5 * loss_before,
+            loss_after < 0.1 * loss_before,
             "critic loss {loss_before} -> {loss_after} did not drop"
         );
         let (gap_before, gap_after) = ((action_before - TARGET).abs(), (action_after - TARGET).abs());
         assert!(
-            gap_after < 0.5 * gap_before,
+            gap_after < 0.25 * gap_before,
             "greedy action {action_before} -> {action_after}, target {TARGET}"
         );
     }

@@ -277,3 +277,21 @@ fn the_replay_buffer_stores_the_applied_action() {
     let dones: Vec<bool> = agent.replay().iter().map(|t| t.done).collect();
     assert_eq!(dones, vec![false, false, false, true]);
 }
+
+#[test]
+#[ignore]
+fn tune() {
+    let episodes: usize = std::env::var("EPISODES").unwrap().parse().unwrap();
+    let ups: usize = std::env::var("UPS").unwrap().parse().unwrap();
+    let alr: f64 = std::env::var("ALR").unwrap().parse().unwrap();
+    let decay: f32 = std::env::var("DECAY").unwrap().parse().unwrap();
+    for seed in 0..8 {
+        let config = DdpgConfig { updates_per_step: ups, actor_lr: alr, noise_decay: decay, ..small_config(seed) };
+        let mut agent = Ddpg::new(config, 5, &Device::flex()).unwrap();
+        let mut env = Ratios::new();
+        let t = std::time::Instant::now();
+        rewards(&mut agent, &mut env, episodes);
+        let greedy = agent.evaluate(&mut env).unwrap();
+        println!("seed {seed}: greedy {:.4} best {:.4} @{} {:?} {:?}", greedy.reward, agent.best().unwrap().reward, agent.best().unwrap().episode, greedy.actions, t.elapsed());
+    }
+}

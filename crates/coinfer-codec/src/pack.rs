@@ -107,31 +107,34 @@ fn scatter<const B: usize>(acc: u64, out: &mut [u8]) {
     }
 }
 
+// Lengths are checked by the callers: `out` (resp. `packed`) holds exactly
+// `ceil(symbols · B / 8)` bytes, so whole groups of 8 symbols map to whole groups of B bytes
+// and the tail group to the remaining `ceil(tail · B / 8)` bytes.
 fn pack_const<const B: usize>(symbols: &[u8], out: &mut [u8]) {
     let groups = symbols.chunks_exact(8);
     let tail = groups.remainder();
-    let mut dst = out.chunks_exact_mut(B);
-    for (group, bytes) in groups.zip(&mut dst) {
+    let full = symbols.len() / 8;
+    let (body, rest) = out.split_at_mut(full * B);
+    for (group, bytes) in groups.zip(body.chunks_exact_mut(B)) {
         bytes.copy_from_slice(&gather::<B>(group).to_le_bytes()[..B]);
     }
     if !tail.is_empty() {
-        let rest = dst.into_remainder();
         let acc = gather::<B>(tail).to_le_bytes();
         rest.copy_from_slice(&acc[..rest.len()]);
     }
 }
 
 fn unpack_const<const B: usize>(packed: &[u8], out: &mut [u8]) {
+    let full = out.len() / 8;
+    let (body, rest) = packed.split_at(full * B);
     let mut groups = out.chunks_exact_mut(8);
-    let mut src = packed.chunks_exact(B);
-    for (group, bytes) in (&mut groups).zip(&mut src) {
+    for (group, bytes) in (&mut groups).zip(body.chunks_exact(B)) {
         let mut word = [0u8; 8];
         word[..B].copy_from_slice(bytes);
         scatter::<B>(u64::from_le_bytes(word), group);
     }
     let tail = groups.into_remainder();
     if !tail.is_empty() {
-        let rest = src.remainder();
         let mut word = [0u8; 8];
         word[..rest.len()].copy_from_slice(rest);
         scatter::<B>(u64::from_le_bytes(word), tail);

@@ -155,8 +155,10 @@ pub fn quantize_slice(values: &[f32], range: QuantRange, bits: u8, out: &mut [u8
     let inv = if step > 0.0 { 1.0 / step } else { 0.0 };
     let lo = range.min;
     let quantize_one = |x: f32| -> u8 {
-        // +0.5 then truncation rounds half up; the cast saturates (negatives and NaN to 0).
+        // +0.5 then truncation rounds half up. Clamping low first sends NaN to 0; both
+        // clamps compile to vector max/min, and the clamped value fits the casts exactly.
         let v = (x - lo) * inv + 0.5;
+        let v = if v > 0.0 { v } else { 0.0 };
         let v = if v < top { v } else { top };
         v as i32 as u8
     };

@@ -1,0 +1,110 @@
+//! Trains the default backbone (compact ResNet, 28×28 grey) on Fashion-MNIST and reports test
+//! accuracy and wall time.
+//!
+//! ```text
+//! cargo run --release --example train_backbone                 # embedded 6k/1k subset
+//! cargo run --release --example train_backbone -- --full       # full 60k/10k from disk
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::prelude::*;
+use clap::Parser;
+use coinfer_data::{Normalization, embedded, fashion_mnist};
+use coinfer_split::train::{TrainConfig, evaluate, train_classifier};
+use coinfer_split::{Network, zoo};
+
+/// Train the default backbone and report its test accuracy.
+#[derive(Parser)]
+struct Args {
+    /// Use the full Fashion-MNIST (60k/10k) from `--data-dir` instead of the embedded subset.
+    #[arg(long)]
+    full: bool,
+    /// Directory of the full Fashion-MNIST (default: $COINFER_FASHION_MNIST,
+    /// ../shared/data/fashion-mnist, /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Model from the zoo.
+    #[arg(long, default_value = "resnet-mini")]
+    model: String,
+    /// Training epochs.
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    lr: f64,
+    /// Seed of weights and batch order.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Where to save the trained network.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let data = if args.full {
+        let dir = match args.data_dir {
+            Some(dir) => dir,
+            None => fashion_mnist::default_dir()?,
+        };
+        fashion_mnist::load_dir(dir)?
+    } else {
+        embedded::fashion_mnist_subset()?
+    };
+    println!(
+        "data: {} train / {} test images ({})",
+        data.train.len(),
+        data.test.len(),
+        if args.full { "full Fashion-MNIST" } else { "embedded subset" }
+    );
+    let norm = Normalization::fit(&data.train);
+    let device = Device::flex();
+    device.seed(args.seed);
+    let spec = zoo::by_name(&args.model, 10).ok_or("unknown model")?;
+    let net = Network::new(spec, &device)?;
+    println!("model: {} ({} parameters)", net.spec().name, net.num_params());
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let start = Instant::now();
+    let mut last_epoch = usize::MAX;
+    let trained = train_classifier(net, &data.train, &norm, &config, &device, |p| {
+        if p.step == p.steps_per_epoch || (p.step % 100 == 0 && p.epoch != last_epoch) {
+            println!(
+                "epoch {}/{} step {}/{}: loss {:.4} train acc {:.2}% ({:.0} s)",
+                p.epoch + 1,
+                config.epochs,
+                p.step,
+                p.steps_per_epoch,
+                p.loss,
+                100.0 * p.accuracy,
+                p.elapsed_s
+            );
+        }
+        if p.step == p.steps_per_epoch {
+            last_epoch = p.epoch;
+        }
+    })?;
+    let train_s = start.elapsed().as_secs_f64();
+    let accuracy = evaluate(&trained, &data.test, &norm, 256, &device)?;
+    println!(
+        "test accuracy {:.2}% after {} epochs, training took {:.1} s",
+        100.0 * accuracy,
+        config.epochs,
+        train_s
+    );
+    if let Some(out) = args.out {
+        trained.save(&out)?;
+        println!("saved to {}", out.display());
+    }
+    Ok(())
+}

@@ -286,7 +286,12 @@ fn tune() {
     let alr: f64 = std::env::var("ALR").unwrap().parse().unwrap();
     let decay: f32 = std::env::var("DECAY").unwrap().parse().unwrap();
     for seed in 0..8 {
-        let config = DdpgConfig { updates_per_step: ups, actor_lr: alr, noise_decay: decay, ..small_config(seed) };
+        let v = |k: &str, d: &str| std::env::var(k).unwrap_or(d.to_string());
+        let config = DdpgConfig { updates_per_step: ups, actor_lr: alr, noise_decay: decay,
+            critic_lr: v("CLR", "1e-3").parse().unwrap(), batch_size: v("BATCH", "32").parse().unwrap(),
+            layer_norm: v("LN", "false").parse().unwrap(), tau: v("TAU", "0.01").parse().unwrap(),
+            discount: v("GAMMA", "1").parse().unwrap(), hidden: vec![v("H", "64").parse().unwrap(); 2],
+            ..small_config(seed) };
         let mut agent = Ddpg::new(config, 5, &Device::flex()).unwrap();
         let mut env = Ratios::new();
         let t = std::time::Instant::now();

@@ -29,7 +29,9 @@ use crate::payload::{
     Payload, PayloadHeader, PayloadWriter, check_feature_shape, read_header, read_symbol_body,
     symbol_body,
 };
-use crate::quantize::{QuantRange, Quantized, check_bits, check_finite, levels, quantize_with_ranges};
+use crate::quantize::{
+    QuantRange, Quantized, check_bits, check_finite, levels, quantize_with_ranges,
+};
 
 /// The latent's fixed quantization range (the image of `tanh`).
 pub const LATENT_RANGE: QuantRange = QuantRange {
@@ -78,7 +80,7 @@ impl AutoencoderConfig {
             return invalid("ratio", self.ratio, "must be in 1..=65535");
         }
         check_bits(self.bits, "AutoencoderConfig::bits")?;
-        if self.kernel == 0 || self.kernel % 2 == 0 || self.kernel > 15 {
+        if self.kernel == 0 || self.kernel.is_multiple_of(2) || self.kernel > 15 {
             return invalid("kernel", self.kernel, "must be odd and at most 15");
         }
         Ok(())
@@ -306,13 +308,14 @@ impl AutoencoderCodec {
         let feature = feature.without_autodiff().to_device(&self.device);
         let latent = self.model.encode_latent(feature);
         let shape = latent.dims();
-        let values = latent
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .map_err(|e| CodecError::TensorData {
-                what: "autoencoder latent",
-                reason: format!("{e:?}"),
-            })?;
+        let values =
+            latent
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .map_err(|e| CodecError::TensorData {
+                    what: "autoencoder latent",
+                    reason: format!("{e:?}"),
+                })?;
         // A NaN input would quantize silently to a valid symbol; refuse it instead.
         check_finite(&values)?;
         Ok(quantize_with_ranges(

@@ -152,11 +152,7 @@ impl fmt::Display for CodecId {
                 ratio,
                 bits,
                 entropy,
-            } => write!(
-                f,
-                "ae-r{ratio}-b{bits}{}",
-                if entropy { "-ec" } else { "" }
-            ),
+            } => write!(f, "ae-r{ratio}-b{bits}{}", if entropy { "-ec" } else { "" }),
         }
     }
 }
@@ -229,13 +225,14 @@ pub fn fixed_codec(id: CodecId) -> Result<Box<dyn FeatureCodec>, CodecError> {
 pub(crate) fn feature_values(feature: Tensor<4>) -> Result<(Vec<f32>, [usize; 4]), CodecError> {
     let shape = feature.dims();
     check_feature_shape(shape)?;
-    let values = feature
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .map_err(|e| CodecError::TensorData {
-            what: "feature",
-            reason: format!("{e:?}"),
-        })?;
+    let values =
+        feature
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .map_err(|e| CodecError::TensorData {
+                what: "feature",
+                reason: format!("{e:?}"),
+            })?;
     Ok((values, shape))
 }
 
@@ -277,7 +274,10 @@ mod tests {
     #[test]
     fn bits_per_sample_formulas() {
         // 28-byte header + 4-byte CRC = 256 bits of overhead.
-        assert_eq!(CodecId::Float32.bits_per_sample([16, 14, 14]), 256 + 3136 * 32);
+        assert_eq!(
+            CodecId::Float32.bits_per_sample([16, 14, 14]),
+            256 + 3136 * 32
+        );
         assert_eq!(
             CodecId::quant(4, false).bits_per_sample([16, 14, 14]),
             256 + 64 + 3136 * 4

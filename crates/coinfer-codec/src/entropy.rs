@@ -9,9 +9,9 @@
 //! histogram; the codecs fall back to fixed-length packing when that would be larger (see
 //! [`crate::QuantCodec`]).
 
+use constriction::stream::Decode;
 use constriction::stream::model::DefaultContiguousCategoricalEntropyModel;
 use constriction::stream::stack::DefaultAnsCoder;
-use constriction::stream::Decode;
 
 use crate::error::CodecError;
 use crate::quantize::{MAX_BITS, check_bits};
@@ -161,15 +161,19 @@ pub fn encode_symbols(symbols: &[u8], bits: u8) -> Result<Vec<u8>, CodecError> {
     let model = DenseModel::from_histogram(&freq)?;
     let mut ans = DefaultAnsCoder::new();
     ans.encode_iid_symbols_reverse(
-        symbols.iter().map(|s| usize::from(model.dense[*s as usize])),
+        symbols
+            .iter()
+            .map(|s| usize::from(model.dense[*s as usize])),
         model.model.as_view(),
     )
     .map_err(|e| CodecError::EntropyCoding {
         reason: format!("ANS encoding failed: {e:?}"),
     })?;
-    let words = ans.into_compressed().map_err(|e| CodecError::EntropyCoding {
-        reason: format!("ANS flush failed: {e:?}"),
-    })?;
+    let words = ans
+        .into_compressed()
+        .map_err(|e| CodecError::EntropyCoding {
+            reason: format!("ANS flush failed: {e:?}"),
+        })?;
     for w in words {
         body.extend_from_slice(&w.to_le_bytes());
     }
@@ -216,7 +220,7 @@ pub fn decode_symbols(body: &[u8], bits: u8, count: usize) -> Result<Vec<u8>, Co
             reason: format!("histogram sums to {sum}, expected 2^{HISTOGRAM_BITS}"),
         });
     }
-    if words_bytes.len() % 4 != 0 {
+    if !words_bytes.len().is_multiple_of(4) {
         return Err(CodecError::EntropyCoding {
             reason: format!(
                 "coded section has {} bytes, not a whole number of u32 words",
@@ -229,9 +233,10 @@ pub fn decode_symbols(body: &[u8], bits: u8, count: usize) -> Result<Vec<u8>, Co
         .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
         .collect();
     let model = DenseModel::from_histogram(&freq)?;
-    let mut ans = DefaultAnsCoder::from_compressed(words).map_err(|_| CodecError::EntropyCoding {
-        reason: "coded section ends in a zero word, which no ANS encoder writes".into(),
-    })?;
+    let mut ans =
+        DefaultAnsCoder::from_compressed(words).map_err(|_| CodecError::EntropyCoding {
+            reason: "coded section ends in a zero word, which no ANS encoder writes".into(),
+        })?;
     let mut out = Vec::with_capacity(count);
     for dense in ans.decode_iid_symbols(count, model.model.as_view()) {
         let dense = dense.map_err(|e| CodecError::EntropyCoding {
@@ -319,7 +324,11 @@ mod tests {
             .map(|i| if i % 10 == 0 { (i % 16) as u8 } else { 0 })
             .collect();
         let body = encode_symbols(&symbols, 4).unwrap();
-        assert!(body.len() < 10_000 * 4 / 8 / 3, "body is {} bytes", body.len());
+        assert!(
+            body.len() < 10_000 * 4 / 8 / 3,
+            "body is {} bytes",
+            body.len()
+        );
         assert_eq!(decode_symbols(&body, 4, symbols.len()).unwrap(), symbols);
     }
 

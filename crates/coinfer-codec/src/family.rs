@@ -66,7 +66,9 @@ impl CodecFamily {
             .map(|&(ratio, bits)| CodecId::autoencoder(ratio, bits));
         Self::with_codecs(
             feature_shape,
-            std::iter::once(CodecId::Float32).chain(quant).chain(learned),
+            std::iter::once(CodecId::Float32)
+                .chain(quant)
+                .chain(learned),
         )
     }
 
@@ -177,7 +179,10 @@ mod tests {
         assert!(!family.set_accuracy(CodecId::quant(4, false), 0.5));
         let back = CodecFamily::from_json(&family.to_json()).unwrap();
         assert_eq!(back, family);
-        assert_eq!(back.get(CodecId::quant(4, true)).unwrap().accuracy, Some(0.91));
+        assert_eq!(
+            back.get(CodecId::quant(4, true)).unwrap().accuracy,
+            Some(0.91)
+        );
     }
 
     #[test]

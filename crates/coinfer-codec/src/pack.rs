@@ -11,7 +11,9 @@ use crate::error::CodecError;
 /// Number of bytes that `count` symbols of `bits` bits occupy once packed, or `None` on
 /// overflow.
 pub fn packed_len(count: usize, bits: u8) -> Option<usize> {
-    count.checked_mul(bits as usize).map(|total| total.div_ceil(8))
+    count
+        .checked_mul(bits as usize)
+        .map(|total| total.div_ceil(8))
 }
 
 /// Packs `symbols` (each `< 2^bits`; higher bits are masked off) into `out`, which must be
@@ -67,14 +69,19 @@ pub fn unpack(packed: &[u8], bits: u8, out: &mut [u8]) -> Result<(), CodecError>
     Ok(())
 }
 
-fn check_lengths(count: usize, bits: u8, bytes: usize, field: &'static str) -> Result<(), CodecError> {
+fn check_lengths(
+    count: usize,
+    bits: u8,
+    bytes: usize,
+    field: &'static str,
+) -> Result<(), CodecError> {
     if !(1..=8).contains(&bits) {
         return Err(CodecError::BitsOutOfRange {
             bits,
             context: "bit packing",
         });
     }
-    let expected = packed_len(count, bits).ok_or_else(|| CodecError::LengthMismatch {
+    let expected = packed_len(count, bits).ok_or(CodecError::LengthMismatch {
         field,
         expected: usize::MAX,
         found: bytes,

@@ -163,7 +163,7 @@ impl PayloadWriter {
             } => (
                 KIND_QUANT,
                 bits,
-                u8::from(per_channel) * FLAG_PER_CHANNEL | u8::from(entropy) * FLAG_ENTROPY,
+                (u8::from(per_channel) * FLAG_PER_CHANNEL) | (u8::from(entropy) * FLAG_ENTROPY),
                 0,
             ),
             CodecId::Autoencoder {
@@ -338,7 +338,11 @@ pub fn read_header(bytes: &[u8]) -> Result<(PayloadHeader, &[u8]), CodecError> {
     }
     let reserved = u16_at(bytes, 10);
     if reserved != 0 {
-        return Err(bad("reserved", reserved.into(), "reserved bytes must be zero"));
+        return Err(bad(
+            "reserved",
+            reserved.into(),
+            "reserved bytes must be zero",
+        ));
     }
     let raw_shape = [0, 1, 2, 3].map(|i| u64::from(u32_at(bytes, 12 + 4 * i)));
     check_shape(raw_shape)?;
@@ -532,10 +536,7 @@ mod tests {
                 ..
             })
         ));
-        assert!(matches!(
-            with(12, 0),
-            Err(CodecError::InvalidShape { .. })
-        ));
+        assert!(matches!(with(12, 0), Err(CodecError::InvalidShape { .. })));
         let mut flipped = base.clone();
         flipped[13] ^= 0x10;
         assert!(matches!(

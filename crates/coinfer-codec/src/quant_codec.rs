@@ -78,7 +78,8 @@ impl QuantCodec {
     /// # Errors
     /// As [`quantize_values`](Self::quantize_values).
     pub fn encode_values(&self, values: &[f32], shape: [usize; 4]) -> Result<Payload, CodecError> {
-        self.encode_with_stats(values, shape).map(|(payload, _)| payload)
+        self.encode_with_stats(values, shape)
+            .map(|(payload, _)| payload)
     }
 
     /// Encodes and reports what the entropy stage saved over fixed-length packing (nothing

@@ -83,7 +83,7 @@ pub fn check_bits(bits: u8, context: &'static str) -> Result<(), CodecError> {
 fn min_max_finite(values: &[f32]) -> (f32, f32, bool) {
     let mut lo = [f32::INFINITY; LANES];
     let mut hi = [f32::NEG_INFINITY; LANES];
-    // x - x is 0 for finite x and NaN for NaN or ±inf, so the lane sums flag any of them.
+    // x · 0 is ±0 for finite x and NaN for NaN or ±inf, so the lane sums flag any of them.
     let mut poison = [0.0f32; LANES];
     let chunks = values.chunks_exact(LANES);
     let tail = chunks.remainder();
@@ -92,13 +92,13 @@ fn min_max_finite(values: &[f32]) -> (f32, f32, bool) {
             let x = chunk[i];
             lo[i] = if x < lo[i] { x } else { lo[i] };
             hi[i] = if x > hi[i] { x } else { hi[i] };
-            poison[i] += x - x;
+            poison[i] += x * 0.0;
         }
     }
     for (i, &x) in tail.iter().enumerate() {
         lo[i] = if x < lo[i] { x } else { lo[i] };
         hi[i] = if x > hi[i] { x } else { hi[i] };
-        poison[i] += x - x;
+        poison[i] += x * 0.0;
     }
     let min = lo.iter().copied().fold(f32::INFINITY, f32::min);
     let max = hi.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -321,7 +321,13 @@ pub fn quantize(
 ) -> Result<Quantized, CodecError> {
     check_bits(bits, "quantize")?;
     let ranges = feature_ranges(values, shape, per_channel)?;
-    Ok(quantize_with_ranges(values, shape, bits, per_channel, ranges))
+    Ok(quantize_with_ranges(
+        values,
+        shape,
+        bits,
+        per_channel,
+        ranges,
+    ))
 }
 
 /// Quantizes with given ranges (lengths must already agree with `shape`).
@@ -366,7 +372,10 @@ mod tests {
 
     #[test]
     fn out_of_range_values_clamp() {
-        let range = QuantRange { min: -1.0, max: 1.0 };
+        let range = QuantRange {
+            min: -1.0,
+            max: 1.0,
+        };
         let mut q = [0u8; 4];
         quantize_slice(&[-5.0, 5.0, f32::NAN, 1.0], range, 4, &mut q);
         assert_eq!(q, [0, 15, 0, 15]);

@@ -14,7 +14,9 @@ const SIDE: usize = 4;
 
 /// Post-ReLU features whose class `k` lights up channels `2k` and `2k + 1`.
 fn synthetic_batch(device: &Device, batch: usize, seed: usize) -> (Tensor<4>, Tensor<1, Int>) {
-    let labels: Vec<i64> = (0..batch).map(|i| ((i * 7 + seed * 3) % CLASSES) as i64).collect();
+    let labels: Vec<i64> = (0..batch)
+        .map(|i| ((i * 7 + seed * 3) % CLASSES) as i64)
+        .collect();
     let noise = Tensor::<4>::random(
         [batch, CHANNELS, SIDE, SIDE],
         Distribution::Normal(0.0, 0.3),
@@ -103,7 +105,9 @@ fn training_through_a_frozen_edge_reduces_the_loss_and_restores_accuracy() {
     // The caller's edge is an inference copy: plain (non-autodiff) weights act as constants.
     let weights = edge_weights(&device);
     let edge = |x: Tensor<4>| edge_forward(x, &weights);
-    let config = AutoencoderConfig::new(CHANNELS, 4).with_bits(2).with_kernel(1);
+    let config = AutoencoderConfig::new(CHANNELS, 4)
+        .with_bits(2)
+        .with_kernel(1);
     let (codec, history) = train(&config, &edge, 12).unwrap();
 
     let first = history.first().unwrap();
@@ -118,7 +122,10 @@ fn training_through_a_frozen_edge_reduces_the_loss_and_restores_accuracy() {
     let decoded = codec.roundtrip(feature).unwrap();
     let coded_accuracy = accuracy(edge(decoded), labels);
     assert!(raw_accuracy > 0.9, "edge on raw features: {raw_accuracy}");
-    assert!(coded_accuracy > 0.85, "edge on decoded features: {coded_accuracy}");
+    assert!(
+        coded_accuracy > 0.85,
+        "edge on decoded features: {coded_accuracy}"
+    );
 }
 
 #[test]
@@ -128,11 +135,61 @@ fn an_edge_with_autodiff_parameters_trains_too_and_is_not_stepped() {
     let weights = edge_weights(&device).autodiff().require_grad();
     let before = weights.clone().inner().into_data();
     let edge = |x: Tensor<4>| edge_forward(x, &weights);
-    let config = AutoencoderConfig::new(CHANNELS, 2).with_bits(4).with_kernel(3);
+    let config = AutoencoderConfig::new(CHANNELS, 2)
+        .with_bits(4)
+        .with_kernel(3);
     let (_, history) = train(&config, &edge, 4).unwrap();
     assert!(history.last().unwrap().loss < history[0].loss);
     assert_eq!(weights.clone().inner().into_data(), before);
     assert!(ad.is_autodiff());
+}
+
+/// A real edge module: conv-bn-relu, global pooling, linear head.
+#[derive(Module, Debug)]
+struct EdgeNet {
+    conv: burn::nn::conv::Conv2d,
+    norm: burn::nn::BatchNorm,
+    head: burn::nn::Linear,
+}
+
+impl EdgeNet {
+    fn new(device: &Device) -> Self {
+        Self {
+            conv: burn::nn::conv::Conv2dConfig::new([CHANNELS, 12], [3, 3])
+                .with_padding(burn::nn::PaddingConfig2d::Same)
+                .init(device),
+            norm: burn::nn::BatchNormConfig::new(12).init(device),
+            head: burn::nn::LinearConfig::new(12, CLASSES).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = burn::tensor::activation::relu(self.norm.forward(self.conv.forward(x)));
+        let [batch, channels, _, _] = x.dims();
+        self.head
+            .forward(x.mean_dim(3).mean_dim(2).reshape([batch, channels]))
+    }
+}
+
+#[test]
+fn a_valid_edge_module_with_batch_norm_passes_gradients_and_stays_unchanged() {
+    let device = Device::default();
+    device.seed(1);
+    // The caller trained the edge on the autodiff device and hands over `valid()`.
+    let edge_net = EdgeNet::new(&device.clone().autodiff()).valid();
+    let before = edge_net.clone().into_record().into_bytes().unwrap();
+    let edge = |x: Tensor<4>| edge_net.forward(x);
+    let config = AutoencoderConfig::new(CHANNELS, 2)
+        .with_bits(4)
+        .with_kernel(1);
+    let (_, history) = train(&config, &edge, 6).unwrap();
+    assert!(history.iter().all(|r| r.loss.is_finite()));
+    assert!(
+        history.last().unwrap().task_loss < history[0].task_loss,
+        "{history:?}"
+    );
+    let after = edge_net.clone().into_record().into_bytes().unwrap();
+    assert_eq!(&before[..], &after[..]);
 }
 
 #[test]
@@ -144,7 +201,10 @@ fn an_edge_that_leaves_the_graph_is_an_error_not_a_panic() {
     };
     let config = AutoencoderConfig::new(CHANNELS, 4);
     let err = train(&config, &edge, 1).unwrap_err();
-    assert!(matches!(err, CodecError::InvalidParameter { field: "edge", .. }), "{err}");
+    assert!(
+        matches!(err, CodecError::InvalidParameter { field: "edge", .. }),
+        "{err}"
+    );
     let _ = device;
 }
 
@@ -168,7 +228,13 @@ fn training_rejects_bad_batches_and_options() {
         &options,
         &mut |_| {},
     );
-    assert!(matches!(result, Err(CodecError::InvalidParameter { field: "epochs", .. })));
+    assert!(matches!(
+        result,
+        Err(CodecError::InvalidParameter {
+            field: "epochs",
+            ..
+        })
+    ));
     let result = train_autoencoder(
         &config,
         &device,
@@ -177,7 +243,13 @@ fn training_rejects_bad_batches_and_options() {
         &TrainOptions::new().with_epochs(1),
         &mut |_| {},
     );
-    assert!(matches!(result, Err(CodecError::InvalidParameter { field: "batches", .. })));
+    assert!(matches!(
+        result,
+        Err(CodecError::InvalidParameter {
+            field: "batches",
+            ..
+        })
+    ));
     for bad in [0.0, f64::NAN, -1.0] {
         assert!(TrainOptions::new().with_lr(bad).check().is_err());
     }
@@ -224,7 +296,10 @@ fn payload_round_trip_is_exact_and_sized_as_announced() {
             assert_eq!(payload.bits(), bound);
         }
         let latent = codec.latent_quantized(feature.clone()).unwrap();
-        assert_eq!(codec.decode_latent_quantized(&payload.bytes).unwrap(), latent);
+        assert_eq!(
+            codec.decode_latent_quantized(&payload.bytes).unwrap(),
+            latent
+        );
         assert_eq!(latent.shape, [1, 16usize.div_ceil(ratio), 14, 14]);
 
         let decoded = codec.decode(&payload.bytes, &device).unwrap();
@@ -280,10 +355,8 @@ fn save_and_load_reproduce_the_codec() {
 #[test]
 fn foreign_payloads_and_shapes_are_refused() {
     let device = Device::default();
-    let codec =
-        AutoencoderCodec::init(AutoencoderConfig::new(8, 4).with_bits(4), &device).unwrap();
-    let other =
-        AutoencoderCodec::init(AutoencoderConfig::new(8, 2).with_bits(4), &device).unwrap();
+    let codec = AutoencoderCodec::init(AutoencoderConfig::new(8, 4).with_bits(4), &device).unwrap();
+    let other = AutoencoderCodec::init(AutoencoderConfig::new(8, 2).with_bits(4), &device).unwrap();
     let feature = Tensor::<4>::random([1, 8, 3, 3], Distribution::Default, &device);
     let payload = codec.encode(feature.clone()).unwrap();
     assert!(matches!(
@@ -291,16 +364,25 @@ fn foreign_payloads_and_shapes_are_refused() {
         Err(CodecError::CodecMismatch { .. })
     ));
     assert!(matches!(
-        QuantCodec::new(4, false).unwrap().decode(&payload.bytes, &device),
+        QuantCodec::new(4, false)
+            .unwrap()
+            .decode(&payload.bytes, &device),
         Err(CodecError::CodecMismatch { .. })
     ));
     let wide = Tensor::<4>::random([1, 9, 3, 3], Distribution::Default, &device);
-    assert!(matches!(codec.encode(wide), Err(CodecError::ShapeMismatch { .. })));
+    assert!(matches!(
+        codec.encode(wide),
+        Err(CodecError::ShapeMismatch { .. })
+    ));
     // A payload from a 16-channel codec with the same r, b: channel check on decode.
     let sixteen =
         AutoencoderCodec::init(AutoencoderConfig::new(16, 4).with_bits(4), &device).unwrap();
     let big = sixteen
-        .encode(Tensor::<4>::random([1, 16, 3, 3], Distribution::Default, &device))
+        .encode(Tensor::<4>::random(
+            [1, 16, 3, 3],
+            Distribution::Default,
+            &device,
+        ))
         .unwrap();
     assert!(matches!(
         codec.decode(&big.bytes, &device),

@@ -12,7 +12,13 @@ const SHAPE: [usize; 4] = [2, 4, 3, 5];
 /// A post-ReLU-like feature: mostly zeros, so entropy-coded bodies are exercised.
 fn feature_values() -> Vec<f32> {
     (0..120u32)
-        .map(|i| if i % 3 == 0 { (i % 11) as f32 * 0.4 } else { 0.0 })
+        .map(|i| {
+            if i % 3 == 0 {
+                (i % 11) as f32 * 0.4
+            } else {
+                0.0
+            }
+        })
         .collect()
 }
 
@@ -59,7 +65,10 @@ fn reseal(bytes: &mut [u8]) {
     }
 }
 
-fn decode_all(codecs: &[Box<dyn FeatureCodec>], bytes: &[u8]) -> Vec<Result<[usize; 4], CodecError>> {
+fn decode_all(
+    codecs: &[Box<dyn FeatureCodec>],
+    bytes: &[u8],
+) -> Vec<Result<[usize; 4], CodecError>> {
     let device = Device::default();
     codecs
         .iter()
@@ -196,19 +205,37 @@ fn resealed_field_edits_give_the_named_error() {
         codec.decode_values(&b)
     };
     // Shape W 5 -> 6: body length no longer matches.
-    assert!(matches!(edit(24, 6), Err(CodecError::LengthMismatch { .. })));
+    assert!(matches!(
+        edit(24, 6),
+        Err(CodecError::LengthMismatch { .. })
+    ));
     // Shape dimension with a huge value: over the element cap.
-    assert!(matches!(edit(27, 0x7f), Err(CodecError::InvalidShape { .. })));
+    assert!(matches!(
+        edit(27, 0x7f),
+        Err(CodecError::InvalidShape { .. })
+    ));
     // A range bound turned into NaN (f32 bytes 0x7fc00000 need two edits; set the exponent).
     let mut b = good.clone();
     b[28 + 3] = 0x7f;
     b[28 + 2] = 0xc0;
     reseal(&mut b);
-    assert!(matches!(codec.decode_values(&b), Err(CodecError::InvalidRange { index: 0, .. })));
+    assert!(matches!(
+        codec.decode_values(&b),
+        Err(CodecError::InvalidRange { index: 0, .. })
+    ));
     // Bits 9.
-    assert!(matches!(edit(6, 9), Err(CodecError::BitsOutOfRange { bits: 9, .. })));
+    assert!(matches!(
+        edit(6, 9),
+        Err(CodecError::BitsOutOfRange { bits: 9, .. })
+    ));
     // Unknown kind.
-    assert!(matches!(edit(5, 3), Err(CodecError::UnknownCodecKind { kind: 3 })));
+    assert!(matches!(
+        edit(5, 3),
+        Err(CodecError::UnknownCodecKind { kind: 3 })
+    ));
     // Version 2.
-    assert!(matches!(edit(4, 2), Err(CodecError::UnsupportedVersion { found: 2, .. })));
+    assert!(matches!(
+        edit(4, 2),
+        Err(CodecError::UnsupportedVersion { found: 2, .. })
+    ));
 }

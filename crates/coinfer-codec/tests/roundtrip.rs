@@ -51,6 +51,14 @@ proptest! {
         prop_assert_eq!(back_shape, shape);
         let want = expected.dequantize();
         prop_assert!(back.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+        // The tensor API is the same bytes and the same values.
+        let device = Device::default();
+        let feature = Tensor::<4>::from_data(TensorData::new(values.clone(), shape), &device);
+        let tensor_payload = codec.encode(feature).unwrap();
+        prop_assert_eq!(&tensor_payload, &payload);
+        let decoded = codec.decode(&payload.bytes, &device).unwrap();
+        prop_assert_eq!(decoded.dims(), shape);
+        prop_assert_eq!(decoded.into_data().try_into_vec::<f32>().unwrap(), want);
         // Every reconstruction lies within half a step of the input.
         for (i, (x, y)) in values.iter().zip(&back).enumerate() {
             let c = (i / (shape[2] * shape[3])) % shape[1];
@@ -74,7 +82,9 @@ proptest! {
 fn tensor_api_matches_slice_api_for_every_bit_width() {
     let device = Device::default();
     let shape = [2, 3, 5, 4];
-    let values: Vec<f32> = (0..120).map(|i| ((i * 37) % 101) as f32 * 0.13 - 4.0).collect();
+    let values: Vec<f32> = (0..120)
+        .map(|i| ((i * 37) % 101) as f32 * 0.13 - 4.0)
+        .collect();
     for bits in 1..=8 {
         for per_channel in [false, true] {
             for entropy in [false, true] {
@@ -135,7 +145,10 @@ fn constant_channels_decode_to_their_constant() {
     // A fully constant tensor per-tensor too.
     let codec = QuantCodec::new(2, false).unwrap();
     let payload = codec.encode_values(&[7.0; 12], [1, 3, 2, 2]).unwrap();
-    assert_eq!(codec.decode_values(&payload.bytes).unwrap().0, vec![7.0; 12]);
+    assert_eq!(
+        codec.decode_values(&payload.bytes).unwrap().0,
+        vec![7.0; 12]
+    );
 }
 
 #[test]
@@ -143,7 +156,13 @@ fn entropy_coding_saves_bits_on_sparse_features() {
     // Post-ReLU-like: 80% zeros.
     let shape = [1, 16, 14, 14];
     let values: Vec<f32> = (0..3136u32)
-        .map(|i| if i % 5 == 0 { (i % 97) as f32 * 0.1 } else { 0.0 })
+        .map(|i| {
+            if i % 5 == 0 {
+                (i % 97) as f32 * 0.1
+            } else {
+                0.0
+            }
+        })
         .collect();
     let codec = QuantCodec::new(4, false).unwrap().with_entropy(true);
     let (payload, stats) = codec.encode_with_stats(&values, shape).unwrap();

@@ -21,8 +21,8 @@ use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use chacha20::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::baseline::MovingAverage;
 use crate::config::DdpgConfig;
@@ -85,6 +85,26 @@ fn siblings(dir: &Path) -> Result<(PathBuf, PathBuf), AgentError> {
     Ok((tmp, old))
 }
 
+/// Removes temporary directories a killed save left next to `tmp` (same checkpoint name, any
+/// process id), and `tmp` itself.
+fn remove_stale_temporaries(tmp: &Path) -> Result<(), AgentError> {
+    let (Some(parent), Some(name)) = (tmp.parent(), tmp.file_name()) else {
+        return Ok(());
+    };
+    let name = name.to_string_lossy();
+    let prefix = &name[..name.rfind('-').map_or(name.len(), |i| i + 1)];
+    let Ok(entries) = fs::read_dir(parent) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(|e| AgentError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 fn sync_file(path: &Path) -> Result<(), AgentError> {
     fs::File::open(path)
         .and_then(|f| f.sync_all())
@@ -125,7 +145,9 @@ fn load_module<M: Module>(module: M, path: &Path) -> Result<M, AgentError> {
         return Err(AgentError::io(path, std::io::ErrorKind::NotFound.into()));
     }
     let record = ModuleRecord::load(path).map_err(|e| AgentError::format(path, e))?;
-    module.try_load_record(record).map_err(|e| AgentError::format(path, e))
+    module
+        .try_load_record(record)
+        .map_err(|e| AgentError::format(path, e))
 }
 
 fn load_optimizer(path: &Path) -> Result<burn::optim::ModuleOptimizer, AgentError> {
@@ -146,9 +168,7 @@ impl Ddpg {
     pub fn save_checkpoint(&self, dir: impl AsRef<Path>) -> Result<(), AgentError> {
         let dir = dir.as_ref();
         let (tmp, old) = siblings(dir)?;
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| AgentError::io(&tmp, e))?;
-        }
+        remove_stale_temporaries(&tmp)?;
         fs::create_dir_all(&tmp).map_err(|e| AgentError::io(&tmp, e))?;
 
         save_module(&self.actor, &tmp.join(ACTOR_FILE))?;
@@ -160,7 +180,9 @@ impl Ddpg {
             (&self.critic_optim, CRITIC_OPTIM_FILE),
         ] {
             let path = tmp.join(file);
-            optim.save(&path).map_err(|e| AgentError::format(&path, e))?;
+            optim
+                .save(&path)
+                .map_err(|e| AgentError::format(&path, e))?;
             sync_file(&path)?;
         }
         write_json(&tmp.join(REPLAY_FILE), &self.replay)?;
@@ -230,7 +252,9 @@ impl Ddpg {
 
         let replay_path = dir.join(REPLAY_FILE);
         let replay: ReplayBuffer = read_json(&replay_path)?;
-        if replay.capacity() != agent.config.replay_capacity || !replay.is_consistent(agent.state_dim) {
+        if replay.capacity() != agent.config.replay_capacity
+            || !replay.is_consistent(agent.state_dim)
+        {
             return Err(AgentError::format(
                 &replay_path,
                 format!(

@@ -132,8 +132,17 @@ fn reject(field: ConfigField, value: impl fmt::Debug, reason: &'static str) -> A
     }
 }
 
-fn check(ok: bool, field: ConfigField, value: impl fmt::Debug, reason: &'static str) -> Result<(), AgentError> {
-    if ok { Ok(()) } else { Err(reject(field, value, reason)) }
+fn check(
+    ok: bool,
+    field: ConfigField,
+    value: impl fmt::Debug,
+    reason: &'static str,
+) -> Result<(), AgentError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(reject(field, value, reason))
+    }
 }
 
 impl DdpgConfig {
@@ -148,11 +157,36 @@ impl DdpgConfig {
             "must list at least one layer, each with at least one unit",
         )?;
         let positive_lr = |lr: f64| lr.is_finite() && lr > 0.0;
-        check(positive_lr(self.actor_lr), F::ActorLr, self.actor_lr, "must be finite and > 0")?;
-        check(positive_lr(self.critic_lr), F::CriticLr, self.critic_lr, "must be finite and > 0")?;
-        check(self.tau > 0.0 && self.tau <= 1.0, F::Tau, self.tau, "must be in (0, 1]")?;
-        check(self.batch_size > 0, F::BatchSize, self.batch_size, "must be at least 1")?;
-        check(self.replay_capacity > 0, F::ReplayCapacity, self.replay_capacity, "must be at least 1")?;
+        check(
+            positive_lr(self.actor_lr),
+            F::ActorLr,
+            self.actor_lr,
+            "must be finite and > 0",
+        )?;
+        check(
+            positive_lr(self.critic_lr),
+            F::CriticLr,
+            self.critic_lr,
+            "must be finite and > 0",
+        )?;
+        check(
+            self.tau > 0.0 && self.tau <= 1.0,
+            F::Tau,
+            self.tau,
+            "must be in (0, 1]",
+        )?;
+        check(
+            self.batch_size > 0,
+            F::BatchSize,
+            self.batch_size,
+            "must be at least 1",
+        )?;
+        check(
+            self.replay_capacity > 0,
+            F::ReplayCapacity,
+            self.replay_capacity,
+            "must be at least 1",
+        )?;
         check(
             self.noise_sigma0.is_finite() && self.noise_sigma0 >= 0.0,
             F::NoiseSigma0,
@@ -177,7 +211,12 @@ impl DdpgConfig {
             self.baseline_decay,
             "must be in [0, 1)",
         )?;
-        check(self.updates_per_step > 0, F::UpdatesPerStep, self.updates_per_step, "must be at least 1")?;
+        check(
+            self.updates_per_step > 0,
+            F::UpdatesPerStep,
+            self.updates_per_step,
+            "must be at least 1",
+        )?;
         check(
             self.max_episode_steps > 0,
             F::MaxEpisodeSteps,
@@ -217,9 +256,15 @@ mod tests {
         let config = DdpgConfig::default();
         assert!(config.validate().is_ok());
         assert_eq!(config.hidden, vec![300, 300]);
-        assert_eq!((config.actor_lr, config.critic_lr, config.tau), (1e-4, 1e-3, 0.01));
+        assert_eq!(
+            (config.actor_lr, config.critic_lr, config.tau),
+            (1e-4, 1e-3, 0.01)
+        );
         assert_eq!((config.batch_size, config.warmup_episodes), (64, 100));
-        assert_eq!((config.noise_sigma0, config.noise_decay, config.discount), (0.5, 0.95, 1.0));
+        assert_eq!(
+            (config.noise_sigma0, config.noise_decay, config.discount),
+            (0.5, 0.95, 1.0)
+        );
     }
 
     #[test]
@@ -264,7 +309,11 @@ mod tests {
     rejects!(negative_discount, discount = -0.5, Discount);
     rejects!(discount_above_one, discount = 1.5, Discount);
     rejects!(baseline_decay_one, baseline_decay = 1.0, BaselineDecay);
-    rejects!(negative_baseline_decay, baseline_decay = -0.1, BaselineDecay);
+    rejects!(
+        negative_baseline_decay,
+        baseline_decay = -0.1,
+        BaselineDecay
+    );
     rejects!(zero_updates, updates_per_step = 0, UpdatesPerStep);
     rejects!(zero_max_steps, max_episode_steps = 0, MaxEpisodeSteps);
 }

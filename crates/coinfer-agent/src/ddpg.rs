@@ -114,7 +114,11 @@ fn mean(values: &[f32]) -> f32 {
 }
 
 /// Checks a state from the environment: dimension and finiteness.
-fn checked_state(state: Vec<f32>, dim: usize, during: impl Fn() -> String) -> Result<Vec<f32>, AgentError> {
+fn checked_state(
+    state: Vec<f32>,
+    dim: usize,
+    during: impl Fn() -> String,
+) -> Result<Vec<f32>, AgentError> {
     if state.len() != dim {
         return Err(AgentError::StateDimMismatch {
             context: during(),
@@ -206,8 +210,20 @@ impl Ddpg {
         let device = device.clone().inner();
         let train_device = device.clone().autodiff();
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let actor = Actor::new(state_dim, &config.hidden, config.layer_norm, &mut rng, &train_device);
-        let critic = Critic::new(state_dim, &config.hidden, config.layer_norm, &mut rng, &train_device);
+        let actor = Actor::new(
+            state_dim,
+            &config.hidden,
+            config.layer_norm,
+            &mut rng,
+            &train_device,
+        );
+        let critic = Critic::new(
+            state_dim,
+            &config.hidden,
+            config.layer_norm,
+            &mut rng,
+            &train_device,
+        );
         Ok(Self {
             actor_target: actor.valid(),
             critic_target: critic.valid(),
@@ -289,7 +305,9 @@ impl Ddpg {
             None => Ok(self.rng.random_range(0.0..=1.0)),
             Some(sigma) => {
                 let mean = self.policy(state)?;
-                let noise = TruncatedNormal::new(mean, sigma).ok_or(AgentError::Diverged { what: "actor output" })?;
+                let noise = TruncatedNormal::new(mean, sigma).ok_or(AgentError::Diverged {
+                    what: "actor output",
+                })?;
                 Ok(noise.sample(&mut self.rng))
             }
         }
@@ -302,7 +320,9 @@ impl Ddpg {
         if action.is_finite() {
             Ok(action)
         } else {
-            Err(AgentError::Diverged { what: "actor output" })
+            Err(AgentError::Diverged {
+                what: "actor output",
+            })
         }
     }
 
@@ -310,7 +330,10 @@ impl Ddpg {
     ///
     /// If the environment fails mid-episode the error is returned, nothing is stored and the
     /// episode counter does not advance (the random generator does).
-    pub fn run_episode<E: Environment>(&mut self, env: &mut E) -> Result<EpisodeOutcome, AgentError> {
+    pub fn run_episode<E: Environment>(
+        &mut self,
+        env: &mut E,
+    ) -> Result<EpisodeOutcome, AgentError> {
         let episode = self.episode;
         let sigma = self.sigma();
         let (state_dim, max_steps) = (self.state_dim, self.config.max_episode_steps);
@@ -331,7 +354,11 @@ impl Ddpg {
             None => None,
         };
         self.episode += 1;
-        if self.best.as_ref().is_none_or(|b| trajectory.reward > b.reward) {
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|b| trajectory.reward > b.reward)
+        {
             self.best = Some(BestEpisode {
                 episode,
                 reward: trajectory.reward,
@@ -365,9 +392,13 @@ impl Ddpg {
 
     /// Runs one greedy episode (actions `μ(s)`, no noise, nothing stored or learned).
     pub fn evaluate<E: Environment>(&self, env: &mut E) -> Result<Rollout, AgentError> {
-        let trajectory = roll_out(env, self.state_dim, self.config.max_episode_steps, self.episode, |s| {
-            self.policy(s)
-        })?;
+        let trajectory = roll_out(
+            env,
+            self.state_dim,
+            self.config.max_episode_steps,
+            self.episode,
+            |s| self.policy(s),
+        )?;
         Ok(Rollout {
             reward: trajectory.reward,
             actions: trajectory.steps.iter().map(|step| step.1).collect(),
@@ -403,24 +434,33 @@ impl Ddpg {
             let next_actions = self.actor_target.forward(next_states.clone());
             let next_q = self.critic_target.forward(next_states, next_actions);
             let not_done = tensor2(batch.not_done, [n, 1], &self.device);
-            tensor2(rewards, [n, 1], &self.device) + next_q * not_done.mul_scalar(self.config.discount)
+            tensor2(rewards, [n, 1], &self.device)
+                + next_q * not_done.mul_scalar(self.config.discount)
         };
         let states = tensor2(batch.states, [n, dim], &self.train_device);
         let actions = tensor2(batch.actions, [n, 1], &self.train_device);
         let critic_loss = self.critic_loss(states.clone(), actions, target_q.autodiff());
         let critic_loss_value = critic_loss.clone().into_scalar::<f32>();
         if !critic_loss_value.is_finite() {
-            return Err(AgentError::Diverged { what: "critic loss" });
+            return Err(AgentError::Diverged {
+                what: "critic loss",
+            });
         }
         let grads = GradientsParams::from_grads(critic_loss.backward(), &self.critic);
-        self.critic = self.critic_optim.step(self.config.critic_lr, self.critic.clone(), grads);
+        self.critic = self
+            .critic_optim
+            .step(self.config.critic_lr, self.critic.clone(), grads);
 
         // The critic's weights are constants for the actor's step; only μ(s) carries gradients.
         let critic = self.critic.clone().no_grad();
-        let policy_value = critic.forward(states.clone(), self.actor.forward(states)).mean();
+        let policy_value = critic
+            .forward(states.clone(), self.actor.forward(states))
+            .mean();
         let policy_value_scalar = policy_value.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(policy_value.neg().backward(), &self.actor);
-        self.actor = self.actor_optim.step(self.config.actor_lr, self.actor.clone(), grads);
+        self.actor = self
+            .actor_optim
+            .step(self.config.actor_lr, self.actor.clone(), grads);
 
         self.actor_target = soft_update(self.actor_target.clone(), &self.actor, self.config.tau);
         self.critic_target = soft_update(self.critic_target.clone(), &self.critic, self.config.tau);
@@ -429,7 +469,9 @@ impl Ddpg {
 
     /// Mean squared error of the online critic against `target_q` on a batch.
     fn critic_loss(&self, states: Tensor<2>, actions: Tensor<2>, target_q: Tensor<2>) -> Tensor<1> {
-        (self.critic.forward(states, actions) - target_q).powi_scalar(2).mean()
+        (self.critic.forward(states, actions) - target_q)
+            .powi_scalar(2)
+            .mean()
     }
 }
 
@@ -520,13 +562,24 @@ mod tests {
         let loss_after = critic_loss_on_buffer(&agent);
         let action_after = agent.act(&[1.0, 0.0], false).unwrap();
 
-        assert_ne!(flat_params(&agent.critic), critic_before, "critic did not change");
-        assert_ne!(flat_params(&agent.critic_target), target_before, "target did not follow");
+        assert_ne!(
+            flat_params(&agent.critic),
+            critic_before,
+            "critic did not change"
+        );
+        assert_ne!(
+            flat_params(&agent.critic_target),
+            target_before,
+            "target did not follow"
+        );
         assert!(
             loss_after < 0.1 * loss_before,
             "critic loss {loss_before} -> {loss_after} did not drop"
         );
-        let (gap_before, gap_after) = ((action_before - TARGET).abs(), (action_after - TARGET).abs());
+        let (gap_before, gap_after) = (
+            (action_before - TARGET).abs(),
+            (action_after - TARGET).abs(),
+        );
         assert!(
             gap_after < 0.25 * gap_before,
             "greedy action {action_before} -> {action_after}, target {TARGET}"
@@ -557,10 +610,18 @@ mod tests {
     }
 
     #[test]
+    fn agent_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Ddpg>();
+    }
+
+    #[test]
     fn best_episode_tracks_the_maximum_reward() {
         let mut agent = Ddpg::new(small_config(), 2, &Device::flex()).unwrap();
         let mut rewards = Vec::new();
-        agent.train(&mut Bandit, 5, |o| rewards.push(o.reward)).unwrap();
+        agent
+            .train(&mut Bandit, 5, |o| rewards.push(o.reward))
+            .unwrap();
         let best = agent.best().unwrap();
         let max = rewards.iter().cloned().fold(f32::MIN, f32::max);
         assert_eq!(best.reward, max);

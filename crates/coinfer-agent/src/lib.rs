@@ -38,7 +38,7 @@
 //! # Ok::<(), coinfer_agent::AgentError>(())
 //! ```
 //!
-//! Map of the crate: [`env`] (the [`Environment`] trait), [`config`] ([`DdpgConfig`] and its
+//! Map of the crate: [`mod@env`] (the [`Environment`] trait), [`config`] ([`DdpgConfig`] and its
 //! validation), [`ddpg`] (the agent and its search loop), [`replay`] (ring buffer), [`noise`]
 //! (truncated-normal exploration), [`baseline`] (moving-average reward baseline), [`checkpoint`]
 //! (save/resume), [`error`].

@@ -39,7 +39,8 @@ fn uniform_linear<R: Rng + ?Sized>(
     rng: &mut R,
     device: &Device,
 ) -> Linear {
-    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..=bound)).collect() };
+    let mut draw =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..=bound)).collect() };
     let weight = Param::from_data(TensorData::new(draw(d_in * d_out), [d_in, d_out]), device);
     let bias = bias.then(|| Param::from_data(TensorData::new(draw(d_out), [d_out]), device));
     Linear { weight, bias }
@@ -61,7 +62,10 @@ fn layer_norms(widths: &[usize], enabled: bool, device: &Device) -> Vec<LayerNor
     if !enabled {
         return Vec::new();
     }
-    widths.iter().map(|&w| LayerNormConfig::new(w).init(device)).collect()
+    widths
+        .iter()
+        .map(|&w| LayerNormConfig::new(w).init(device))
+        .collect()
 }
 
 /// Applies the optional layer norm of hidden layer `index`, then the ReLU.
@@ -83,7 +87,14 @@ impl Actor {
     ) -> Self {
         let first = hidden[0];
         let last = hidden[hidden.len() - 1];
-        let mut layers = vec![uniform_linear(state_dim, first, fan_in_bound(state_dim), true, rng, device)];
+        let mut layers = vec![uniform_linear(
+            state_dim,
+            first,
+            fan_in_bound(state_dim),
+            true,
+            rng,
+            device,
+        )];
         layers.extend(hidden_stack(hidden, rng, device));
         let out = uniform_linear(last, 1, OUTPUT_INIT_BOUND, true, rng, device);
         Self {
@@ -156,7 +167,11 @@ mod tests {
         for layer_norm in [false, true] {
             let actor = Actor::new(5, &[16, 8], layer_norm, &mut rng, &device);
             let critic = Critic::new(5, &[16, 8], layer_norm, &mut rng, &device);
-            let states = Tensor::<2>::random([7, 5], burn::tensor::Distribution::Normal(0.0, 3.0), &device);
+            let states = Tensor::<2>::random(
+                [7, 5],
+                burn::tensor::Distribution::Normal(0.0, 3.0),
+                &device,
+            );
             let actions = actor.forward(states.clone());
             assert_eq!(actions.dims(), [7, 1]);
             let a = actions.clone().into_data().try_to_vec::<f32>().unwrap();

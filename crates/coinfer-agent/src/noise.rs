@@ -27,7 +27,11 @@ impl TruncatedNormal {
         if mean.is_nan() {
             return None;
         }
-        let sigma = if sigma.is_finite() && sigma > 0.0 { sigma } else { 0.0 };
+        let sigma = if sigma.is_finite() && sigma > 0.0 {
+            sigma
+        } else {
+            0.0
+        };
         Some(Self {
             mean: mean.clamp(0.0, 1.0),
             sigma,
@@ -75,7 +79,10 @@ mod tests {
                 let dist = TruncatedNormal::new(mean, sigma).unwrap();
                 for _ in 0..200 {
                     let x = dist.sample(&mut rng);
-                    assert!((0.0..=1.0).contains(&x), "mean {mean} sigma {sigma} gave {x}");
+                    assert!(
+                        (0.0..=1.0).contains(&x),
+                        "mean {mean} sigma {sigma} gave {x}"
+                    );
                 }
             }
         }
@@ -98,8 +105,14 @@ mod tests {
     #[test]
     fn zero_sigma_returns_the_clamped_mean_and_nan_mean_is_refused() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        assert_eq!(TruncatedNormal::new(0.7, 0.0).unwrap().sample(&mut rng), 0.7);
-        assert_eq!(TruncatedNormal::new(1.7, 0.0).unwrap().sample(&mut rng), 1.0);
+        assert_eq!(
+            TruncatedNormal::new(0.7, 0.0).unwrap().sample(&mut rng),
+            0.7
+        );
+        assert_eq!(
+            TruncatedNormal::new(1.7, 0.0).unwrap().sample(&mut rng),
+            1.0
+        );
         assert!(TruncatedNormal::new(f32::NAN, 0.5).is_none());
     }
 

@@ -82,8 +82,14 @@ impl ReplayBuffer {
 
     /// Transitions from oldest to newest.
     pub fn iter(&self) -> impl Iterator<Item = &Transition> {
-        let split = if self.transitions.len() < self.capacity { 0 } else { self.next };
-        self.transitions[split..].iter().chain(&self.transitions[..split])
+        let split = if self.transitions.len() < self.capacity {
+            0
+        } else {
+            self.next
+        };
+        self.transitions[split..]
+            .iter()
+            .chain(&self.transitions[..split])
     }
 
     /// `batch_size` transitions drawn uniformly with replacement; `None` when empty.
@@ -116,7 +122,8 @@ impl ReplayBuffer {
         self.capacity > 0
             && self.transitions.len() <= self.capacity
             && self.next < self.capacity
-            && (self.transitions.len() == self.capacity || self.next == self.transitions.len() % self.capacity)
+            && (self.transitions.len() == self.capacity
+                || self.next == self.transitions.len() % self.capacity)
             && self
                 .transitions
                 .iter()
@@ -136,7 +143,7 @@ mod tests {
             action: tag / 10.0,
             reward: tag,
             next_state: vec![tag + 1.0, 0.0],
-            done: tag as usize % 2 == 0,
+            done: (tag as usize).is_multiple_of(2),
         }
     }
 
@@ -176,11 +183,21 @@ mod tests {
         assert_eq!(batch.states.len(), 128);
         for i in 0..batch.len {
             let tag = batch.rewards[i];
-            assert!((4.0..=6.0).contains(&tag), "evicted transition {tag} sampled");
+            assert!(
+                (4.0..=6.0).contains(&tag),
+                "evicted transition {tag} sampled"
+            );
             assert_eq!(batch.states[2 * i], tag);
             assert_eq!(batch.next_states[2 * i], tag + 1.0);
             assert_eq!(batch.actions[i], tag / 10.0);
-            assert_eq!(batch.not_done[i], if tag as usize % 2 == 0 { 0.0 } else { 1.0 });
+            assert_eq!(
+                batch.not_done[i],
+                if (tag as usize).is_multiple_of(2) {
+                    0.0
+                } else {
+                    1.0
+                }
+            );
         }
         // All three survivors show up in 64 draws.
         for tag in [4.0, 5.0, 6.0] {

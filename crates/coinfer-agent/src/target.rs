@@ -99,7 +99,15 @@ mod tests {
     #[test]
     fn same_seed_gives_same_weights_and_different_seed_different() {
         let device = Device::flex();
-        let build = |seed| Actor::new(3, &[8, 8], true, &mut ChaCha8Rng::seed_from_u64(seed), &device);
+        let build = |seed| {
+            Actor::new(
+                3,
+                &[8, 8],
+                true,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                &device,
+            )
+        };
         assert_eq!(flat_params(&build(1)), flat_params(&build(1)));
         assert_ne!(flat_params(&build(1)), flat_params(&build(2)));
     }

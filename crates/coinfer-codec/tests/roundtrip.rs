@@ -25,7 +25,7 @@ fn shape_and_values() -> impl Strategy<Value = ([usize; 4], Vec<f32>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
     fn quant_decode_is_exactly_the_dequantized_feature(

@@ -453,7 +453,7 @@ pub fn measure_forward(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use coinfer_split::zoo;
 

@@ -1,1 +1,57 @@
-//! tmp
+//! On-device sparsification for coinfer: structured L1 filter pruning of a [`Network`]'s spec
+//! and weights, unstructured magnitude masks, and the analytic costs that show what they save.
+//!
+//! [`prune`] removes whole filters (the ones with the smallest L1 norm) from the prunable
+//! layers ([`prunable_layers`]; the rule is in [`layers`]) together with the input channels
+//! that read them, so the pruned network has a smaller spec and really runs faster. Ratios
+//! ([`PruneRatios`]) are the fraction of filters removed per layer, validated against the
+//! spec once. [`magnitude_mask`] zeroes weights without changing shapes; [`flops`] costs a
+//! spec block by block.
+//!
+//! ```
+//! use burn::prelude::*;
+//! use coinfer_split::{zoo, Network};
+//! use coinfer_sparsity::{flops, prune, BlockCost, PruneRatios};
+//!
+//! let device = Device::flex();
+//! let net = Network::new(zoo::resnet_mini(10), &device)?.valid();
+//! let pruned = prune(&net, &PruneRatios::Uniform(0.5))?;
+//!
+//! let macs = |spec| -> Result<u64, coinfer_sparsity::SparsityError> {
+//!     Ok(flops(spec)?.into_iter().sum::<BlockCost>().macs)
+//! };
+//! let (dense, sparse) = (macs(net.spec())?, macs(pruned.spec())?);
+//! assert!(sparse < dense);
+//! println!("MACs: {dense} -> {sparse} ({:.0}%)", 100.0 * sparse as f64 / dense as f64);
+//!
+//! let logits = pruned.logits(Tensor::<4>::zeros([1, 1, 28, 28], &device))?;
+//! assert_eq!(logits.dims(), [1, 10]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//! - `flex` (default): burn's pure-Rust CPU backend.
+//! - `ndarray`: burn's NdArray CPU backend.
+//! - `wgpu`: GPU through wgpu.
+
+#![warn(missing_docs)]
+
+mod check;
+mod cost;
+mod error;
+pub mod layers;
+mod mask;
+mod prune;
+mod ratios;
+mod tensors;
+
+pub use check::check_weights;
+pub use cost::{BlockCost, flops};
+pub use error::SparsityError;
+pub use layers::{PrunableKind, PrunableLayer, prunable_layers};
+pub use mask::{LayerSparsity, MaskLayer, MaskReport, MaskSparsity, magnitude_mask, mask_layers};
+pub use prune::{prune, prune_spec};
+pub use ratios::{PruneRatios, kept_channels};
+
+#[doc(no_inline)]
+pub use coinfer_split::Network;

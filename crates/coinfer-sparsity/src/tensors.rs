@@ -9,8 +9,7 @@ use crate::SparsityError;
 pub(crate) fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, SparsityError> {
     tensor
         .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| SparsityError::Readback(format!("{e:?}")))
 }
 

@@ -12,9 +12,11 @@
 //!   - max pooling: `k² − 1` comparisons per output element; average pooling: `k²` per output
 //!     element (`k² − 1` adds and a divide); global average pooling: one per input element;
 //!   - flatten is a reshape: 0.
-//! - **Parameters** are the trainable weights burn counts with `num_params()`: convolution
-//!   kernels (no bias), batch-norm scale and shift (`2 · C`; the running mean and variance are
-//!   state, not parameters), linear weights and biases.
+//! - **Parameters** are the stored weights exactly as burn's `num_params()` counts them:
+//!   convolution kernels (no bias), linear weights and biases, and `4 · C` per batch norm: the
+//!   learned scale and shift *and* the running mean and variance, which burn visits like
+//!   parameters (they ship with the model, so they count for its size; subtract `2 · C` per
+//!   batch norm for the trainable count).
 //! - **Activation bytes** are those of the block's output at float32 (4 bytes per element):
 //!   what crosses the link uncompressed if the network is cut after that block.
 
@@ -41,7 +43,8 @@ pub struct BlockCost {
     pub macs: u64,
     /// Floating-point operations (see the [module docs](self) for what is counted).
     pub flops: u64,
-    /// Trainable parameters (equal to burn's `num_params()` of the block).
+    /// Stored parameters (equal to burn's `num_params()` of the block; see the
+    /// [module docs](self)).
     pub params: u64,
     /// Elements of the output activation.
     pub activation_elements: u64,
@@ -58,7 +61,7 @@ pub struct CostTotals {
     pub macs: u64,
     /// Floating-point operations.
     pub flops: u64,
-    /// Trainable parameters.
+    /// Stored parameters (as burn's `num_params()`).
     pub params: u64,
 }
 
@@ -200,7 +203,8 @@ fn conv_bn(in_channels: u64, out_channels: u64, kernel: u64, out_pixels: u64) ->
     ConvBn {
         macs,
         flops: 2 * macs + 2 * bn_elements,
-        params: weights + 2 * out_channels,
+        // Scale, shift, running mean and running variance: burn's num_params() counts all four.
+        params: weights + 4 * out_channels,
     }
 }
 
@@ -290,16 +294,26 @@ mod tests {
             let cost = NetCost::of(&spec).unwrap();
             let net = Network::new(spec.clone(), &device).unwrap();
             for (i, block) in cost.blocks.iter().enumerate() {
-                assert_eq!(block.params, block_params(&net, i), "{} block {i}", spec.name);
+                assert_eq!(
+                    block.params,
+                    block_params(&net, i),
+                    "{} block {i}",
+                    spec.name
+                );
             }
-            assert_eq!(cost.totals().params, net.num_params() as u64, "{}", spec.name);
+            assert_eq!(
+                cost.totals().params,
+                net.num_params() as u64,
+                "{}",
+                spec.name
+            );
         }
     }
 
     #[test]
     fn params_equal_burn_num_params_for_a_pruned_spec() {
         let mut spec = zoo::resnet_mini(10);
-        if let BlockSpec::BasicBlock { mid_channels, .. } = &mut spec.blocks[3] {
+        if let BlockSpec::BasicBlock { mid_channels, .. } = &mut spec.blocks[2] {
             *mid_channels = 17;
         }
         if let BlockSpec::ConvBnRelu { out_channels, .. } = &mut spec.blocks[0] {
@@ -319,20 +333,61 @@ mod tests {
         assert_eq!(cost.blocks[0].macs, 9 * 32 * 784);
         // + BN (2/elt) + ReLU (1/elt) on 32·784 elements.
         assert_eq!(cost.blocks[0].flops, 2 * 9 * 32 * 784 + 3 * 32 * 784);
-        // Max pool 2×2 to 32×14×14: no MACs, 3 comparisons per output.
-        assert_eq!(cost.blocks[1].macs, 0);
-        assert_eq!(cost.blocks[1].flops, 3 * 32 * 14 * 14);
+        // 288 kernel weights + 4 · 32 batch-norm values.
+        assert_eq!(cost.blocks[0].params, 288 + 128);
+        // Basic block 32 → 32, stride 2, 28×28 → 14×14: 3×3 32→32, 3×3 32→32, 1×1 32→32.
+        let pixels = 14 * 14;
+        assert_eq!(
+            cost.blocks[1].macs,
+            9 * 32 * 32 * pixels + 9 * 32 * 32 * pixels + 32 * 32 * pixels
+        );
         // Basic block 32 → 64, stride 2, 14×14 → 7×7: 3×3 32→64, 3×3 64→64, 1×1 32→64.
         let pixels = 7 * 7;
         assert_eq!(
-            cost.blocks[3].macs,
+            cost.blocks[2].macs,
             9 * 32 * 64 * pixels + 9 * 64 * 64 * pixels + 32 * 64 * pixels
         );
-        // Identity shortcut in the first basic block (32 → 32, stride 1): two 3×3 convs.
-        assert_eq!(cost.blocks[2].macs, 2 * 9 * 32 * 32 * 14 * 14);
-        // Classifier 128 → 10.
+        // FLOPs of that block: 2·MACs + BN on mid, out and the projection (2/elt each)
+        // + ReLU on mid + add and ReLU on out.
+        let (mid, out) = (64 * pixels, 64 * pixels);
+        assert_eq!(
+            cost.blocks[2].flops,
+            2 * cost.blocks[2].macs + 2 * (mid + out + out) + mid + 2 * out
+        );
+        // Global pooling reads 128 × 4 × 4; the classifier is 128 → 10.
+        assert_eq!((cost.blocks[4].macs, cost.blocks[4].flops), (0, 128 * 16));
         let last = cost.blocks.last().unwrap();
         assert_eq!((last.macs, last.params), (1280, 1290));
+    }
+
+    #[test]
+    fn pooling_costs_by_hand() {
+        let spec = NetSpec {
+            name: "pools".into(),
+            input: FeatureShape::image(3, 8, 8),
+            blocks: vec![
+                BlockSpec::MaxPool {
+                    kernel: 2,
+                    stride: 2,
+                    padding: 0,
+                },
+                BlockSpec::AvgPool {
+                    kernel: 3,
+                    stride: 1,
+                    padding: 1,
+                },
+                BlockSpec::Flatten,
+                BlockSpec::Linear {
+                    out_features: 5,
+                    relu: true,
+                },
+            ],
+        };
+        let cost = NetCost::of(&spec).unwrap();
+        let flops: Vec<u64> = cost.blocks.iter().map(|b| b.flops).collect();
+        // 3 comparisons per 3×4×4 output; 9 per 3×4×4 output; free; 2·48·5 + bias 5 + ReLU 5.
+        assert_eq!(flops, [3 * 48, 9 * 48, 0, 2 * 48 * 5 + 10]);
+        assert_eq!(cost.totals().macs, 48 * 5);
     }
 
     #[test]
@@ -351,10 +406,10 @@ mod tests {
         let prefix = cost.prefix_flops();
         assert_eq!(prefix.len(), cost.len() + 1);
         assert_eq!(prefix[cost.len()], cost.totals().flops);
-        for s in 0..=cost.len() {
+        for (s, &flops_before) in prefix.iter().enumerate() {
             let device = cost.device_part(s).unwrap();
             let edge = cost.edge_part(s).unwrap();
-            assert_eq!(device.flops, prefix[s]);
+            assert_eq!(device.flops, flops_before);
             assert_eq!(device.flops + edge.flops, cost.totals().flops);
             assert_eq!(device.params + edge.params, cost.totals().params);
             assert_eq!(device.blocks + edge.blocks, cost.len());
@@ -369,11 +424,13 @@ mod tests {
     fn pruning_a_block_reduces_its_flops() {
         let dense = NetCost::of(&zoo::resnet_mini(10)).unwrap();
         let mut spec = zoo::resnet_mini(10);
-        if let BlockSpec::BasicBlock { mid_channels, .. } = &mut spec.blocks[2] {
+        if let BlockSpec::BasicBlock { mid_channels, .. } = &mut spec.blocks[1] {
             *mid_channels = 16;
         }
         let pruned = NetCost::of(&spec).unwrap();
-        assert!(pruned.blocks[2].flops < dense.blocks[2].flops);
-        assert_eq!(pruned.blocks[3], dense.blocks[3]);
+        assert!(pruned.blocks[1].flops < dense.blocks[1].flops);
+        assert!(pruned.blocks[1].params < dense.blocks[1].params);
+        assert_eq!(pruned.blocks[1].output, dense.blocks[1].output);
+        assert_eq!(pruned.blocks[2], dense.blocks[2]);
     }
 }

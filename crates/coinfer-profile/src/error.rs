@@ -37,7 +37,9 @@ pub enum ProfileError {
         reason: String,
     },
     /// A split point past the last block.
-    #[error("split point {split} is out of range: the network has {blocks} blocks (valid: 0..={blocks})")]
+    #[error(
+        "split point {split} is out of range: the network has {blocks} blocks (valid: 0..={blocks})"
+    )]
     SplitOutOfRange {
         /// The requested split point.
         split: usize,
@@ -55,7 +57,9 @@ pub enum ProfileError {
         known: String,
     },
     /// A measured preset (e.g. `this-machine`) was resolved without a measured table.
-    #[error("preset `{preset}` scales a measured profile table; measure one first (measure_blocks) and pass it")]
+    #[error(
+        "preset `{preset}` scales a measured profile table; measure one first (measure_blocks) and pass it"
+    )]
     TableRequired {
         /// The preset's name.
         preset: String,

@@ -79,12 +79,14 @@ pub struct Breakdown {
 /// use coinfer_profile::{LatencyModel, PlanCost};
 /// use coinfer_split::zoo;
 ///
-/// let model = LatencyModel::from_presets("device-1gflops", "link-10mbps", "edge-gpu", None)?;
+/// let model = LatencyModel::from_presets("device-1gflops", "link-100mbps", "edge-gpu", None)?;
 /// let net = zoo::resnet_mini(10);
 /// let times: Vec<f64> = (0..=net.blocks.len())
 ///     .map(|s| Ok(model.predict(&PlanCost::uncompressed(&net, s)?)?.total))
 ///     .collect::<Result<_, coinfer_profile::ProfileError>>()?;
-/// assert_eq!(times.len(), 9);
+/// assert_eq!(times.len(), net.blocks.len() + 1);
+/// // On a 100 Mbit/s link, sending the input to the edge GPU beats a 1 GFLOP/s phone.
+/// assert!(times[0] < times[net.blocks.len()]);
 /// # Ok::<(), coinfer_profile::ProfileError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,7 +153,7 @@ impl LatencyModel {
         check_non_negative("plan.decode_s", plan.decode_s)?;
 
         let device_times = self.device.block_times(plan.network)?;
-        let device: f64 = device_times[..plan.split].iter().sum();
+        let device = seconds_sum(&device_times[..plan.split]);
         if plan.split == blocks {
             return Ok(Breakdown {
                 device,
@@ -160,7 +162,7 @@ impl LatencyModel {
             });
         }
         let edge_times = self.edge.block_times(plan.network)?;
-        let edge: f64 = edge_times[plan.split..].iter().sum();
+        let edge = seconds_sum(&edge_times[plan.split..]);
         let transmit = self.link.transmit_s(plan.payload_bits);
         let rtt = self.link.rtt_s;
         Ok(Breakdown {
@@ -173,6 +175,11 @@ impl LatencyModel {
             total: device + plan.encode_s + transmit + rtt + plan.decode_s + edge,
         })
     }
+}
+
+/// Sum of times; `+0.0` for none (std's float `sum` starts at `-0.0`, which prints as "-0").
+pub(crate) fn seconds_sum(times: &[f64]) -> f64 {
+    times.iter().fold(0.0, |acc, t| acc + t)
 }
 
 #[cfg(test)]
@@ -243,7 +250,11 @@ mod tests {
         assert_close(t.decode, 0.003, "decode");
         // Flatten is free; linear 195 / 1e4 + 1 ms.
         assert_close(t.edge, 0.0195 + 0.001, "edge");
-        assert_close(t.total, 0.682 + 0.002 + 0.336 + 0.05 + 0.003 + 0.0205, "total");
+        assert_close(
+            t.total,
+            0.682 + 0.002 + 0.336 + 0.05 + 0.003 + 0.0205,
+            "total",
+        );
     }
 
     #[test]
@@ -253,6 +264,7 @@ mod tests {
         assert_eq!(plan.payload_bits, 16 * 32);
         let t = model().predict(&plan).unwrap();
         assert_eq!(t.device, 0.0);
+        assert!(t.device.is_sign_positive(), "device time is +0, not -0");
         assert_close(t.transmit, (512.0 + 80.0) / 1e3, "transmit");
         assert_close(t.edge, (0.0672 + 0.001) + (0.0195 + 0.001), "edge");
         assert_close(t.total, 0.592 + 0.05 + 0.0887, "total");
@@ -270,7 +282,10 @@ mod tests {
         };
         let t = model().predict(&plan).unwrap();
         assert_close(t.device, 0.682 + 0.0 + 0.205, "device");
-        assert_eq!((t.encode, t.transmit, t.rtt, t.decode, t.edge), (0.0, 0.0, 0.0, 0.0, 0.0));
+        assert_eq!(
+            (t.encode, t.transmit, t.rtt, t.decode, t.edge),
+            (0.0, 0.0, 0.0, 0.0, 0.0)
+        );
         assert_close(t.total, 0.887, "total");
     }
 
@@ -286,7 +301,10 @@ mod tests {
         };
         assert!(matches!(
             model().predict(&plan),
-            Err(ProfileError::SplitOutOfRange { split: 4, blocks: 3 })
+            Err(ProfileError::SplitOutOfRange {
+                split: 4,
+                blocks: 3
+            })
         ));
         assert!(matches!(
             PlanCost::uncompressed(&net, 4),
@@ -364,7 +382,10 @@ mod tests {
         .unwrap();
         let net = tiny();
         let plan = PlanCost::uncompressed(&net, 1).unwrap();
-        assert!(matches!(model.predict(&plan), Err(ProfileError::TableMismatch { .. })));
+        assert!(matches!(
+            model.predict(&plan),
+            Err(ProfileError::TableMismatch { .. })
+        ));
     }
 
     #[test]
@@ -386,8 +407,12 @@ mod tests {
             )
             .unwrap(),
         ] {
-            let a = model.predict(&PlanCost::uncompressed(&dense, 4).unwrap()).unwrap();
-            let b = model.predict(&PlanCost::uncompressed(&pruned, 4).unwrap()).unwrap();
+            let a = model
+                .predict(&PlanCost::uncompressed(&dense, 4).unwrap())
+                .unwrap();
+            let b = model
+                .predict(&PlanCost::uncompressed(&pruned, 4).unwrap())
+                .unwrap();
             assert!(b.device < a.device, "{a:?} vs {b:?}");
             assert_eq!((a.transmit, a.edge), (b.transmit, b.edge));
         }
@@ -395,7 +420,8 @@ mod tests {
 
     #[test]
     fn codec_times_come_from_the_device_and_the_edge() {
-        let (enc, dec) = model().codec_times(&CodecCompute { flops: 1000 }, &CodecCompute { flops: 1000 });
+        let (enc, dec) =
+            model().codec_times(&CodecCompute { flops: 1000 }, &CodecCompute { flops: 1000 });
         assert_close(enc, 1.0 + 0.01, "encode");
         assert_close(dec, 0.1 + 0.001, "decode");
     }
@@ -403,7 +429,9 @@ mod tests {
     #[test]
     fn breakdown_round_trips_through_json() {
         let net = tiny();
-        let t = model().predict(&PlanCost::uncompressed(&net, 1).unwrap()).unwrap();
+        let t = model()
+            .predict(&PlanCost::uncompressed(&net, 1).unwrap())
+            .unwrap();
         let back: Breakdown = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
         assert_eq!(back, t);
     }

@@ -6,7 +6,7 @@
 //! | `device-1gflops` | compute | 1 GFLOP/s, 50 µs per block (low-end phone CPU) |
 //! | `device-10gflops` | compute | 10 GFLOP/s, 20 µs per block (mid-range phone CPU) |
 //! | `edge-gpu` | compute | 1 TFLOP/s, 30 µs per block (edge server GPU) |
-//! | `edge-cpu` | compute | 50 GFLOP/s, 10 µs per block (edge server CPU) |
+//! | `edge-cpu` | compute | 200 GFLOP/s, 10 µs per block (edge server CPU) |
 //! | `this-machine` | compute | the table measured on the running backend, slowdown 1 |
 //! | `link-1mbps` | link | 1 Mbit/s, 50 ms RTT |
 //! | `link-10mbps` | link | 10 Mbit/s, 20 ms RTT |
@@ -41,8 +41,14 @@ pub const EDGE_PRESETS: [&str; 3] = ["edge-gpu", "edge-cpu", "this-machine"];
 pub const LINK_PRESETS: [&str; 3] = ["link-1mbps", "link-10mbps", "link-100mbps"];
 
 const COMPUTE_FILES: [(&str, &str); 5] = [
-    ("device-1gflops", include_str!("../presets/device-1gflops.json")),
-    ("device-10gflops", include_str!("../presets/device-10gflops.json")),
+    (
+        "device-1gflops",
+        include_str!("../presets/device-1gflops.json"),
+    ),
+    (
+        "device-10gflops",
+        include_str!("../presets/device-10gflops.json"),
+    ),
     ("edge-gpu", include_str!("../presets/edge-gpu.json")),
     ("edge-cpu", include_str!("../presets/edge-cpu.json")),
     ("this-machine", include_str!("../presets/this-machine.json")),
@@ -172,13 +178,22 @@ mod tests {
             assert_eq!(link.name, name);
             assert!(!link.description.is_empty(), "{name}");
         }
-        let rates: Vec<f64> = LINK_PRESETS.iter().map(|n| link_preset(n).unwrap().rate_bps).collect();
+        let rates: Vec<f64> = LINK_PRESETS
+            .iter()
+            .map(|n| link_preset(n).unwrap().rate_bps)
+            .collect();
         assert_eq!(rates, [1e6, 1e7, 1e8]);
     }
 
     #[test]
     fn paper_regime_figures() {
-        let rate = |name| compute_preset(name).unwrap().resolve(None).unwrap().effective_flops_per_s();
+        let rate = |name| {
+            compute_preset(name)
+                .unwrap()
+                .resolve(None)
+                .unwrap()
+                .effective_flops_per_s()
+        };
         assert_eq!(rate("device-1gflops"), 1e9);
         assert_eq!(rate("device-10gflops"), 1e10);
         assert!(rate("edge-gpu") > rate("edge-cpu"));
@@ -205,7 +220,10 @@ mod tests {
         let err = compute_preset("device-9000").unwrap_err();
         assert!(err.to_string().contains("device-1gflops"), "{err}");
         let err = link_preset("link-56k").unwrap_err();
-        assert!(matches!(err, ProfileError::UnknownPreset { kind: "link", .. }), "{err}");
+        assert!(
+            matches!(err, ProfileError::UnknownPreset { kind: "link", .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("link-10mbps"), "{err}");
     }
 }

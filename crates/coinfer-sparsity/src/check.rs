@@ -44,8 +44,13 @@ pub fn check_weights(network: &Network) -> Result<(), SparsityError> {
                 },
                 Block::ConvBnRelu(m),
             ) => {
-                check_conv("conv", &m.conv, [out_channels, input, kernel, kernel], stride)
-                    .map_err(mismatch)?;
+                check_conv(
+                    "conv",
+                    &m.conv,
+                    [out_channels, input, kernel, kernel],
+                    stride,
+                )
+                .map_err(mismatch)?;
                 check_bn("bn", &m.bn, out_channels).map_err(mismatch)?;
             }
             (
@@ -65,8 +70,13 @@ pub fn check_weights(network: &Network) -> Result<(), SparsityError> {
                 let projection = stride != 1 || input != out_channels;
                 match (&m.shortcut, projection) {
                     (Some(p), true) => {
-                        check_conv("shortcut conv", &p.conv, [out_channels, input, 1, 1], stride)
-                            .map_err(mismatch)?;
+                        check_conv(
+                            "shortcut conv",
+                            &p.conv,
+                            [out_channels, input, 1, 1],
+                            stride,
+                        )
+                        .map_err(mismatch)?;
                         check_bn("shortcut bn", &p.bn, out_channels).map_err(mismatch)?;
                     }
                     (None, false) => {}
@@ -150,7 +160,11 @@ fn check_conv(name: &str, conv: &Conv2d, dims: [usize; 4], stride: usize) -> Res
     if let Some(bias) = &conv.bias
         && bias.dims() != [dims[0]]
     {
-        return Err(format!("{name} bias is {:?}, expected [{}]", bias.dims(), dims[0]));
+        return Err(format!(
+            "{name} bias is {:?}, expected [{}]",
+            bias.dims(),
+            dims[0]
+        ));
     }
     Ok(())
 }

@@ -47,6 +47,11 @@ pub struct PrunableLayer {
     pub kind: PrunableKind,
     /// Its current number of filters (output channels).
     pub channels: usize,
+    /// The block whose input channels shrink with it: `block` itself for a basic block's
+    /// inner convolution, a later block for a conv-bn-relu. Pruning a layer whose consumer
+    /// lies past a split point changes the edge half too, so prune the whole network and then
+    /// split it.
+    pub consumer: usize,
 }
 
 /// The block that reads a prunable layer's output channels and must lose the same inputs.
@@ -67,6 +72,17 @@ pub(crate) enum Consumer {
     },
 }
 
+impl Consumer {
+    /// The consumer's block index; `own` for the inner convolution of a basic block.
+    fn block(self, own: usize) -> usize {
+        match self {
+            Consumer::InnerConv2 => own,
+            Consumer::Conv(block) | Consumer::Projection(block) => block,
+            Consumer::Linear { block, .. } => block,
+        }
+    }
+}
+
 /// The prunable layers of `spec`, in block order (see the [module docs](self) for the rule).
 ///
 /// A per-layer ratio vector ([`PruneRatios::PerLayer`](crate::PruneRatios::PerLayer)) is
@@ -77,10 +93,11 @@ pub(crate) enum Consumer {
 /// use coinfer_sparsity::{prunable_layers, PrunableKind};
 ///
 /// let layers = prunable_layers(&zoo::resnet_mini(10))?;
-/// // The stem feeds an identity-shortcut block, so only the three residual blocks' inner
-/// // convolutions are prunable.
-/// assert_eq!(layers.iter().map(|l| l.block).collect::<Vec<_>>(), [2, 3, 4]);
-/// assert!(layers.iter().all(|l| l.kind == PrunableKind::BasicBlockInner));
+/// // The stem feeds a stride-2 block (projection shortcut); then the three inner convolutions.
+/// assert_eq!(layers.iter().map(|l| l.block).collect::<Vec<_>>(), [0, 1, 2, 3]);
+/// assert_eq!(layers[0].kind, PrunableKind::ConvBnRelu);
+/// assert_eq!(layers[0].consumer, 1);
+/// assert!(layers[1..].iter().all(|l| l.kind == PrunableKind::BasicBlockInner));
 /// # Ok::<(), coinfer_sparsity::SparsityError>(())
 /// ```
 pub fn prunable_layers(spec: &NetSpec) -> Result<Vec<PrunableLayer>, SparsityError> {
@@ -117,6 +134,7 @@ pub(crate) fn layer_at(
                 block,
                 kind: PrunableKind::BasicBlockInner,
                 channels: mid_channels,
+                consumer: block,
             },
             Consumer::InnerConv2,
         )),
@@ -127,6 +145,7 @@ pub(crate) fn layer_at(
                     block,
                     kind: PrunableKind::ConvBnRelu,
                     channels: out_channels,
+                    consumer: consumer.block(block),
                 },
                 consumer,
             ))
@@ -139,9 +158,13 @@ pub(crate) fn layer_at(
 }
 
 /// The block reading the output of the `ConvBnRelu` at `block`, skipping pooling.
-fn conv_consumer(spec: &NetSpec, shapes: &[FeatureShape], block: usize) -> Result<Consumer, String> {
-    for next in block + 1..spec.blocks.len() {
-        match spec.blocks[next] {
+fn conv_consumer(
+    spec: &NetSpec,
+    shapes: &[FeatureShape],
+    block: usize,
+) -> Result<Consumer, String> {
+    for (next, next_spec) in spec.blocks.iter().enumerate().skip(block + 1) {
+        match *next_spec {
             BlockSpec::MaxPool { .. } | BlockSpec::AvgPool { .. } | BlockSpec::GlobalAvgPool => {}
             BlockSpec::ConvBnRelu { .. } => return Ok(Consumer::Conv(next)),
             BlockSpec::BasicBlock {
@@ -177,7 +200,9 @@ fn conv_consumer(spec: &NetSpec, shapes: &[FeatureShape], block: usize) -> Resul
                 };
             }
             BlockSpec::Linear { .. } => {
-                return Err(format!("block {next} is a linear layer without a flatten before it"));
+                return Err(format!(
+                    "block {next} is a linear layer without a flatten before it"
+                ));
             }
         }
     }

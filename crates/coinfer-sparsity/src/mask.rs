@@ -71,7 +71,13 @@ pub fn mask_layers(spec: &NetSpec) -> Result<Vec<MaskLayer>, SparsityError> {
     let mut layers = Vec::new();
     for (block, (block_spec, io)) in spec.blocks.iter().zip(shapes.windows(2)).enumerate() {
         let c_in = io[0].channels;
-        let mut push = |name, weights| layers.push(MaskLayer { block, name, weights });
+        let mut push = |name, weights| {
+            layers.push(MaskLayer {
+                block,
+                name,
+                weights,
+            })
+        };
         match *block_spec {
             BlockSpec::ConvBnRelu {
                 out_channels,

@@ -16,9 +16,9 @@
 //! can be applied to them by mistake); tensors that do not change are shared with the input
 //! network, so ratio 0 gives back exactly the same network.
 
+use burn::module::RunningState;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
-use burn::module::RunningState;
 use coinfer_split::model::{BasicBlock, Block, ConvBnRelu, LinearBlock, Projection};
 use coinfer_split::{BlockSpec, NetModule, NetSpec, Network};
 
@@ -36,9 +36,14 @@ use crate::{PruneRatios, SparsityError};
 /// use coinfer_split::{zoo, BlockSpec};
 /// use coinfer_sparsity::{prune_spec, PruneRatios};
 ///
-/// let pruned = prune_spec(&zoo::resnet_mini(10), &PruneRatios::PerLayer(vec![0.5, 0.25, 0.0]))?;
+/// let ratios = PruneRatios::PerLayer(vec![0.5, 0.0, 0.25, 0.0]);
+/// let pruned = prune_spec(&zoo::resnet_mini(10), &ratios)?;
 /// assert_eq!(
-///     pruned.blocks[3],
+///     pruned.blocks[0],
+///     BlockSpec::ConvBnRelu { out_channels: 16, kernel: 3, stride: 1, padding: 1 }
+/// );
+/// assert_eq!(
+///     pruned.blocks[2],
 ///     BlockSpec::BasicBlock { mid_channels: 48, out_channels: 64, stride: 2 }
 /// );
 /// # Ok::<(), coinfer_sparsity::SparsityError>(())

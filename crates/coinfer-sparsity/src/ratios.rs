@@ -85,7 +85,10 @@ impl PruneRatios {
     }
 
     /// Every prunable layer with its consumer and kept filter count.
-    pub(crate) fn resolve_layers(&self, spec: &NetSpec) -> Result<Vec<ResolvedLayer>, SparsityError> {
+    pub(crate) fn resolve_layers(
+        &self,
+        spec: &NetSpec,
+    ) -> Result<Vec<ResolvedLayer>, SparsityError> {
         let ratios = self.resolve(spec)?;
         let shapes = spec.shapes()?;
         prunable_layers(spec)?
@@ -151,7 +154,11 @@ mod tests {
         ];
         for r in ratios {
             let json = serde_json::to_string(&r).unwrap();
-            assert_eq!(serde_json::from_str::<PruneRatios>(&json).unwrap(), r, "{json}");
+            assert_eq!(
+                serde_json::from_str::<PruneRatios>(&json).unwrap(),
+                r,
+                "{json}"
+            );
         }
         assert_eq!(
             serde_json::to_string(&PruneRatios::Uniform(0.5)).unwrap(),

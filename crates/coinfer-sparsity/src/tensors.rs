@@ -14,7 +14,11 @@ pub(crate) fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Spar
 }
 
 /// `tensor` restricted to `indices` along `dim`, detached from any autodiff graph.
-pub(crate) fn select<const D: usize>(tensor: Tensor<D>, dim: usize, indices: &[usize]) -> Tensor<D> {
+pub(crate) fn select<const D: usize>(
+    tensor: Tensor<D>,
+    dim: usize,
+    indices: &[usize],
+) -> Tensor<D> {
     let device = tensor.device();
     let ints: Vec<i32> = indices.iter().map(|&i| i as i32).collect();
     let index = Tensor::<1, Int>::from_ints(TensorData::new(ints, [indices.len()]), &device);

@@ -1,0 +1,180 @@
+//! [`SplitPlan`]: the contract between the search and deployment (design §2).
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use coinfer_codec::{AutoencoderCodec, CodecId, FeatureCodec, fixed_codec};
+use coinfer_profile::Breakdown;
+use coinfer_split::Network;
+use serde::{Deserialize, Serialize};
+
+use crate::AutomlError;
+
+/// Where a deployed plan's weights live (paths relative to the plan file's folder) and their
+/// digests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanArtifacts {
+    /// The pruned, fine-tuned device half (`Network::save` format).
+    pub device: String,
+    /// The edge half.
+    pub edge: String,
+    /// The autoencoder weights, for a learned codec.
+    pub codec: Option<String>,
+    /// `Network::digest` of the device half.
+    pub device_digest: String,
+    /// `Network::digest` of the edge half.
+    pub edge_digest: String,
+}
+
+/// The chosen way to run a network across device and edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitPlan {
+    /// Name of the backbone's spec.
+    pub model: String,
+    /// `Network::digest` of the trained, unpruned backbone the plan was searched on.
+    pub backbone_digest: String,
+    /// Blocks `[0, split)` run on the device.
+    pub split: usize,
+    /// Block index of each pruned device layer.
+    pub pruned_blocks: Vec<usize>,
+    /// Fraction of filters removed from each of those layers.
+    pub prune_ratios: Vec<f32>,
+    /// Filters kept by each of those layers.
+    pub kept_channels: Vec<usize>,
+    /// The feature codec.
+    pub codec: CodecId,
+    /// Payload bits per sample.
+    pub payload_bits: u64,
+    /// Validation accuracy during the search (before fine-tuning).
+    pub search_accuracy: f32,
+    /// Test accuracy after fine-tuning, with the real codec in the loop.
+    pub test_accuracy: Option<f32>,
+    /// Predicted latency breakdown, seconds.
+    pub predicted: Breakdown,
+    /// Reward the plan was chosen with.
+    pub reward: f32,
+    /// Names of the device, link and edge profiles the prediction used.
+    pub profiles: [String; 3],
+    /// The exported weights, once the plan is deployed to a folder.
+    pub artifacts: Option<PlanArtifacts>,
+}
+
+/// A plan's parts, loaded and checked, ready to serve.
+pub struct DeployedPlan {
+    /// The plan.
+    pub plan: SplitPlan,
+    /// The device half.
+    pub device: Network,
+    /// The edge half.
+    pub edge: Network,
+    /// The codec.
+    pub codec: Box<dyn FeatureCodec + Send>,
+}
+
+impl SplitPlan {
+    /// A 64-bit fingerprint (hex) of everything that must agree between device and edge:
+    /// split, codec, payload size and the halves' weight digests.
+    pub fn digest(&self) -> String {
+        let artifacts = self
+            .artifacts
+            .as_ref()
+            .map(|a| format!("{}:{}", a.device_digest, a.edge_digest))
+            .unwrap_or_default();
+        let text = format!(
+            "{}|{}|{}|{:?}|{}|{}|{artifacts}",
+            self.model, self.backbone_digest, self.split, self.kept_channels, self.codec, self.payload_bits
+        );
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for b in text.bytes() {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{hash:016x}")
+    }
+
+    /// Writes the plan as pretty JSON.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), AutomlError> {
+        let path = path.as_ref();
+        let json = serde_json::to_string_pretty(self).map_err(|e| AutomlError::Json {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(path, json).map_err(AutomlError::io(path))
+    }
+
+    /// Reads a plan written by [`save`](Self::save).
+    pub fn load(path: impl AsRef<Path>) -> Result<SplitPlan, AutomlError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(AutomlError::io(path))?;
+        serde_json::from_str(&text).map_err(|e| AutomlError::Json {
+            path: path.to_path_buf(),
+            reason: format!("not a split plan: {e}"),
+        })
+    }
+
+    /// Loads the halves and the codec of a plan saved at `plan_path`, checking the weight
+    /// digests recorded in the plan.
+    pub fn deploy(plan_path: impl AsRef<Path>, device: &Device) -> Result<DeployedPlan, AutomlError> {
+        let plan_path = plan_path.as_ref();
+        let plan = SplitPlan::load(plan_path)?;
+        let folder = plan_path.parent().unwrap_or(Path::new("."));
+        let artifacts = plan.artifacts.clone().ok_or_else(|| AutomlError::Json {
+            path: plan_path.to_path_buf(),
+            reason: "the plan has no exported weights (artifacts)".into(),
+        })?;
+        let load = |relative: &str, digest: &str| -> Result<Network, AutomlError> {
+            let path: PathBuf = folder.join(relative);
+            let network = Network::load(&path, device)?;
+            if network.digest() != digest {
+                return Err(AutomlError::Json {
+                    path,
+                    reason: format!(
+                        "weights digest {} does not match the plan's {digest}",
+                        network.digest()
+                    ),
+                });
+            }
+            Ok(network.valid())
+        };
+        let device_half = load(&artifacts.device, &artifacts.device_digest)?;
+        let edge_half = load(&artifacts.edge, &artifacts.edge_digest)?;
+        let codec: Box<dyn FeatureCodec + Send> = match (plan.codec, &artifacts.codec) {
+            (CodecId::Autoencoder { .. }, Some(relative)) => {
+                Box::new(AutoencoderCodec::load(&folder.join(relative), device)?)
+            }
+            (CodecId::Autoencoder { .. }, None) => {
+                return Err(AutomlError::Json {
+                    path: plan_path.to_path_buf(),
+                    reason: format!("codec {} needs autoencoder weights", plan.codec),
+                });
+            }
+            (id, _) => fixed_codec_send(id)?,
+        };
+        if codec.id() != plan.codec {
+            return Err(AutomlError::Json {
+                path: plan_path.to_path_buf(),
+                reason: format!("codec file holds {} but the plan says {}", codec.id(), plan.codec),
+            });
+        }
+        Ok(DeployedPlan {
+            plan,
+            device: device_half,
+            edge: edge_half,
+            codec,
+        })
+    }
+}
+
+fn fixed_codec_send(id: CodecId) -> Result<Box<dyn FeatureCodec + Send>, AutomlError> {
+    use coinfer_codec::{Float32Codec, QuantCodec};
+    // `fixed_codec` validates the id; rebuild the concrete type to keep it `Send`.
+    fixed_codec(id)?;
+    Ok(match id {
+        CodecId::Quant {
+            bits,
+            per_channel,
+            entropy,
+        } => Box::new(QuantCodec::new(bits, per_channel)?.with_entropy(entropy)),
+        _ => Box::new(Float32Codec),
+    })
+}

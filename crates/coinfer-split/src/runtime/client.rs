@@ -1,0 +1,476 @@
+//! [`DeviceClient`]: runs the device half, encodes the split feature, sends it to an edge
+//! server and returns the logits with a timing breakdown.
+
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use burn::prelude::*;
+
+use super::SharedCodec;
+use super::error::RuntimeError;
+use super::frame::{
+    DEFAULT_MAX_FRAME, Frame, FrameBody, PlanTag, encode_frame, read_frame, write_frame,
+};
+use super::server::check_digest;
+use super::shaping::{LinkShaping, ShapedWriter};
+use crate::Network;
+
+/// Device client options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    /// How long connecting may take (per resolved address).
+    pub connect_timeout: Duration,
+    /// How long to wait for a reply (the edge's queueing and compute included).
+    pub read_timeout: Duration,
+    /// How long sending one frame may take (a shaped link's transmit time included).
+    pub write_timeout: Duration,
+    /// Largest reply frame accepted.
+    pub max_frame: usize,
+    /// Emulated uplink (rate cap and added delay); `None` sends at loopback speed.
+    pub shaping: Option<LinkShaping>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(60),
+            max_frame: DEFAULT_MAX_FRAME,
+            shaping: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Checks every option.
+    ///
+    /// # Errors
+    /// [`RuntimeError::InvalidConfig`] naming the first bad field.
+    pub fn check(&self) -> Result<(), RuntimeError> {
+        for (field, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("read_timeout", self.read_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(RuntimeError::InvalidConfig {
+                    field,
+                    reason: "must be positive".into(),
+                });
+            }
+        }
+        if self.max_frame < 1024 {
+            return Err(RuntimeError::InvalidConfig {
+                field: "max_frame",
+                reason: format!("{} bytes is too small for a reply (minimum 1024)", self.max_frame),
+            });
+        }
+        if let Some(shaping) = &self.shaping {
+            shaping.check()?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the time of one request went, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Timing {
+    /// The device half's forward pass.
+    pub device_s: f64,
+    /// Encoding the split feature.
+    pub encode_s: f64,
+    /// From the start of sending to the reply's arrival, minus the edge's queue, decode and
+    /// compute time: transmission both ways, the emulated link, framing and scheduling.
+    pub wire_s: f64,
+    /// Waiting for the edge worker (includes a dynamic-batching window).
+    pub queue_s: f64,
+    /// Decoding the feature on the edge.
+    pub decode_s: f64,
+    /// The edge half's forward pass (the whole merged batch's, with dynamic batching).
+    pub edge_s: f64,
+    /// Device forward to reply, end to end.
+    pub total_s: f64,
+}
+
+/// The answer to one [`DeviceClient::infer`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferResult {
+    /// The request id the server answered.
+    pub request_id: u64,
+    /// `batch × classes` logits, row-major.
+    pub logits: Vec<f32>,
+    /// Samples in the request.
+    pub batch: usize,
+    /// Logits per sample.
+    pub classes: usize,
+    /// Where the time went.
+    pub timing: Timing,
+    /// Bytes of the codec payload (the feature on the wire).
+    pub payload_bytes: usize,
+    /// Bytes of the whole Infer frame (payload plus 60 bytes of framing).
+    pub frame_bytes: usize,
+    /// Requests that shared the edge's forward pass (1 without dynamic batching).
+    pub batch_requests: u32,
+}
+
+impl InferResult {
+    /// The logits as a `[batch, classes]` tensor on `device`.
+    pub fn logits_tensor(&self, device: &Device) -> Tensor<2> {
+        Tensor::<2>::from_data(
+            TensorData::new(self.logits.clone(), [self.batch, self.classes]),
+            device,
+        )
+    }
+
+    /// The arg-max class of each sample.
+    pub fn predictions(&self) -> Vec<usize> {
+        self.logits
+            .chunks(self.classes.max(1))
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                        if v > best.1 { (i, v) } else { best }
+                    })
+                    .0
+            })
+            .collect()
+    }
+}
+
+/// The device side of a split network: a connection to an edge server that has passed the
+/// plan-digest handshake.
+///
+/// Requests are synchronous (one in flight per client); open one client per thread for
+/// concurrency. Dropping the client says Bye to the server.
+///
+/// ```
+/// use std::sync::Arc;
+/// use burn::prelude::*;
+/// use coinfer_codec::Float32Codec;
+/// use coinfer_split::runtime::{ClientConfig, DeviceClient, EdgeServer, ServerConfig};
+/// use coinfer_split::{Network, zoo};
+///
+/// let device = Device::flex();
+/// let net = Network::new(zoo::resnet_mini(10), &device)?.valid();
+/// let (device_half, edge_half) = net.clone().split(3)?;
+/// let codec = Arc::new(Float32Codec);
+/// let server = EdgeServer::bind("127.0.0.1:0", edge_half, codec.clone(), "plan-1", ServerConfig::default())?
+///     .spawn()?;
+///
+/// let mut client = DeviceClient::connect(server.local_addr(), device_half, codec, "plan-1", ClientConfig::default())?;
+/// let x = Tensor::<4>::ones([2, 1, 28, 28], &device);
+/// let remote = client.infer(x.clone())?;
+/// // A lossless codec gives the whole network's logits.
+/// let local = net.logits(x)?.into_data().to_vec::<f32>().unwrap();
+/// assert!(remote.logits.iter().zip(&local).all(|(a, b)| (a - b).abs() < 1e-5));
+///
+/// // A client built for another plan is refused at the handshake.
+/// let (other_device, _) = net.split(3)?;
+/// let refused = DeviceClient::connect(server.local_addr(), other_device, Arc::new(Float32Codec), "plan-2", ClientConfig::default());
+/// assert!(refused.unwrap_err().to_string().contains("plan digest mismatch"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct DeviceClient {
+    reader: TcpStream,
+    writer: ShapedWriter<TcpStream>,
+    device_half: Network,
+    codec: SharedCodec,
+    plan: PlanTag,
+    config: ClientConfig,
+    peer: SocketAddr,
+    next_id: u64,
+    open: bool,
+}
+
+impl std::fmt::Debug for DeviceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceClient")
+            .field("peer", &self.peer)
+            .field("device_half", &self.device_half.spec().name)
+            .field("codec", &self.codec.id())
+            .field("plan", &self.plan)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceClient {
+    /// Connects to the edge server at `addr` and shakes hands: the server checks that the
+    /// plan `digest`, the codec and the split feature shape are its own.
+    ///
+    /// # Errors
+    /// [`RuntimeError::HandshakeRefused`] with the server's message (e.g. `plan digest
+    /// mismatch: server has X, client has Y`), [`RuntimeError::InvalidConfig`] for bad options,
+    /// [`RuntimeError::Io`] / [`RuntimeError::Timeout`] when the server cannot be reached.
+    pub fn connect(
+        addr: impl ToSocketAddrs,
+        device: Network,
+        codec: SharedCodec,
+        digest: impl Into<String>,
+        config: ClientConfig,
+    ) -> Result<DeviceClient, RuntimeError> {
+        config.check()?;
+        let digest = digest.into();
+        check_digest(&digest)?;
+        let shapes = device.spec().shapes()?;
+        let feature = shapes[shapes.len() - 1].dims();
+        let stream = connect_any(addr, config.connect_timeout)?;
+        stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_read_timeout(Some(config.read_timeout)))
+            .and_then(|()| stream.set_write_timeout(Some(config.write_timeout)))
+            .map_err(|e| RuntimeError::io("configuring the socket", e))?;
+        let peer = stream
+            .peer_addr()
+            .map_err(|e| RuntimeError::io("reading the peer address", e))?;
+        let hello = Frame::hello(&digest, codec.id(), feature)?;
+        write_frame(&mut &stream, &hello)?;
+        let reply = read_frame(&mut &stream, config.max_frame)?;
+        match reply.body {
+            FrameBody::Hello {
+                digest: ref server_digest,
+            } if *server_digest == digest && reply.codec == codec.id() => {}
+            FrameBody::Hello {
+                digest: server_digest,
+            } => {
+                return Err(RuntimeError::HandshakeRefused {
+                    code: super::ErrorCode::DigestMismatch,
+                    message: format!(
+                        "the server greeted with plan {server_digest} and codec {}, the client \
+                         has plan {digest} and codec {}",
+                        reply.codec,
+                        codec.id()
+                    ),
+                });
+            }
+            FrameBody::Error { code, message } => {
+                return Err(RuntimeError::HandshakeRefused { code, message });
+            }
+            other => {
+                return Err(RuntimeError::UnexpectedFrame {
+                    request_id: reply.request_id,
+                    expected: "a Hello reply",
+                    found: format!("{:?}", other.kind()),
+                });
+            }
+        }
+        let reader = stream
+            .try_clone()
+            .map_err(|e| RuntimeError::io("cloning the socket", e))?;
+        Ok(DeviceClient {
+            reader,
+            writer: ShapedWriter::new(stream, config.shaping),
+            device_half: device,
+            codec,
+            plan: PlanTag::of(&digest),
+            config,
+            peer,
+            next_id: 1,
+            open: true,
+        })
+    }
+
+    /// The edge server's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The device half this client runs.
+    pub fn device_half(&self) -> &Network {
+        &self.device_half
+    }
+
+    /// Runs the device half on `x` (`[B, C, H, W]` of the network's input), sends the encoded
+    /// feature and waits for the edge's logits.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Model`] / [`RuntimeError::Codec`] for device-side failures (the input's
+    /// shape, a non-finite feature), [`RuntimeError::Remote`] when the server answers with an
+    /// error frame (the connection stays usable), I/O, timeout and framing errors otherwise
+    /// (the connection is then closed).
+    pub fn infer(&mut self, x: Tensor<4>) -> Result<InferResult, RuntimeError> {
+        if !self.open {
+            return Err(RuntimeError::Io {
+                context: "infer".into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "the connection was closed by an earlier error",
+                ),
+            });
+        }
+        let start = Instant::now();
+        let feature = self.device_half.forward(x)?;
+        let dims = feature.dims();
+        let device_done = Instant::now();
+        let payload = self.codec.encode(feature)?;
+        let encoded = Instant::now();
+        let request_id = self.next_id;
+        self.next_id += 1;
+        let frame = Frame {
+            request_id,
+            plan: self.plan,
+            codec: self.codec.id(),
+            shape: [
+                super::frame::dim_u32(dims[0])?,
+                super::frame::dim_u32(dims[1])?,
+                super::frame::dim_u32(dims[2])?,
+                super::frame::dim_u32(dims[3])?,
+            ],
+            body: FrameBody::Infer {
+                payload: payload.bytes,
+            },
+        };
+        let bytes = encode_frame(&frame)?;
+        let payload_bytes = bytes.len() - super::frame::HEADER_LEN - super::frame::CRC_LEN;
+        let reply = self.exchange(&bytes);
+        let received = Instant::now();
+        let reply = reply?;
+        let (timing, logits) = match reply.body {
+            FrameBody::Result { timing, logits } if reply.request_id == request_id => {
+                (timing, logits)
+            }
+            FrameBody::Error { code, message } if reply.request_id == request_id => {
+                return Err(RuntimeError::Remote {
+                    request_id,
+                    code,
+                    message,
+                });
+            }
+            other => {
+                // A reply to something else: the conversation is lost.
+                self.open = false;
+                return Err(RuntimeError::UnexpectedFrame {
+                    request_id,
+                    expected: "the Result of this request",
+                    found: format!("{:?} for request {}", other.kind(), reply.request_id),
+                });
+            }
+        };
+        let [batch, classes, _, _] = reply.shape.map(|d| d as usize);
+        let secs = |us: u64| us as f64 * 1e-6;
+        let (queue_s, decode_s, edge_s) = (
+            secs(timing.queue_us),
+            secs(timing.decode_us),
+            secs(timing.edge_us),
+        );
+        let round_trip = received.duration_since(encoded).as_secs_f64();
+        Ok(InferResult {
+            request_id,
+            logits,
+            batch,
+            classes,
+            timing: Timing {
+                device_s: device_done.duration_since(start).as_secs_f64(),
+                encode_s: encoded.duration_since(device_done).as_secs_f64(),
+                wire_s: (round_trip - queue_s - decode_s - edge_s).max(0.0),
+                queue_s,
+                decode_s,
+                edge_s,
+                total_s: received.duration_since(start).as_secs_f64(),
+            },
+            payload_bytes,
+            frame_bytes: bytes.len(),
+            batch_requests: timing.batch_requests,
+        })
+    }
+
+    /// Sends one frame over the (shaped) link and reads the reply; closes on failure.
+    fn exchange(&mut self, bytes: &[u8]) -> Result<Frame, RuntimeError> {
+        let result = self
+            .writer
+            .send_message(bytes)
+            .map_err(|e| RuntimeError::io("sending a frame", e))
+            .and_then(|()| read_frame(&mut self.reader, self.config.max_frame));
+        if result.is_err() {
+            self.open = false;
+            let _ = self.reader.shutdown(Shutdown::Both);
+        }
+        result
+    }
+
+    /// Says Bye and closes the connection (what dropping the client does).
+    pub fn close(mut self) {
+        self.say_bye();
+    }
+
+    fn say_bye(&mut self) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        let bye = Frame::bye(self.plan, self.codec.id());
+        let _ = write_frame(&mut self.writer.get_ref(), &bye);
+        let _ = self.reader.shutdown(Shutdown::Both);
+    }
+}
+
+impl Drop for DeviceClient {
+    fn drop(&mut self) {
+        self.say_bye();
+    }
+}
+
+/// Connects to the first address of `addr` that answers.
+fn connect_any(addr: impl ToSocketAddrs, timeout: Duration) -> Result<TcpStream, RuntimeError> {
+    let addrs = addr
+        .to_socket_addrs()
+        .map_err(|e| RuntimeError::io("resolving the server address", e))?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => RuntimeError::io("connecting to the edge server", e),
+        None => RuntimeError::InvalidConfig {
+            field: "addr",
+            reason: "the server address resolves to nothing".into(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_bad_option_is_named() {
+        let cases: [(&str, fn(&mut ClientConfig)); 5] = [
+            ("connect_timeout", |c| c.connect_timeout = Duration::ZERO),
+            ("read_timeout", |c| c.read_timeout = Duration::ZERO),
+            ("write_timeout", |c| c.write_timeout = Duration::ZERO),
+            ("max_frame", |c| c.max_frame = 10),
+            ("shaping.rate_bps", |c| {
+                c.shaping = Some(LinkShaping::new(0.0, Duration::ZERO))
+            }),
+        ];
+        for (field, breaks) in cases {
+            let mut config = ClientConfig::default();
+            breaks(&mut config);
+            match config.check() {
+                Err(RuntimeError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        assert!(ClientConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn predictions_are_row_argmax() {
+        let result = InferResult {
+            request_id: 1,
+            logits: vec![0.1, 0.9, 0.0, 3.0, -1.0, 2.0],
+            batch: 2,
+            classes: 3,
+            timing: Timing::default(),
+            payload_bytes: 0,
+            frame_bytes: 0,
+            batch_requests: 1,
+        };
+        assert_eq!(result.predictions(), vec![1, 0]);
+    }
+}

@@ -1,0 +1,754 @@
+//! [`EdgeServer`]: serves the edge half of a split network to many device clients over TCP.
+//!
+//! Threads: one accept thread, one thread per connection (reads frames, checks them against
+//! the plan, writes replies, all under socket timeouts) and one edge worker that owns the model
+//! (see `worker.rs`). Connection threads hand decoded-frame jobs to the worker over a bounded
+//! channel and wait for its reply on their own channel, so the worker never waits on a socket.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use burn::prelude::*;
+use coinfer_codec::CodecId;
+
+use super::SharedCodec;
+use super::error::{ErrorCode, RuntimeError};
+use super::frame::{
+    CRC_LEN, DEFAULT_MAX_FRAME, Frame, FrameBody, HEADER_LEN, MAX_DIGEST_LEN, PlanTag,
+    codec_to_wire, read_frame, write_frame,
+};
+use super::worker::{Job, Worker};
+use crate::Network;
+
+/// Requests that may wait for the worker before connection threads block (back-pressure).
+const QUEUE_DEPTH: usize = 1024;
+
+/// Edge server options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// How long a connection may stay silent (between or inside frames) before it is closed.
+    pub read_timeout: Duration,
+    /// How long writing one reply may take before the connection is closed.
+    pub write_timeout: Duration,
+    /// Largest frame accepted (header, payload and CRC), checked before allocating.
+    pub max_frame: usize,
+    /// Dynamic batching: merge the requests that reach the worker within this window of the
+    /// first one into a single forward pass. `None` (the default) runs each request alone;
+    /// `Some(Duration::ZERO)` merges only requests already waiting.
+    pub batch_window: Option<Duration>,
+    /// Most requests merged into one forward pass.
+    pub max_batch: usize,
+    /// Most connections served at once; further clients get a `Busy` error frame.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_frame: DEFAULT_MAX_FRAME,
+            batch_window: None,
+            max_batch: 16,
+            max_connections: 256,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks every option.
+    ///
+    /// # Errors
+    /// [`RuntimeError::InvalidConfig`] naming the first bad field.
+    pub fn check(&self) -> Result<(), RuntimeError> {
+        let invalid = |field: &'static str, reason: String| {
+            Err(RuntimeError::InvalidConfig { field, reason })
+        };
+        if self.read_timeout.is_zero() {
+            return invalid("read_timeout", "must be positive".into());
+        }
+        if self.write_timeout.is_zero() {
+            return invalid("write_timeout", "must be positive".into());
+        }
+        if self.max_frame < HEADER_LEN + CRC_LEN + 64 {
+            return invalid(
+                "max_frame",
+                format!(
+                    "{} bytes cannot hold a header, a handshake and a CRC (minimum {})",
+                    self.max_frame,
+                    HEADER_LEN + CRC_LEN + 64
+                ),
+            );
+        }
+        if self.max_batch == 0 {
+            return invalid("max_batch", "must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Counters of a running server (a snapshot from [`ServerHandle::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerStats {
+    /// Connections accepted and served.
+    pub connections: u64,
+    /// Connections refused because `max_connections` were open.
+    pub refused: u64,
+    /// Result frames sent.
+    pub results: u64,
+    /// Error frames sent.
+    pub errors: u64,
+    /// Forward passes of the edge half (fewer than `results` when batching merges requests).
+    pub forward_passes: u64,
+    /// Largest number of requests merged into one forward pass.
+    pub max_batch_seen: u64,
+}
+
+/// Live counters shared by the server's threads.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    connections: AtomicU64,
+    refused: AtomicU64,
+    results: AtomicU64,
+    errors: AtomicU64,
+    pub(crate) forward_passes: AtomicU64,
+    pub(crate) max_batch_seen: AtomicU64,
+}
+
+impl Stats {
+    fn snapshot(&self) -> ServerStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ServerStats {
+            connections: get(&self.connections),
+            refused: get(&self.refused),
+            results: get(&self.results),
+            errors: get(&self.errors),
+            forward_passes: get(&self.forward_passes),
+            max_batch_seen: get(&self.max_batch_seen),
+        }
+    }
+}
+
+/// What every connection thread needs to know about the plan.
+struct Shared {
+    digest: String,
+    plan: PlanTag,
+    codec: CodecId,
+    /// The edge half's per-sample input `[C, H, W]`: the split feature.
+    feature: [usize; 3],
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    shutting_down: AtomicBool,
+    /// Clones of the open sockets, so shutdown can unblock their threads.
+    open: Mutex<HashMap<u64, TcpStream>>,
+}
+
+/// An edge server bound to an address, not yet serving.
+///
+/// ```
+/// use std::sync::Arc;
+/// use burn::prelude::*;
+/// use coinfer_codec::QuantCodec;
+/// use coinfer_split::runtime::{ClientConfig, DeviceClient, EdgeServer, ServerConfig};
+/// use coinfer_split::{Network, zoo};
+///
+/// let device = Device::flex();
+/// let net = Network::new(zoo::resnet_mini(10), &device)?.valid();
+/// let digest = net.digest();
+/// let (device_half, edge_half) = net.split(2)?;
+/// let codec = Arc::new(QuantCodec::new(8, false)?);
+///
+/// // The edge process: bind, then serve on background threads.
+/// let server = EdgeServer::bind("127.0.0.1:0", edge_half, codec.clone(), &digest, ServerConfig::default())?;
+/// let handle = server.spawn()?;
+///
+/// // The device process: connect (handshake on the plan digest) and infer.
+/// let mut client = DeviceClient::connect(handle.local_addr(), device_half, codec, &digest, ClientConfig::default())?;
+/// let result = client.infer(Tensor::<4>::zeros([1, 1, 28, 28], &device))?;
+/// assert_eq!((result.batch, result.classes), (1, 10));
+/// println!("total {:.2} ms, of which wire {:.2} ms", result.timing.total_s * 1e3, result.timing.wire_s * 1e3);
+///
+/// client.close();
+/// handle.shutdown()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct EdgeServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    edge: Network,
+    codec: SharedCodec,
+    digest: String,
+    feature: [usize; 3],
+    classes: usize,
+    config: ServerConfig,
+}
+
+impl std::fmt::Debug for EdgeServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeServer")
+            .field("local_addr", &self.local_addr)
+            .field("edge", &self.edge.spec().name)
+            .field("codec", &self.codec.id())
+            .field("digest", &self.digest)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl EdgeServer {
+    /// Binds `addr` (port 0 picks a free port) to serve `edge` — the edge half of the plan
+    /// named by `digest` — to clients that encode with `codec`.
+    ///
+    /// # Errors
+    /// [`RuntimeError::InvalidConfig`] for bad options, a digest over 256 bytes or an edge half
+    /// that does not end in `[classes, 1, 1]` logits; [`RuntimeError::Io`] when binding fails.
+    pub fn bind(
+        addr: impl ToSocketAddrs,
+        edge: Network,
+        codec: SharedCodec,
+        digest: impl Into<String>,
+        config: ServerConfig,
+    ) -> Result<EdgeServer, RuntimeError> {
+        config.check()?;
+        let digest = digest.into();
+        check_digest(&digest)?;
+        codec_to_wire(codec.id())?;
+        let shapes = edge.spec().shapes()?;
+        let out = shapes[shapes.len() - 1];
+        if out.height != 1 || out.width != 1 {
+            return Err(RuntimeError::InvalidConfig {
+                field: "edge",
+                reason: format!(
+                    "the edge half `{}` ends in {:?}, not in [classes, 1, 1] logits",
+                    edge.spec().name,
+                    out.dims()
+                ),
+            });
+        }
+        let listener = TcpListener::bind(addr).map_err(|e| RuntimeError::io("binding", e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| RuntimeError::io("reading the bound address", e))?;
+        Ok(EdgeServer {
+            listener,
+            local_addr,
+            feature: edge.spec().input.dims(),
+            classes: out.channels,
+            edge,
+            codec,
+            digest,
+            config,
+        })
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves on the calling thread until the process ends.
+    ///
+    /// # Errors
+    /// As [`spawn`](Self::spawn), or [`RuntimeError::Internal`] if a server thread dies.
+    pub fn serve(self) -> Result<(), RuntimeError> {
+        self.spawn()?.wait()
+    }
+
+    /// Starts the accept thread and the edge worker, and returns at once.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Io`] when a thread cannot be started.
+    pub fn spawn(self) -> Result<ServerHandle, RuntimeError> {
+        let stats = Arc::new(Stats::default());
+        let device = self
+            .edge
+            .module()
+            .devices()
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let shared = Arc::new(Shared {
+            plan: PlanTag::of(&self.digest),
+            digest: self.digest,
+            codec: self.codec.id(),
+            feature: self.feature,
+            config: self.config.clone(),
+            stats: stats.clone(),
+            shutting_down: AtomicBool::new(false),
+            open: Mutex::new(HashMap::new()),
+        });
+        let worker = Worker {
+            edge: self.edge,
+            codec: self.codec,
+            device,
+            classes: self.classes,
+            batch_window: self.config.batch_window,
+            max_batch: self.config.max_batch,
+            stats,
+        };
+        let (jobs, queue) = mpsc::sync_channel(QUEUE_DEPTH);
+        let worker = thread::Builder::new()
+            .name("coinfer-edge-worker".into())
+            .spawn(move || worker.run(queue))
+            .map_err(|e| RuntimeError::io("starting the edge worker", e))?;
+        let listener = self.listener;
+        let accept_shared = shared.clone();
+        let accept = thread::Builder::new()
+            .name("coinfer-edge-accept".into())
+            .spawn(move || accept_loop(listener, accept_shared, jobs))
+            .map_err(|e| RuntimeError::io("starting the accept thread", e))?;
+        Ok(ServerHandle {
+            local_addr: self.local_addr,
+            shared,
+            accept: Some(accept),
+            worker: Some(worker),
+        })
+    }
+}
+
+pub(crate) fn check_digest(digest: &str) -> Result<(), RuntimeError> {
+    if digest.len() > MAX_DIGEST_LEN {
+        return Err(RuntimeError::InvalidConfig {
+            field: "digest",
+            reason: format!(
+                "{} bytes, the protocol carries at most {MAX_DIGEST_LEN}",
+                digest.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A running edge server. Dropping it shuts the server down, like [`shutdown`](Self::shutdown).
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("digest", &self.digest)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's counters so far.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Stops accepting, closes every connection, lets the worker finish and joins all threads.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Internal`] if a server thread panicked.
+    pub fn shutdown(mut self) -> Result<(), RuntimeError> {
+        self.stop()
+    }
+
+    /// Blocks until the server stops (it only stops through [`shutdown`](Self::shutdown) from
+    /// another handle owner, so in practice: forever).
+    fn wait(mut self) -> Result<(), RuntimeError> {
+        let joined = join("accept", self.accept.take());
+        self.stop().and(joined)
+    }
+
+    fn stop(&mut self) -> Result<(), RuntimeError> {
+        if self.accept.is_none() && self.worker.is_none() {
+            return Ok(());
+        }
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() with a connection of our own.
+        let mut wake = self.local_addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        let accept = join("accept", self.accept.take());
+        let worker = join("edge worker", self.worker.take());
+        accept.and(worker)
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn join(what: &str, handle: Option<JoinHandle<()>>) -> Result<(), RuntimeError> {
+    match handle.map(JoinHandle::join) {
+        Some(Err(_)) => Err(RuntimeError::Internal(format!("the {what} thread panicked"))),
+        _ => Ok(()),
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, jobs: SyncSender<Job>) {
+    let mut connections: Vec<JoinHandle<()>> = Vec::new();
+    let mut next_id = 0u64;
+    for incoming in listener.incoming() {
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match incoming {
+            Ok(stream) => stream,
+            Err(_) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        connections.retain(|c| !c.is_finished());
+        if connections.len() >= shared.config.max_connections {
+            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            refuse(stream, &shared, ErrorCode::Busy, "too many connections, retry later");
+            continue;
+        }
+        next_id += 1;
+        let id = next_id;
+        if let Ok(clone) = stream.try_clone() {
+            lock(&shared.open).insert(id, clone);
+        }
+        let conn_shared = shared.clone();
+        let conn_jobs = jobs.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("coinfer-edge-conn-{id}"))
+            .spawn(move || {
+                let result = Connection::new(stream, &conn_shared, conn_jobs)
+                    .map(Connection::run);
+                drop(result);
+                lock(&conn_shared.open).remove(&id);
+            });
+        match spawned {
+            Ok(handle) => {
+                shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+                connections.push(handle);
+            }
+            Err(_) => {
+                if let Some(stream) = lock(&shared.open).remove(&id) {
+                    refuse(stream, &shared, ErrorCode::Busy, "cannot start a connection thread");
+                }
+            }
+        }
+    }
+    for (_, stream) in lock(&shared.open).drain() {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    for connection in connections {
+        let _ = connection.join();
+    }
+    // `jobs` drops here: once the connections are gone the worker drains its queue and exits.
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A connection thread cannot panic while holding this lock; recover the map regardless.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Answers a connection we will not serve with one error frame, then closes it.
+fn refuse(stream: TcpStream, shared: &Shared, code: ErrorCode, message: &str) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    let frame = Frame::error(0, shared.plan, shared.codec, code, message);
+    if write_frame(&mut &stream, &frame).is_ok() {
+        shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    linger_close(stream);
+}
+
+/// Closes after an error reply without losing it: half-close, then drain what the peer still
+/// sends for a moment, so the kernel does not reset the connection (and discard our reply)
+/// because unread bytes were left behind.
+fn linger_close(stream: TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let mut sink = [0u8; 16 * 1024];
+    let mut drained = 0usize;
+    while Instant::now() < deadline && drained < (4 << 20) {
+        match (&stream).read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// One client connection, served on its own thread.
+struct Connection<'a> {
+    stream: TcpStream,
+    shared: &'a Shared,
+    jobs: SyncSender<Job>,
+    greeted: bool,
+}
+
+/// What to do with the connection after a frame.
+enum Next {
+    Continue,
+    Close,
+    /// Send nothing more; linger so the last reply is not lost, then close.
+    LingerClose,
+}
+
+impl<'a> Connection<'a> {
+    fn new(
+        stream: TcpStream,
+        shared: &'a Shared,
+        jobs: SyncSender<Job>,
+    ) -> Result<Self, RuntimeError> {
+        let config = &shared.config;
+        stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_read_timeout(Some(config.read_timeout)))
+            .and_then(|()| stream.set_write_timeout(Some(config.write_timeout)))
+            .map_err(|e| RuntimeError::io("configuring the socket", e))?;
+        Ok(Self {
+            stream,
+            shared,
+            jobs,
+            greeted: false,
+        })
+    }
+
+    fn run(mut self) {
+        let next = loop {
+            let next = match read_frame(&mut &self.stream, self.shared.config.max_frame) {
+                Ok(frame) => self.handle(frame),
+                Err(RuntimeError::ConnectionClosed) => Next::Close,
+                Err(e) if e.keeps_stream_in_sync() => {
+                    self.reply_error(e.request_id().unwrap_or(0), e.code(), &e.to_string())
+                }
+                // Timeouts, resets and ends inside a frame: the peer is gone or stuck, and a
+                // reply would most likely not be read.
+                Err(
+                    RuntimeError::Timeout { .. }
+                    | RuntimeError::Io { .. }
+                    | RuntimeError::Truncated { .. },
+                ) => Next::Close,
+                // Bad magic, version or length: the stream is out of sync, say why and close.
+                Err(e) => {
+                    self.reply_error(e.request_id().unwrap_or(0), e.code(), &e.to_string());
+                    Next::LingerClose
+                }
+            };
+            if !matches!(next, Next::Continue) || self.shared.shutting_down.load(Ordering::SeqCst)
+            {
+                break next;
+            }
+        };
+        match next {
+            Next::LingerClose => linger_close(self.stream),
+            Next::Continue | Next::Close => {
+                let _ = self.stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Sends an error frame; closes the connection if that fails.
+    fn reply_error(&mut self, request_id: u64, code: ErrorCode, message: &str) -> Next {
+        let frame = Frame::error(request_id, self.shared.plan, self.shared.codec, code, message);
+        match write_frame(&mut &self.stream, &frame) {
+            Ok(_) => {
+                self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                Next::Continue
+            }
+            Err(_) => Next::Close,
+        }
+    }
+
+    fn handle(&mut self, frame: Frame) -> Next {
+        let shared = self.shared;
+        let id = frame.request_id;
+        match frame.body {
+            FrameBody::Hello { digest } => self.handshake(&digest, frame.codec, frame.shape),
+            FrameBody::Infer { .. } if !self.greeted => self.reply_error(
+                id,
+                ErrorCode::UnexpectedFrame,
+                &format!("request {id}: Infer before the Hello handshake"),
+            ),
+            FrameBody::Infer { .. } if frame.plan != shared.plan => self.reply_error(
+                id,
+                ErrorCode::DigestMismatch,
+                &format!(
+                    "request {id}: plan tag {} is not the server's {} (plan {})",
+                    frame.plan, shared.plan, shared.digest
+                ),
+            ),
+            FrameBody::Infer { .. } if frame.codec != shared.codec => self.reply_error(
+                id,
+                ErrorCode::CodecMismatch,
+                &format!(
+                    "request {id}: feature encoded with {} but the server decodes {}",
+                    frame.codec, shared.codec
+                ),
+            ),
+            FrameBody::Infer { payload } => {
+                let shape = frame.shape_usize();
+                if shape[1..] != shared.feature {
+                    return self.reply_error(
+                        id,
+                        ErrorCode::ShapeMismatch,
+                        &format!(
+                            "request {id}: feature shape {shape:?} does not fit the plan's split \
+                             feature [B, {}, {}, {}]",
+                            shared.feature[0], shared.feature[1], shared.feature[2]
+                        ),
+                    );
+                }
+                self.infer(id, shape, payload)
+            }
+            FrameBody::Bye => Next::Close,
+            FrameBody::Result { .. } | FrameBody::Error { .. } => self.reply_error(
+                id,
+                ErrorCode::UnexpectedFrame,
+                &format!(
+                    "request {id}: a client sends Hello, Infer or Bye, not {:?}",
+                    frame.body.kind()
+                ),
+            ),
+        }
+    }
+
+    fn handshake(&mut self, digest: &str, codec: CodecId, shape: [u32; 4]) -> Next {
+        let shared = self.shared;
+        let refusal = if digest != shared.digest {
+            Some((
+                ErrorCode::DigestMismatch,
+                format!(
+                    "plan digest mismatch: server has {}, client has {digest}",
+                    shared.digest
+                ),
+            ))
+        } else if codec != shared.codec {
+            Some((
+                ErrorCode::CodecMismatch,
+                format!(
+                    "codec mismatch: server decodes {}, client encodes {codec}",
+                    shared.codec
+                ),
+            ))
+        } else if shape.map(|d| d as usize)[1..] != shared.feature {
+            Some((
+                ErrorCode::ShapeMismatch,
+                format!(
+                    "split feature mismatch: server expects {:?}, client sends {:?}",
+                    shared.feature,
+                    &shape[1..]
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            self.reply_error(0, code, &message);
+            return Next::LingerClose;
+        }
+        let reply = match Frame::hello(&shared.digest, shared.codec, shared.feature) {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.reply_error(0, ErrorCode::Internal, &e.to_string());
+                return Next::LingerClose;
+            }
+        };
+        match write_frame(&mut &self.stream, &reply) {
+            Ok(_) => {
+                self.greeted = true;
+                Next::Continue
+            }
+            Err(_) => Next::Close,
+        }
+    }
+
+    fn infer(&mut self, request_id: u64, shape: [usize; 4], payload: Vec<u8>) -> Next {
+        let (reply, answer) = mpsc::channel();
+        let job = Job {
+            request_id,
+            shape,
+            payload,
+            enqueued: Instant::now(),
+            reply,
+        };
+        if self.jobs.send(job).is_err() {
+            self.reply_error(
+                request_id,
+                ErrorCode::ShuttingDown,
+                "the edge worker has stopped",
+            );
+            return Next::LingerClose;
+        }
+        let answer = match answer.recv() {
+            Ok(Ok(answer)) => answer,
+            Ok(Err((code, message))) => return self.reply_error(request_id, code, &message),
+            Err(_) => {
+                self.reply_error(
+                    request_id,
+                    ErrorCode::Internal,
+                    "the edge worker dropped the request",
+                );
+                return Next::LingerClose;
+            }
+        };
+        let frame = Frame {
+            request_id,
+            plan: self.shared.plan,
+            codec: self.shared.codec,
+            shape: [answer.batch as u32, answer.classes as u32, 1, 1],
+            body: FrameBody::Result {
+                timing: answer.timing,
+                logits: answer.logits,
+            },
+        };
+        match write_frame(&mut &self.stream, &frame) {
+            Ok(_) => {
+                self.shared.stats.results.fetch_add(1, Ordering::Relaxed);
+                Next::Continue
+            }
+            Err(_) => Next::Close,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_bad_option_is_named() {
+        let cases: [(&str, fn(&mut ServerConfig)); 5] = [
+            ("read_timeout", |c| c.read_timeout = Duration::ZERO),
+            ("write_timeout", |c| c.write_timeout = Duration::ZERO),
+            ("max_frame", |c| c.max_frame = 10),
+            ("max_batch", |c| c.max_batch = 0),
+            ("max_connections", |c| c.max_connections = 0),
+        ];
+        for (field, breaks) in cases {
+            let mut config = ServerConfig::default();
+            breaks(&mut config);
+            match config.check() {
+                Err(RuntimeError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        assert!(ServerConfig::default().check().is_ok());
+    }
+}

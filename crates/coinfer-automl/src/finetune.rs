@@ -40,7 +40,7 @@ impl Default for FineTuneConfig {
 /// What is trained: the device half and, for a learned codec, the autoencoder.
 #[derive(Module, Debug)]
 struct DeviceSide {
-    device: NetModule,
+    half: NetModule,
     autoencoder: Option<Autoencoder>,
 }
 
@@ -117,7 +117,7 @@ pub fn fine_tune(
     };
     let (device_spec, device_module) = device_half.into_parts();
     let mut side = DeviceSide {
-        device: device_module,
+        half: device_module,
         autoencoder: autoencoder_module,
     }
     .train();
@@ -129,7 +129,7 @@ pub fn fine_tune(
         let batches = Batches::new(train, config.batch_size, norm, &ad)?
             .shuffle(config.seed, epoch as u64);
         for (step, (images, labels)) in batches.enumerate() {
-            let feature = side.device.forward_features(images);
+            let feature = side.half.forward_features(images);
             let received = match (&side.autoencoder, codec) {
                 (Some(ae), _) => ae.forward(feature),
                 (None, CodecId::Quant { bits, per_channel, .. }) => fake_quant(feature, bits, per_channel),
@@ -144,7 +144,7 @@ pub fn fine_tune(
         }
     }
     let side = side.valid();
-    let tuned_device = Network::from_parts(device_spec, side.device)?;
+    let tuned_device = Network::from_parts(device_spec, side.half)?;
     let tuned_codec = match (ae_config, side.autoencoder) {
         (Some(cfg), Some(model)) => Some(AutoencoderCodec::new(cfg, model)?),
         _ => None,

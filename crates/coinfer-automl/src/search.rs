@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::prelude::*;
-use coinfer_agent::{Ddpg, DdpgConfig, Environment};
+use coinfer_agent::{Ddpg, DdpgConfig};
 use coinfer_codec::FeatureCodec;
 use coinfer_data::{ImageDataset, Normalization, TrainTest};
 use coinfer_profile::{ComputeProfile, LatencyModel, LinkProfile};
@@ -16,7 +16,7 @@ use crate::AutomlError;
 use crate::baselines::{self, BaselineResult};
 use crate::codecs::{CodecProgress, CodecSetup, build_codecs};
 use crate::env::{CoInferenceEnv, EpisodeRecord};
-use crate::evaluator::{CodecBank, Evaluation, PlanEvaluator, ValidationSet};
+use crate::evaluator::{Evaluation, PlanEvaluator, ValidationSet};
 use crate::finetune::{FineTuneConfig, fine_tune};
 use crate::plan::{PlanArtifacts, SplitPlan};
 use crate::reward::Reward;

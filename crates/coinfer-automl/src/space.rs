@@ -2,8 +2,8 @@
 //! of each split; plus the mapping from continuous actions in `[0, 1]` to decisions.
 
 use coinfer_codec::{CodecFamily, CodecId};
-use coinfer_sparsity::{PrunableKind, PrunableLayer, kept_channels, prunable_layers};
-use coinfer_split::{BlockSpec, NetSpec};
+use coinfer_sparsity::{PrunableLayer, kept_channels, prunable_layers};
+use coinfer_split::NetSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
@@ -78,7 +78,9 @@ impl SearchSpace {
                 prunable: layers
                     .iter()
                     .copied()
-                    .filter(|l| l.block < split && channel_consumer(spec, l) < split)
+                    // A layer whose consumer runs on the edge would change the transmitted
+                    // feature's channels (and break the codecs trained for it).
+                    .filter(|l| l.block < split && l.consumer < split)
                     .collect(),
                 family,
             });
@@ -171,20 +173,6 @@ impl SearchSpace {
             .iter()
             .map(|c| (ratio_levels as u64).pow(c.prunable.len() as u32) * c.family.len() as u64)
             .sum()
-    }
-}
-
-/// The block that reads a prunable layer's output channels: the same block for a residual
-/// block's inner convolution, else the next block that is not a pooling. A layer whose consumer
-/// runs on the edge would change the transmitted feature's channels (and break the codecs
-/// trained for it), so the search only prunes layers whose consumer is on the device too.
-fn channel_consumer(spec: &NetSpec, layer: &PrunableLayer) -> usize {
-    match layer.kind {
-        PrunableKind::BasicBlockInner => layer.block,
-        _ => spec.blocks[layer.block + 1..]
-            .iter()
-            .position(|b| !matches!(b, BlockSpec::MaxPool { .. } | BlockSpec::AvgPool { .. }))
-            .map_or(spec.blocks.len(), |offset| layer.block + 1 + offset),
     }
 }
 

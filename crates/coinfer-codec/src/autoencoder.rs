@@ -194,11 +194,40 @@ pub struct AutoencoderCodec {
 impl AutoencoderCodec {
     /// Wraps trained weights built from `config`.
     ///
+    /// The config is the source of truth for everything that is not a weight: the latent bit
+    /// width and the output ReLU of `model` are set from it. This lets one set of weights,
+    /// trained at one `b`, serve codecs at other bit widths.
+    ///
     /// # Errors
-    /// As [`AutoencoderConfig::check`].
+    /// As [`AutoencoderConfig::check`]; [`CodecError::ShapeMismatch`] when the weights do not
+    /// have the config's channel counts.
     pub fn new(config: AutoencoderConfig, model: Autoencoder) -> Result<Self, CodecError> {
         config.check()?;
-        let model = model.valid();
+        let mut model = model.valid();
+        model.bits = config.bits;
+        model.output_relu = config.output_relu;
+        let (c, latent, k) = (config.channels, config.latent_channels(), config.kernel);
+        for (what, weight, expected) in [
+            (
+                "autoencoder encoder weight [C', C, k, k]",
+                &model.encoder.weight,
+                [latent, c, k, k],
+            ),
+            (
+                "autoencoder decoder weight [C, C', k, k]",
+                &model.decoder.weight,
+                [c, latent, k, k],
+            ),
+        ] {
+            let found = weight.lazy_shape();
+            if found.as_slice() != expected {
+                return Err(CodecError::ShapeMismatch {
+                    what,
+                    expected: format!("{expected:?}"),
+                    found: format!("{:?}", found.as_slice()),
+                });
+            }
+        }
         let device = model
             .devices()
             .into_iter()

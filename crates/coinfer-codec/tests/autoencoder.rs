@@ -392,3 +392,39 @@ fn foreign_payloads_and_shapes_are_refused() {
     let ad = feature.clone().autodiff();
     assert_eq!(codec.encode(ad).unwrap(), payload);
 }
+
+#[test]
+fn codecs_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<AutoencoderCodec>();
+    shareable::<QuantCodec>();
+    shareable::<coinfer_codec::Float32Codec>();
+}
+
+#[test]
+fn the_config_sets_bits_and_relu_of_wrapped_weights() {
+    let device = Device::default();
+    let trained_at_two = AutoencoderConfig::new(8, 4).with_bits(2);
+    let model = trained_at_two.init(&device).unwrap();
+    let eight = AutoencoderCodec::new(trained_at_two.clone().with_bits(8), model.clone()).unwrap();
+    assert_eq!(eight.id(), CodecId::autoencoder(4, 8));
+    let feature = Tensor::<4>::random([1, 8, 3, 3], Distribution::Default, &device);
+    let latent = eight.latent_quantized(feature.clone()).unwrap();
+    assert!(
+        latent.symbols.iter().any(|s| *s > 3),
+        "8-bit symbols expected"
+    );
+    // Without the output ReLU the reconstruction can go negative.
+    let linear = AutoencoderCodec::new(
+        trained_at_two.clone().with_output_relu(false),
+        model.clone(),
+    )
+    .unwrap();
+    let out = linear.roundtrip(feature).unwrap();
+    assert!(out.min().into_scalar::<f32>() < 0.0);
+    // Weights of another shape are refused.
+    assert!(matches!(
+        AutoencoderCodec::new(AutoencoderConfig::new(8, 2), model),
+        Err(CodecError::ShapeMismatch { .. })
+    ));
+}

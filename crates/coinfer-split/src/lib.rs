@@ -31,6 +31,7 @@
 mod error;
 pub mod model;
 mod network;
+pub mod runtime;
 pub mod spec;
 pub mod train;
 pub mod zoo;

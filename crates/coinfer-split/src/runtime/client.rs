@@ -63,7 +63,10 @@ impl ClientConfig {
         if self.max_frame < 1024 {
             return Err(RuntimeError::InvalidConfig {
                 field: "max_frame",
-                reason: format!("{} bytes is too small for a reply (minimum 1024)", self.max_frame),
+                reason: format!(
+                    "{} bytes is too small for a reply (minimum 1024)",
+                    self.max_frame
+                ),
             });
         }
         if let Some(shaping) = &self.shaping {
@@ -437,9 +440,12 @@ fn connect_any(addr: impl ToSocketAddrs, timeout: Duration) -> Result<TcpStream,
 mod tests {
     use super::*;
 
+    /// An option name and a change that breaks it.
+    type Breaker = (&'static str, fn(&mut ClientConfig));
+
     #[test]
     fn each_bad_option_is_named() {
-        let cases: [(&str, fn(&mut ClientConfig)); 5] = [
+        let cases: [Breaker; 5] = [
             ("connect_timeout", |c| c.connect_timeout = Duration::ZERO),
             ("read_timeout", |c| c.read_timeout = Duration::ZERO),
             ("write_timeout", |c| c.write_timeout = Duration::ZERO),

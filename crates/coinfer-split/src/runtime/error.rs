@@ -123,7 +123,9 @@ pub enum RuntimeError {
         expected: [u8; 4],
     },
     /// The frame's protocol version is not the one this build speaks.
-    #[error("frame bytes 4..6 (protocol version) are {found}, this build speaks version {supported}")]
+    #[error(
+        "frame bytes 4..6 (protocol version) are {found}, this build speaks version {supported}"
+    )]
     UnsupportedVersion {
         /// The version found.
         found: u16,

@@ -105,9 +105,9 @@ impl PlanTag {
     pub fn of(digest: &str) -> Self {
         const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
         const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-        let hash = digest.bytes().fold(OFFSET, |h, b| {
-            (h ^ u128::from(b)).wrapping_mul(PRIME)
-        });
+        let hash = digest
+            .bytes()
+            .fold(OFFSET, |h, b| (h ^ u128::from(b)).wrapping_mul(PRIME));
         Self(hash.to_le_bytes())
     }
 }
@@ -651,10 +651,10 @@ pub fn decode_frame(bytes: &[u8], max_frame: usize) -> Result<(Frame, usize), Ru
         .get(..HEADER_LEN)
         .and_then(|h| h.try_into().ok())
         .ok_or(RuntimeError::Truncated {
-            what: "header",
-            needed: HEADER_LEN,
-            got: bytes.len(),
-        })?;
+        what: "header",
+        needed: HEADER_LEN,
+        got: bytes.len(),
+    })?;
     let header = parse_header(header_bytes, max_frame)?;
     let rest_len = header.payload_len + CRC_LEN;
     let rest = bytes
@@ -830,7 +830,10 @@ mod tests {
         let bytes = encode_frame(&infer()).unwrap();
         for cut in [0, 10, HEADER_LEN, bytes.len() - 1] {
             let err = decode_frame(&bytes[..cut], DEFAULT_MAX_FRAME).unwrap_err();
-            assert!(matches!(err, RuntimeError::Truncated { .. }), "{cut}: {err}");
+            assert!(
+                matches!(err, RuntimeError::Truncated { .. }),
+                "{cut}: {err}"
+            );
         }
         let empty: &[u8] = &[];
         assert!(matches!(
@@ -838,7 +841,7 @@ mod tests {
             Err(RuntimeError::ConnectionClosed)
         ));
         assert!(matches!(
-            read_frame(&mut &bytes[..70], DEFAULT_MAX_FRAME),
+            read_frame(&mut &bytes[..HEADER_LEN + 2], DEFAULT_MAX_FRAME),
             Err(RuntimeError::Truncated { .. })
         ));
     }
@@ -861,8 +864,14 @@ mod tests {
         assert!(codec_from_wire(0x0400, 0, 0).is_err());
         assert!(codec_from_wire(0x0100, 0, 0).is_err(), "quant with 0 bits");
         assert!(codec_from_wire(0x0109, 0, 0).is_err(), "quant with 9 bits");
-        assert!(codec_from_wire(0x0204, 0, 0).is_err(), "autoencoder ratio 0");
-        assert!(codec_from_wire(0x0000, 3, 0).is_err(), "float32 with a ratio");
+        assert!(
+            codec_from_wire(0x0204, 0, 0).is_err(),
+            "autoencoder ratio 0"
+        );
+        assert!(
+            codec_from_wire(0x0000, 3, 0).is_err(),
+            "float32 with a ratio"
+        );
     }
 
     #[test]
@@ -877,16 +886,19 @@ mod tests {
                 logits: vec![0.0; 9],
             },
         };
-        assert!(matches!(
-            encode_frame(&frame),
-            Err(RuntimeError::Encode(_))
-        ));
+        assert!(matches!(encode_frame(&frame), Err(RuntimeError::Encode(_))));
     }
 
     #[test]
     fn long_error_messages_are_cut_on_a_char_boundary() {
         let message = "é".repeat(MAX_MESSAGE_LEN);
-        let frame = Frame::error(1, PlanTag::default(), CodecId::Float32, ErrorCode::Internal, &message);
+        let frame = Frame::error(
+            1,
+            PlanTag::default(),
+            CodecId::Float32,
+            ErrorCode::Internal,
+            &message,
+        );
         let FrameBody::Error { message: cut, .. } = &frame.body else {
             panic!("an error frame")
         };

@@ -61,3 +61,31 @@ pub fn shared_fixed_codec(id: CodecId) -> Result<SharedCodec, RuntimeError> {
             })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_shareable<T: Send + Sync>() {}
+
+    #[test]
+    fn every_codec_can_be_shared_with_the_server() {
+        is_shareable::<Float32Codec>();
+        is_shareable::<QuantCodec>();
+        is_shareable::<coinfer_codec::AutoencoderCodec>();
+        is_shareable::<crate::Network>();
+    }
+
+    #[test]
+    fn shared_fixed_codecs_keep_their_id_and_refuse_autoencoders() {
+        for id in [
+            CodecId::Float32,
+            CodecId::quant(8, false),
+            CodecId::quant(2, true),
+        ] {
+            assert_eq!(shared_fixed_codec(id).unwrap().id(), id);
+        }
+        assert!(shared_fixed_codec(CodecId::autoencoder(4, 4)).is_err());
+        assert!(shared_fixed_codec(CodecId::quant(9, false)).is_err());
+    }
+}

@@ -111,6 +111,8 @@ pub struct ServerStats {
     pub forward_passes: u64,
     /// Largest number of requests merged into one forward pass.
     pub max_batch_seen: u64,
+    /// Connection threads that panicked (a bug: input never makes the server panic).
+    pub panics: u64,
 }
 
 /// Live counters shared by the server's threads.
@@ -122,6 +124,7 @@ pub(crate) struct Stats {
     errors: AtomicU64,
     pub(crate) forward_passes: AtomicU64,
     pub(crate) max_batch_seen: AtomicU64,
+    panics: AtomicU64,
 }
 
 impl Stats {
@@ -134,6 +137,7 @@ impl Stats {
             errors: get(&self.errors),
             forward_passes: get(&self.forward_passes),
             max_batch_seen: get(&self.max_batch_seen),
+            panics: get(&self.panics),
         }
     }
 }
@@ -357,12 +361,21 @@ impl ServerHandle {
         self.shared.stats.snapshot()
     }
 
-    /// Stops accepting, closes every connection, lets the worker finish and joins all threads.
+    /// Stops accepting, closes every connection, lets the worker finish, joins all threads and
+    /// returns the final counters.
     ///
     /// # Errors
-    /// [`RuntimeError::Internal`] if a server thread panicked.
-    pub fn shutdown(mut self) -> Result<(), RuntimeError> {
-        self.stop()
+    /// [`RuntimeError::Internal`] if any server thread panicked.
+    pub fn shutdown(mut self) -> Result<ServerStats, RuntimeError> {
+        self.stop()?;
+        let stats = self.stats();
+        if stats.panics > 0 {
+            return Err(RuntimeError::Internal(format!(
+                "{} connection threads panicked",
+                stats.panics
+            )));
+        }
+        Ok(stats)
     }
 
     /// Blocks until the server stops (it only stops through [`shutdown`](Self::shutdown) from
@@ -400,7 +413,9 @@ impl Drop for ServerHandle {
 
 fn join(what: &str, handle: Option<JoinHandle<()>>) -> Result<(), RuntimeError> {
     match handle.map(JoinHandle::join) {
-        Some(Err(_)) => Err(RuntimeError::Internal(format!("the {what} thread panicked"))),
+        Some(Err(_)) => Err(RuntimeError::Internal(format!(
+            "the {what} thread panicked"
+        ))),
         _ => Ok(()),
     }
 }
@@ -420,10 +435,15 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, jobs: SyncSender<Job>
                 continue;
             }
         };
-        connections.retain(|c| !c.is_finished());
+        reap(&mut connections, &shared, false);
         if connections.len() >= shared.config.max_connections {
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-            refuse(stream, &shared, ErrorCode::Busy, "too many connections, retry later");
+            refuse(
+                stream,
+                &shared,
+                ErrorCode::Busy,
+                "too many connections, retry later",
+            );
             continue;
         }
         next_id += 1;
@@ -436,8 +456,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, jobs: SyncSender<Job>
         let spawned = thread::Builder::new()
             .name(format!("coinfer-edge-conn-{id}"))
             .spawn(move || {
-                let result = Connection::new(stream, &conn_shared, conn_jobs)
-                    .map(Connection::run);
+                let result = Connection::new(stream, &conn_shared, conn_jobs).map(Connection::run);
                 drop(result);
                 lock(&conn_shared.open).remove(&id);
             });
@@ -448,7 +467,12 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, jobs: SyncSender<Job>
             }
             Err(_) => {
                 if let Some(stream) = lock(&shared.open).remove(&id) {
-                    refuse(stream, &shared, ErrorCode::Busy, "cannot start a connection thread");
+                    refuse(
+                        stream,
+                        &shared,
+                        ErrorCode::Busy,
+                        "cannot start a connection thread",
+                    );
                 }
             }
         }
@@ -456,10 +480,21 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, jobs: SyncSender<Job>
     for (_, stream) in lock(&shared.open).drain() {
         let _ = stream.shutdown(Shutdown::Both);
     }
-    for connection in connections {
-        let _ = connection.join();
-    }
+    reap(&mut connections, &shared, true);
     // `jobs` drops here: once the connections are gone the worker drains its queue and exits.
+}
+
+/// Joins finished connection threads (all of them when `all`), counting panics.
+fn reap(connections: &mut Vec<JoinHandle<()>>, shared: &Shared, all: bool) {
+    let (done, running): (Vec<_>, Vec<_>) = std::mem::take(connections)
+        .into_iter()
+        .partition(|c| all || c.is_finished());
+    *connections = running;
+    for connection in done {
+        if connection.join().is_err() {
+            shared.stats.panics.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -551,8 +586,7 @@ impl<'a> Connection<'a> {
                     Next::LingerClose
                 }
             };
-            if !matches!(next, Next::Continue) || self.shared.shutting_down.load(Ordering::SeqCst)
-            {
+            if !matches!(next, Next::Continue) || self.shared.shutting_down.load(Ordering::SeqCst) {
                 break next;
             }
         };
@@ -566,7 +600,13 @@ impl<'a> Connection<'a> {
 
     /// Sends an error frame; closes the connection if that fails.
     fn reply_error(&mut self, request_id: u64, code: ErrorCode, message: &str) -> Next {
-        let frame = Frame::error(request_id, self.shared.plan, self.shared.codec, code, message);
+        let frame = Frame::error(
+            request_id,
+            self.shared.plan,
+            self.shared.codec,
+            code,
+            message,
+        );
         match write_frame(&mut &self.stream, &frame) {
             Ok(_) => {
                 self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -579,6 +619,8 @@ impl<'a> Connection<'a> {
     fn handle(&mut self, frame: Frame) -> Next {
         let shared = self.shared;
         let id = frame.request_id;
+        let kind = frame.kind();
+        let shape = frame.shape_usize();
         match frame.body {
             FrameBody::Hello { digest } => self.handshake(&digest, frame.codec, frame.shape),
             FrameBody::Infer { .. } if !self.greeted => self.reply_error(
@@ -603,7 +645,6 @@ impl<'a> Connection<'a> {
                 ),
             ),
             FrameBody::Infer { payload } => {
-                let shape = frame.shape_usize();
                 if shape[1..] != shared.feature {
                     return self.reply_error(
                         id,
@@ -621,10 +662,7 @@ impl<'a> Connection<'a> {
             FrameBody::Result { .. } | FrameBody::Error { .. } => self.reply_error(
                 id,
                 ErrorCode::UnexpectedFrame,
-                &format!(
-                    "request {id}: a client sends Hello, Infer or Bye, not {:?}",
-                    frame.body.kind()
-                ),
+                &format!("request {id}: a client sends Hello, Infer or Bye, not {kind:?}"),
             ),
         }
     }
@@ -732,9 +770,12 @@ impl<'a> Connection<'a> {
 mod tests {
     use super::*;
 
+    /// An option name and a change that breaks it.
+    type Breaker = (&'static str, fn(&mut ServerConfig));
+
     #[test]
     fn each_bad_option_is_named() {
-        let cases: [(&str, fn(&mut ServerConfig)); 5] = [
+        let cases: [Breaker; 5] = [
             ("read_timeout", |c| c.read_timeout = Duration::ZERO),
             ("write_timeout", |c| c.write_timeout = Duration::ZERO),
             ("max_frame", |c| c.max_frame = 10),

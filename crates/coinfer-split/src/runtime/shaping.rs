@@ -153,10 +153,8 @@ impl<W: Write> ShapedWriter<W> {
     /// # Errors
     /// The inner writer's errors.
     pub fn send_message(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if let Some(shaping) = self.shaping {
-            if !shaping.added_delay.is_zero() {
-                thread::sleep(shaping.added_delay);
-            }
+        if let Some(shaping) = self.shaping.filter(|s| !s.added_delay.is_zero()) {
+            thread::sleep(shaping.added_delay);
         }
         if let Some(bucket) = &mut self.bucket {
             bucket.drain();

@@ -3,17 +3,17 @@
 //! connection threads. It never touches a socket, so a slow client cannot stall it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 
+use super::SharedCodec;
 use super::error::ErrorCode;
 use super::frame::EdgeTiming;
 use super::server::Stats;
-use super::SharedCodec;
 use crate::Network;
 
 /// One Infer request handed from a connection thread to the worker.
@@ -147,8 +147,8 @@ impl Worker {
             .unzip();
         let requests = jobs.len();
         let start = Instant::now();
-        let logits = catch_unwind(AssertUnwindSafe(|| self.run_edge(features)))
-            .unwrap_or_else(|panic| {
+        let logits =
+            catch_unwind(AssertUnwindSafe(|| self.run_edge(features))).unwrap_or_else(|panic| {
                 Err(format!(
                     "the edge model failed: {}",
                     panic_message(panic.as_ref())
@@ -200,7 +200,7 @@ impl Worker {
         let logits = self.edge.logits(input).map_err(|e| e.to_string())?;
         let values = logits
             .into_data()
-            .to_vec::<f32>()
+            .try_into_vec::<f32>()
             .map_err(|e| format!("reading the logits back: {e:?}"))?;
         if values.len() != samples * self.classes {
             return Err(format!(

@@ -1,0 +1,203 @@
+//! Rendering a [`SearchReport`] as Markdown, and its Pareto front.
+
+use std::fmt::Write;
+
+use coinfer_profile::Breakdown;
+
+use crate::AutomlError;
+use crate::evaluator::{Evaluation, PlanEvaluator};
+use crate::search::SearchReport;
+use crate::space::Decision;
+
+fn ms(seconds: f64) -> String {
+    format!("{:.3}", seconds * 1e3)
+}
+
+/// The codec family table of every split (no pruning): payload bits per sample, compression
+/// ratio against the float32 feature, validation accuracy and predicted latency, as Markdown.
+pub fn codec_table(evaluator: &mut PlanEvaluator) -> Result<String, AutomlError> {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Codec families (validation accuracy with the codec inserted, no pruning)
+");
+    let backbone = evaluator.backbone_accuracy()?;
+    let _ = writeln!(md, "Backbone alone (float32, unsplit): {:.2}% validation accuracy.
+", 100.0 * backbone);
+    let candidates = evaluator.space().candidates.clone();
+    for (index, candidate) in candidates.iter().enumerate() {
+        let [c, h, w] = candidate.feature_shape;
+        let float_bits = (c * h * w * 32) as f64;
+        let _ = writeln!(md, "## Split {} (feature {c}×{h}×{w})
+", candidate.split);
+        let _ = writeln!(
+            md,
+            "| codec | bits / sample | compression vs float32 | accuracy | predicted latency (ms) |\n|---|---|---|---|---|"
+        );
+        for (codec, entry) in candidate.family.entries.iter().enumerate() {
+            let e = evaluator.evaluate(&Decision {
+                candidate: index,
+                prune_ratios: vec![0.0; candidate.prunable.len()],
+                codec,
+            })?;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1}× | {:.2}% | {} |",
+                entry.id,
+                entry.bits_per_sample,
+                float_bits / entry.bits_per_sample as f64,
+                100.0 * e.accuracy,
+                ms(e.latency.total)
+            );
+        }
+        let _ = writeln!(md);
+    }
+    Ok(md)
+}
+
+/// The evaluations no other evaluation beats in both accuracy and latency, by latency.
+pub fn pareto_front(evaluations: &[Evaluation]) -> Vec<&Evaluation> {
+    let mut sorted: Vec<&Evaluation> = evaluations.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.latency
+            .total
+            .total_cmp(&b.latency.total)
+            .then(b.accuracy.total_cmp(&a.accuracy))
+    });
+    let mut front: Vec<&Evaluation> = Vec::new();
+    for e in sorted {
+        if front.last().is_none_or(|last| e.accuracy > last.accuracy) {
+            front.push(e);
+        }
+    }
+    front
+}
+
+fn breakdown_row(name: &str, b: &Breakdown) -> String {
+    format!(
+        "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+        ms(b.device),
+        ms(b.encode),
+        ms(b.transmit),
+        ms(b.rtt),
+        ms(b.decode),
+        ms(b.edge),
+        ms(b.total)
+    )
+}
+
+impl SearchReport {
+    /// A Markdown summary: the plan, its latency breakdown, the baselines, search cost.
+    pub fn to_markdown(&self) -> String {
+        let p = &self.plan;
+        let mut md = String::new();
+        let _ = writeln!(md, "# coinfer search report\n");
+        let _ = writeln!(
+            md,
+            "Model `{}` (backbone digest `{}`), profiles: device `{}`, link `{}`, edge `{}`.\n",
+            p.model, p.backbone_digest, p.profiles[0], p.profiles[1], p.profiles[2]
+        );
+        let _ = writeln!(md, "## Best plan\n");
+        let _ = writeln!(md, "| field | value |\n|---|---|");
+        let _ = writeln!(md, "| split (blocks on the device) | {} |", p.split);
+        let _ = writeln!(
+            md,
+            "| pruned blocks / ratios / kept filters | {:?} / {:?} / {:?} |",
+            p.pruned_blocks,
+            p.prune_ratios
+                .iter()
+                .map(|r| (r * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>(),
+            p.kept_channels
+        );
+        let _ = writeln!(md, "| codec | {} |", p.codec);
+        let _ = writeln!(md, "| payload | {} bits ({:.1} bytes) |", p.payload_bits, p.payload_bits as f64 / 8.0);
+        let _ = writeln!(md, "| validation accuracy (search, no fine-tuning) | {:.2}% |", 100.0 * p.search_accuracy);
+        if let Some(test) = p.test_accuracy {
+            let _ = writeln!(md, "| test accuracy (after fine-tuning) | {:.2}% |", 100.0 * test);
+        }
+        let _ = writeln!(
+            md,
+            "| backbone accuracy (validation / test) | {:.2}% / {:.2}% |",
+            100.0 * self.backbone_accuracy,
+            100.0 * self.backbone_test_accuracy
+        );
+        let _ = writeln!(md, "| reward | {:.4} |", p.reward);
+        let _ = writeln!(md, "| predicted latency | {} ms |\n", ms(p.predicted.total));
+
+        let _ = writeln!(md, "## Latency breakdown (ms, predicted)\n");
+        let _ = writeln!(
+            md,
+            "| plan | device | encode | transmit | RTT | decode | edge | total |\n|---|---|---|---|---|---|---|---|"
+        );
+        let _ = writeln!(md, "{}", breakdown_row("best plan", &p.predicted));
+        for b in &self.baselines {
+            let _ = writeln!(md, "{}", breakdown_row(&b.name, &b.best.latency));
+        }
+
+        let _ = writeln!(md, "\n## Search methods\n");
+        let _ = writeln!(
+            md,
+            "| method | reward | val. accuracy | latency (ms) | split | codec | distinct plans evaluated |\n|---|---|---|---|---|---|---|"
+        );
+        if let Some(best) = self.episodes.iter().max_by(|a, b| a.reward.total_cmp(&b.reward)) {
+            let e = &best.evaluation;
+            let _ = writeln!(
+                md,
+                "| DDPG ({} episodes) | {:.4} | {:.2}% | {} | {} | {} | {} |",
+                self.episodes.len(),
+                best.reward,
+                100.0 * e.accuracy,
+                ms(e.latency.total),
+                e.split,
+                e.codec,
+                self.evaluations
+            );
+        }
+        for b in &self.baselines {
+            let _ = writeln!(
+                md,
+                "| {} | {:.4} | {:.2}% | {} | {} | {} | {} |",
+                b.name,
+                b.reward,
+                100.0 * b.best.accuracy,
+                ms(b.best.latency.total),
+                b.best.split,
+                b.best.codec,
+                b.evaluations
+            );
+        }
+        let _ = writeln!(md, "\nSearch wall time: {:.1} s.", self.seconds);
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coinfer_codec::CodecId;
+
+    fn eval(accuracy: f32, total: f64) -> Evaluation {
+        Evaluation {
+            split: 1,
+            prune_ratios: vec![],
+            kept: vec![],
+            codec: CodecId::Float32,
+            payload_bits: 0,
+            accuracy,
+            latency: Breakdown {
+                total,
+                ..Breakdown::default()
+            },
+            device_flops: 0,
+        }
+    }
+
+    #[test]
+    fn pareto_front_keeps_only_undominated_plans() {
+        let all = [eval(0.8, 1.0), eval(0.9, 2.0), eval(0.85, 3.0), eval(0.7, 0.5), eval(0.95, 4.0)];
+        let front: Vec<(f32, f64)> = pareto_front(&all)
+            .iter()
+            .map(|e| (e.accuracy, e.latency.total))
+            .collect();
+        assert_eq!(front, [(0.7, 0.5), (0.8, 1.0), (0.9, 2.0), (0.95, 4.0)]);
+    }
+}

@@ -1,0 +1,210 @@
+//! SVG plots of a search report (plotters, SVG backend).
+
+use std::path::Path;
+
+use coinfer_automl::SearchReport;
+use coinfer_automl::report::pareto_front;
+use plotters::prelude::*;
+
+type PlotResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Reward of every episode and the running best.
+pub fn rewards(report: &SearchReport, path: &Path) -> PlotResult {
+    let rewards: Vec<f32> = report.episodes.iter().map(|e| e.reward).collect();
+    if rewards.is_empty() {
+        return Ok(());
+    }
+    let (lo, hi) = rewards
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("DDPG search: reward per episode", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f32..rewards.len() as f32, (lo - pad)..(hi + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc("episode")
+        .y_desc("reward")
+        .draw()?;
+    chart
+        .draw_series(
+            rewards
+                .iter()
+                .enumerate()
+                .map(|(i, &r)| Circle::new((i as f32, r), 2, BLUE.mix(0.5).filled())),
+        )?
+        .label("episode reward")
+        .legend(|(x, y)| Circle::new((x, y), 3, BLUE.filled()));
+    let mut best = f32::NEG_INFINITY;
+    let running: Vec<(f32, f32)> = rewards
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| {
+            best = best.max(r);
+            (i as f32, best)
+        })
+        .collect();
+    chart
+        .draw_series(LineSeries::new(running, RED.stroke_width(2)))?
+        .label("best so far")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Accuracy against latency of every evaluated plan, the Pareto front, baselines and the
+/// chosen plan.
+pub fn scatter(report: &SearchReport, path: &Path) -> PlotResult {
+    let mut points: Vec<(f64, f32)> = report
+        .evaluated
+        .iter()
+        .map(|e| (e.latency.total * 1e3, 100.0 * e.accuracy))
+        .collect();
+    points.extend(
+        report
+            .baselines
+            .iter()
+            .map(|b| (b.best.latency.total * 1e3, 100.0 * b.best.accuracy)),
+    );
+    if points.is_empty() {
+        return Ok(());
+    }
+    let (x_lo, x_hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Evaluated plans: accuracy vs predicted latency", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (x_lo * 0.9)..(x_hi * 1.05).max(x_lo * 0.9 + 1e-3),
+            0f32..100f32,
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("predicted end-to-end latency (ms)")
+        .y_desc("validation accuracy (%)")
+        .draw()?;
+    chart
+        .draw_series(
+            report
+                .evaluated
+                .iter()
+                .map(|e| Circle::new((e.latency.total * 1e3, 100.0 * e.accuracy), 2, BLUE.mix(0.35).filled())),
+        )?
+        .label("evaluated plan")
+        .legend(|(x, y)| Circle::new((x, y), 3, BLUE.filled()));
+    let front: Vec<(f64, f32)> = pareto_front(&report.evaluated)
+        .iter()
+        .map(|e| (e.latency.total * 1e3, 100.0 * e.accuracy))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(front, BLACK.stroke_width(2)))?
+        .label("Pareto front")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    for (i, b) in report
+        .baselines
+        .iter()
+        .filter(|b| !b.name.starts_with("random (seed") || b.name.ends_with("seed 0)"))
+        .enumerate()
+    {
+        let colour = Palette99::pick(i + 2).to_rgba();
+        let at = (b.best.latency.total * 1e3, 100.0 * b.best.accuracy);
+        chart
+            .draw_series(std::iter::once(TriangleMarker::new(at, 7, colour.filled())))?
+            .label(b.name.clone())
+            .legend(move |(x, y)| TriangleMarker::new((x, y), 5, colour.filled()));
+    }
+    let plan = &report.plan;
+    chart
+        .draw_series(std::iter::once(Cross::new(
+            (plan.predicted.total * 1e3, 100.0 * plan.search_accuracy),
+            9,
+            RED.stroke_width(3),
+        )))?
+        .label("chosen plan")
+        .legend(|(x, y)| Cross::new((x, y), 5, RED.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Stacked latency breakdown of the chosen plan and the baselines.
+pub fn breakdown(report: &SearchReport, path: &Path) -> PlotResult {
+    let mut rows = vec![("chosen plan".to_string(), report.plan.predicted)];
+    rows.extend(
+        report
+            .baselines
+            .iter()
+            .filter(|b| !b.name.starts_with("random"))
+            .map(|b| (b.name.clone(), b.best.latency)),
+    );
+    let max = rows.iter().map(|(_, b)| b.total).fold(0.0, f64::max) * 1e3 * 1.05;
+    let root = SVGBackend::new(path, (900, 120 + 60 * rows.len() as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Predicted latency breakdown (ms)", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(140)
+        .build_cartesian_2d(0f64..max.max(1e-3), 0f64..rows.len() as f64)?;
+    let names: Vec<String> = rows.iter().map(|(n, _)| n.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(rows.len())
+        .y_label_formatter(&|y| {
+            let i = y.floor() as usize;
+            names.get(i).cloned().unwrap_or_default()
+        })
+        .x_desc("milliseconds")
+        .draw()?;
+    let parts = ["device", "encode", "transmit", "RTT", "decode", "edge"];
+    for (k, part) in parts.iter().enumerate() {
+        let colour = Palette99::pick(k).to_rgba();
+        let bars: Vec<Rectangle<(f64, f64)>> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (_, b))| {
+                let terms = [b.device, b.encode, b.transmit, b.rtt, b.decode, b.edge];
+                let start: f64 = terms[..k].iter().sum::<f64>() * 1e3;
+                let end = start + terms[k] * 1e3;
+                Rectangle::new(
+                    [(start, i as f64 + 0.2), (end, i as f64 + 0.8)],
+                    colour.filled(),
+                )
+            })
+            .collect();
+        chart
+            .draw_series(bars)?
+            .label(*part)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -64,7 +64,9 @@ pub mod space;
 pub use error::AutomlError;
 pub use plan::{DeployedPlan, PlanArtifacts, SplitPlan};
 pub use reward::Reward;
-pub use search::{CoInference, CoInferenceBuilder, SearchConfig, SearchReport, SearchSession};
+pub use search::{
+    CoInference, CoInferenceBuilder, SearchConfig, SearchReport, SearchSession, split_validation,
+};
 
 pub use coinfer_agent as agent;
 pub use coinfer_codec as codec;

@@ -85,6 +85,26 @@ impl SearchConfig {
     }
 }
 
+/// `(training part, validation part)` of a training set: `validation_images` images drawn by
+/// `seed`. The search scores plans on the validation part and trains codecs and fine-tunes on
+/// the training part, so **train the backbone on the training part too** (same images and
+/// seed): plans scored on images the backbone has memorised all look equally accurate.
+pub fn split_validation(
+    train: &ImageDataset,
+    validation_images: usize,
+    seed: u64,
+) -> Result<(ImageDataset, ImageDataset), AutomlError> {
+    let n = train.len();
+    if validation_images == 0 || validation_images >= n {
+        return Err(AutomlError::InvalidConfig {
+            field: "validation_images",
+            reason: format!("{validation_images} validation images do not fit a {n}-image training set"),
+        });
+    }
+    let (validation, rest) = train.split(validation_images as f64 / n as f64, seed)?;
+    Ok((rest, validation))
+}
+
 /// Builds a [`CoInference`] search; see the crate docs for the ten-line version.
 #[derive(Default)]
 pub struct CoInferenceBuilder {
@@ -316,12 +336,8 @@ impl CoInference {
         })
     }
 
-    /// `(training part, validation part)` of the training set, class-balanced, by seed.
     fn validation_split(&self) -> Result<(ImageDataset, ImageDataset), AutomlError> {
-        let n = self.data.train.len();
-        let fraction = self.config.validation_images as f64 / n as f64;
-        let (validation, train) = self.data.train.split(fraction, self.config.seed)?;
-        Ok((train, validation))
+        split_validation(&self.data.train, self.config.validation_images, self.config.seed)
     }
 
     /// The whole search with defaults: prepare, run DDPG, fine-tune the best plan.

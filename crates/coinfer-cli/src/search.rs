@@ -12,7 +12,7 @@ use coinfer_automl::profile::measure::{MeasureConfig, ProfileTable, measure_bloc
 use coinfer_automl::profile::{ComputeProfile, LinkProfile, preset};
 use coinfer_automl::split::train::{TrainConfig, evaluate, train_classifier};
 use coinfer_automl::split::{Network, zoo};
-use coinfer_automl::{CoInference, Reward, SearchConfig};
+use coinfer_automl::{CoInference, Reward, SearchConfig, split_validation};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::plots;
@@ -35,7 +35,9 @@ pub struct SearchArgs {
     /// Backbone from the zoo (resnet-mini for 28×28 grey images).
     #[arg(long, default_value = "resnet-mini")]
     model: String,
-    /// Load this trained backbone (`Network::save` file) instead of training one.
+    /// Load this trained backbone (`Network::save` file) instead of training one. It should
+    /// not have seen the validation images (see `split_validation`), or every plan scores
+    /// its training accuracy.
     #[arg(long)]
     backbone: Option<PathBuf>,
     /// Backbone training epochs (when training).
@@ -123,13 +125,15 @@ fn backbone(args: &SearchArgs, data: &TrainTest, tag: &str, device: &Device) -> 
         return Ok(Network::load(path, device)?);
     }
     let cache = args.results.join("cache").join(format!(
-        "{}-{tag}-e{}-s{}.cfnet",
-        args.model, args.backbone_epochs, args.seed
+        "{}-{tag}-e{}-s{}-v{}.cfnet",
+        args.model, args.backbone_epochs, args.seed, args.validation_images
     ));
     if cache.exists() {
         println!("backbone: reusing {}", cache.display());
         return Ok(Network::load(&cache, device)?);
     }
+    // Train on the training part only: the search scores plans on the held-out validation part.
+    let (train_part, _) = split_validation(&data.train, args.validation_images, args.seed)?;
     let spec = zoo::by_name(&args.model, 10)
         .ok_or_else(|| format!("unknown model `{}` (known: {:?})", args.model, zoo::MODEL_NAMES))?;
     device.seed(args.seed);
@@ -140,9 +144,9 @@ fn backbone(args: &SearchArgs, data: &TrainTest, tag: &str, device: &Device) -> 
         seed: args.seed,
         ..TrainConfig::default()
     };
-    let steps = data.train.len().div_ceil(config.batch_size) * config.epochs;
+    let steps = train_part.len().div_ceil(config.batch_size) * config.epochs;
     let progress = bar(steps as u64, "training backbone");
-    let trained = train_classifier(net, &data.train, &norm, &config, device, |p| {
+    let trained = train_classifier(net, &train_part, &norm, &config, device, |p| {
         progress.inc(1);
         progress.set_prefix(format!("loss {:.3} acc {:.1}%", p.loss, 100.0 * p.accuracy));
     })?;

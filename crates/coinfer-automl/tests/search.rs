@@ -1,0 +1,286 @@
+//! The co-inference search end to end on a small real subset: state/action mapping, budget
+//! clipping, caching, resume, and a short search that must produce a deployable plan.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use burn::prelude::*;
+use coinfer_automl::agent::{DdpgConfig, Environment};
+use coinfer_automl::codecs::CodecSetup;
+use coinfer_automl::data::{Normalization, TrainTest, embedded};
+use coinfer_automl::env::{CoInferenceEnv, STATE_DIM};
+use coinfer_automl::evaluator::PlanEvaluator;
+use coinfer_automl::profile::{ComputeProfile, LinkProfile};
+use coinfer_automl::space::{Decision, SearchSpace};
+use coinfer_automl::split::{Network, zoo};
+use coinfer_automl::{CoInference, Reward, SearchConfig, SplitPlan};
+
+fn small_data() -> TrainTest {
+    let full = embedded::fashion_mnist_subset().unwrap();
+    TrainTest {
+        train: full.train.class_balanced_subset(30, 1).unwrap(),
+        test: full.test.class_balanced_subset(10, 1).unwrap(),
+    }
+}
+
+fn config(episodes: usize) -> SearchConfig {
+    SearchConfig {
+        episodes,
+        ddpg: DdpgConfig {
+            hidden: vec![32, 32],
+            warmup_episodes: 3,
+            batch_size: 8,
+            seed: 5,
+            ..DdpgConfig::default()
+        },
+        validation_images: 60,
+        codecs: CodecSetup::fixed_only(),
+        finetune: coinfer_automl::finetune::FineTuneConfig {
+            epochs: 1,
+            ..Default::default()
+        },
+        ..SearchConfig::default()
+    }
+}
+
+/// One random backbone for every test: burn's seed is process-wide, so networks initialised
+/// by tests running in parallel would otherwise differ from run to run.
+fn backbone() -> Network {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    let device = Device::flex();
+    let bytes = BYTES.get_or_init(|| {
+        Network::new(zoo::resnet_mini(10), &device)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+    });
+    Network::from_bytes(bytes, Path::new("test backbone"), &device).unwrap()
+}
+
+fn search(reward: Reward, config: SearchConfig) -> CoInference {
+    let device = Device::flex();
+    let model = backbone();
+    CoInference::builder()
+        .model(model)
+        .data(small_data())
+        .device(ComputeProfile::analytic(1e9, 50e-6).unwrap())
+        .link(LinkProfile::new(10e6, 0.01, 80).unwrap())
+        .edge(ComputeProfile::analytic(1e12, 30e-6).unwrap())
+        .reward(reward)
+        .config(config)
+        .backend(device)
+        .build()
+        .unwrap()
+}
+
+fn run_episode(env: &mut CoInferenceEnv<'_>, actions: &[f32]) -> Vec<(Vec<f32>, f32)> {
+    let mut seen = vec![(env.reset().unwrap(), f32::NAN)];
+    for &a in actions {
+        let step = env.step(a).unwrap();
+        seen.push((step.state.clone(), step.applied_action));
+        if step.done {
+            return seen;
+        }
+    }
+    panic!("episode did not finish after {} actions", actions.len());
+}
+
+#[test]
+fn actions_map_to_the_decision_and_states_describe_each_step() {
+    let search = search(Reward::ErrorLogLatency, config(1));
+    let mut session = search.prepare(|_| {}).unwrap();
+    let evaluator: &mut PlanEvaluator = session.evaluator();
+    let space: SearchSpace = evaluator.space().clone();
+    // Split action 0.7 → candidate 4 of 6 (split 4, after every basic block).
+    let split_action = 0.7;
+    let candidate = space.candidate_for(split_action);
+    let layers = space.candidates[candidate].prunable.len();
+    assert_eq!(space.candidates[candidate].split, 4);
+    assert_eq!(layers, 4);
+    let mut actions = vec![split_action];
+    actions.extend([0.0, 0.25, 0.5, 1.0]);
+    actions.push(0.99);
+    let mut env = CoInferenceEnv::new(evaluator, Reward::ErrorLogLatency).unwrap();
+    assert_eq!(env.state_dim(), STATE_DIM);
+    let seen = run_episode(&mut env, &actions);
+    // reset + split + 4 prune steps + codec.
+    assert_eq!(seen.len(), 7);
+    assert_eq!(seen[0].0[0], 1.0, "the first state is the split decision");
+    for (state, _) in &seen[1..5] {
+        assert_eq!(state[1], 1.0, "prune states are flagged");
+        assert!(state.iter().all(|v| v.is_finite() && (-1e-6..=1.0 + 1e-6).contains(v)));
+    }
+    assert_eq!(seen[5].0[2], 1.0, "the last decision is the codec");
+    let record = env.records().last().unwrap();
+    let expected_ratios: Vec<f32> = [0.0, 0.25, 0.5, 1.0].iter().map(|&a| space.ratio_for(a)).collect();
+    assert_eq!(record.decision.candidate, candidate);
+    assert_eq!(record.decision.prune_ratios, expected_ratios);
+    assert_eq!(record.decision.codec, space.candidates[candidate].family.len() - 1);
+    // Without a budget the applied actions are the agent's own.
+    let applied: Vec<f32> = seen[1..].iter().map(|(_, a)| *a).collect();
+    assert_eq!(applied, actions);
+    assert!(record.reward.is_finite() && record.reward < 0.0);
+}
+
+#[test]
+fn budget_clipping_keeps_every_plan_within_a_reachable_budget() {
+    // 10.6 ms: below the unpruned deep splits (device time) but reachable by pruning or by an
+    // early split with a small codec.
+    let budget_s = 0.0106;
+    let reward = Reward::AccuracyUnderBudget { budget_s };
+    let search = search(reward, config(1));
+    let mut session = search.prepare(|_| {}).unwrap();
+    let mut env = CoInferenceEnv::new(session.evaluator(), reward).unwrap();
+    let mut clipped = 0;
+    for i in 0..12 {
+        // Greedy-for-accuracy actions: deep split, no pruning, the largest codec.
+        let split = 0.5 + 0.04 * i as f32;
+        let actions = [split, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0];
+        let seen = run_episode(&mut env, &actions);
+        let record = env.records().last().unwrap();
+        assert!(
+            record.evaluation.latency.total <= budget_s + 1e-12,
+            "plan {:?} takes {} s > budget",
+            record.decision,
+            record.evaluation.latency.total
+        );
+        let applied: Vec<f32> = seen[1..].iter().map(|(_, a)| *a).collect();
+        if applied[..] != actions[..applied.len()] {
+            clipped += 1;
+        }
+    }
+    assert!(clipped > 0, "the budget never had to clip an action");
+}
+
+#[test]
+fn the_same_plan_is_evaluated_once() {
+    let search = search(Reward::ErrorLogLatency, config(1));
+    let mut session = search.prepare(|_| {}).unwrap();
+    let ev = session.evaluator();
+    ev.begin_session();
+    let candidate = 3;
+    let layers = ev.space().candidates[candidate].prunable.len();
+    let a = Decision {
+        candidate,
+        prune_ratios: vec![0.5; layers],
+        codec: 1,
+    };
+    // Ratios that keep the same filters build the same network: a cache hit.
+    let b = Decision {
+        prune_ratios: vec![0.51; layers],
+        ..a.clone()
+    };
+    let first = ev.evaluate(&a).unwrap();
+    let second = ev.evaluate(&b).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(ev.evaluations(), 1);
+    assert_eq!(ev.lookups(), 2);
+    assert_eq!(ev.session_evaluations(), 1);
+    let c = Decision {
+        prune_ratios: vec![0.0; layers],
+        ..a
+    };
+    let third = ev.evaluate(&c).unwrap();
+    assert_eq!(ev.evaluations(), 2);
+    assert!(third.device_flops > first.device_flops, "pruning must remove device FLOPs");
+    assert!(third.latency.device > first.latency.device);
+}
+
+#[test]
+fn an_interrupted_search_resumes_where_it_stopped() {
+    let dir = std::env::temp_dir().join(format!("coinfer-resume-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+
+    let uninterrupted = {
+        let search = search(Reward::ErrorLogLatency, config(8));
+        let mut session = search.prepare(|_| {}).unwrap();
+        session.run_ddpg(None, |_| {}).unwrap()
+    };
+    let first_part = {
+        let search = search(Reward::ErrorLogLatency, config(5));
+        let mut session = search.prepare(|_| {}).unwrap();
+        session.run_ddpg(Some(&dir), |_| {}).unwrap()
+    };
+    assert_eq!(first_part.records.len(), 5);
+    let resumed = {
+        let search = search(Reward::ErrorLogLatency, config(8));
+        let mut session = search.prepare(|_| {}).unwrap();
+        let mut fresh = 0;
+        let run = session.run_ddpg(Some(&dir), |_| fresh += 1).unwrap();
+        assert_eq!(fresh, 3, "only the missing episodes run after a resume");
+        run
+    };
+    let rewards = |run: &coinfer_automl::search::DdpgRun| -> Vec<f32> {
+        run.records.iter().map(|r| r.reward).collect()
+    };
+    assert_eq!(rewards(&resumed), rewards(&uninterrupted));
+    assert_eq!(resumed.evaluations, uninterrupted.evaluations);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_short_search_produces_a_deployable_plan() {
+    let mut cfg = config(6);
+    cfg.codecs = CodecSetup {
+        ae_ratios: vec![8],
+        ae_bits: vec![4],
+        ae_train_images: 64,
+        ..CodecSetup::default()
+    };
+    let search = search(Reward::ErrorLogLatency, cfg);
+    let mut session = search.prepare(|_| {}).unwrap();
+    // Every split after the input offers the trained autoencoder.
+    let space = session.evaluator().space().clone();
+    for c in &space.candidates[1..] {
+        assert!(c.family.entries.iter().any(|e| e.id.is_learned()), "split {}", c.split);
+    }
+    let run = session.run_ddpg(None, |_| {}).unwrap();
+    assert_eq!(run.records.len(), 6);
+    let baselines = session.baselines(2, run.evaluations, &[0], 0).unwrap();
+    let names: Vec<&str> = baselines.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["device-only", "edge-only", "split-only", "uniform-grid", "random (seed 0)"]);
+    let out = std::env::temp_dir().join(format!("coinfer-plan-{}", std::process::id()));
+    let report = session.report(run, baselines, Some(&out)).unwrap();
+    let plan = &report.plan;
+    assert!(space.candidates.iter().any(|c| c.split == plan.split));
+    assert!(plan.test_accuracy.is_some_and(|a| (0.0..=1.0).contains(&a)));
+    assert!(plan.predicted.total > 0.0);
+    assert!(report.to_markdown().contains("Best plan"));
+
+    // The exported plan loads back, and its halves + codec reproduce the in-process result.
+    let device = Device::flex();
+    let deployed = SplitPlan::deploy(out.join("plan.json"), &device).unwrap();
+    assert_eq!(deployed.plan.digest(), plan.digest());
+    assert_eq!((deployed.plan.split, deployed.plan.codec), (plan.split, plan.codec));
+    let data = small_data();
+    let norm = Normalization::fit(&data.train);
+    let (x, _) = data.test.batch(&[0, 1, 2], &norm, &device).unwrap();
+    let feature = deployed.device.forward(x).unwrap();
+    let logits = deployed.edge.logits(deployed.codec.roundtrip(feature).unwrap()).unwrap();
+    assert_eq!(logits.dims(), [3, 10]);
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn invalid_settings_are_rejected_by_name() {
+    let model = backbone();
+    let base = || {
+        CoInference::builder()
+            .model(model.clone())
+            .data(small_data())
+            .device(ComputeProfile::analytic(1e9, 0.0).unwrap())
+            .link(LinkProfile::new(1e7, 0.01, 0).unwrap())
+            .edge(ComputeProfile::analytic(1e12, 0.0).unwrap())
+    };
+    let err = |b: coinfer_automl::CoInferenceBuilder| b.build().err().unwrap().to_string();
+    assert!(err(base().episodes(0)).contains("episodes"));
+    assert!(err(base().reward(Reward::AccuracyUnderBudget { budget_s: -1.0 })).contains("budget"));
+    let mut cfg = SearchConfig::default();
+    cfg.max_prune = 1.0;
+    assert!(err(base().config(cfg)).contains("max_prune"));
+    let mut cfg = SearchConfig::default();
+    cfg.validation_images = 10_000;
+    assert!(err(base().config(cfg)).contains("validation_images"));
+    let missing = CoInference::builder().data(small_data()).build().err().unwrap().to_string();
+    assert!(missing.contains("model"), "{missing}");
+}

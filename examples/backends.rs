@@ -67,7 +67,9 @@ fn bench(name: &str, device: &Device) {
 
 #[allow(deprecated)] // burn-ndarray is deprecated upstream; measured here for comparison.
 fn main() {
-    println!("| backend | forward, batch 1 (ms) | forward, batch 64 (ms) | Adam step, batch 64 (ms) |");
+    println!(
+        "| backend | forward, batch 1 (ms) | forward, batch 64 (ms) | Adam step, batch 64 (ms) |"
+    );
     println!("|---|---|---|---|");
     bench("flex", &Device::flex());
     bench("ndarray", &Device::ndarray());

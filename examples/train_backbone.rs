@@ -60,14 +60,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "data: {} train / {} test images ({})",
         data.train.len(),
         data.test.len(),
-        if args.full { "full Fashion-MNIST" } else { "embedded subset" }
+        if args.full {
+            "full Fashion-MNIST"
+        } else {
+            "embedded subset"
+        }
     );
     let norm = Normalization::fit(&data.train);
     let device = Device::flex();
     device.seed(args.seed);
     let spec = zoo::by_name(&args.model, 10).ok_or("unknown model")?;
     let net = Network::new(spec, &device)?;
-    println!("model: {} ({} parameters)", net.spec().name, net.num_params());
+    println!(
+        "model: {} ({} parameters)",
+        net.spec().name,
+        net.num_params()
+    );
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,

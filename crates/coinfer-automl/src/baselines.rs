@@ -60,7 +60,10 @@ fn codec_index(evaluator: &PlanEvaluator, candidate: usize, id: CodecId) -> Opti
 }
 
 /// Device only: the whole unpruned backbone on the device; nothing is sent.
-pub fn device_only(evaluator: &PlanEvaluator, reward: &Reward) -> Result<BaselineResult, AutomlError> {
+pub fn device_only(
+    evaluator: &PlanEvaluator,
+    reward: &Reward,
+) -> Result<BaselineResult, AutomlError> {
     let best = evaluator.device_only()?;
     Ok(BaselineResult {
         name: "device-only".into(),
@@ -71,7 +74,10 @@ pub fn device_only(evaluator: &PlanEvaluator, reward: &Reward) -> Result<Baselin
 }
 
 /// Edge only: the raw input, 8-bit quantized, is uploaded and the edge runs everything.
-pub fn edge_only(evaluator: &mut PlanEvaluator, reward: &Reward) -> Result<BaselineResult, AutomlError> {
+pub fn edge_only(
+    evaluator: &mut PlanEvaluator,
+    reward: &Reward,
+) -> Result<BaselineResult, AutomlError> {
     let candidate = evaluator
         .space()
         .candidates
@@ -95,7 +101,10 @@ pub fn edge_only(evaluator: &mut PlanEvaluator, reward: &Reward) -> Result<Basel
 
 /// Split only, à la Neurosurgeon: the best split point with no pruning and the feature sent
 /// in float32 or 8-bit.
-pub fn split_only(evaluator: &mut PlanEvaluator, reward: &Reward) -> Result<BaselineResult, AutomlError> {
+pub fn split_only(
+    evaluator: &mut PlanEvaluator,
+    reward: &Reward,
+) -> Result<BaselineResult, AutomlError> {
     let mut decisions = Vec::new();
     for (candidate, cand) in evaluator.space().candidates.iter().enumerate() {
         for id in [CodecId::Float32, CodecId::quant(8, false)] {
@@ -130,7 +139,11 @@ pub fn uniform_grid(
     let ratios = grid_levels(evaluator.space().max_prune, levels);
     let mut decisions = Vec::new();
     for (candidate, cand) in evaluator.space().candidates.iter().enumerate() {
-        let uniform: &[f32] = if cand.prunable.is_empty() { &[0.0] } else { &ratios };
+        let uniform: &[f32] = if cand.prunable.is_empty() {
+            &[0.0]
+        } else {
+            &ratios
+        };
         for &ratio in uniform {
             for codec in 0..cand.family.len() {
                 decisions.push(Decision {

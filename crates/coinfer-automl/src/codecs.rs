@@ -4,8 +4,8 @@
 use burn::module::Module;
 use burn::prelude::*;
 use coinfer_codec::{
-    AutoencoderCodec, AutoencoderConfig, CodecFamily, CodecId, TrainOptions,
-    fixed_codec, train_autoencoder,
+    AutoencoderCodec, AutoencoderConfig, CodecFamily, CodecId, TrainOptions, fixed_codec,
+    train_autoencoder,
 };
 use coinfer_data::{Batches, ImageDataset, Normalization};
 use coinfer_split::Network;
@@ -75,9 +75,15 @@ impl CodecSetup {
 
     /// Checks every field.
     pub fn validate(&self) -> Result<(), AutomlError> {
-        let bad = |field: &'static str, reason: String| Err(AutomlError::InvalidConfig { field, reason });
+        let bad =
+            |field: &'static str, reason: String| Err(AutomlError::InvalidConfig { field, reason });
         let bits_ok = |b: &u8| (1..=8).contains(b);
-        if let Some(b) = self.quant_bits.iter().chain(&self.per_channel_bits).find(|b| !bits_ok(b)) {
+        if let Some(b) = self
+            .quant_bits
+            .iter()
+            .chain(&self.per_channel_bits)
+            .find(|b| !bits_ok(b))
+        {
             return bad("codecs.quant_bits", format!("{b} is outside 1..=8"));
         }
         if let Some(b) = self.ae_bits.iter().find(|b| !bits_ok(b)) {
@@ -85,10 +91,16 @@ impl CodecSetup {
         }
         if !self.ae_ratios.is_empty() {
             if !bits_ok(&self.ae_train_bits) {
-                return bad("codecs.ae_train_bits", format!("{} is outside 1..=8", self.ae_train_bits));
+                return bad(
+                    "codecs.ae_train_bits",
+                    format!("{} is outside 1..=8", self.ae_train_bits),
+                );
             }
             if self.ae_bits.is_empty() {
-                return bad("codecs.ae_bits", "autoencoders need at least one bit width".into());
+                return bad(
+                    "codecs.ae_bits",
+                    "autoencoders need at least one bit width".into(),
+                );
             }
             if self.ae_ratios.contains(&0) {
                 return bad("codecs.ae_ratios", "a ratio must be at least 1".into());
@@ -99,15 +111,21 @@ impl CodecSetup {
                     "epochs, training images and batch size must be at least 1".into(),
                 );
             }
-            if self.ae_kernel % 2 == 0 {
-                return bad("codecs.ae_kernel", format!("{} must be odd", self.ae_kernel));
+            if self.ae_kernel.is_multiple_of(2) {
+                return bad(
+                    "codecs.ae_kernel",
+                    format!("{} must be odd", self.ae_kernel),
+                );
             }
             if !(self.ae_lr.is_finite() && self.ae_lr > 0.0) {
                 return bad("codecs.ae_lr", format!("{} must be positive", self.ae_lr));
             }
         }
         if !self.float32 && self.quant_bits.is_empty() {
-            return bad("codecs", "the raw input needs float32 or a quantizer".into());
+            return bad(
+                "codecs",
+                "the raw input needs float32 or a quantizer".into(),
+            );
         }
         Ok(())
     }
@@ -119,7 +137,11 @@ impl CodecSetup {
         }
         ids.extend(self.quant_bits.iter().map(|&b| CodecId::quant(b, false)));
         if !at_input {
-            ids.extend(self.per_channel_bits.iter().map(|&b| CodecId::quant(b, true)));
+            ids.extend(
+                self.per_channel_bits
+                    .iter()
+                    .map(|&b| CodecId::quant(b, true)),
+            );
         }
         ids
     }
@@ -163,7 +185,9 @@ pub fn build_codecs(
     for &split in splits {
         let shape = shapes
             .get(split)
-            .ok_or_else(|| AutomlError::InvalidDecision(format!("split {split} is past the network")))?
+            .ok_or_else(|| {
+                AutomlError::InvalidDecision(format!("split {split} is past the network"))
+            })?
             .dims();
         let mut codecs: Vec<BankCodec> = Vec::new();
         for id in setup.fixed_ids(split == 0) {
@@ -193,14 +217,10 @@ pub fn build_codecs(
                         })
                 };
                 let mut last_accuracy = 0.0;
-                let trained = train_autoencoder(
-                    &config,
-                    device,
-                    batches,
-                    &edge,
-                    &options,
-                    &mut |report| last_accuracy = report.accuracy,
-                )?;
+                let trained =
+                    train_autoencoder(&config, device, batches, &edge, &options, &mut |report| {
+                        last_accuracy = report.accuracy
+                    })?;
                 done += 1;
                 progress(&CodecProgress {
                     split,
@@ -214,7 +234,7 @@ pub fn build_codecs(
                         config.clone().with_bits(bits),
                         trained.codec.model().clone(),
                     )?;
-                    codecs.push(BankCodec::Learned(codec));
+                    codecs.push(BankCodec::Learned(Box::new(codec)));
                 }
             }
         }

@@ -9,10 +9,10 @@ use coinfer_profile::NetCost;
 use coinfer_split::BlockSpec;
 use serde::{Deserialize, Serialize};
 
+use crate::AutomlError;
 use crate::evaluator::{Evaluation, PlanEvaluator};
 use crate::reward::Reward;
 use crate::space::{Decision, SearchSpace};
-use crate::AutomlError;
 
 /// Length of the state vector.
 pub const STATE_DIM: usize = 13;
@@ -145,7 +145,9 @@ impl<'a> CoInferenceEnv<'a> {
                 s[4] = (layer.channels as f64 / self.max_channels) as f32;
                 s[5] = kernel as f32 / 7.0;
                 s[6] = stride as f32 / 2.0;
-                s[7] = out.map_or(0.0, |o| ((o.height * o.width) as f64 / self.input_pixels) as f32);
+                s[7] = out.map_or(0.0, |o| {
+                    ((o.height * o.width) as f64 / self.input_pixels) as f32
+                });
                 s[8] = (self.block_flops[layer.block] as f64 / self.total_flops) as f32;
                 s[9] = self.removed_flops_fraction(i);
                 s[10] = candidate.prunable[i + 1..]
@@ -237,7 +239,8 @@ impl<'a> CoInferenceEnv<'a> {
         let mut ratios = self.decision.prune_ratios[..layer].to_vec();
         ratios.push(ratio);
         let step = max / 20.0;
-        while ratio < max && self.best_reachable_latency(self.decision.candidate, &ratios)? > budget {
+        while ratio < max && self.best_reachable_latency(self.decision.candidate, &ratios)? > budget
+        {
             ratio = (ratio + step).min(max);
             *ratios.last_mut().expect("pushed") = ratio;
         }
@@ -277,14 +280,21 @@ impl<'a> CoInferenceEnv<'a> {
 
     fn finish(&mut self) -> Result<Step, AutomlError> {
         let evaluation = self.evaluator.evaluate(&self.decision)?;
-        let reward = self.reward.score(evaluation.accuracy, evaluation.latency.total);
+        let reward = self
+            .reward
+            .score(evaluation.accuracy, evaluation.latency.total);
         self.records.push(EpisodeRecord {
             episode: self.records.len(),
             decision: self.decision.clone(),
             evaluation,
             reward,
         });
-        Ok(Step::new(vec![0.0; STATE_DIM], reward, true, self.previous_action))
+        Ok(Step::new(
+            vec![0.0; STATE_DIM],
+            reward,
+            true,
+            self.previous_action,
+        ))
     }
 }
 
@@ -321,7 +331,9 @@ impl Environment for CoInferenceEnv<'_> {
             Phase::Prune(i) => {
                 let (ratio, applied) = self.choose_ratio(i, action)?;
                 self.decision.prune_ratios.push(ratio);
-                let layers = self.space().candidates[self.decision.candidate].prunable.len();
+                let layers = self.space().candidates[self.decision.candidate]
+                    .prunable
+                    .len();
                 self.phase = if i + 1 < layers {
                     Phase::Prune(i + 1)
                 } else {

@@ -74,7 +74,7 @@ pub enum BankCodec {
     /// A codec without weights (float32, quantizers).
     Fixed(Box<dyn FeatureCodec>),
     /// A trained autoencoder.
-    Learned(AutoencoderCodec),
+    Learned(Box<AutoencoderCodec>),
 }
 
 impl BankCodec {
@@ -82,7 +82,7 @@ impl BankCodec {
     pub fn codec(&self) -> &dyn FeatureCodec {
         match self {
             BankCodec::Fixed(codec) => codec.as_ref(),
-            BankCodec::Learned(ae) => ae,
+            BankCodec::Learned(ae) => ae.as_ref(),
         }
     }
 
@@ -90,7 +90,7 @@ impl BankCodec {
     pub fn autoencoder(&self) -> Option<&AutoencoderCodec> {
         match self {
             BankCodec::Fixed(_) => None,
-            BankCodec::Learned(ae) => Some(ae),
+            BankCodec::Learned(ae) => Some(ae.as_ref()),
         }
     }
 }
@@ -178,7 +178,11 @@ impl Default for CodecBank {
 /// Quantizers: a range scan, subtract, scale, round and clamp per element on the device (6
 /// FLOPs) and a multiply-add per element on the edge (2). Autoencoders: their convolutions
 /// (`2 · k² · C · C'` per pixel) plus the activation and quantization of the latent.
-pub fn codec_compute(id: CodecId, shape: [usize; 3], kernel: usize) -> (CodecCompute, CodecCompute) {
+pub fn codec_compute(
+    id: CodecId,
+    shape: [usize; 3],
+    kernel: usize,
+) -> (CodecCompute, CodecCompute) {
     let [c, h, w] = shape.map(|d| d as u64);
     let pixels = h * w;
     let elements = c * pixels;
@@ -189,10 +193,16 @@ pub fn codec_compute(id: CodecId, shape: [usize; 3], kernel: usize) -> (CodecCom
             let latent = latent_channels(c as usize, usize::from(ratio)) as u64;
             let k2 = (kernel * kernel) as u64;
             let conv = 2 * k2 * c * latent * pixels;
-            (conv + 8 * latent * pixels, conv + 3 * latent * pixels + c * pixels)
+            (
+                conv + 8 * latent * pixels,
+                conv + 3 * latent * pixels + c * pixels,
+            )
         }
     };
-    (CodecCompute { flops: encode }, CodecCompute { flops: decode })
+    (
+        CodecCompute { flops: encode },
+        CodecCompute { flops: decode },
+    )
 }
 
 /// The score of one plan.
@@ -305,20 +315,33 @@ impl PlanEvaluator {
 
     /// Puts evaluations made earlier (e.g. before an interrupted search) back into the
     /// cache, so that they are not run again.
-    pub fn restore(&mut self, evaluations: impl IntoIterator<Item = Evaluation>) -> Result<(), AutomlError> {
+    pub fn restore(
+        &mut self,
+        evaluations: impl IntoIterator<Item = Evaluation>,
+    ) -> Result<(), AutomlError> {
         for evaluation in evaluations {
             let candidate = self
                 .space
                 .candidates
                 .iter()
                 .position(|c| c.split == evaluation.split)
-                .ok_or_else(|| AutomlError::InvalidDecision(format!("split {} is not a candidate", evaluation.split)))?;
+                .ok_or_else(|| {
+                    AutomlError::InvalidDecision(format!(
+                        "split {} is not a candidate",
+                        evaluation.split
+                    ))
+                })?;
             let codec = self.space.candidates[candidate]
                 .family
                 .entries
                 .iter()
                 .position(|e| e.id == evaluation.codec)
-                .ok_or_else(|| AutomlError::InvalidDecision(format!("codec {} is not offered at split {}", evaluation.codec, evaluation.split)))?;
+                .ok_or_else(|| {
+                    AutomlError::InvalidDecision(format!(
+                        "codec {} is not offered at split {}",
+                        evaluation.codec, evaluation.split
+                    ))
+                })?;
             let key = PlanKey {
                 candidate,
                 kept: evaluation.kept.clone(),
@@ -378,7 +401,10 @@ impl PlanEvaluator {
     /// The pruned spec of a decision (cheap: no weights).
     pub fn pruned_spec(&self, decision: &Decision) -> Result<NetSpec, AutomlError> {
         self.space.check(decision)?;
-        Ok(prune_spec(self.backbone.spec(), &self.ratios_by_block(decision))?)
+        Ok(prune_spec(
+            self.backbone.spec(),
+            &self.ratios_by_block(decision),
+        )?)
     }
 
     /// Predicted latency of a decision, without running anything.

@@ -57,7 +57,10 @@ fn fake_quant(x: Tensor<4>, bits: u8, per_channel: bool) -> Tensor<4> {
         )
     } else {
         let d = x.clone().detach();
-        (d.clone().min().reshape([1, 1, 1, 1]), d.max().reshape([1, 1, 1, 1]))
+        (
+            d.clone().min().reshape([1, 1, 1, 1]),
+            d.max().reshape([1, 1, 1, 1]),
+        )
     };
     let scale = (max - min.clone()).clamp_min(1e-12).div_scalar(levels);
     let q = ((x.clone() - min.clone()) / scale.clone())
@@ -126,13 +129,18 @@ pub fn fine_tune(
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let steps = train.len().div_ceil(config.batch_size);
     for epoch in 0..config.epochs {
-        let batches = Batches::new(train, config.batch_size, norm, &ad)?
-            .shuffle(config.seed, epoch as u64);
+        let batches =
+            Batches::new(train, config.batch_size, norm, &ad)?.shuffle(config.seed, epoch as u64);
         for (step, (images, labels)) in batches.enumerate() {
             let feature = side.half.forward_features(images);
             let received = match (&side.autoencoder, codec) {
                 (Some(ae), _) => ae.forward(feature),
-                (None, CodecId::Quant { bits, per_channel, .. }) => fake_quant(feature, bits, per_channel),
+                (
+                    None,
+                    CodecId::Quant {
+                        bits, per_channel, ..
+                    },
+                ) => fake_quant(feature, bits, per_channel),
                 (None, _) => feature,
             };
             let logits = edge.forward(received);

@@ -82,7 +82,12 @@ impl SplitPlan {
             .unwrap_or_default();
         let text = format!(
             "{}|{}|{}|{:?}|{}|{}|{artifacts}",
-            self.model, self.backbone_digest, self.split, self.kept_channels, self.codec, self.payload_bits
+            self.model,
+            self.backbone_digest,
+            self.split,
+            self.kept_channels,
+            self.codec,
+            self.payload_bits
         );
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
         for b in text.bytes() {
@@ -114,7 +119,10 @@ impl SplitPlan {
 
     /// Loads the halves and the codec of a plan saved at `plan_path`, checking the weight
     /// digests recorded in the plan.
-    pub fn deploy(plan_path: impl AsRef<Path>, device: &Device) -> Result<DeployedPlan, AutomlError> {
+    pub fn deploy(
+        plan_path: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<DeployedPlan, AutomlError> {
         let plan_path = plan_path.as_ref();
         let plan = SplitPlan::load(plan_path)?;
         let folder = plan_path.parent().unwrap_or(Path::new("."));
@@ -153,7 +161,11 @@ impl SplitPlan {
         if codec.id() != plan.codec {
             return Err(AutomlError::Json {
                 path: plan_path.to_path_buf(),
-                reason: format!("codec file holds {} but the plan says {}", codec.id(), plan.codec),
+                reason: format!(
+                    "codec file holds {} but the plan says {}",
+                    codec.id(),
+                    plan.codec
+                ),
             });
         }
         Ok(DeployedPlan {

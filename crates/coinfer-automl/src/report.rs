@@ -17,17 +17,28 @@ fn ms(seconds: f64) -> String {
 /// ratio against the float32 feature, validation accuracy and predicted latency, as Markdown.
 pub fn codec_table(evaluator: &mut PlanEvaluator) -> Result<String, AutomlError> {
     let mut md = String::new();
-    let _ = writeln!(md, "# Codec families (validation accuracy with the codec inserted, no pruning)
-");
+    let _ = writeln!(
+        md,
+        "# Codec families (validation accuracy with the codec inserted, no pruning)
+"
+    );
     let backbone = evaluator.backbone_accuracy()?;
-    let _ = writeln!(md, "Backbone alone (float32, unsplit): {:.2}% validation accuracy.
-", 100.0 * backbone);
+    let _ = writeln!(
+        md,
+        "Backbone alone (float32, unsplit): {:.2}% validation accuracy.
+",
+        100.0 * backbone
+    );
     let candidates = evaluator.space().candidates.clone();
     for (index, candidate) in candidates.iter().enumerate() {
         let [c, h, w] = candidate.feature_shape;
         let float_bits = (c * h * w * 32) as f64;
-        let _ = writeln!(md, "## Split {} (feature {c}×{h}×{w})
-", candidate.split);
+        let _ = writeln!(
+            md,
+            "## Split {} (feature {c}×{h}×{w})
+",
+            candidate.split
+        );
         let _ = writeln!(
             md,
             "| codec | bits / sample | compression vs float32 | accuracy | predicted latency (ms) |\n|---|---|---|---|---|"
@@ -109,10 +120,23 @@ impl SearchReport {
             p.kept_channels
         );
         let _ = writeln!(md, "| codec | {} |", p.codec);
-        let _ = writeln!(md, "| payload | {} bits ({:.1} bytes) |", p.payload_bits, p.payload_bits as f64 / 8.0);
-        let _ = writeln!(md, "| validation accuracy (search, no fine-tuning) | {:.2}% |", 100.0 * p.search_accuracy);
+        let _ = writeln!(
+            md,
+            "| payload | {} bits ({:.1} bytes) |",
+            p.payload_bits,
+            p.payload_bits as f64 / 8.0
+        );
+        let _ = writeln!(
+            md,
+            "| validation accuracy (search, no fine-tuning) | {:.2}% |",
+            100.0 * p.search_accuracy
+        );
         if let Some(test) = p.test_accuracy {
-            let _ = writeln!(md, "| test accuracy (after fine-tuning) | {:.2}% |", 100.0 * test);
+            let _ = writeln!(
+                md,
+                "| test accuracy (after fine-tuning) | {:.2}% |",
+                100.0 * test
+            );
         }
         let _ = writeln!(
             md,
@@ -138,7 +162,11 @@ impl SearchReport {
             md,
             "| method | reward | val. accuracy | latency (ms) | split | codec | distinct plans evaluated |\n|---|---|---|---|---|---|---|"
         );
-        if let Some(best) = self.episodes.iter().max_by(|a, b| a.reward.total_cmp(&b.reward)) {
+        if let Some(best) = self
+            .episodes
+            .iter()
+            .max_by(|a, b| a.reward.total_cmp(&b.reward))
+        {
             let e = &best.evaluation;
             let _ = writeln!(
                 md,
@@ -193,7 +221,13 @@ mod tests {
 
     #[test]
     fn pareto_front_keeps_only_undominated_plans() {
-        let all = [eval(0.8, 1.0), eval(0.9, 2.0), eval(0.85, 3.0), eval(0.7, 0.5), eval(0.95, 4.0)];
+        let all = [
+            eval(0.8, 1.0),
+            eval(0.9, 2.0),
+            eval(0.85, 3.0),
+            eval(0.7, 0.5),
+            eval(0.95, 4.0),
+        ];
         let front: Vec<(f32, f64)> = pareto_front(&all)
             .iter()
             .map(|e| (e.accuracy, e.latency.total))

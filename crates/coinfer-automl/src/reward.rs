@@ -5,13 +5,14 @@ use serde::{Deserialize, Serialize};
 use crate::AutomlError;
 
 /// How an evaluated plan is scored; higher is better.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reward {
     /// AMC's resource-aware reward `-error · ln(T / 1 µs)`: both a lower error and a lower
     /// latency raise it, and a relative latency gain is worth the same at any scale. (The
     /// latency is taken in microseconds so that the logarithm stays positive for every
     /// realistic plan.)
+    #[default]
     ErrorLogLatency,
     /// Accuracy subject to `T ≤ budget_s`: the environment clips actions so the budget is
     /// always reachable, and a plan over budget (possible only when no plan meets it) scores its
@@ -20,12 +21,6 @@ pub enum Reward {
         /// The end-to-end latency budget, seconds.
         budget_s: f64,
     },
-}
-
-impl Default for Reward {
-    fn default() -> Self {
-        Reward::ErrorLogLatency
-    }
 }
 
 impl Reward {
@@ -90,7 +85,9 @@ mod tests {
     #[test]
     fn non_positive_budget_is_rejected() {
         for budget_s in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            let err = Reward::AccuracyUnderBudget { budget_s }.validate().unwrap_err();
+            let err = Reward::AccuracyUnderBudget { budget_s }
+                .validate()
+                .unwrap_err();
             assert!(err.to_string().contains("reward.budget_s"), "{err}");
         }
         Reward::ErrorLogLatency.validate().unwrap();

@@ -71,7 +71,10 @@ impl SearchConfig {
         if self.validation_images < 10 {
             return Err(AutomlError::InvalidConfig {
                 field: "validation_images",
-                reason: format!("{} is too few to score a plan (at least 10)", self.validation_images),
+                reason: format!(
+                    "{} is too few to score a plan (at least 10)",
+                    self.validation_images
+                ),
             });
         }
         if !(0.0..1.0).contains(&self.max_prune) {
@@ -98,7 +101,9 @@ pub fn split_validation(
     if validation_images == 0 || validation_images >= n {
         return Err(AutomlError::InvalidConfig {
             field: "validation_images",
-            reason: format!("{validation_images} validation images do not fit a {n}-image training set"),
+            reason: format!(
+                "{validation_images} validation images do not fit a {n}-image training set"
+            ),
         });
     }
     let (validation, rest) = train.split(validation_images as f64 / n as f64, seed)?;
@@ -294,7 +299,10 @@ impl CoInference {
     }
 
     /// Builds the codec families (training the autoencoders) and the plan evaluator.
-    pub fn prepare(&self, progress: impl FnMut(&CodecProgress)) -> Result<SearchSession<'_>, AutomlError> {
+    pub fn prepare(
+        &self,
+        progress: impl FnMut(&CodecProgress),
+    ) -> Result<SearchSession<'_>, AutomlError> {
         let (train, validation) = self.validation_split()?;
         let spec = self.model.spec().clone();
         let splits: Vec<usize> = spec
@@ -337,7 +345,11 @@ impl CoInference {
     }
 
     fn validation_split(&self) -> Result<(ImageDataset, ImageDataset), AutomlError> {
-        split_validation(&self.data.train, self.config.validation_images, self.config.seed)
+        split_validation(
+            &self.data.train,
+            self.config.validation_images,
+            self.config.seed,
+        )
     }
 
     /// The whole search with defaults: prepare, run DDPG, fine-tune the best plan.
@@ -409,7 +421,8 @@ impl SearchSession<'_> {
             // Re-charge the session for plans evaluated before the interruption.
             self.evaluator.charge(&record.decision)?;
         }
-        let mut env = CoInferenceEnv::with_records(&mut self.evaluator, self.search.reward, previous)?;
+        let mut env =
+            CoInferenceEnv::with_records(&mut self.evaluator, self.search.reward, previous)?;
         while agent.episodes_done() < config.episodes {
             agent.run_episode(&mut env)?;
             let record = env.records().last().expect("an episode just finished");
@@ -448,7 +461,8 @@ impl SearchSession<'_> {
             baselines::uniform_grid(ev, &reward, grid_levels)?,
         ];
         for &seed in seeds {
-            let mut random = baselines::random_search(ev, &reward, random_budget, random_budget * 20, seed)?;
+            let mut random =
+                baselines::random_search(ev, &reward, random_budget, random_budget * 20, seed)?;
             random.name = format!("random (seed {seed})");
             results.push(random);
         }
@@ -477,8 +491,13 @@ impl SearchSession<'_> {
         let plan = self.finalize(&best.decision, best.reward, out, |_, _, _| {})?;
         let search = self.search;
         let norm = &search.norm;
-        let backbone_test_accuracy =
-            coinfer_split::train::evaluate(&search.model, &search.data.test, norm, 250, &search.backend)?;
+        let backbone_test_accuracy = coinfer_split::train::evaluate(
+            &search.model,
+            &search.data.test,
+            norm,
+            250,
+            &search.backend,
+        )?;
         Ok(SearchReport {
             plan,
             episodes: run.records,

@@ -59,8 +59,7 @@ impl SearchSpace {
         let shapes = spec.shapes()?;
         let layers = prunable_layers(spec)?;
         let mut candidates = Vec::new();
-        for split in 0..spec.blocks.len() {
-            let shape = shapes[split];
+        for (split, &shape) in shapes.iter().enumerate().take(spec.blocks.len()) {
             if shape.flat {
                 break;
             }
@@ -177,7 +176,11 @@ impl SearchSpace {
 }
 
 fn bin(action: f32, bins: usize) -> usize {
-    let a = if action.is_finite() { action.clamp(0.0, 1.0) } else { 0.0 };
+    let a = if action.is_finite() {
+        action.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     ((a * bins as f32) as usize).min(bins.saturating_sub(1))
 }
 
@@ -190,7 +193,11 @@ mod tests {
         SearchSpace::new(&zoo::resnet_mini(10), 0.8, |_, shape| {
             Ok(CodecFamily::with_codecs(
                 shape,
-                [CodecId::Float32, CodecId::quant(8, false), CodecId::quant(2, false)],
+                [
+                    CodecId::Float32,
+                    CodecId::quant(8, false),
+                    CodecId::quant(2, false),
+                ],
             ))
         })
         .unwrap()
@@ -212,7 +219,12 @@ mod tests {
             assert!(c.prunable.windows(2).all(|w| w[0].block < w[1].block));
         }
         // The codecs are sorted by payload size.
-        let bits: Vec<u64> = space.candidates[2].family.entries.iter().map(|e| e.bits_per_sample).collect();
+        let bits: Vec<u64> = space.candidates[2]
+            .family
+            .entries
+            .iter()
+            .map(|e| e.bits_per_sample)
+            .collect();
         assert!(bits.windows(2).all(|w| w[0] <= w[1]));
     }
 

@@ -108,14 +108,24 @@ fn actions_map_to_the_decision_and_states_describe_each_step() {
     assert_eq!(seen[0].0[0], 1.0, "the first state is the split decision");
     for (state, _) in &seen[1..5] {
         assert_eq!(state[1], 1.0, "prune states are flagged");
-        assert!(state.iter().all(|v| v.is_finite() && (-1e-6..=1.0 + 1e-6).contains(v)));
+        assert!(
+            state
+                .iter()
+                .all(|v| v.is_finite() && (-1e-6..=1.0 + 1e-6).contains(v))
+        );
     }
     assert_eq!(seen[5].0[2], 1.0, "the last decision is the codec");
     let record = env.records().last().unwrap();
-    let expected_ratios: Vec<f32> = [0.0, 0.25, 0.5, 1.0].iter().map(|&a| space.ratio_for(a)).collect();
+    let expected_ratios: Vec<f32> = [0.0, 0.25, 0.5, 1.0]
+        .iter()
+        .map(|&a| space.ratio_for(a))
+        .collect();
     assert_eq!(record.decision.candidate, candidate);
     assert_eq!(record.decision.prune_ratios, expected_ratios);
-    assert_eq!(record.decision.codec, space.candidates[candidate].family.len() - 1);
+    assert_eq!(
+        record.decision.codec,
+        space.candidates[candidate].family.len() - 1
+    );
     // Without a budget the applied actions are the agent's own.
     let applied: Vec<f32> = seen[1..].iter().map(|(_, a)| *a).collect();
     assert_eq!(applied, actions);
@@ -182,7 +192,10 @@ fn the_same_plan_is_evaluated_once() {
     };
     let third = ev.evaluate(&c).unwrap();
     assert_eq!(ev.evaluations(), 2);
-    assert!(third.device_flops > first.device_flops, "pruning must remove device FLOPs");
+    assert!(
+        third.device_flops > first.device_flops,
+        "pruning must remove device FLOPs"
+    );
     assert!(third.latency.device > first.latency.device);
 }
 
@@ -232,13 +245,26 @@ fn a_short_search_produces_a_deployable_plan() {
     // Every split after the input offers the trained autoencoder.
     let space = session.evaluator().space().clone();
     for c in &space.candidates[1..] {
-        assert!(c.family.entries.iter().any(|e| e.id.is_learned()), "split {}", c.split);
+        assert!(
+            c.family.entries.iter().any(|e| e.id.is_learned()),
+            "split {}",
+            c.split
+        );
     }
     let run = session.run_ddpg(None, |_| {}).unwrap();
     assert_eq!(run.records.len(), 6);
     let baselines = session.baselines(2, run.evaluations, &[0], 0).unwrap();
     let names: Vec<&str> = baselines.iter().map(|b| b.name.as_str()).collect();
-    assert_eq!(names, ["device-only", "edge-only", "split-only", "uniform-grid", "random (seed 0)"]);
+    assert_eq!(
+        names,
+        [
+            "device-only",
+            "edge-only",
+            "split-only",
+            "uniform-grid",
+            "random (seed 0)"
+        ]
+    );
     let out = std::env::temp_dir().join(format!("coinfer-plan-{}", std::process::id()));
     let report = session.report(run, baselines, Some(&out)).unwrap();
     let plan = &report.plan;
@@ -251,12 +277,18 @@ fn a_short_search_produces_a_deployable_plan() {
     let device = Device::flex();
     let deployed = SplitPlan::deploy(out.join("plan.json"), &device).unwrap();
     assert_eq!(deployed.plan.digest(), plan.digest());
-    assert_eq!((deployed.plan.split, deployed.plan.codec), (plan.split, plan.codec));
+    assert_eq!(
+        (deployed.plan.split, deployed.plan.codec),
+        (plan.split, plan.codec)
+    );
     let data = small_data();
     let norm = Normalization::fit(&data.train);
     let (x, _) = data.test.batch(&[0, 1, 2], &norm, &device).unwrap();
     let feature = deployed.device.forward(x).unwrap();
-    let logits = deployed.edge.logits(deployed.codec.roundtrip(feature).unwrap()).unwrap();
+    let logits = deployed
+        .edge
+        .logits(deployed.codec.roundtrip(feature).unwrap())
+        .unwrap();
     assert_eq!(logits.dims(), [3, 10]);
     std::fs::remove_dir_all(&out).ok();
 }
@@ -275,12 +307,21 @@ fn invalid_settings_are_rejected_by_name() {
     let err = |b: coinfer_automl::CoInferenceBuilder| b.build().err().unwrap().to_string();
     assert!(err(base().episodes(0)).contains("episodes"));
     assert!(err(base().reward(Reward::AccuracyUnderBudget { budget_s: -1.0 })).contains("budget"));
-    let mut cfg = SearchConfig::default();
-    cfg.max_prune = 1.0;
+    let cfg = SearchConfig {
+        max_prune: 1.0,
+        ..SearchConfig::default()
+    };
     assert!(err(base().config(cfg)).contains("max_prune"));
-    let mut cfg = SearchConfig::default();
-    cfg.validation_images = 10_000;
+    let cfg = SearchConfig {
+        validation_images: 10_000,
+        ..SearchConfig::default()
+    };
     assert!(err(base().config(cfg)).contains("validation_images"));
-    let missing = CoInference::builder().data(small_data()).build().err().unwrap().to_string();
+    let missing = CoInference::builder()
+        .data(small_data())
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
     assert!(missing.contains("model"), "{missing}");
 }

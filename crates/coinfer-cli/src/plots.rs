@@ -16,7 +16,9 @@ pub fn rewards(report: &SearchReport, path: &Path) -> PlotResult {
     }
     let (lo, hi) = rewards
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
+            (lo.min(r), hi.max(r))
+        });
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -82,11 +84,16 @@ pub fn scatter(report: &SearchReport, path: &Path) -> PlotResult {
     }
     let (x_lo, x_hi) = points
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.0), hi.max(p.0))
+        });
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Evaluated plans: accuracy vs predicted latency", ("sans-serif", 22))
+        .caption(
+            "Evaluated plans: accuracy vs predicted latency",
+            ("sans-serif", 22),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -100,12 +107,13 @@ pub fn scatter(report: &SearchReport, path: &Path) -> PlotResult {
         .y_desc("validation accuracy (%)")
         .draw()?;
     chart
-        .draw_series(
-            report
-                .evaluated
-                .iter()
-                .map(|e| Circle::new((e.latency.total * 1e3, 100.0 * e.accuracy), 2, BLUE.mix(0.35).filled())),
-        )?
+        .draw_series(report.evaluated.iter().map(|e| {
+            Circle::new(
+                (e.latency.total * 1e3, 100.0 * e.accuracy),
+                2,
+                BLUE.mix(0.35).filled(),
+            )
+        }))?
         .label("evaluated plan")
         .legend(|(x, y)| Circle::new((x, y), 3, BLUE.filled()));
     let front: Vec<(f64, f32)> = pareto_front(&report.evaluated)

@@ -115,7 +115,10 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 fn load_data(args: &SearchArgs) -> CliResult<(TrainTest, String)> {
     Ok(match &args.data_dir {
         Some(dir) => (fashion_mnist::load_dir(dir)?, "fashion-mnist-full".into()),
-        None => (embedded::fashion_mnist_subset()?, "fashion-mnist-subset".into()),
+        None => (
+            embedded::fashion_mnist_subset()?,
+            "fashion-mnist-subset".into(),
+        ),
     })
 }
 
@@ -134,8 +137,13 @@ fn backbone(args: &SearchArgs, data: &TrainTest, tag: &str, device: &Device) -> 
     }
     // Train on the training part only: the search scores plans on the held-out validation part.
     let (train_part, _) = split_validation(&data.train, args.validation_images, args.seed)?;
-    let spec = zoo::by_name(&args.model, 10)
-        .ok_or_else(|| format!("unknown model `{}` (known: {:?})", args.model, zoo::MODEL_NAMES))?;
+    let spec = zoo::by_name(&args.model, 10).ok_or_else(|| {
+        format!(
+            "unknown model `{}` (known: {:?})",
+            args.model,
+            zoo::MODEL_NAMES
+        )
+    })?;
     device.seed(args.seed);
     let net = Network::new(spec, device)?;
     let norm = coinfer_automl::data::Normalization::fit(&data.train);
@@ -152,7 +160,11 @@ fn backbone(args: &SearchArgs, data: &TrainTest, tag: &str, device: &Device) -> 
     })?;
     progress.finish();
     let accuracy = evaluate(&trained, &data.test, &norm, 250, device)?;
-    println!("backbone: test accuracy {:.2}%, saved to {}", 100.0 * accuracy, cache.display());
+    println!(
+        "backbone: test accuracy {:.2}%, saved to {}",
+        100.0 * accuracy,
+        cache.display()
+    );
     trained.save(&cache)?;
     Ok(trained)
 }
@@ -160,7 +172,8 @@ fn backbone(args: &SearchArgs, data: &TrainTest, tag: &str, device: &Device) -> 
 fn compute_profile(name: &str, table: &ProfileTable) -> CliResult<ComputeProfile> {
     if name.ends_with(".json") {
         let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
-        let profile: ComputeProfile = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+        let profile: ComputeProfile =
+            serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
         profile.validate()?;
         return Ok(profile);
     }
@@ -213,7 +226,8 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
 
     let mut config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
         }
         None => SearchConfig {
@@ -247,14 +261,20 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
     let codec_bar = bar(total_aes, "training codecs");
     let mut session = search.prepare(|p| {
         codec_bar.set_position(p.done as u64);
-        codec_bar.set_prefix(format!("split {} r={} train acc {:.1}%", p.split, p.ratio, 100.0 * p.train_accuracy));
+        codec_bar.set_prefix(format!(
+            "split {} r={} train acc {:.1}%",
+            p.split,
+            p.ratio,
+            100.0 * p.train_accuracy
+        ));
     })?;
     codec_bar.finish();
     write_codec_table(&mut session, &out)?;
 
     let checkpoint = out.join("checkpoint");
     if !args.resume && checkpoint.exists() {
-        std::fs::remove_dir_all(&checkpoint).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
+        std::fs::remove_dir_all(&checkpoint)
+            .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
     }
     let episodes_bar = bar(args.episodes as u64, "DDPG search");
     let mut best = f32::NEG_INFINITY;
@@ -279,7 +299,9 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
     let baselines = if args.no_baselines {
         Vec::new()
     } else {
-        println!("baselines: device-only, edge-only, split-only, uniform grid, random search, exhaustive grid...");
+        println!(
+            "baselines: device-only, edge-only, split-only, uniform grid, random search, exhaustive grid..."
+        );
         let seeds: Vec<u64> = (0..args.random_seeds).collect();
         session.baselines(4, run.evaluations.max(1), &seeds, args.exhaustive_levels)?
     };

@@ -2,7 +2,7 @@
 //!
 //! The edge process holds the edge half and serves many devices at once ([`EdgeServer`]); each
 //! device process runs the device half, encodes the split feature with a
-//! [`FeatureCodec`](coinfer_codec::FeatureCodec) and sends it ([`DeviceClient`]). They speak a
+//! [`FeatureCodec`] and sends it ([`DeviceClient`]). They speak a
 //! small binary protocol ([`frame`]: magic, version, request id, plan tag, codec, shape,
 //! payload, CRC32); a handshake refuses clients built for another plan (digest), codec or split
 //! point. An uplink of a given rate and delay can be emulated on loopback ([`LinkShaping`]) so

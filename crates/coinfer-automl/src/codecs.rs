@@ -55,9 +55,9 @@ impl Default for CodecSetup {
             ae_bits: vec![2, 4, 8],
             ae_train_bits: 4,
             ae_kernel: 1,
-            ae_epochs: 1,
+            ae_epochs: 8,
             ae_train_images: 3000,
-            ae_lr: 3e-3,
+            ae_lr: 1e-2,
             ae_recon_weight: 0.1,
             ae_batch_size: 64,
         }

@@ -313,6 +313,39 @@ impl PlanEvaluator {
         }
     }
 
+    /// The decision behind an evaluation of this space (its split, ratios and codec).
+    pub fn decision_of(&self, evaluation: &Evaluation) -> Result<Decision, AutomlError> {
+        let candidate = self
+            .space
+            .candidates
+            .iter()
+            .position(|c| c.split == evaluation.split)
+            .ok_or_else(|| {
+                AutomlError::InvalidDecision(format!(
+                    "split {} is not a candidate",
+                    evaluation.split
+                ))
+            })?;
+        let codec = self.space.candidates[candidate]
+            .family
+            .entries
+            .iter()
+            .position(|e| e.id == evaluation.codec)
+            .ok_or_else(|| {
+                AutomlError::InvalidDecision(format!(
+                    "codec {} is not offered at split {}",
+                    evaluation.codec, evaluation.split
+                ))
+            })?;
+        let decision = Decision {
+            candidate,
+            prune_ratios: evaluation.prune_ratios.clone(),
+            codec,
+        };
+        self.space.check(&decision)?;
+        Ok(decision)
+    }
+
     /// Puts evaluations made earlier (e.g. before an interrupted search) back into the
     /// cache, so that they are not run again.
     pub fn restore(
@@ -320,33 +353,8 @@ impl PlanEvaluator {
         evaluations: impl IntoIterator<Item = Evaluation>,
     ) -> Result<(), AutomlError> {
         for evaluation in evaluations {
-            let candidate = self
-                .space
-                .candidates
-                .iter()
-                .position(|c| c.split == evaluation.split)
-                .ok_or_else(|| {
-                    AutomlError::InvalidDecision(format!(
-                        "split {} is not a candidate",
-                        evaluation.split
-                    ))
-                })?;
-            let codec = self.space.candidates[candidate]
-                .family
-                .entries
-                .iter()
-                .position(|e| e.id == evaluation.codec)
-                .ok_or_else(|| {
-                    AutomlError::InvalidDecision(format!(
-                        "codec {} is not offered at split {}",
-                        evaluation.codec, evaluation.split
-                    ))
-                })?;
-            let key = PlanKey {
-                candidate,
-                kept: evaluation.kept.clone(),
-                codec,
-            };
+            let decision = self.decision_of(&evaluation)?;
+            let key = self.key_of(&decision);
             if !self.cache.contains_key(&key) {
                 self.order.push(key.clone());
                 self.cache.insert(key, evaluation);

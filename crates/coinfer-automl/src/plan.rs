@@ -3,9 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use coinfer_codec::{AutoencoderCodec, CodecId, FeatureCodec, fixed_codec};
+use std::sync::Arc;
+
+use coinfer_codec::{AutoencoderCodec, CodecId};
+use coinfer_data::Normalization;
 use coinfer_profile::Breakdown;
 use coinfer_split::Network;
+use coinfer_split::runtime::{SharedCodec, shared_fixed_codec};
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
@@ -55,6 +59,8 @@ pub struct SplitPlan {
     pub reward: f32,
     /// Names of the device, link and edge profiles the prediction used.
     pub profiles: [String; 3],
+    /// Input normalisation the backbone was trained with (the device applies it).
+    pub normalization: Normalization,
     /// The exported weights, once the plan is deployed to a folder.
     pub artifacts: Option<PlanArtifacts>,
 }
@@ -67,8 +73,8 @@ pub struct DeployedPlan {
     pub device: Network,
     /// The edge half.
     pub edge: Network,
-    /// The codec.
-    pub codec: Box<dyn FeatureCodec + Send>,
+    /// The codec (shared between the server's connections).
+    pub codec: SharedCodec,
 }
 
 impl SplitPlan {
@@ -146,9 +152,9 @@ impl SplitPlan {
         };
         let device_half = load(&artifacts.device, &artifacts.device_digest)?;
         let edge_half = load(&artifacts.edge, &artifacts.edge_digest)?;
-        let codec: Box<dyn FeatureCodec + Send> = match (plan.codec, &artifacts.codec) {
+        let codec: SharedCodec = match (plan.codec, &artifacts.codec) {
             (CodecId::Autoencoder { .. }, Some(relative)) => {
-                Box::new(AutoencoderCodec::load(&folder.join(relative), device)?)
+                Arc::new(AutoencoderCodec::load(&folder.join(relative), device)?)
             }
             (CodecId::Autoencoder { .. }, None) => {
                 return Err(AutomlError::Json {
@@ -156,7 +162,10 @@ impl SplitPlan {
                     reason: format!("codec {} needs autoencoder weights", plan.codec),
                 });
             }
-            (id, _) => fixed_codec_send(id)?,
+            (id, _) => shared_fixed_codec(id).map_err(|e| AutomlError::Json {
+                path: plan_path.to_path_buf(),
+                reason: e.to_string(),
+            })?,
         };
         if codec.id() != plan.codec {
             return Err(AutomlError::Json {
@@ -175,18 +184,4 @@ impl SplitPlan {
             codec,
         })
     }
-}
-
-fn fixed_codec_send(id: CodecId) -> Result<Box<dyn FeatureCodec + Send>, AutomlError> {
-    use coinfer_codec::{Float32Codec, QuantCodec};
-    // `fixed_codec` validates the id; rebuild the concrete type to keep it `Send`.
-    fixed_codec(id)?;
-    Ok(match id {
-        CodecId::Quant {
-            bits,
-            per_channel,
-            entropy,
-        } => Box::new(QuantCodec::new(bits, per_channel)?.with_entropy(entropy)),
-        _ => Box::new(Float32Codec),
-    })
 }

@@ -574,6 +574,7 @@ impl SearchSession<'_> {
             predicted: evaluation.latency,
             reward,
             profiles: search.names.clone(),
+            normalization: search.norm.clone(),
             artifacts: None,
         };
         if let Some(out) = out {

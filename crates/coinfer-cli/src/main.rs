@@ -3,9 +3,12 @@
 //! ```text
 //! coinfer search                      # the main job on the embedded Fashion-MNIST subset
 //! coinfer search --help               # every option
+//! coinfer serve --plan results/default/plan.json
+//! coinfer infer --plan results/default/plan.json --server 127.0.0.1:7878 --rate 10Mbit
 //! ```
 
 mod plots;
+mod runtime;
 mod search;
 
 use clap::{Parser, Subcommand};
@@ -23,12 +26,19 @@ enum Command {
     /// Train (or load) the backbone and its codecs, profile, search with DDPG, run the
     /// baselines, fine-tune the best plan and write results/<run>/.
     Search(Box<search::SearchArgs>),
+    /// Serve the edge half of a plan over TCP.
+    Serve(runtime::ServeArgs),
+    /// Run the device half of a plan against a server on test images, over an optionally
+    /// shaped link, and compare the measured latency with the latency model.
+    Infer(runtime::InferArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Search(args) => search::run(*args),
+        Command::Serve(args) => runtime::serve(args),
+        Command::Infer(args) => runtime::infer(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

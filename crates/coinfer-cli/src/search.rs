@@ -76,7 +76,7 @@ pub struct SearchArgs {
     #[arg(long, value_delimiter = ',', default_value = "2,4,8,16")]
     ae_ratios: Vec<u16>,
     /// Epochs per autoencoder.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 8)]
     ae_epochs: usize,
     /// Fine-tuning epochs of the chosen plan.
     #[arg(long, default_value_t = 1)]
@@ -305,6 +305,17 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         let seeds: Vec<u64> = (0..args.random_seeds).collect();
         session.baselines(4, run.evaluations.max(1), &seeds, args.exhaustive_levels)?
     };
+
+    // Export the edge-only baseline as a deployable plan too, for runtime comparisons.
+    if let Some(edge_only) = baselines.iter().find(|b| b.name == "edge-only") {
+        let decision = session.evaluator().decision_of(&edge_only.best)?;
+        session.finalize(
+            &decision,
+            edge_only.reward,
+            Some(&out.join("edge-only")),
+            |_, _, _| {},
+        )?;
+    }
 
     println!("fine-tuning the best plan...");
     let report = session.report(run, baselines, Some(&out))?;

@@ -26,13 +26,17 @@ pub enum SplitError {
     #[error("the network has no blocks")]
     EmptyNetwork,
     /// The network does not end in a flat vector of logits.
-    #[error("the network must end in a flat vector of logits (flatten + linear); it ends in {shape:?}")]
+    #[error(
+        "the network must end in a flat vector of logits (flatten + linear); it ends in {shape:?}"
+    )]
     NoClassifierHead {
         /// The last activation's `[channels, height, width]`.
         shape: [usize; 3],
     },
     /// A split point past the last block.
-    #[error("split point {at} is out of range: the network has {blocks} blocks (valid: 0..={blocks})")]
+    #[error(
+        "split point {at} is out of range: the network has {blocks} blocks (valid: 0..={blocks})"
+    )]
     SplitOutOfRange {
         /// The requested split point.
         at: usize,

@@ -11,10 +11,19 @@ use burn::prelude::*;
 use crate::SplitError;
 use crate::spec::{BlockSpec, FeatureShape, NetSpec};
 
-fn conv(in_channels: usize, out_channels: usize, kernel: usize, stride: usize, padding: usize, device: &Device) -> Conv2d {
+fn conv(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([in_channels, out_channels], [kernel, kernel])
         .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .with_padding(PaddingConfig2d::Explicit(
+            padding, padding, padding, padding,
+        ))
         .with_bias(false)
         .init(device)
 }
@@ -108,15 +117,32 @@ impl Block {
     /// Builds the block for `spec` on an input of `input` shape, with fresh weights.
     fn init(spec: &BlockSpec, input: FeatureShape, device: &Device) -> Block {
         match *spec {
-            BlockSpec::ConvBnRelu { out_channels, kernel, stride, padding } => Block::ConvBnRelu(ConvBnRelu {
-                conv: conv(input.channels, out_channels, kernel, stride, padding, device),
+            BlockSpec::ConvBnRelu {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+            } => Block::ConvBnRelu(ConvBnRelu {
+                conv: conv(
+                    input.channels,
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    device,
+                ),
                 bn: batch_norm(out_channels, device),
             }),
-            BlockSpec::BasicBlock { mid_channels, out_channels, stride } => {
-                let shortcut = (stride != 1 || input.channels != out_channels).then(|| Projection {
-                    conv: conv(input.channels, out_channels, 1, stride, 0, device),
-                    bn: batch_norm(out_channels, device),
-                });
+            BlockSpec::BasicBlock {
+                mid_channels,
+                out_channels,
+                stride,
+            } => {
+                let shortcut =
+                    (stride != 1 || input.channels != out_channels).then(|| Projection {
+                        conv: conv(input.channels, out_channels, 1, stride, 0, device),
+                        bn: batch_norm(out_channels, device),
+                    });
                 Block::Basic(BasicBlock {
                     conv1: conv(input.channels, mid_channels, 3, stride, 1, device),
                     bn1: batch_norm(mid_channels, device),
@@ -125,19 +151,33 @@ impl Block {
                     shortcut,
                 })
             }
-            BlockSpec::MaxPool { kernel, stride, padding } => Block::MaxPool(
+            BlockSpec::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => Block::MaxPool(
                 MaxPool2dConfig::new([kernel, kernel])
                     .with_strides([stride, stride])
-                    .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+                    .with_padding(PaddingConfig2d::Explicit(
+                        padding, padding, padding, padding,
+                    ))
                     .init(),
             ),
-            BlockSpec::AvgPool { kernel, stride, padding } => Block::AvgPool(
+            BlockSpec::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => Block::AvgPool(
                 AvgPool2dConfig::new([kernel, kernel])
                     .with_strides([stride, stride])
-                    .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+                    .with_padding(PaddingConfig2d::Explicit(
+                        padding, padding, padding, padding,
+                    ))
                     .init(),
             ),
-            BlockSpec::GlobalAvgPool => Block::GlobalAvgPool(AdaptiveAvgPool2dConfig::new([1, 1]).init()),
+            BlockSpec::GlobalAvgPool => {
+                Block::GlobalAvgPool(AdaptiveAvgPool2dConfig::new([1, 1]).init())
+            }
             BlockSpec::Flatten => Block::Flatten(Identity),
             BlockSpec::Linear { out_features, relu } => Block::Linear(LinearBlock {
                 linear: LinearConfig::new(input.channels, out_features).init(device),
@@ -161,7 +201,11 @@ impl Block {
             Block::Linear(block) => {
                 let [batch, features, _, _] = x.dims();
                 let y = block.linear.forward(x.reshape([batch, features]));
-                let y = if block.relu { Relu::new().forward(y) } else { y };
+                let y = if block.relu {
+                    Relu::new().forward(y)
+                } else {
+                    y
+                };
                 let [_, out] = y.dims();
                 y.reshape([batch, out, 1, 1])
             }

@@ -150,7 +150,11 @@ impl Network {
     /// [`split`](Self::split)); fails if the edge half does not start on the device half's
     /// output shape.
     pub fn join(device: Network, edge: Network) -> Result<Network, SplitError> {
-        let device_out = *device.spec.shapes()?.last().expect("shapes holds the input");
+        let device_out = *device
+            .spec
+            .shapes()?
+            .last()
+            .expect("shapes holds the input");
         if device_out != edge.spec.input {
             return Err(SplitError::Weights(format!(
                 "the edge half expects {:?} but the device half produces {:?}",
@@ -161,7 +165,13 @@ impl Network {
         blocks.extend(edge.spec.blocks);
         let mut modules = device.module.blocks;
         modules.extend(edge.module.blocks);
-        let name = device.spec.name.split('[').next().unwrap_or_default().to_string();
+        let name = device
+            .spec
+            .name
+            .split('[')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         Network::from_parts(
             NetSpec {
                 name,
@@ -209,7 +219,9 @@ impl Network {
         let (body, crc_bytes) = bytes.split_at(bytes.len() - 4);
         let stored_crc = u32::from_le_bytes(crc_bytes.try_into().expect("4 bytes"));
         if crc32fast::hash(body) != stored_crc {
-            return Err(bad("checksum mismatch: the file is corrupt or truncated".into()));
+            return Err(bad(
+                "checksum mismatch: the file is corrupt or truncated".into()
+            ));
         }
         let version = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
         if version != FILE_VERSION {

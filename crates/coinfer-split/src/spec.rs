@@ -153,27 +153,28 @@ impl BlockSpec {
                 Ok(())
             }
         };
-        let window = |kernel: usize, stride: usize, padding: usize| -> Result<(usize, usize), SplitError> {
-            positive("kernel", kernel)?;
-            positive("stride", stride)?;
-            if padding * 2 > kernel {
-                return Err(fail(format!(
-                    "padding {padding} is more than half the kernel {kernel}"
-                )));
-            }
-            let out = |size: usize| -> Result<usize, SplitError> {
-                let padded = size + 2 * padding;
-                if padded < kernel {
+        let window =
+            |kernel: usize, stride: usize, padding: usize| -> Result<(usize, usize), SplitError> {
+                positive("kernel", kernel)?;
+                positive("stride", stride)?;
+                if padding * 2 > kernel {
                     return Err(fail(format!(
-                        "kernel {kernel} is larger than the padded input {padded}×{padded} \
-                         (input {}×{})",
-                        input.height, input.width
+                        "padding {padding} is more than half the kernel {kernel}"
                     )));
                 }
-                Ok((padded - kernel) / stride + 1)
+                let out = |size: usize| -> Result<usize, SplitError> {
+                    let padded = size + 2 * padding;
+                    if padded < kernel {
+                        return Err(fail(format!(
+                            "kernel {kernel} is larger than the padded input {padded}×{padded} \
+                         (input {}×{})",
+                            input.height, input.width
+                        )));
+                    }
+                    Ok((padded - kernel) / stride + 1)
+                };
+                Ok((out(input.height)?, out(input.width)?))
             };
-            Ok((out(input.height)?, out(input.width)?))
-        };
         match *self {
             BlockSpec::ConvBnRelu {
                 out_channels,
@@ -293,9 +294,7 @@ impl NetSpec {
         let shapes = self.shapes()?;
         let last = shapes[shapes.len() - 1];
         if !last.flat {
-            return Err(SplitError::NoClassifierHead {
-                shape: last.dims(),
-            });
+            return Err(SplitError::NoClassifierHead { shape: last.dims() });
         }
         Ok(())
     }
@@ -438,14 +437,20 @@ mod tests {
             ],
         };
         let err = spec.validate().unwrap_err();
-        assert!(matches!(err, SplitError::InvalidBlock { index: 2, .. }), "{err}");
+        assert!(
+            matches!(err, SplitError::InvalidBlock { index: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn zero_sizes_and_missing_head_are_rejected() {
         let mut spec = zoo::resnet_mini(10);
         spec.input = FeatureShape::image(1, 0, 28);
-        assert!(matches!(spec.validate(), Err(SplitError::InvalidInput { .. })));
+        assert!(matches!(
+            spec.validate(),
+            Err(SplitError::InvalidInput { .. })
+        ));
 
         let mut spec = zoo::resnet_mini(10);
         spec.blocks.truncate(3);

@@ -149,7 +149,11 @@ pub fn train_classifier(
                 y.reshape([b, c])
             };
             let predicted = logits.clone().detach().argmax(1).flatten::<1>(0, 1);
-            let batch_correct = predicted.equal(labels.clone()).int().sum().into_scalar::<i64>();
+            let batch_correct = predicted
+                .equal(labels.clone())
+                .int()
+                .sum()
+                .into_scalar::<i64>();
             let loss = loss_fn.forward(logits, labels);
             let grads = GradientsParams::from_grads(loss.backward(), &module);
             let progress_frac = global_step as f64 / total_steps;

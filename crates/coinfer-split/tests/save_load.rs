@@ -92,7 +92,10 @@ fn corrupt_files_give_typed_errors_naming_the_file() {
     // Missing file.
     let err = Network::load("/nonexistent/dir/net.cfnet", &device).unwrap_err();
     assert!(matches!(err, SplitError::Io { .. }));
-    assert!(err.to_string().contains("/nonexistent/dir/net.cfnet"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/dir/net.cfnet"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `edge(device(x))` gives the whole network's output.
 
 use burn::prelude::*;
-use burn::tensor::{Distribution, Tolerance};
+use burn::tensor::Distribution;
 use coinfer_split::{BlockSpec, FeatureShape, NetSpec, Network, SplitError, zoo};
 
 fn max_abs_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
@@ -153,11 +153,10 @@ fn flex_and_ndarray_forwards_agree() {
     flex.seed(11);
     let net = Network::new(zoo::resnet_mini(10), &flex).unwrap().valid();
     let bytes = net.to_bytes().unwrap();
-    let on_ndarray =
-        Network::from_bytes(&bytes, std::path::Path::new("memory"), &ndarray).unwrap();
+    let on_ndarray = Network::from_bytes(&bytes, std::path::Path::new("memory"), &ndarray).unwrap();
     let x = Tensor::<4>::random([4, 1, 28, 28], Distribution::Normal(0.0, 1.0), &flex);
     let x_nd = Tensor::<4>::from_data(x.clone().into_data(), &ndarray);
     let a = net.logits(x).unwrap().into_data();
     let b = on_ndarray.logits(x_nd).unwrap().into_data();
-    a.assert_approx_eq::<f32>(&b, Tolerance::absolute(1e-4));
+    a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-4));
 }

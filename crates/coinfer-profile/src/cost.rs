@@ -329,20 +329,20 @@ mod tests {
     #[test]
     fn resnet_mini_macs_by_hand() {
         let cost = NetCost::of(&zoo::resnet_mini(10)).unwrap();
-        // Stem: 3×3 conv 1 → 32 on 28×28: 9 · 1 · 32 · 784.
-        assert_eq!(cost.blocks[0].macs, 9 * 32 * 784);
-        // + BN (2/elt) + ReLU (1/elt) on 32·784 elements.
-        assert_eq!(cost.blocks[0].flops, 2 * 9 * 32 * 784 + 3 * 32 * 784);
+        // Stem: 3×3 conv 1 → 32, stride 2, 28×28 → 14×14: 9 · 1 · 32 · 196.
+        assert_eq!(cost.blocks[0].macs, 9 * 32 * 196);
+        // + BN (2/elt) + ReLU (1/elt) on 32·196 elements.
+        assert_eq!(cost.blocks[0].flops, 2 * 9 * 32 * 196 + 3 * 32 * 196);
         // 288 kernel weights + 4 · 32 batch-norm values.
         assert_eq!(cost.blocks[0].params, 288 + 128);
-        // Basic block 32 → 32, stride 2, 28×28 → 14×14: 3×3 32→32, 3×3 32→32, 1×1 32→32.
-        let pixels = 14 * 14;
+        // Basic block 32 → 32, stride 2, 14×14 → 7×7: 3×3 32→32, 3×3 32→32, 1×1 32→32.
+        let pixels = 7 * 7;
         assert_eq!(
             cost.blocks[1].macs,
             9 * 32 * 32 * pixels + 9 * 32 * 32 * pixels + 32 * 32 * pixels
         );
-        // Basic block 32 → 64, stride 2, 14×14 → 7×7: 3×3 32→64, 3×3 64→64, 1×1 32→64.
-        let pixels = 7 * 7;
+        // Basic block 32 → 64, stride 2, 7×7 → 4×4: 3×3 32→64, 3×3 64→64, 1×1 32→64.
+        let pixels = 4 * 4;
         assert_eq!(
             cost.blocks[2].macs,
             9 * 32 * 64 * pixels + 9 * 64 * 64 * pixels + 32 * 64 * pixels
@@ -353,6 +353,11 @@ mod tests {
         assert_eq!(
             cost.blocks[2].flops,
             2 * cost.blocks[2].macs + 2 * (mid + out + out) + mid + 2 * out
+        );
+        // Basic block 64 → 128, stride 1 (projection for the width), 4×4.
+        assert_eq!(
+            cost.blocks[3].macs,
+            9 * 64 * 128 * pixels + 9 * 128 * 128 * pixels + 64 * 128 * pixels
         );
         // Global pooling reads 128 × 4 × 4; the classifier is 128 → 10.
         assert_eq!((cost.blocks[4].macs, cost.blocks[4].flops), (0, 128 * 16));
@@ -393,9 +398,10 @@ mod tests {
     #[test]
     fn activation_sizes_follow_the_shapes() {
         let cost = NetCost::of(&zoo::resnet_mini(10)).unwrap();
-        assert_eq!(cost.blocks[1].activation_elements, 32 * 14 * 14);
-        assert_eq!(cost.blocks[1].activation_bytes, 4 * 32 * 14 * 14);
-        assert_eq!(cost.cut_bytes(2).unwrap(), 4 * 32 * 14 * 14);
+        assert_eq!(cost.blocks[0].activation_elements, 32 * 14 * 14);
+        assert_eq!(cost.blocks[1].activation_elements, 32 * 7 * 7);
+        assert_eq!(cost.blocks[1].activation_bytes, 4 * 32 * 7 * 7);
+        assert_eq!(cost.cut_bytes(2).unwrap(), 4 * 32 * 7 * 7);
         assert_eq!(cost.cut_shape(0).unwrap(), FeatureShape::image(1, 28, 28));
         assert_eq!(cost.cut_elements(cost.len()).unwrap(), 10);
     }

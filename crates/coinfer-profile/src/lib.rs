@@ -20,12 +20,12 @@
 //! )?;
 //! let net = zoo::resnet_mini(10);
 //! let cost = NetCost::of(&net)?;
-//! // Cut after 3 blocks and send the 64×7×7 feature quantised to 8 bits.
+//! // Cut after 3 blocks and send the 64×4×4 feature quantised to 8 bits.
 //! let bits = 8 * cost.cut_elements(3)?;
 //! let plan = PlanCost { network: &net, split: 3, payload_bits: bits, encode_s: 0.0, decode_s: 0.0 };
 //! let t = model.predict(&plan)?;
 //!
-//! assert_eq!(bits, 8 * 64 * 7 * 7);
+//! assert_eq!(bits, 8 * 64 * 4 * 4);
 //! assert!((t.device - cost.device_part(3)?.flops as f64 / 1e9).abs() < 1e-12);
 //! assert!((t.transmit - bits as f64 / 10e6).abs() < 1e-12);
 //! assert_eq!(t.rtt, 0.010);

@@ -622,7 +622,7 @@ pub(crate) mod tests {
         // Same count, a different stride in block 3.
         let mut spec = zoo::resnet_mini(10);
         if let BlockSpec::BasicBlock { stride, .. } = &mut spec.blocks[3] {
-            *stride = 1;
+            *stride = 2;
         }
         let err = table.block_times_for(&spec).unwrap_err();
         assert!(err.to_string().contains("block 3"), "{err}");

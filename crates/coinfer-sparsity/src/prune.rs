@@ -40,7 +40,7 @@ use crate::{PruneRatios, SparsityError};
 /// let pruned = prune_spec(&zoo::resnet_mini(10), &ratios)?;
 /// assert_eq!(
 ///     pruned.blocks[0],
-///     BlockSpec::ConvBnRelu { out_channels: 16, kernel: 3, stride: 1, padding: 1 }
+///     BlockSpec::ConvBnRelu { out_channels: 16, kernel: 3, stride: 2, padding: 1 }
 /// );
 /// assert_eq!(
 ///     pruned.blocks[2],

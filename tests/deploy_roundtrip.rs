@@ -1,0 +1,118 @@
+//! Cross-crate: a plan chosen and exported by `coinfer-automl` is deployed with the
+//! `coinfer-split` TCP runtime, and the logits that come back equal the in-process pipeline.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use coinfer_automl::codec::CodecId;
+use coinfer_automl::codecs::CodecSetup;
+use coinfer_automl::data::{Normalization, TrainTest, embedded};
+use coinfer_automl::profile::{ComputeProfile, LinkProfile};
+use coinfer_automl::space::Decision;
+use coinfer_automl::split::runtime::{
+    ClientConfig, DeviceClient, EdgeServer, RuntimeError, ServerConfig,
+};
+use coinfer_automl::split::{Network, zoo};
+use coinfer_automl::{CoInference, SearchConfig, SplitPlan};
+
+fn small_data() -> TrainTest {
+    let full = embedded::fashion_mnist_subset().unwrap();
+    TrainTest {
+        train: full.train.class_balanced_subset(20, 2).unwrap(),
+        test: full.test.class_balanced_subset(5, 2).unwrap(),
+    }
+}
+
+#[test]
+fn an_exported_plan_serves_over_tcp_with_the_in_process_result() {
+    let device = Device::flex();
+    let search = CoInference::builder()
+        .model(Network::new(zoo::resnet_mini(10), &device).unwrap())
+        .data(small_data())
+        .device(ComputeProfile::analytic(1e9, 50e-6).unwrap())
+        .link(LinkProfile::new(10e6, 0.01, 80).unwrap())
+        .edge(ComputeProfile::analytic(1e12, 30e-6).unwrap())
+        .config(SearchConfig {
+            validation_images: 40,
+            codecs: CodecSetup::fixed_only(),
+            ..SearchConfig::default()
+        })
+        .backend(device.clone())
+        .build()
+        .unwrap();
+    let mut session = search.prepare(|_| {}).unwrap();
+    // Split after block 2, both device layers pruned, per-tensor 8-bit quantizer.
+    let space = session.evaluator().space().clone();
+    let candidate = space.candidates.iter().position(|c| c.split == 2).unwrap();
+    let codec = space.candidates[candidate]
+        .family
+        .entries
+        .iter()
+        .position(|e| e.id == CodecId::quant(8, false))
+        .unwrap();
+    let decision = Decision {
+        candidate,
+        prune_ratios: vec![0.25, 0.5],
+        codec,
+    };
+    let out = std::env::temp_dir().join(format!("coinfer-deploy-{}", std::process::id()));
+    let plan = session
+        .finalize(&decision, 0.0, Some(&out), |_, _, _| {})
+        .unwrap();
+    assert_eq!(plan.kept_channels, [24, 16]);
+
+    let deployed = SplitPlan::deploy(out.join("plan.json"), &device).unwrap();
+    let digest = deployed.plan.digest();
+    let data = small_data();
+    let norm: Normalization = deployed.plan.normalization.clone();
+    let (x, _) = data.test.batch(&[0, 7, 13], &norm, &device).unwrap();
+    let expected = deployed
+        .edge
+        .logits(
+            deployed
+                .codec
+                .roundtrip(deployed.device.forward(x.clone()).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+
+    let server = EdgeServer::bind(
+        "127.0.0.1:0",
+        deployed.edge.clone(),
+        deployed.codec.clone(),
+        digest.clone(),
+        ServerConfig::default(),
+    )
+    .unwrap()
+    .spawn()
+    .unwrap();
+    let addr = server.local_addr();
+    let mut client = DeviceClient::connect(
+        addr,
+        deployed.device.clone(),
+        deployed.codec.clone(),
+        digest,
+        ClientConfig::default(),
+    )
+    .unwrap();
+    let result = client.infer(x).unwrap();
+    let got = result.logits_tensor(&device);
+    let diff = (got - expected).abs().max().into_scalar::<f32>();
+    assert!(diff <= 1e-5, "max |diff| = {diff}");
+    client.close();
+
+    // A device holding another plan is refused at the handshake.
+    let refused = DeviceClient::connect(
+        addr,
+        deployed.device,
+        deployed.codec,
+        "0000000000000000",
+        ClientConfig::default(),
+    );
+    assert!(matches!(
+        refused,
+        Err(RuntimeError::HandshakeRefused { .. })
+    ));
+    server.shutdown().unwrap();
+    std::fs::remove_dir_all(Path::new(&out)).ok();
+}

@@ -95,12 +95,7 @@ impl SplitPlan {
             self.codec,
             self.payload_bits
         );
-        let mut hash = 0xcbf2_9ce4_8422_2325u64;
-        for b in text.bytes() {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        format!("{hash:016x}")
+        coinfer_split::fingerprint(text.as_bytes())
     }
 
     /// Writes the plan as pretty JSON.

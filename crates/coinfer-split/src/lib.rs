@@ -38,5 +38,5 @@ pub mod zoo;
 
 pub use error::SplitError;
 pub use model::NetModule;
-pub use network::Network;
+pub use network::{Network, fingerprint};
 pub use spec::{BlockSpec, FeatureShape, NetSpec};

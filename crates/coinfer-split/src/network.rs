@@ -315,6 +315,14 @@ impl Network {
     }
 }
 
+/// A stable 64-bit fingerprint of `bytes` as 16 hex digits (FNV-1a; not a cryptographic
+/// hash): what [`Network::digest`] and plan digests are made of.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let mut hasher = Fnv64::default();
+    hasher.write(bytes);
+    format!("{:016x}", hasher.0)
+}
+
 /// FNV-1a, 64 bit: a stable, dependency-free fingerprint (not a cryptographic hash).
 struct Fnv64(u64);
 

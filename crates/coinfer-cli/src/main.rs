@@ -31,6 +31,12 @@ enum Command {
     /// Run the device half of a plan against a server on test images, over an optionally
     /// shaped link, and compare the measured latency with the latency model.
     Infer(runtime::InferArgs),
+    /// Redraw the SVG plots (and report.md) of a finished search from its report.json.
+    Plot {
+        /// The search's `report.json`; plots are written next to it.
+        #[arg(long, default_value = "results/default/report.json")]
+        report: std::path::PathBuf,
+    },
 }
 
 fn main() {
@@ -39,6 +45,7 @@ fn main() {
         Command::Search(args) => search::run(*args),
         Command::Serve(args) => runtime::serve(args),
         Command::Infer(args) => runtime::infer(args),
+        Command::Plot { report } => search::replot(&report),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

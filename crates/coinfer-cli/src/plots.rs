@@ -166,40 +166,47 @@ pub fn breakdown(report: &SearchReport, path: &Path) -> PlotResult {
             .filter(|b| !b.name.starts_with("random"))
             .map(|b| (b.name.clone(), b.best.latency)),
     );
-    let max = rows.iter().map(|(_, b)| b.total).fold(0.0, f64::max) * 1e3 * 1.05;
-    let root = SVGBackend::new(path, (900, 120 + 60 * rows.len() as u32)).into_drawing_area();
+    // Room on the right for the legend.
+    let max = rows.iter().map(|(_, b)| b.total).fold(0.0, f64::max) * 1e3 * 1.4;
+    let n = rows.len() as u32;
+    let root = SVGBackend::new(path, (900, 120 + 60 * n)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption("Predicted latency breakdown (ms)", ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(140)
-        .build_cartesian_2d(0f64..max.max(1e-3), 0f64..rows.len() as f64)?;
+        .build_cartesian_2d(0f64..max.max(1e-3), (0u32..n).into_segmented())?;
     let names: Vec<String> = rows.iter().map(|(n, _)| n.clone()).collect();
     chart
         .configure_mesh()
         .disable_y_mesh()
         .y_labels(rows.len())
-        .y_label_formatter(&|y| {
-            let i = y.floor() as usize;
-            names.get(i).cloned().unwrap_or_default()
+        .y_label_formatter(&|y| match y {
+            SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
         })
         .x_desc("milliseconds")
         .draw()?;
     let parts = ["device", "encode", "transmit", "RTT", "decode", "edge"];
     for (k, part) in parts.iter().enumerate() {
         let colour = Palette99::pick(k).to_rgba();
-        let bars: Vec<Rectangle<(f64, f64)>> = rows
+        let bars: Vec<Rectangle<(f64, SegmentValue<u32>)>> = rows
             .iter()
             .enumerate()
             .map(|(i, (_, b))| {
                 let terms = [b.device, b.encode, b.transmit, b.rtt, b.decode, b.edge];
                 let start: f64 = terms[..k].iter().sum::<f64>() * 1e3;
                 let end = start + terms[k] * 1e3;
-                Rectangle::new(
-                    [(start, i as f64 + 0.2), (end, i as f64 + 0.8)],
+                let mut bar = Rectangle::new(
+                    [
+                        (start, SegmentValue::Exact(i as u32)),
+                        (end, SegmentValue::Exact(i as u32 + 1)),
+                    ],
                     colour.filled(),
-                )
+                );
+                bar.set_margin(8, 8, 0, 0);
+                bar
             })
             .collect();
         chart

@@ -12,7 +12,7 @@ use coinfer_automl::profile::measure::{MeasureConfig, ProfileTable, measure_bloc
 use coinfer_automl::profile::{ComputeProfile, LinkProfile, preset};
 use coinfer_automl::split::train::{TrainConfig, evaluate, train_classifier};
 use coinfer_automl::split::{Network, zoo};
-use coinfer_automl::{CoInference, Reward, SearchConfig, split_validation};
+use coinfer_automl::{CoInference, Reward, SearchConfig, SearchReport, split_validation};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::plots;
@@ -327,11 +327,27 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         start.elapsed().as_secs_f64()
     ));
     write(&out.join("report.md"), &md)?;
-    plots::rewards(&report, &out.join("reward.svg"))?;
-    plots::scatter(&report, &out.join("scatter.svg"))?;
-    plots::breakdown(&report, &out.join("breakdown.svg"))?;
+    draw_plots(&report, &out)?;
     println!("{md}");
     println!("results in {}", out.display());
+    Ok(())
+}
+
+fn draw_plots(report: &SearchReport, out: &Path) -> CliResult<()> {
+    plots::rewards(report, &out.join("reward.svg"))?;
+    plots::scatter(report, &out.join("scatter.svg"))?;
+    plots::breakdown(report, &out.join("breakdown.svg"))
+}
+
+/// `coinfer plot`: redraws the plots of a finished search from its `report.json`.
+pub fn replot(report_path: &Path) -> CliResult<()> {
+    let text = std::fs::read_to_string(report_path)
+        .map_err(|e| format!("{}: {e}", report_path.display()))?;
+    let report: SearchReport = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a search report: {e}", report_path.display()))?;
+    let out = report_path.parent().unwrap_or(Path::new("."));
+    draw_plots(&report, out)?;
+    println!("plots written to {}", out.display());
     Ok(())
 }
 

@@ -231,22 +231,38 @@ impl CoInferenceBuilder {
 
 /// A configured co-inference search.
 ///
-/// ```no_run
+/// A small, complete run (random backbone, fixed codecs, a handful of episodes — a real search
+/// uses a trained backbone, the default [`SearchConfig`] and a few hundred episodes):
+///
+/// ```
+/// use coinfer_automl::codecs::CodecSetup;
 /// use coinfer_automl::prelude::*;
 ///
-/// let data = embedded::fashion_mnist_subset()?;
-/// let model = Network::load("results/backbone/resnet-mini-subset.cfnet", &Device::flex())?;
+/// let device = Device::flex();
+/// let full = embedded::fashion_mnist_subset()?;
+/// let data = TrainTest {
+///     train: full.train.class_balanced_subset(20, 1)?,
+///     test: full.test.class_balanced_subset(5, 1)?,
+/// };
+/// let mut config = SearchConfig {
+///     episodes: 4,
+///     validation_images: 40,
+///     codecs: CodecSetup::fixed_only(),
+///     ..SearchConfig::default()
+/// };
+/// config.ddpg.warmup_episodes = 2;
 /// let report = CoInference::builder()
-///     .model(model)
+///     .model(Network::new(zoo::resnet_mini(10), &device)?)
 ///     .data(data)
 ///     .device(ComputeProfile::analytic(2e9, 20e-6)?)
 ///     .link(LinkProfile::new(10e6, 0.010, 40)?)
 ///     .edge(ComputeProfile::analytic(1e12, 50e-6)?)
 ///     .reward(Reward::ErrorLogLatency)
-///     .episodes(200)
+///     .config(config)
 ///     .build()?
 ///     .search()?;
-/// println!("{}", serde_json::to_string_pretty(&report.plan).unwrap());
+/// assert_eq!(report.episodes.len(), 4);
+/// assert!(report.plan.predicted.total > 0.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct CoInference {

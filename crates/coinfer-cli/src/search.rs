@@ -257,9 +257,9 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         .backend(device.clone())
         .build()?;
 
-    let total_aes = 5 * args.ae_ratios.len() as u64;
-    let codec_bar = bar(total_aes, "training codecs");
+    let codec_bar = bar(0, "training codecs");
     let mut session = search.prepare(|p| {
+        codec_bar.set_length(p.total as u64);
         codec_bar.set_position(p.done as u64);
         codec_bar.set_prefix(format!(
             "split {} r={} train acc {:.1}%",

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p coinfer-automl --example codec_table -- \
-//!     results/cache/resnet-mini-fashion-mnist-subset-e8-s1-v500.cfnet [ae_epochs] [ae_lr] [ratios]
+//!     results/cache/resnet-mini-fashion-mnist-subset-e8-s1-v500.cfnet [ae_epochs] [ae_lr] [ratios] [kernel]
 //! ```
 //! The backbone should have been trained without the validation images (the `coinfer search`
 //! cache is).
@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(s) => s.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => vec![2, 4, 8, 16],
     };
+    let kernel: usize = args.get(5).map_or(Ok(defaults.ae_kernel), |s| s.parse())?;
     let device = Device::flex();
     let backbone = Network::load(&path, &device)?;
     let config = SearchConfig {
@@ -33,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ae_epochs: epochs,
             ae_lr: lr,
             ae_ratios: ratios,
+            ae_kernel: kernel,
             ..CodecSetup::default()
         },
         seed: 1,

@@ -10,7 +10,7 @@ use crate::AutomlError;
 use crate::env::CoInferenceEnv;
 use crate::evaluator::{Evaluation, PlanEvaluator};
 use crate::reward::Reward;
-use crate::space::Decision;
+use crate::space::{Decision, SplitCandidate};
 
 /// The best plan one search method found, and what it cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +130,24 @@ fn grid_levels(max_prune: f32, levels: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Every split × every ratio vector `ratio_sets` gives for that split × every codec.
+fn with_every_codec(
+    evaluator: &PlanEvaluator,
+    ratio_sets: impl Fn(&SplitCandidate) -> Vec<Vec<f32>>,
+) -> Vec<Decision> {
+    let mut decisions = Vec::new();
+    for (candidate, cand) in evaluator.space().candidates.iter().enumerate() {
+        for prune_ratios in ratio_sets(cand) {
+            decisions.extend((0..cand.family.len()).map(|codec| Decision {
+                candidate,
+                prune_ratios: prune_ratios.clone(),
+                codec,
+            }));
+        }
+    }
+    decisions
+}
+
 /// One ratio for every prunable layer (from a grid of `levels`), every split, every codec.
 pub fn uniform_grid(
     evaluator: &mut PlanEvaluator,
@@ -137,23 +155,13 @@ pub fn uniform_grid(
     levels: usize,
 ) -> Result<BaselineResult, AutomlError> {
     let ratios = grid_levels(evaluator.space().max_prune, levels);
-    let mut decisions = Vec::new();
-    for (candidate, cand) in evaluator.space().candidates.iter().enumerate() {
-        let uniform: &[f32] = if cand.prunable.is_empty() {
-            &[0.0]
-        } else {
-            &ratios
-        };
-        for &ratio in uniform {
-            for codec in 0..cand.family.len() {
-                decisions.push(Decision {
-                    candidate,
-                    prune_ratios: vec![ratio; cand.prunable.len()],
-                    codec,
-                });
-            }
+    let decisions = with_every_codec(evaluator, |cand| {
+        let layers = cand.prunable.len();
+        if layers == 0 {
+            return vec![Vec::new()];
         }
-    }
+        ratios.iter().map(|&r| vec![r; layers]).collect()
+    });
     best_of("uniform-grid", evaluator, reward, decisions)
 }
 
@@ -165,28 +173,21 @@ pub fn exhaustive_grid(
     levels: usize,
 ) -> Result<BaselineResult, AutomlError> {
     let ratios = grid_levels(evaluator.space().max_prune, levels);
-    let mut decisions = Vec::new();
-    for (candidate, cand) in evaluator.space().candidates.iter().enumerate() {
+    let decisions = with_every_codec(evaluator, |cand| {
         let layers = cand.prunable.len();
-        let combos = ratios.len().pow(layers as u32);
-        for combo in 0..combos {
-            let mut rest = combo;
-            let prune_ratios: Vec<f32> = (0..layers)
-                .map(|_| {
-                    let r = ratios[rest % ratios.len()];
-                    rest /= ratios.len();
-                    r
-                })
-                .collect();
-            for codec in 0..cand.family.len() {
-                decisions.push(Decision {
-                    candidate,
-                    prune_ratios: prune_ratios.clone(),
-                    codec,
-                });
-            }
-        }
-    }
+        (0..ratios.len().pow(layers as u32))
+            .map(|combo| {
+                let mut rest = combo;
+                (0..layers)
+                    .map(|_| {
+                        let r = ratios[rest % ratios.len()];
+                        rest /= ratios.len();
+                        r
+                    })
+                    .collect()
+            })
+            .collect()
+    });
     best_of("exhaustive-grid", evaluator, reward, decisions)
 }
 

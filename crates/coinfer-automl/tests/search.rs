@@ -325,3 +325,21 @@ fn invalid_settings_are_rejected_by_name() {
         .to_string();
     assert!(missing.contains("model"), "{missing}");
 }
+
+#[test]
+fn the_exhaustive_grid_evaluates_every_grid_plan_once() {
+    let search = search(Reward::ErrorLogLatency, config(1));
+    let mut session = search.prepare(|_| {}).unwrap();
+    let ev = session.evaluator();
+    let expected = ev.space().grid_size(2) as usize;
+    let result =
+        coinfer_automl::baselines::exhaustive_grid(ev, &Reward::ErrorLogLatency, 2).unwrap();
+    assert_eq!(result.evaluations, expected);
+    // No evaluated plan scores better than the grid's optimum.
+    let best = ev
+        .evaluated()
+        .iter()
+        .map(|e| Reward::ErrorLogLatency.score(e.accuracy, e.latency.total))
+        .fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(best, result.reward);
+}

@@ -1,4 +1,9 @@
-//! Simpler searches on the same evaluator and reward, to measure what the DDPG agent adds.
+//! The baselines the search is measured against, named as the literature names them, in one
+//! registry ([`Baseline::ALL`]) that the session, the report, the sweep and the plots all read.
+//!
+//! Every baseline runs on the same evaluator and reward as the agent and returns the best plan
+//! it found under that reward. Adding a baseline: a variant, its name and description, and its
+//! arm in [`Baseline::run`] — nothing else reads baseline names.
 
 use coinfer_agent::Environment;
 use coinfer_codec::CodecId;
@@ -12,10 +17,191 @@ use crate::evaluator::{Evaluation, PlanEvaluator};
 use crate::reward::Reward;
 use crate::space::{Decision, SplitCandidate};
 
+/// A baseline search method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Baseline {
+    /// The whole unpruned backbone on the device; nothing is sent.
+    DeviceOnly,
+    /// The raw 8-bit image is uploaded and the edge runs everything.
+    EdgeOnlyRaw,
+    /// The image is uploaded with the best input codec the family offers (any bit width,
+    /// entropy coding included): the strongest way to send the image.
+    EdgeOnlyQuantized,
+    /// Neurosurgeon (Kang et al. 2017): the best split point, no pruning, the feature sent as
+    /// float32 (the raw 8-bit image at split 0; device-only is one of its split points).
+    Neurosurgeon,
+    /// The best split point with one uniform pruning ratio (grid) and the feature in float32.
+    PruningOnly,
+    /// The best split point and codec, no pruning.
+    CompressionOnly,
+    /// One uniform ratio (grid) × every split × every codec.
+    UniformGrid,
+    /// Uniform random actions through the agent's environment, with the agent's budget of
+    /// distinct evaluations.
+    Random,
+    /// Every combination of a coarse per-layer ratio grid × every split × every codec: the
+    /// reference optimum of the search-efficiency comparison.
+    ExhaustiveGrid,
+}
+
+impl Baseline {
+    /// Every baseline, in report order.
+    pub const ALL: [Baseline; 9] = [
+        Baseline::DeviceOnly,
+        Baseline::EdgeOnlyRaw,
+        Baseline::EdgeOnlyQuantized,
+        Baseline::Neurosurgeon,
+        Baseline::PruningOnly,
+        Baseline::CompressionOnly,
+        Baseline::UniformGrid,
+        Baseline::Random,
+        Baseline::ExhaustiveGrid,
+    ];
+
+    /// The name used in reports, JSON and plots (`device-only`, `edge-only-raw`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Baseline::DeviceOnly => "device-only",
+            Baseline::EdgeOnlyRaw => "edge-only-raw",
+            Baseline::EdgeOnlyQuantized => "edge-only-quantized",
+            Baseline::Neurosurgeon => "neurosurgeon",
+            Baseline::PruningOnly => "pruning-only",
+            Baseline::CompressionOnly => "compression-only",
+            Baseline::UniformGrid => "uniform-grid",
+            Baseline::Random => "random",
+            Baseline::ExhaustiveGrid => "exhaustive-grid",
+        }
+    }
+
+    /// The baseline called `name`.
+    pub fn from_name(name: &str) -> Option<Baseline> {
+        Baseline::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// One line on what the baseline does, for reports.
+    pub fn description(self) -> &'static str {
+        match self {
+            Baseline::DeviceOnly => "whole unpruned backbone on the device, nothing sent",
+            Baseline::EdgeOnlyRaw => "raw 8-bit image uploaded, edge runs everything",
+            Baseline::EdgeOnlyQuantized => "image uploaded with the best input codec",
+            Baseline::Neurosurgeon => "best split, no pruning, float32 feature",
+            Baseline::PruningOnly => "best split, uniform pruning, float32 feature",
+            Baseline::CompressionOnly => "best split and codec, no pruning",
+            Baseline::UniformGrid => "uniform ratio grid × every split × every codec",
+            Baseline::Random => "random actions, the agent's evaluation budget",
+            Baseline::ExhaustiveGrid => "coarse per-layer grid × every split × every codec",
+        }
+    }
+
+    /// Whether the baseline is one fixed plan (no search): what a user gets without coinfer.
+    pub fn is_fixed_plan(self) -> bool {
+        matches!(self, Baseline::DeviceOnly | Baseline::EdgeOnlyRaw)
+    }
+
+    /// Runs the baseline on `evaluator` under `reward`.
+    pub fn run(
+        self,
+        evaluator: &mut PlanEvaluator,
+        reward: &Reward,
+        settings: &BaselineSettings,
+    ) -> Result<BaselineResult, AutomlError> {
+        let name = self.name();
+        match self {
+            Baseline::DeviceOnly => device_only(evaluator, reward),
+            Baseline::EdgeOnlyRaw => {
+                let decisions = input_codecs(evaluator, |id| id == CodecId::quant(8, false))?;
+                best_of(name, evaluator, reward, decisions)
+            }
+            Baseline::EdgeOnlyQuantized => {
+                let decisions = input_codecs(evaluator, |_| true)?;
+                best_of(name, evaluator, reward, decisions)
+            }
+            Baseline::Neurosurgeon => {
+                let decisions = unpruned(evaluator, |split, id| {
+                    id == if split == 0 {
+                        CodecId::quant(8, false)
+                    } else {
+                        CodecId::Float32
+                    }
+                });
+                with_device_only(
+                    best_of(name, evaluator, reward, decisions)?,
+                    evaluator,
+                    reward,
+                )
+            }
+            Baseline::PruningOnly => {
+                let ratios = grid_levels(evaluator.space().max_prune, settings.grid_levels);
+                let decisions = uniform_ratios(evaluator, &ratios, |split, id| {
+                    id == if split == 0 {
+                        CodecId::quant(8, false)
+                    } else {
+                        CodecId::Float32
+                    }
+                });
+                with_device_only(
+                    best_of(name, evaluator, reward, decisions)?,
+                    evaluator,
+                    reward,
+                )
+            }
+            Baseline::CompressionOnly => {
+                let decisions = unpruned(evaluator, |_, _| true);
+                with_device_only(
+                    best_of(name, evaluator, reward, decisions)?,
+                    evaluator,
+                    reward,
+                )
+            }
+            Baseline::UniformGrid => {
+                let ratios = grid_levels(evaluator.space().max_prune, settings.grid_levels);
+                let decisions = uniform_ratios(evaluator, &ratios, |_, _| true);
+                best_of(name, evaluator, reward, decisions)
+            }
+            Baseline::Random => random_search(
+                evaluator,
+                reward,
+                settings.random_budget.max(1),
+                settings.random_budget.max(1) * 20,
+                settings.random_seed,
+            ),
+            Baseline::ExhaustiveGrid => {
+                exhaustive_grid(evaluator, reward, settings.exhaustive_levels)
+            }
+        }
+    }
+}
+
+/// The knobs of the searching baselines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineSettings {
+    /// Levels of the uniform ratio grid (pruning-only, uniform grid); 4 by default.
+    pub grid_levels: usize,
+    /// Levels per layer of the exhaustive grid (its size grows as `levels^layers`); 2 by
+    /// default.
+    pub exhaustive_levels: usize,
+    /// Distinct evaluations random search may spend (the agent's, for a fair comparison).
+    pub random_budget: usize,
+    /// Seed of random search.
+    pub random_seed: u64,
+}
+
+impl Default for BaselineSettings {
+    fn default() -> Self {
+        BaselineSettings {
+            grid_levels: 4,
+            exhaustive_levels: 2,
+            random_budget: 64,
+            random_seed: 0,
+        }
+    }
+}
+
 /// The best plan one search method found, and what it cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaselineResult {
-    /// Method name (`edge-only`, `random`, ...).
+    /// Method name ([`Baseline::name`]).
     pub name: String,
     /// Its best plan.
     pub best: Evaluation,
@@ -35,7 +221,7 @@ fn best_of(
     let mut best: Option<(Evaluation, f32)> = None;
     for decision in decisions {
         let evaluation = evaluator.evaluate(&decision)?;
-        let score = reward.score(evaluation.accuracy, evaluation.latency.total);
+        let score = reward.score(&evaluation);
         if best.as_ref().is_none_or(|(_, b)| score > *b) {
             best = Some((evaluation, score));
         }
@@ -51,73 +237,75 @@ fn best_of(
     })
 }
 
-fn codec_index(evaluator: &PlanEvaluator, candidate: usize, id: CodecId) -> Option<usize> {
-    evaluator.space().candidates[candidate]
-        .family
-        .entries
-        .iter()
-        .position(|e| e.id == id)
-}
-
-/// Device only: the whole unpruned backbone on the device; nothing is sent.
-pub fn device_only(
+/// `result`, or device-only when that scores higher (split point L is one of the choices).
+fn with_device_only(
+    mut result: BaselineResult,
     evaluator: &PlanEvaluator,
     reward: &Reward,
 ) -> Result<BaselineResult, AutomlError> {
-    let best = evaluator.device_only()?;
-    Ok(BaselineResult {
-        name: "device-only".into(),
-        reward: reward.score(best.accuracy, best.latency.total),
-        best,
-        evaluations: 1,
-    })
+    let device = device_only(evaluator, reward)?;
+    result.evaluations += 1;
+    if device.reward > result.reward {
+        result.best = device.best;
+        result.reward = device.reward;
+    }
+    Ok(result)
 }
 
-/// Edge only: the raw input, 8-bit quantized, is uploaded and the edge runs everything.
-pub fn edge_only(
-    evaluator: &mut PlanEvaluator,
-    reward: &Reward,
-) -> Result<BaselineResult, AutomlError> {
+/// Split 0 with every input codec `keep` accepts.
+pub(crate) fn input_codecs(
+    evaluator: &PlanEvaluator,
+    keep: impl Fn(CodecId) -> bool,
+) -> Result<Vec<Decision>, AutomlError> {
     let candidate = evaluator
         .space()
         .candidates
         .iter()
         .position(|c| c.split == 0)
         .ok_or_else(|| AutomlError::InvalidDecision("the space has no edge-only split".into()))?;
-    let codec = codec_index(evaluator, candidate, CodecId::quant(8, false)).ok_or_else(|| {
-        AutomlError::InvalidDecision("the raw input has no 8-bit quantizer in its family".into())
-    })?;
-    best_of(
-        "edge-only",
-        evaluator,
-        reward,
-        [Decision {
+    let decisions: Vec<Decision> = evaluator.space().candidates[candidate]
+        .family
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| keep(e.id))
+        .map(|(codec, _)| Decision {
             candidate,
             prune_ratios: Vec::new(),
             codec,
-        }],
-    )
+        })
+        .collect();
+    if decisions.is_empty() {
+        return Err(AutomlError::InvalidDecision(
+            "the raw input's codec family has no codec this baseline needs (8-bit quantizer)"
+                .into(),
+        ));
+    }
+    Ok(decisions)
 }
 
-/// Split only, à la Neurosurgeon: the best split point with no pruning and the feature sent
-/// in float32 or 8-bit.
-pub fn split_only(
-    evaluator: &mut PlanEvaluator,
-    reward: &Reward,
-) -> Result<BaselineResult, AutomlError> {
-    let mut decisions = Vec::new();
-    for (candidate, cand) in evaluator.space().candidates.iter().enumerate() {
-        for id in [CodecId::Float32, CodecId::quant(8, false)] {
-            if let Some(codec) = codec_index(evaluator, candidate, id) {
-                decisions.push(Decision {
-                    candidate,
-                    prune_ratios: vec![0.0; cand.prunable.len()],
-                    codec,
-                });
+/// Every split × every codec `keep(split, codec)` accepts, no pruning.
+fn unpruned(evaluator: &PlanEvaluator, keep: impl Fn(usize, CodecId) -> bool) -> Vec<Decision> {
+    uniform_ratios(evaluator, &[0.0], keep)
+}
+
+/// Every split × one uniform ratio of `ratios` × every codec `keep(split, codec)` accepts.
+fn uniform_ratios(
+    evaluator: &PlanEvaluator,
+    ratios: &[f32],
+    keep: impl Fn(usize, CodecId) -> bool,
+) -> Vec<Decision> {
+    with_codecs(
+        evaluator,
+        |cand| {
+            let layers = cand.prunable.len();
+            if layers == 0 {
+                return vec![Vec::new()];
             }
-        }
-    }
-    best_of("split-only", evaluator, reward, decisions)
+            ratios.iter().map(|&r| vec![r; layers]).collect()
+        },
+        keep,
+    )
 }
 
 /// Ratios `0, max/(levels-1), ..., max` of a grid with `levels` levels.
@@ -130,39 +318,45 @@ fn grid_levels(max_prune: f32, levels: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Every split × every ratio vector `ratio_sets` gives for that split × every codec.
-fn with_every_codec(
+/// Every split × every ratio vector `ratio_sets` gives for that split × every codec `keep`
+/// accepts.
+fn with_codecs(
     evaluator: &PlanEvaluator,
     ratio_sets: impl Fn(&SplitCandidate) -> Vec<Vec<f32>>,
+    keep: impl Fn(usize, CodecId) -> bool,
 ) -> Vec<Decision> {
     let mut decisions = Vec::new();
     for (candidate, cand) in evaluator.space().candidates.iter().enumerate() {
         for prune_ratios in ratio_sets(cand) {
-            decisions.extend((0..cand.family.len()).map(|codec| Decision {
-                candidate,
-                prune_ratios: prune_ratios.clone(),
-                codec,
-            }));
+            decisions.extend(
+                cand.family
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| keep(cand.split, e.id))
+                    .map(|(codec, _)| Decision {
+                        candidate,
+                        prune_ratios: prune_ratios.clone(),
+                        codec,
+                    }),
+            );
         }
     }
     decisions
 }
 
-/// One ratio for every prunable layer (from a grid of `levels`), every split, every codec.
-pub fn uniform_grid(
-    evaluator: &mut PlanEvaluator,
+/// Device only: the whole unpruned backbone on the device; nothing is sent.
+pub fn device_only(
+    evaluator: &PlanEvaluator,
     reward: &Reward,
-    levels: usize,
 ) -> Result<BaselineResult, AutomlError> {
-    let ratios = grid_levels(evaluator.space().max_prune, levels);
-    let decisions = with_every_codec(evaluator, |cand| {
-        let layers = cand.prunable.len();
-        if layers == 0 {
-            return vec![Vec::new()];
-        }
-        ratios.iter().map(|&r| vec![r; layers]).collect()
-    });
-    best_of("uniform-grid", evaluator, reward, decisions)
+    let best = evaluator.device_only()?;
+    Ok(BaselineResult {
+        name: Baseline::DeviceOnly.name().into(),
+        reward: reward.score(&best),
+        best,
+        evaluations: 1,
+    })
 }
 
 /// Every combination of a per-layer ratio grid of `levels` levels, every split, every codec:
@@ -173,22 +367,31 @@ pub fn exhaustive_grid(
     levels: usize,
 ) -> Result<BaselineResult, AutomlError> {
     let ratios = grid_levels(evaluator.space().max_prune, levels);
-    let decisions = with_every_codec(evaluator, |cand| {
-        let layers = cand.prunable.len();
-        (0..ratios.len().pow(layers as u32))
-            .map(|combo| {
-                let mut rest = combo;
-                (0..layers)
-                    .map(|_| {
-                        let r = ratios[rest % ratios.len()];
-                        rest /= ratios.len();
-                        r
-                    })
-                    .collect()
-            })
-            .collect()
-    });
-    best_of("exhaustive-grid", evaluator, reward, decisions)
+    let decisions = with_codecs(
+        evaluator,
+        |cand| {
+            let layers = cand.prunable.len();
+            (0..ratios.len().pow(layers as u32))
+                .map(|combo| {
+                    let mut rest = combo;
+                    (0..layers)
+                        .map(|_| {
+                            let r = ratios[rest % ratios.len()];
+                            rest /= ratios.len();
+                            r
+                        })
+                        .collect()
+                })
+                .collect()
+        },
+        |_, _| true,
+    );
+    best_of(
+        Baseline::ExhaustiveGrid.name(),
+        evaluator,
+        reward,
+        decisions,
+    )
 }
 
 /// Random search: uniform random actions through the same environment (same action mapping
@@ -227,7 +430,7 @@ pub fn random_search(
         reason: "must be at least 1".into(),
     })?;
     Ok(BaselineResult {
-        name: "random".into(),
+        name: Baseline::Random.name().into(),
         best,
         reward,
         evaluations,

@@ -280,9 +280,7 @@ impl<'a> CoInferenceEnv<'a> {
 
     fn finish(&mut self) -> Result<Step, AutomlError> {
         let evaluation = self.evaluator.evaluate(&self.decision)?;
-        let reward = self
-            .reward
-            .score(evaluation.accuracy, evaluation.latency.total);
+        let reward = self.reward.score(&evaluation);
         self.records.push(EpisodeRecord {
             episode: self.records.len(),
             decision: self.decision.clone(),

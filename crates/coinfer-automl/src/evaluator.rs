@@ -220,10 +220,119 @@ pub struct Evaluation {
     pub payload_bits: u64,
     /// Top-1 accuracy on the validation subset (no fine-tuning).
     pub accuracy: f32,
+    /// Paired comparison with the backbone on the same validation images.
+    #[serde(default)]
+    pub paired: PairedDrop,
     /// Predicted latency.
     pub latency: Breakdown,
     /// FLOPs run on the device (pruned blocks before the split).
     pub device_flops: u64,
+}
+
+/// A paired comparison of a plan with the backbone on the same validation images: the images
+/// the backbone classifies right and the plan wrong (`lost`), the reverse (`gained`), out of
+/// `images`. Images on which both agree carry no information about the difference, so this
+/// is far less noisy than comparing two accuracies measured on different images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PairedDrop {
+    /// Images the backbone gets right and the plan wrong.
+    pub lost: u32,
+    /// Images the plan gets right and the backbone wrong.
+    pub gained: u32,
+    /// Validation images compared (0: no comparison was made).
+    pub images: u32,
+}
+
+impl PairedDrop {
+    /// Compares per-image correctness of the backbone and a plan (same images, same order).
+    pub fn between(backbone: &[bool], plan: &[bool]) -> PairedDrop {
+        let mut drop = PairedDrop {
+            images: backbone.len().min(plan.len()) as u32,
+            ..PairedDrop::default()
+        };
+        for (&b, &p) in backbone.iter().zip(plan) {
+            match (b, p) {
+                (true, false) => drop.lost += 1,
+                (false, true) => drop.gained += 1,
+                _ => {}
+            }
+        }
+        drop
+    }
+
+    /// The mean accuracy drop (backbone − plan), as a fraction; 0 without images.
+    pub fn mean(&self) -> f64 {
+        if self.images == 0 {
+            return 0.0;
+        }
+        (f64::from(self.lost) - f64::from(self.gained)) / f64::from(self.images)
+    }
+
+    /// The standard error of [`mean`](Self::mean): the paired differences are −1, 0 or +1 per
+    /// image, so their variance is `(lost + gained)/n − mean²`.
+    pub fn std_error(&self) -> f64 {
+        if self.images == 0 {
+            return 0.0;
+        }
+        let n = f64::from(self.images);
+        let second_moment = (f64::from(self.lost) + f64::from(self.gained)) / n;
+        let variance = (second_moment - self.mean().powi(2)).max(0.0);
+        (variance / n).sqrt()
+    }
+
+    /// The one-sided `confidence` upper bound of the drop (normal approximation).
+    pub fn upper_bound(&self, confidence: f32) -> f64 {
+        self.mean() + standard_normal_quantile(f64::from(confidence)) * self.std_error()
+    }
+}
+
+/// The quantile function of the standard normal distribution (Acklam's rational
+/// approximation, relative error below 1.2e-9), for `p` in (0, 1).
+fn standard_normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    const LOW: f64 = 0.02425;
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < LOW {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - LOW {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -240,6 +349,7 @@ pub struct PlanEvaluator {
     bank: CodecBank,
     latency: LatencyModel,
     validation: ValidationSet,
+    backbone_correct: Vec<bool>,
     cache: HashMap<PlanKey, Evaluation>,
     order: Vec<PlanKey>,
     lookups: usize,
@@ -257,12 +367,15 @@ impl PlanEvaluator {
     ) -> Result<PlanEvaluator, AutomlError> {
         bank.check_matches(&space)?;
         latency.validate()?;
+        let backbone = backbone.valid();
+        let backbone_correct = correctness(&validation, |images| Ok(backbone.logits(images)?))?;
         Ok(PlanEvaluator {
-            backbone: backbone.valid(),
+            backbone,
             space,
             bank,
             latency,
             validation,
+            backbone_correct,
             cache: HashMap::new(),
             order: Vec::new(),
             lookups: 0,
@@ -278,6 +391,27 @@ impl PlanEvaluator {
     /// The latency model.
     pub fn latency_model(&self) -> &LatencyModel {
         &self.latency
+    }
+
+    /// Replaces the latency model (another device, link or edge) and re-predicts the latency
+    /// of every cached plan. Accuracies do not depend on the profiles, so the cache stays:
+    /// a sweep over profiles runs each plan on the validation set once.
+    pub fn set_latency_model(&mut self, latency: LatencyModel) -> Result<(), AutomlError> {
+        latency.validate()?;
+        self.latency = latency;
+        let keys: Vec<PlanKey> = self.order.clone();
+        for key in keys {
+            let decision = Decision {
+                candidate: key.candidate,
+                prune_ratios: self.cache[&key].prune_ratios.clone(),
+                codec: key.codec,
+            };
+            let (latency, _, _) = self.predict(&decision)?;
+            if let Some(entry) = self.cache.get_mut(&key) {
+                entry.latency = latency;
+            }
+        }
+        Ok(())
     }
 
     /// The (unpruned, trained) backbone.
@@ -445,14 +579,15 @@ impl PlanEvaluator {
             return Ok(hit.clone());
         }
         let (latency, payload_bits, device_flops) = self.predict(decision)?;
-        let accuracy = self.accuracy(decision)?;
+        let correct = self.correctness(decision)?;
         let evaluation = Evaluation {
             split: self.space.candidates[decision.candidate].split,
             prune_ratios: decision.prune_ratios.clone(),
             kept: key.kept.clone(),
             codec: self.space.codec_id(decision),
             payload_bits,
-            accuracy,
+            accuracy: fraction_true(&correct),
+            paired: PairedDrop::between(&self.backbone_correct, &correct),
             latency,
             device_flops,
         };
@@ -463,7 +598,7 @@ impl PlanEvaluator {
 
     /// Validation accuracy of the unpruned backbone run whole, in float32.
     pub fn backbone_accuracy(&self) -> Result<f32, AutomlError> {
-        self.accuracy_of(|images| Ok(self.backbone.logits(images)?))
+        Ok(fraction_true(&self.backbone_correct))
     }
 
     /// The device-only plan: the whole unpruned backbone on the device, nothing sent.
@@ -484,37 +619,93 @@ impl PlanEvaluator {
             codec: CodecId::Float32,
             payload_bits: 0,
             accuracy: self.backbone_accuracy()?,
+            paired: PairedDrop::between(&self.backbone_correct, &self.backbone_correct),
             latency,
             device_flops: coinfer_profile::NetCost::of(spec)?.totals().flops,
         })
     }
 
-    fn accuracy_of(
-        &self,
-        mut logits_of: impl FnMut(Tensor<4>) -> Result<Tensor<2>, AutomlError>,
-    ) -> Result<f32, AutomlError> {
-        let mut correct = 0i64;
-        for (images, labels) in &self.validation.batches {
-            let predicted = logits_of(images.clone())?.argmax(1).flatten::<1>(0, 1);
-            correct += predicted
-                .equal(labels.clone())
-                .int()
-                .sum()
-                .into_scalar::<i64>();
-        }
-        Ok(correct as f32 / self.validation.len() as f32)
-    }
-
     /// Validation accuracy of a decision: device half → encode → decode → edge half.
     pub fn accuracy(&self, decision: &Decision) -> Result<f32, AutomlError> {
+        Ok(fraction_true(&self.correctness(decision)?))
+    }
+
+    /// Per validation image, whether a decision classifies it right.
+    fn correctness(&self, decision: &Decision) -> Result<Vec<bool>, AutomlError> {
         let network = self.pruned_network(decision)?;
         let split = self.space.candidates[decision.candidate].split;
         let codec = self.bank.entry(decision.candidate, decision.codec)?;
         let (device_half, edge_half) = network.split(split)?;
-        self.accuracy_of(|images| {
+        correctness(&self.validation, |images| {
             let feature = device_half.forward(images)?;
             let received = codec.codec.codec().roundtrip(feature)?;
             Ok(edge_half.logits(received)?)
         })
+    }
+}
+
+/// Per image of `validation`, whether `logits_of` classifies it right.
+fn correctness(
+    validation: &ValidationSet,
+    mut logits_of: impl FnMut(Tensor<4>) -> Result<Tensor<2>, AutomlError>,
+) -> Result<Vec<bool>, AutomlError> {
+    let mut correct = Vec::with_capacity(validation.len());
+    for (images, labels) in &validation.batches {
+        let predicted = logits_of(images.clone())?.argmax(1).flatten::<1>(0, 1);
+        let hits = predicted
+            .equal(labels.clone())
+            .int()
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| AutomlError::InvalidDecision(format!("reading predictions: {e:?}")))?;
+        correct.extend(hits.into_iter().map(|h| h != 0));
+    }
+    Ok(correct)
+}
+
+fn fraction_true(flags: &[bool]) -> f32 {
+    if flags.is_empty() {
+        return 0.0;
+    }
+    flags.iter().filter(|&&f| f).count() as f32 / flags.len() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_quantiles_match_tables() {
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.9, 1.281_551_565_5),
+            (0.95, 1.644_853_626_9),
+            (0.99, 2.326_347_874),
+        ] {
+            assert!((standard_normal_quantile(p) - z).abs() < 1e-6, "{p}");
+            assert!((standard_normal_quantile(1.0 - p) + z).abs() < 1e-6, "{p}");
+        }
+        assert!((standard_normal_quantile(0.001) + 3.090_232_306).abs() < 1e-6);
+    }
+
+    #[test]
+    fn paired_drop_counts_disagreements_only() {
+        let backbone = [true, true, false, false, true];
+        let plan = [true, false, true, false, false];
+        let drop = PairedDrop::between(&backbone, &plan);
+        assert_eq!(
+            drop,
+            PairedDrop {
+                lost: 2,
+                gained: 1,
+                images: 5
+            }
+        );
+        assert!((drop.mean() - 0.2).abs() < 1e-12);
+        // differences: 0, +1, −1, 0, +1 → variance 3/5 − 0.04 = 0.56; se = √(0.56/5).
+        assert!((drop.std_error() - (0.56f64 / 5.0).sqrt()).abs() < 1e-12);
+        let same = PairedDrop::between(&backbone, &backbone);
+        assert_eq!((same.mean(), same.std_error()), (0.0, 0.0));
     }
 }

@@ -40,7 +40,7 @@
 //! | [`agent`] | `coinfer-agent` | DDPG and the `Environment` trait |
 //!
 //! The glue lives in [`space`], [`evaluator`], [`env`], [`reward`], [`codecs`],
-//! [`baselines`], [`finetune`], [`plan`] and [`search`].
+//! [`baselines`], [`finetune`], [`plan`], [`search`] and [`sweep`] (the regime map).
 //!
 //! # Features
 //! - `flex` (default): burn's CPU backend.
@@ -60,13 +60,17 @@ pub mod report;
 pub mod reward;
 pub mod search;
 pub mod space;
+pub mod sweep;
 
+pub use baselines::{Baseline, BaselineResult, BaselineSettings};
 pub use error::AutomlError;
+pub use evaluator::PairedDrop;
 pub use plan::{DeployedPlan, PlanArtifacts, SplitPlan};
 pub use reward::Reward;
 pub use search::{
     CoInference, CoInferenceBuilder, SearchConfig, SearchReport, SearchSession, split_validation,
 };
+pub use sweep::{SweepGrid, SweepReport};
 
 pub use coinfer_agent as agent;
 pub use coinfer_codec as codec;

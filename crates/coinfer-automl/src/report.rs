@@ -5,6 +5,7 @@ use std::fmt::Write;
 use coinfer_profile::Breakdown;
 
 use crate::AutomlError;
+use crate::baselines::Baseline;
 use crate::evaluator::{Evaluation, PlanEvaluator};
 use crate::search::SearchReport;
 use crate::space::Decision;
@@ -96,7 +97,49 @@ fn breakdown_row(name: &str, b: &Breakdown) -> String {
 }
 
 impl SearchReport {
-    /// A Markdown summary: the plan, its latency breakdown, the baselines, search cost.
+    /// What the search says a user should deploy, in one paragraph: the chosen plan and its
+    /// speed-up over the fixed plans (device-only, the raw image to the edge) and the best
+    /// baseline — or, when a fixed plan is faster, that plan, and why.
+    pub fn verdict(&self) -> String {
+        let chosen = self.plan.predicted.total;
+        let fixed = |b: Baseline| self.baselines.iter().find(|r| r.name == b.name());
+        let mut text = String::new();
+        match fixed(Baseline::DeviceOnly) {
+            Some(device) if device.best.latency.total < chosen => {
+                let _ = write!(
+                    text,
+                    "**Run everything on the device.** Device-only takes {} ms; the best \
+                     offloading plan found needs {} ms (of which {} ms is the link: transmit \
+                     + RTT). In this regime the link costs more than the computation it saves.",
+                    ms(device.best.latency.total),
+                    ms(chosen),
+                    ms(self.plan.predicted.transmit + self.plan.predicted.rtt)
+                );
+                return text;
+            }
+            _ => {}
+        }
+        let kind = if self.plan.split == 0 {
+            "send the input to the edge (edge-only)".to_string()
+        } else {
+            format!("split after block {}", self.plan.split)
+        };
+        let _ = write!(
+            text,
+            "**Deploy the chosen plan: {kind}, codec {}, {} ms predicted.**",
+            self.plan.codec,
+            ms(chosen)
+        );
+        for b in self.baselines.iter() {
+            let speedup = b.best.latency.total / chosen;
+            let _ = write!(text, " {}: {:.2}×;", b.name, speedup);
+        }
+        text.push_str(" (speed-up of the chosen plan over each baseline's best plan, predicted).");
+        text
+    }
+
+    /// A Markdown summary: the plan, the verdict, its latency breakdown, the baselines, search
+    /// cost.
     pub fn to_markdown(&self) -> String {
         let p = &self.plan;
         let mut md = String::new();
@@ -147,6 +190,7 @@ impl SearchReport {
         let _ = writeln!(md, "| reward | {:.4} |", p.reward);
         let _ = writeln!(md, "| predicted latency | {} ms |\n", ms(p.predicted.total));
 
+        let _ = writeln!(md, "## Verdict\n\n{}\n", self.verdict());
         let _ = writeln!(md, "## Latency breakdown (ms, predicted)\n");
         let _ = writeln!(
             md,
@@ -211,6 +255,7 @@ mod tests {
             codec: CodecId::Float32,
             payload_bits: 0,
             accuracy,
+            paired: crate::PairedDrop::default(),
             latency: Breakdown {
                 total,
                 ..Breakdown::default()

@@ -13,7 +13,7 @@ use coinfer_split::train::evaluate_with;
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
-use crate::baselines::{self, BaselineResult};
+use crate::baselines::{Baseline, BaselineResult, BaselineSettings};
 use crate::codecs::{CodecProgress, CodecSetup, build_codecs};
 use crate::env::{CoInferenceEnv, EpisodeRecord};
 use crate::evaluator::{Evaluation, PlanEvaluator, ValidationSet};
@@ -410,6 +410,31 @@ impl SearchSession<'_> {
         &mut self.evaluator
     }
 
+    /// The reward plans are scored with.
+    pub fn reward(&self) -> Reward {
+        self.search.reward
+    }
+
+    /// The search's settings.
+    pub fn config(&self) -> &SearchConfig {
+        &self.search.config
+    }
+
+    /// The burn device everything runs on.
+    pub fn backend(&self) -> &Device {
+        &self.search.backend
+    }
+
+    /// The baselines' settings for this search, with `random_budget` distinct evaluations for
+    /// random search (the agent's, for a fair comparison).
+    pub fn baseline_settings(&self, random_budget: usize) -> BaselineSettings {
+        BaselineSettings {
+            random_budget,
+            random_seed: self.search.config.seed,
+            ..BaselineSettings::default()
+        }
+    }
+
     /// Runs the DDPG agent for the configured number of episodes.
     ///
     /// With `checkpoint = Some(dir)` the agent and every finished episode are saved to `dir`
@@ -458,34 +483,22 @@ impl SearchSession<'_> {
         })
     }
 
-    /// Runs the baselines on the same evaluator and reward: device-only, edge-only,
-    /// split-only, uniform grid, random search with `random_budget` evaluations (mean over
-    /// `seeds`), and — when `exhaustive_levels > 0` — the exhaustive grid.
+    /// Runs `baselines` (usually [`Baseline::ALL`]) on the same evaluator and reward, in
+    /// order.
     pub fn baselines(
         &mut self,
-        grid_levels: usize,
-        random_budget: usize,
-        seeds: &[u64],
-        exhaustive_levels: usize,
+        baselines: &[Baseline],
+        settings: &BaselineSettings,
+        mut on_baseline: impl FnMut(Baseline),
     ) -> Result<Vec<BaselineResult>, AutomlError> {
         let reward = self.search.reward;
-        let ev = &mut self.evaluator;
-        let mut results = vec![
-            baselines::device_only(ev, &reward)?,
-            baselines::edge_only(ev, &reward)?,
-            baselines::split_only(ev, &reward)?,
-            baselines::uniform_grid(ev, &reward, grid_levels)?,
-        ];
-        for &seed in seeds {
-            let mut random =
-                baselines::random_search(ev, &reward, random_budget, random_budget * 20, seed)?;
-            random.name = format!("random (seed {seed})");
-            results.push(random);
-        }
-        if exhaustive_levels > 0 {
-            results.push(baselines::exhaustive_grid(ev, &reward, exhaustive_levels)?);
-        }
-        Ok(results)
+        baselines
+            .iter()
+            .map(|&baseline| {
+                on_baseline(baseline);
+                baseline.run(&mut self.evaluator, &reward, settings)
+            })
+            .collect()
     }
 
     /// Fine-tunes the best plan of `run`, measures its test accuracy with the real codec,
@@ -497,14 +510,21 @@ impl SearchSession<'_> {
         out: Option<&Path>,
     ) -> Result<SearchReport, AutomlError> {
         let start = Instant::now();
-        let best = run
-            .best()
-            .ok_or_else(|| AutomlError::InvalidConfig {
-                field: "episodes",
-                reason: "the search ran no episode".into(),
-            })?
-            .clone();
-        let plan = self.finalize(&best.decision, best.reward, out, |_, _, _| {})?;
+        let best = run.best().ok_or_else(|| AutomlError::InvalidConfig {
+            field: "episodes",
+            reason: "the search ran no episode".into(),
+        })?;
+        // The raw input with any input codec is a plan of the space the agent may have
+        // missed; it costs one (cached) evaluation each to make sure (see `sweep::answer`).
+        let reward = self.search.reward;
+        let (mut decision, mut score) = (best.decision.clone(), best.reward);
+        for candidate in crate::baselines::input_codecs(&self.evaluator, |_| true)? {
+            let candidate_score = reward.score(&self.evaluator.evaluate(&candidate)?);
+            if candidate_score > score {
+                (decision, score) = (candidate, candidate_score);
+            }
+        }
+        let plan = self.finalize(&decision, score, out, |_, _, _| {})?;
         let search = self.search;
         let norm = &search.norm;
         let backbone_test_accuracy = coinfer_split::train::evaluate(

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use burn::prelude::*;
 use coinfer_automl::agent::{DdpgConfig, Environment};
+use coinfer_automl::codec::CodecId;
 use coinfer_automl::codecs::CodecSetup;
 use coinfer_automl::data::{Normalization, TrainTest, embedded};
 use coinfer_automl::env::{CoInferenceEnv, STATE_DIM};
@@ -13,7 +14,9 @@ use coinfer_automl::evaluator::PlanEvaluator;
 use coinfer_automl::profile::{ComputeProfile, LinkProfile};
 use coinfer_automl::space::{Decision, SearchSpace};
 use coinfer_automl::split::{Network, zoo};
-use coinfer_automl::{CoInference, Reward, SearchConfig, SplitPlan};
+use coinfer_automl::{
+    Baseline, BaselineSettings, CoInference, Reward, SearchConfig, SplitPlan, SweepGrid,
+};
 
 fn small_data() -> TrainTest {
     let full = embedded::fashion_mnist_subset().unwrap();
@@ -253,16 +256,27 @@ fn a_short_search_produces_a_deployable_plan() {
     }
     let run = session.run_ddpg(None, |_| {}).unwrap();
     assert_eq!(run.records.len(), 6);
-    let baselines = session.baselines(2, run.evaluations, &[0], 0).unwrap();
+    let which: Vec<Baseline> = Baseline::ALL
+        .into_iter()
+        .filter(|b| *b != Baseline::ExhaustiveGrid)
+        .collect();
+    let settings = BaselineSettings {
+        grid_levels: 2,
+        ..session.baseline_settings(run.evaluations)
+    };
+    let baselines = session.baselines(&which, &settings, |_| {}).unwrap();
     let names: Vec<&str> = baselines.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(
         names,
         [
             "device-only",
-            "edge-only",
-            "split-only",
+            "edge-only-raw",
+            "edge-only-quantized",
+            "neurosurgeon",
+            "pruning-only",
+            "compression-only",
             "uniform-grid",
-            "random (seed 0)"
+            "random"
         ]
     );
     let out = std::env::temp_dir().join(format!("coinfer-plan-{}", std::process::id()));
@@ -339,7 +353,100 @@ fn the_exhaustive_grid_evaluates_every_grid_plan_once() {
     let best = ev
         .evaluated()
         .iter()
-        .map(|e| Reward::ErrorLogLatency.score(e.accuracy, e.latency.total))
+        .map(|e| Reward::ErrorLogLatency.score(e))
         .fold(f32::NEG_INFINITY, f32::max);
     assert_eq!(best, result.reward);
+}
+
+#[test]
+fn every_baseline_returns_the_kind_of_plan_its_name_promises() {
+    let mut cfg = config(1);
+    cfg.codecs = CodecSetup::fixed_only();
+    let search = search(Reward::default(), cfg);
+    let mut session = search.prepare(|_| {}).unwrap();
+    let settings = BaselineSettings {
+        grid_levels: 2,
+        ..session.baseline_settings(8)
+    };
+    let results = session
+        .baselines(&Baseline::ALL, &settings, |_| {})
+        .unwrap();
+    let blocks = session.evaluator().backbone().spec().blocks.len();
+    let get = |b: Baseline| results.iter().find(|r| r.name == b.name()).unwrap();
+    let raw = get(Baseline::EdgeOnlyRaw);
+    assert_eq!(
+        (raw.best.split, raw.best.codec),
+        (0, CodecId::quant(8, false))
+    );
+    let quantized = get(Baseline::EdgeOnlyQuantized);
+    assert_eq!(quantized.best.split, 0);
+    assert!(
+        quantized.reward >= raw.reward,
+        "the best input codec includes the raw one"
+    );
+    let device = get(Baseline::DeviceOnly);
+    assert_eq!((device.best.split, device.best.payload_bits), (blocks, 0));
+    for unpruned in [Baseline::Neurosurgeon, Baseline::CompressionOnly] {
+        let r = get(unpruned);
+        assert!(r.best.prune_ratios.iter().all(|&p| p == 0.0), "{}", r.name);
+    }
+    let surgeon = get(Baseline::Neurosurgeon);
+    assert!(
+        surgeon.best.split == blocks
+            || surgeon.best.codec == CodecId::Float32
+            || (surgeon.best.split == 0 && surgeon.best.codec == CodecId::quant(8, false)),
+        "{:?}",
+        surgeon.best
+    );
+    let pruning = get(Baseline::PruningOnly);
+    let ratios = &pruning.best.prune_ratios;
+    assert!(
+        ratios.windows(2).all(|w| w[0] == w[1]),
+        "uniform: {ratios:?}"
+    );
+    // The searching baselines can only do better than the fixed plans they contain.
+    assert!(get(Baseline::CompressionOnly).reward >= surgeon.reward.min(raw.reward));
+    assert!(get(Baseline::ExhaustiveGrid).reward >= get(Baseline::UniformGrid).reward);
+    for b in Baseline::ALL {
+        assert_eq!(Baseline::from_name(b.name()), Some(b));
+    }
+}
+
+#[test]
+fn a_sweep_finds_device_only_on_a_dead_link_and_offloads_on_a_fast_one() {
+    let mut cfg = config(1);
+    cfg.codecs = CodecSetup::fixed_only();
+    let search = search(Reward::default(), cfg);
+    let mut session = search.prepare(|_| {}).unwrap();
+    let mut grid = SweepGrid::default_grid(ComputeProfile::analytic(1e12, 0.0).unwrap());
+    // 10 bit/s: any upload takes minutes; 1 Gbit/s with no RTT and a 1 MFLOP/s device: any
+    // device work takes seconds, sending the image takes microseconds.
+    grid.rates_bps = vec![10.0, 1e9];
+    grid.device_flops_per_s = vec![1e6];
+    grid.rtts_s = vec![0.0];
+    let sweep = session.sweep(&grid, 6, None, |_, _, _| {}).unwrap();
+    assert_eq!(sweep.points.len(), 2);
+    let (dead, fast) = (&sweep.points[0], &sweep.points[1]);
+    assert_eq!(dead.searched.kind, "device-only");
+    assert_eq!(fast.searched.kind, "edge-only", "{:?}", fast.searched);
+    for point in &sweep.points {
+        assert_eq!(point.baselines.len(), Baseline::ALL.len());
+        let best = point.best_baseline().unwrap();
+        // Never slower than the best baseline by more than 2 % at equal or better accuracy.
+        assert!(
+            point.searched.latency_s <= best.latency_s * 1.02 || !best.plan.feasible,
+            "{point:?}"
+        );
+    }
+    // Accuracy is cached across the grid: resuming from the full report runs nothing new.
+    let plans = session.evaluator().evaluations();
+    let again = session
+        .sweep(&grid, 6, Some(sweep.clone()), |_, _, _| {})
+        .unwrap();
+    assert_eq!(again.points, sweep.points);
+    assert_eq!(session.evaluator().evaluations(), plans);
+    // A bad axis is a typed error naming it.
+    grid.rates_bps = vec![-1.0];
+    let err = session.sweep(&grid, 4, None, |_, _, _| {}).unwrap_err();
+    assert!(err.to_string().contains("sweep.rates_bps"), "{err}");
 }

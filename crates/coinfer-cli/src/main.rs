@@ -3,6 +3,7 @@
 //! ```text
 //! coinfer search                      # the main job on the embedded Fashion-MNIST subset
 //! coinfer search --help               # every option
+//! coinfer sweep                       # the regime map: where a split pays
 //! coinfer serve --plan results/default/plan.json
 //! coinfer infer --plan results/default/plan.json --server 127.0.0.1:7878 --rate 10Mbit
 //! ```
@@ -10,6 +11,7 @@
 mod plots;
 mod runtime;
 mod search;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +28,10 @@ enum Command {
     /// Train (or load) the backbone and its codecs, profile, search with DDPG, run the
     /// baselines, fine-tune the best plan and write results/<run>/.
     Search(Box<search::SearchArgs>),
+    /// Where co-inference pays: run the search and every baseline over a grid of link rates,
+    /// device speeds and RTTs on one trained backbone and codec bank; write sweep.json,
+    /// sweep.md and the regime plots.
+    Sweep(Box<sweep::SweepArgs>),
     /// Serve the edge half of a plan over TCP.
     Serve(runtime::ServeArgs),
     /// Run the device half of a plan against a server on test images, over an optionally
@@ -36,6 +42,9 @@ enum Command {
         /// The search's `report.json`; plots are written next to it.
         #[arg(long, default_value = "results/default/report.json")]
         report: std::path::PathBuf,
+        /// Redraw a sweep's plots from this `sweep.json` instead.
+        #[arg(long)]
+        sweep: Option<std::path::PathBuf>,
     },
 }
 
@@ -45,7 +54,11 @@ fn main() {
         Command::Search(args) => search::run(*args),
         Command::Serve(args) => runtime::serve(args),
         Command::Infer(args) => runtime::infer(args),
-        Command::Plot { report } => search::replot(&report),
+        Command::Sweep(args) => sweep::run(*args),
+        Command::Plot {
+            sweep: Some(sweep), ..
+        } => sweep::replot(&sweep),
+        Command::Plot { report, .. } => search::replot(&report),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

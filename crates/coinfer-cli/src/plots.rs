@@ -4,6 +4,7 @@ use std::path::Path;
 
 use coinfer_automl::SearchReport;
 use coinfer_automl::report::pareto_front;
+use coinfer_automl::sweep::{SweepPoint, SweepReport};
 use plotters::prelude::*;
 
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
@@ -124,12 +125,7 @@ pub fn scatter(report: &SearchReport, path: &Path) -> PlotResult {
         .draw_series(LineSeries::new(front, BLACK.stroke_width(2)))?
         .label("Pareto front")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
-    for (i, b) in report
-        .baselines
-        .iter()
-        .filter(|b| !b.name.starts_with("random (seed") || b.name.ends_with("seed 0)"))
-        .enumerate()
-    {
+    for (i, b) in report.baselines.iter().enumerate() {
         let colour = Palette99::pick(i + 2).to_rgba();
         let at = (b.best.latency.total * 1e3, 100.0 * b.best.accuracy);
         chart
@@ -163,7 +159,6 @@ pub fn breakdown(report: &SearchReport, path: &Path) -> PlotResult {
         report
             .baselines
             .iter()
-            .filter(|b| !b.name.starts_with("random"))
             .map(|b| (b.name.clone(), b.best.latency)),
     );
     // Room on the right for the legend.
@@ -222,4 +217,228 @@ pub fn breakdown(report: &SearchReport, path: &Path) -> PlotResult {
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// The sweep's panels: one row per RTT, one column per device speed.
+fn sweep_panels(report: &SweepReport) -> (Vec<f64>, Vec<f64>) {
+    (
+        report.grid.rtts_s.clone(),
+        report.grid.device_flops_per_s.clone(),
+    )
+}
+
+fn points_at(report: &SweepReport, rtt: f64, flops: f64) -> Vec<&SweepPoint> {
+    let mut points: Vec<&SweepPoint> = report
+        .points
+        .iter()
+        .filter(|p| p.rtt_s == rtt && p.device_flops_per_s == flops)
+        .collect();
+    points.sort_by(|a, b| a.rate_bps.total_cmp(&b.rate_bps));
+    points
+}
+
+fn rate_range(report: &SweepReport) -> std::ops::Range<f64> {
+    let (lo, hi) = report
+        .grid
+        .rates_bps
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    (lo / 1.5)..(hi * 1.5)
+}
+
+/// Which kind of plan the search chose at every (rate, device speed), one panel per RTT.
+pub fn regime_map(report: &SweepReport, path: &Path) -> PlotResult {
+    let (rtts, devices) = sweep_panels(report);
+    if report.points.is_empty() {
+        return Ok(());
+    }
+    let mut kinds: Vec<String> = report
+        .points
+        .iter()
+        .map(|p| p.searched.kind.clone())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    let root = SVGBackend::new(path, (520 * rtts.len() as u32, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (lo, hi) = devices
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+    for (panel, &rtt) in root.split_evenly((1, rtts.len())).iter().zip(&rtts) {
+        let mut chart = ChartBuilder::on(panel)
+            .caption(
+                format!("Chosen plan, RTT {:.0} ms", rtt * 1e3),
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(
+                rate_range(report).log_scale(),
+                ((lo / 2.0)..(hi * 2.0)).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("link rate (bit/s, log)")
+            .y_desc("device (FLOP/s, log)")
+            .x_label_formatter(&|v| format!("{v:.0e}"))
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .draw()?;
+        for (k, kind) in kinds.iter().enumerate() {
+            let colour = Palette99::pick(k).to_rgba();
+            let cells: Vec<(f64, f64)> = report
+                .points
+                .iter()
+                .filter(|p| p.rtt_s == rtt && &p.searched.kind == kind)
+                .map(|p| (p.rate_bps, p.device_flops_per_s))
+                .collect();
+            chart
+                .draw_series(cells.iter().map(|&at| {
+                    Rectangle::new(
+                        [(at.0 / 1.25, at.1 / 1.4), (at.0 * 1.25, at.1 * 1.4)],
+                        colour.filled(),
+                    )
+                }))?
+                .label(kind.clone())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// One line per method through a sweep's rates, one panel per (RTT, device speed).
+fn per_rate_panels(
+    report: &SweepReport,
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    value: impl Fn(&SweepPoint, Option<&str>) -> Option<f64>,
+    with_searched: bool,
+) -> PlotResult {
+    let (rtts, devices) = sweep_panels(report);
+    if report.points.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = report.points[0]
+        .baselines
+        .iter()
+        .map(|b| b.name.clone())
+        .collect();
+    let mut series: Vec<Option<String>> = names.iter().cloned().map(Some).collect();
+    if with_searched {
+        series.insert(0, None);
+    }
+    let values: Vec<f64> = report
+        .points
+        .iter()
+        .flat_map(|p| series.iter().filter_map(|s| value(p, s.as_deref())))
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        return Ok(());
+    }
+    let root = SVGBackend::new(
+        path,
+        (430 * devices.len() as u32, 380 * rtts.len() as u32 + 40),
+    )
+    .into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 24))?;
+    let panels = root.split_evenly((rtts.len(), devices.len()));
+    for (i, panel) in panels.iter().enumerate() {
+        let (rtt, flops) = (rtts[i / devices.len()], devices[i % devices.len()]);
+        let points = points_at(report, rtt, flops);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(
+                format!("RTT {:.0} ms, device {:.2} GFLOP/s", rtt * 1e3, flops / 1e9),
+                ("sans-serif", 15),
+            )
+            .margin(8)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(
+                rate_range(report).log_scale(),
+                ((lo / 1.3)..(hi * 1.3)).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("link rate (bit/s)")
+            .y_desc(y_desc)
+            .x_label_formatter(&|v| format!("{v:.0e}"))
+            .y_label_formatter(&|v| format!("{v:.2}"))
+            .draw()?;
+        for (k, name) in series.iter().enumerate() {
+            let line: Vec<(f64, f64)> = points
+                .iter()
+                .filter_map(|p| value(p, name.as_deref()).map(|v| (p.rate_bps, v)))
+                .filter(|(_, v)| v.is_finite() && *v > 0.0)
+                .collect();
+            let (colour, width) = match name {
+                None => (BLACK.to_rgba(), 3),
+                Some(_) => (Palette99::pick(k).to_rgba(), 1),
+            };
+            let label = name.clone().unwrap_or_else(|| "searched".into());
+            let drawn = chart.draw_series(LineSeries::new(line, colour.stroke_width(width)))?;
+            // One legend, in the first panel, keeps the small panels readable.
+            if i == 0 {
+                drawn.label(label).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(width))
+                });
+            }
+        }
+        if i == 0 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 11))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Predicted latency against link rate for the searched plan and every baseline.
+pub fn latency_vs_rate(report: &SweepReport, path: &Path) -> PlotResult {
+    per_rate_panels(
+        report,
+        path,
+        "Predicted end-to-end latency vs link rate",
+        "latency (ms, log)",
+        |p, name| match name {
+            None => Some(p.searched.latency_s * 1e3),
+            Some(n) => p
+                .baselines
+                .iter()
+                .find(|b| b.name == n)
+                .map(|b| b.latency_s * 1e3),
+        },
+        true,
+    )
+}
+
+/// Speed-up of the searched plan over every baseline against link rate.
+pub fn speedup_vs_rate(report: &SweepReport, path: &Path) -> PlotResult {
+    per_rate_panels(
+        report,
+        path,
+        "Speed-up of the searched plan over each baseline (>1: the search is faster)",
+        "speed-up (×, log)",
+        |p, name| name.and_then(|n| p.speedup_over(n)),
+        false,
+    )
 }

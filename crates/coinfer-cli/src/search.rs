@@ -12,7 +12,9 @@ use coinfer_automl::profile::measure::{MeasureConfig, ProfileTable, measure_bloc
 use coinfer_automl::profile::{ComputeProfile, LinkProfile, preset};
 use coinfer_automl::split::train::{TrainConfig, evaluate, train_classifier};
 use coinfer_automl::split::{Network, zoo};
-use coinfer_automl::{CoInference, Reward, SearchConfig, SearchReport, split_validation};
+use coinfer_automl::{
+    Baseline, BaselineSettings, CoInference, Reward, SearchConfig, SearchReport, split_validation,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::plots;
@@ -24,83 +26,85 @@ type CliResult<T> = Result<T, Box<dyn Error>>;
 pub struct SearchArgs {
     /// Run name: results go to `<results>/<run>/`.
     #[arg(long, default_value = "default")]
-    run: String,
+    pub(crate) run: String,
     /// Folder holding all runs (and the backbone cache, `<results>/cache/`).
     #[arg(long, default_value = "results")]
-    results: PathBuf,
+    pub(crate) results: PathBuf,
     /// Use the full Fashion-MNIST from this directory instead of the embedded 6k/1k subset
     /// (e.g. ../shared/data/fashion-mnist).
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Backbone from the zoo (resnet-mini for 28×28 grey images).
     #[arg(long, default_value = "resnet-mini")]
-    model: String,
+    pub(crate) model: String,
     /// Load this trained backbone (`Network::save` file) instead of training one. It should
     /// not have seen the validation images (see `split_validation`), or every plan scores
     /// its training accuracy.
     #[arg(long)]
-    backbone: Option<PathBuf>,
+    pub(crate) backbone: Option<PathBuf>,
     /// Backbone training epochs (when training).
     #[arg(long, default_value_t = 8)]
-    backbone_epochs: usize,
+    pub(crate) backbone_epochs: usize,
     /// Device compute profile: a preset (device-1gflops, device-10gflops, this-machine) or a
     /// ComputeProfile JSON file.
     #[arg(long, default_value = "device-1gflops")]
-    device: String,
+    pub(crate) device: String,
     /// Link profile: a preset (link-1mbps, link-10mbps, link-100mbps) or a LinkProfile JSON file.
     #[arg(long, default_value = "link-10mbps")]
-    link: String,
+    pub(crate) link: String,
     /// Edge compute profile: a preset (edge-gpu, edge-cpu, this-machine) or a JSON file.
     #[arg(long, default_value = "edge-gpu")]
-    edge: String,
-    /// Reward: `error-log-latency` (AMC's -error·ln T) or `budget` (accuracy under
-    /// --budget-ms, actions clipped to keep it reachable).
-    #[arg(long, default_value = "error-log-latency")]
-    reward: String,
+    pub(crate) edge: String,
+    /// Reward: `within-tolerance` (the fastest plan within --tolerance-points of the
+    /// backbone's accuracy, decided by a paired comparison on the validation images),
+    /// `error-log-latency` (AMC's -error·ln T) or `budget` (accuracy under --budget-ms,
+    /// actions clipped to keep it reachable).
+    #[arg(long, default_value = "within-tolerance")]
+    pub(crate) reward: String,
+    /// Accepted accuracy drop of `--reward within-tolerance`, in points.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) tolerance_points: f32,
     /// Latency budget for `--reward budget`, milliseconds.
     #[arg(long)]
-    budget_ms: Option<f64>,
+    pub(crate) budget_ms: Option<f64>,
     /// DDPG episodes.
     #[arg(long, default_value_t = 300)]
-    episodes: usize,
+    pub(crate) episodes: usize,
     /// Warm-up episodes with random actions.
     #[arg(long, default_value_t = 50)]
-    warmup: usize,
+    pub(crate) warmup: usize,
     /// Seed of the backbone, the validation split and the agent.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Validation images every plan is scored on.
     #[arg(long, default_value_t = 500)]
-    validation_images: usize,
+    pub(crate) validation_images: usize,
     /// Autoencoder ratios r (comma separated; empty for quantizers only).
     #[arg(long, value_delimiter = ',', default_value = "2,4,8,16")]
-    ae_ratios: Vec<u16>,
+    pub(crate) ae_ratios: Vec<u16>,
     /// Epochs per autoencoder.
     #[arg(long, default_value_t = 8)]
-    ae_epochs: usize,
+    pub(crate) ae_epochs: usize,
     /// Fine-tuning epochs of the chosen plan.
     #[arg(long, default_value_t = 1)]
-    finetune_epochs: usize,
+    pub(crate) finetune_epochs: usize,
     /// Skip the baselines.
     #[arg(long)]
-    no_baselines: bool,
-    /// Random-search seeds (each gets the agent's evaluation budget).
-    #[arg(long, default_value_t = 3)]
-    random_seeds: u64,
+    pub(crate) no_baselines: bool,
     /// Levels per layer of the exhaustive grid baseline (0 skips it; its size grows as
     /// levels^layers).
     #[arg(long, default_value_t = 2)]
-    exhaustive_levels: usize,
+    pub(crate) exhaustive_levels: usize,
     /// Resume an interrupted search of the same run from its checkpoint.
     #[arg(long)]
-    resume: bool,
+    pub(crate) resume: bool,
     /// A SearchConfig JSON file; command-line options above still override episodes,
     /// warm-up and seed.
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} ({elapsed}) {prefix}")
@@ -169,7 +173,7 @@ fn backbone(args: &SearchArgs, data: &TrainTest, tag: &str, device: &Device) -> 
     Ok(trained)
 }
 
-fn compute_profile(name: &str, table: &ProfileTable) -> CliResult<ComputeProfile> {
+pub(crate) fn compute_profile(name: &str, table: &ProfileTable) -> CliResult<ComputeProfile> {
     if name.ends_with(".json") {
         let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
         let profile: ComputeProfile =
@@ -192,10 +196,18 @@ fn link_profile(name: &str) -> CliResult<LinkProfile> {
 
 fn reward(args: &SearchArgs) -> CliResult<Reward> {
     match (args.reward.as_str(), args.budget_ms) {
+        ("within-tolerance", _) => {
+            let reward = Reward::within_tolerance(args.tolerance_points / 100.0);
+            reward.validate()?;
+            Ok(reward)
+        }
         ("error-log-latency", _) => Ok(Reward::ErrorLogLatency),
         ("budget", Some(ms)) => Ok(Reward::AccuracyUnderBudget { budget_s: ms / 1e3 }),
         ("budget", None) => Err("--reward budget needs --budget-ms".into()),
-        (other, _) => Err(format!("unknown reward `{other}` (error-log-latency or budget)").into()),
+        (other, _) => Err(format!(
+            "unknown reward `{other}` (within-tolerance, error-log-latency or budget)"
+        )
+        .into()),
     }
 }
 
@@ -203,22 +215,24 @@ fn write(path: &Path, text: &str) -> CliResult<()> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
-/// Runs the main job.
-pub fn run(args: SearchArgs) -> CliResult<()> {
-    let start = Instant::now();
-    let device = Device::flex();
-    let out = args.results.join(&args.run);
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let (data, tag) = load_data(&args)?;
+/// Loads the data, trains (or loads) the backbone, profiles it and builds the search the
+/// options describe (shared by `search` and `sweep`).
+pub fn build_search(
+    args: &SearchArgs,
+    device: &Device,
+    out: &Path,
+) -> CliResult<(CoInference, ProfileTable)> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let (data, tag) = load_data(args)?;
     println!(
         "data: {} train / {} test images ({tag})",
         data.train.len(),
         data.test.len()
     );
-    let backbone = backbone(&args, &data, &tag, &device)?;
+    let backbone = backbone(args, &data, &tag, device)?;
 
     println!("profiling the backbone's blocks on this machine (batch 1)...");
-    let table = measure_blocks(&backbone, &MeasureConfig::new(), &device)?;
+    let table = measure_blocks(&backbone, &MeasureConfig::new(), device)?;
     table.save(out.join("profile-this-machine.json"))?;
     let device_profile = compute_profile(&args.device, &table)?;
     let edge_profile = compute_profile(&args.edge, &table)?;
@@ -252,11 +266,18 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         .link(link)
         .edge(edge_profile)
         .profile_names(&args.device, &args.link, &args.edge)
-        .reward(reward(&args)?)
+        .reward(reward(args)?)
         .config(config)
         .backend(device.clone())
         .build()?;
+    Ok((search, table))
+}
 
+/// Trains the codecs of `search` with a progress bar and writes their table to `out`.
+pub fn prepare_session<'a>(
+    search: &'a CoInference,
+    out: &Path,
+) -> CliResult<coinfer_automl::SearchSession<'a>> {
     let codec_bar = bar(0, "training codecs");
     let mut session = search.prepare(|p| {
         codec_bar.set_length(p.total as u64);
@@ -269,7 +290,17 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         ));
     })?;
     codec_bar.finish();
-    write_codec_table(&mut session, &out)?;
+    write_codec_table(&mut session, out)?;
+    Ok(session)
+}
+
+/// Runs the main job.
+pub fn run(args: SearchArgs) -> CliResult<()> {
+    let start = Instant::now();
+    let device = Device::flex();
+    let out = args.results.join(&args.run);
+    let (search, _) = build_search(&args, &device, &out)?;
+    let mut session = prepare_session(&search, &out)?;
 
     let checkpoint = out.join("checkpoint");
     if !args.resume && checkpoint.exists() {
@@ -299,15 +330,28 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
     let baselines = if args.no_baselines {
         Vec::new()
     } else {
-        println!(
-            "baselines: device-only, edge-only, split-only, uniform grid, random search, exhaustive grid..."
-        );
-        let seeds: Vec<u64> = (0..args.random_seeds).collect();
-        session.baselines(4, run.evaluations.max(1), &seeds, args.exhaustive_levels)?
+        let which: Vec<Baseline> = Baseline::ALL
+            .into_iter()
+            .filter(|b| *b != Baseline::ExhaustiveGrid || args.exhaustive_levels > 0)
+            .collect();
+        let settings = BaselineSettings {
+            exhaustive_levels: args.exhaustive_levels,
+            ..session.baseline_settings(run.evaluations.max(1))
+        };
+        let baseline_bar = bar(which.len() as u64, "baselines");
+        let results = session.baselines(&which, &settings, |b| {
+            baseline_bar.set_prefix(b.name());
+            baseline_bar.inc(1);
+        })?;
+        baseline_bar.finish();
+        results
     };
 
     // Export the edge-only baseline as a deployable plan too, for runtime comparisons.
-    if let Some(edge_only) = baselines.iter().find(|b| b.name == "edge-only") {
+    if let Some(edge_only) = baselines
+        .iter()
+        .find(|b| Baseline::from_name(&b.name) == Some(Baseline::EdgeOnlyRaw))
+    {
         let decision = session.evaluator().decision_of(&edge_only.best)?;
         session.finalize(
             &decision,

@@ -7,9 +7,15 @@
 //! | `device-10gflops` | compute | 10 GFLOP/s, 20 µs per block (mid-range phone CPU) |
 //! | `edge-gpu` | compute | 1 TFLOP/s, 30 µs per block (edge server GPU) |
 //! | `edge-cpu` | compute | 200 GFLOP/s, 10 µs per block (edge server CPU) |
+//! | `device-mcu` | compute | 0.1 GFLOP/s, 50 µs per block (Cortex-M7-class microcontroller) |
+//! | `edge-gateway` | compute | 5 GFLOP/s, 20 µs per block (quad Cortex-A72-class IoT gateway) |
+//! | `edge-h200-eager` | compute | measured: the zoo's edge halves on an H200, eager PyTorch |
+//! | `edge-h200-graph` | compute | measured: the same, replayed as CUDA graphs |
 //! | `this-machine` | compute | the table measured on the running backend, slowdown 1 |
+//! | `link-802154` | link | 60 kbit/s, 20 ms RTT (IEEE 802.15.4, Thread/Zigbee class) |
+//! | `link-ble` | link | 250 kbit/s, 30 ms RTT (Bluetooth Low Energy) |
 //! | `link-1mbps` | link | 1 Mbit/s, 50 ms RTT |
-//! | `link-10mbps` | link | 10 Mbit/s, 20 ms RTT |
+//! | `link-10mbps` | link | 10 Mbit/s, 10 ms RTT |
 //! | `link-100mbps` | link | 100 Mbit/s, 5 ms RTT |
 //!
 //! ```
@@ -34,13 +40,41 @@ use crate::measure::ProfileTable;
 use crate::profile::{ComputeProfile, LinkProfile};
 
 /// Compute presets meant for the device.
-pub const DEVICE_PRESETS: [&str; 3] = ["device-1gflops", "device-10gflops", "this-machine"];
+pub const DEVICE_PRESETS: [&str; 4] = [
+    "device-mcu",
+    "device-1gflops",
+    "device-10gflops",
+    "this-machine",
+];
 /// Compute presets meant for the edge server.
-pub const EDGE_PRESETS: [&str; 3] = ["edge-gpu", "edge-cpu", "this-machine"];
-/// Link presets.
-pub const LINK_PRESETS: [&str; 3] = ["link-1mbps", "link-10mbps", "link-100mbps"];
+pub const EDGE_PRESETS: [&str; 6] = [
+    "edge-gateway",
+    "edge-gpu",
+    "edge-h200-eager",
+    "edge-h200-graph",
+    "edge-cpu",
+    "this-machine",
+];
+/// Link presets, slowest first.
+pub const LINK_PRESETS: [&str; 5] = [
+    "link-802154",
+    "link-ble",
+    "link-1mbps",
+    "link-10mbps",
+    "link-100mbps",
+];
 
-const COMPUTE_FILES: [(&str, &str); 5] = [
+const COMPUTE_FILES: [(&str, &str); 9] = [
+    ("device-mcu", include_str!("../presets/device-mcu.json")),
+    ("edge-gateway", include_str!("../presets/edge-gateway.json")),
+    (
+        "edge-h200-eager",
+        include_str!("../presets/edge-h200-eager.json"),
+    ),
+    (
+        "edge-h200-graph",
+        include_str!("../presets/edge-h200-graph.json"),
+    ),
     (
         "device-1gflops",
         include_str!("../presets/device-1gflops.json"),
@@ -54,7 +88,9 @@ const COMPUTE_FILES: [(&str, &str); 5] = [
     ("this-machine", include_str!("../presets/this-machine.json")),
 ];
 
-const LINK_FILES: [(&str, &str); 3] = [
+const LINK_FILES: [(&str, &str); 5] = [
+    ("link-802154", include_str!("../presets/link-802154.json")),
+    ("link-ble", include_str!("../presets/link-ble.json")),
     ("link-1mbps", include_str!("../presets/link-1mbps.json")),
     ("link-10mbps", include_str!("../presets/link-10mbps.json")),
     ("link-100mbps", include_str!("../presets/link-100mbps.json")),
@@ -88,6 +124,12 @@ pub enum PresetModel {
         /// Time on the modelled machine / time on the measuring machine.
         slowdown: f64,
     },
+    /// A [`ComputeProfile::MeasuredSet`]: tables measured on the modelled machine itself and
+    /// shipped with the preset (one per network it knows).
+    Tables {
+        /// The tables.
+        tables: Vec<ProfileTable>,
+    },
 }
 
 impl ComputePreset {
@@ -107,6 +149,13 @@ impl ComputePreset {
             (PresetModel::Measured { .. }, None) => Err(ProfileError::TableRequired {
                 preset: self.name.clone(),
             }),
+            (PresetModel::Tables { tables }, _) => {
+                let profile = ComputeProfile::MeasuredSet {
+                    tables: tables.clone(),
+                };
+                profile.validate()?;
+                Ok(profile)
+            }
         }
     }
 }
@@ -182,7 +231,7 @@ mod tests {
             .iter()
             .map(|n| link_preset(n).unwrap().rate_bps)
             .collect();
-        assert_eq!(rates, [1e6, 1e7, 1e8]);
+        assert_eq!(rates, [6e4, 2.5e5, 1e6, 1e7, 1e8]);
     }
 
     #[test]
@@ -213,6 +262,52 @@ mod tests {
             ComputeProfile::preset("this-machine", None),
             Err(ProfileError::TableRequired { .. })
         ));
+    }
+
+    #[test]
+    fn measured_h200_presets_cost_both_zoo_backbones_and_refuse_other_networks() {
+        for name in ["edge-h200-eager", "edge-h200-graph"] {
+            let profile = ComputeProfile::preset(name, None).unwrap();
+            for spec in [zoo::resnet_mini(10), zoo::resnet18_cifar(10)] {
+                let times = profile.block_times(&spec).unwrap();
+                assert_eq!(times.len(), spec.blocks.len(), "{name}");
+                assert!(times.iter().all(|t| t.is_finite() && *t >= 0.0), "{name}");
+            }
+            // A network of another shape is refused, not costed with the wrong table.
+            let mut other = zoo::resnet_mini(10);
+            other.blocks.truncate(3);
+            other.name = "truncated".into();
+            let err = profile.block_times(&other).unwrap_err();
+            assert!(matches!(err, ProfileError::TableMismatch { .. }), "{err}");
+        }
+        // Eager PyTorch on a GPU is launch-bound: the whole resnet-mini takes longer eagerly
+        // than as a CUDA graph (1,087 vs 122 µs in the shipped measurement).
+        let total = |name| -> f64 {
+            ComputeProfile::preset(name, None)
+                .unwrap()
+                .block_times(&zoo::resnet_mini(10))
+                .unwrap()
+                .iter()
+                .sum()
+        };
+        assert!(total("edge-h200-eager") > 5.0 * total("edge-h200-graph"));
+    }
+
+    #[test]
+    fn low_power_presets_are_slower_than_the_paper_regime() {
+        let flops = |name| {
+            compute_preset(name)
+                .unwrap()
+                .resolve(None)
+                .unwrap()
+                .effective_flops_per_s()
+        };
+        assert!(flops("device-mcu") < flops("device-1gflops"));
+        assert!(flops("edge-gateway") > flops("device-10gflops") / 10.0);
+        let ble = link_preset("link-ble").unwrap();
+        let thread = link_preset("link-802154").unwrap();
+        assert!(thread.rate_bps < ble.rate_bps && ble.rate_bps < 1e6);
+        assert!(thread.rtt_s > 0.0 && ble.rtt_s > 0.0);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use coinfer_split::NetSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::cost::NetCost;
-use crate::error::{Result, check_non_negative, check_positive};
+use crate::error::{ProfileError, Result, check_non_negative, check_positive};
 use crate::measure::ProfileTable;
 use crate::preset;
 
@@ -48,6 +48,13 @@ pub enum ComputeProfile {
         table: ProfileTable,
         /// Time on the target machine / time on the measuring machine (> 0).
         slowdown: f64,
+    },
+    /// Tables measured on another machine, one per network (e.g. the shipped H200 edge
+    /// presets): a network is costed with the first table that
+    /// [matches](ProfileTable::check_matches) it.
+    MeasuredSet {
+        /// The tables, at least one.
+        tables: Vec<ProfileTable>,
     },
 }
 
@@ -112,6 +119,19 @@ impl ComputeProfile {
                 check_positive("slowdown", *slowdown)?;
                 table.validate().map_err(|e| e.within("table"))
             }
+            ComputeProfile::MeasuredSet { tables } => {
+                if tables.is_empty() {
+                    return Err(ProfileError::InvalidOption {
+                        field: "tables",
+                        reason: "a measured set needs at least one table".into(),
+                    });
+                }
+                tables.iter().enumerate().try_for_each(|(i, table)| {
+                    table
+                        .validate()
+                        .map_err(|e| e.within(&format!("tables[{i}]")))
+                })
+            }
         }
     }
 
@@ -124,6 +144,9 @@ impl ComputeProfile {
                 .into_iter()
                 .map(|t| t * slowdown)
                 .collect()),
+            ComputeProfile::MeasuredSet { tables } => {
+                matching_table(tables, spec)?.block_times_for(spec)
+            }
             ComputeProfile::Analytic {
                 flops_per_s,
                 per_layer_overhead_s,
@@ -153,6 +176,8 @@ impl ComputeProfile {
             ComputeProfile::Analytic { flops_per_s, .. } => *flops_per_s,
             ComputeProfile::Measured { table } => measured(table),
             ComputeProfile::ScaledMeasured { table, slowdown } => measured(table) / slowdown,
+            // Codec stages have no network to match: the first table's throughput stands in.
+            ComputeProfile::MeasuredSet { tables } => tables.first().map_or(0.0, measured),
         }
     }
 
@@ -170,6 +195,26 @@ impl ComputeProfile {
             _ => codec.flops as f64 / self.effective_flops_per_s(),
         }
     }
+}
+
+/// The first of `tables` that can cost `spec`, or why none can.
+fn matching_table<'a>(tables: &'a [ProfileTable], spec: &NetSpec) -> Result<&'a ProfileTable> {
+    let mut reasons = Vec::new();
+    for table in tables {
+        match table.check_matches(spec) {
+            Ok(()) => return Ok(table),
+            Err(e) => reasons.push(e.to_string()),
+        }
+    }
+    Err(ProfileError::TableMismatch {
+        table: tables
+            .iter()
+            .map(|t| t.network.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        network: spec.name.clone(),
+        reason: format!("no table of the set matches: {}", reasons.join("; ")),
+    })
 }
 
 fn analytic_time(flops: u64, flops_per_s: f64, overhead_s: f64) -> f64 {

@@ -227,7 +227,7 @@ pub fn infer(args: InferArgs) -> CliResult<()> {
     let model = LatencyModel::new(here.clone(), link, here)?;
     let spec = whole.spec();
     let feature = spec.shapes()?[plan.split].dims();
-    let (encode, decode) = codec_compute(plan.codec, feature, 1);
+    let (encode, decode) = codec_compute(plan.codec, feature);
     let (encode_s, decode_s) = model.codec_times(&encode, &decode);
     let predicted = model.predict(&PlanCost {
         network: spec,

@@ -334,6 +334,9 @@ mod tests {
             Err(CodecError::UnknownCodecKind { kind: 3 })
         ));
         assert!(CodecWire::from_word(0x0040, 0).is_err());
-        assert!(CodecWire::from_word(0x0400, 0).is_err(), "float32 kernel bits");
+        assert!(
+            CodecWire::from_word(0x0400, 0).is_err(),
+            "float32 kernel bits"
+        );
     }
 }

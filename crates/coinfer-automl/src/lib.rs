@@ -41,7 +41,10 @@
 //! | [`agent`] | `coinfer-agent` | DDPG and the `Environment` trait |
 //!
 //! The glue lives in [`space`], [`evaluator`], [`env`], [`reward`], [`codecs`],
-//! [`baselines`], [`finetune`], [`plan`] and [`search`].
+//! [`baselines`], [`finetune`] and [`plan`]; the search itself is a [`SearchConfig`]
+//! (`config.rs`), checked by the [`CoInferenceBuilder`] (`builder.rs`) into a [`CoInference`],
+//! prepared into a [`SearchSession`] (`session.rs`: DDPG, baselines, fine-tuning, export;
+//! checkpoints in `checkpoint.rs`) that writes a [`SearchReport`] (`report.rs`).
 //!
 //! # Features
 //! - `flex` (default): burn's CPU backend.
@@ -51,7 +54,10 @@
 #![warn(missing_docs)]
 
 pub mod baselines;
+mod builder;
+mod checkpoint;
 pub mod codecs;
+mod config;
 pub mod env;
 mod error;
 pub mod evaluator;
@@ -59,15 +65,16 @@ pub mod finetune;
 pub mod plan;
 pub mod report;
 pub mod reward;
-pub mod search;
+mod session;
 pub mod space;
 
+pub use builder::{CoInference, CoInferenceBuilder};
+pub use config::{SearchConfig, split_validation};
 pub use error::AutomlError;
 pub use plan::{DeployedPlan, PlanArtifacts, SplitPlan};
+pub use report::{PhaseTimes, SearchReport};
 pub use reward::Reward;
-pub use search::{
-    CoInference, CoInferenceBuilder, SearchConfig, SearchReport, SearchSession, split_validation,
-};
+pub use session::{DdpgRun, SearchSession};
 
 pub use coinfer_agent as agent;
 pub use coinfer_codec as codec;

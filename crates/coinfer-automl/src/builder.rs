@@ -7,7 +7,7 @@ use coinfer_profile::{ComputeProfile, LatencyModel, LinkProfile};
 use coinfer_split::Network;
 
 use crate::AutomlError;
-use crate::config::SearchConfig;
+use crate::config::{CheckedSearchConfig, SearchConfig};
 use crate::reward::Reward;
 
 /// Builds a [`CoInference`] search; see the crate docs for the ten-line version.
@@ -99,19 +99,19 @@ impl CoInferenceBuilder {
         let device = self.device.ok_or(AutomlError::Missing("device"))?;
         let link = self.link.ok_or(AutomlError::Missing("link"))?;
         let edge = self.edge.ok_or(AutomlError::Missing("edge"))?;
-        self.config.validate()?;
-        self.reward.validate()?;
-        model.spec().validate()?;
+        let config = self.config.check()?;
+        self.reward.check()?;
+        model.spec().check()?;
         let latency = LatencyModel::new(device, link, edge)?;
         let norm = self
             .normalization
             .unwrap_or_else(|| Normalization::fit(&data.train));
-        if data.train.len() <= self.config.validation_images {
+        if data.train.len() <= config.validation_images {
             return Err(AutomlError::InvalidConfig {
                 field: "validation_images",
                 reason: format!(
                     "{} validation images leave nothing of a {}-image training set",
-                    self.config.validation_images,
+                    config.validation_images,
                     data.train.len()
                 ),
             });
@@ -122,7 +122,7 @@ impl CoInferenceBuilder {
             norm,
             latency,
             reward: self.reward,
-            config: self.config,
+            config,
             backend: self.backend.unwrap_or_else(Device::flex),
             names: self.names,
         })
@@ -171,7 +171,7 @@ pub struct CoInference {
     pub(crate) norm: Normalization,
     pub(crate) latency: LatencyModel,
     pub(crate) reward: Reward,
-    pub(crate) config: SearchConfig,
+    pub(crate) config: CheckedSearchConfig,
     pub(crate) backend: Device,
     pub(crate) names: [String; 3],
 }

@@ -1,11 +1,13 @@
 //! [`SearchConfig`]: every setting of a search, and the validation split it scores plans on.
 
+use std::ops::Deref;
+
 use coinfer_agent::DdpgConfig;
 use coinfer_data::ImageDataset;
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
-use crate::codecs::CodecSetup;
+use crate::codecs::{CheckedCodecSetup, CodecSetup};
 use crate::finetune::FineTuneConfig;
 
 /// Every setting of a search, with defaults that follow AMC and the reference paper.
@@ -45,9 +47,52 @@ impl Default for SearchConfig {
     }
 }
 
+/// A [`SearchConfig`] whose every field was checked by [`SearchConfig::check`] (the only way to
+/// make one): the search trusts it. Reads as a `SearchConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedSearchConfig {
+    config: SearchConfig,
+    codecs: CheckedCodecSetup,
+}
+
+impl Deref for CheckedSearchConfig {
+    type Target = SearchConfig;
+
+    fn deref(&self) -> &SearchConfig {
+        &self.config
+    }
+}
+
+impl CheckedSearchConfig {
+    /// The checked codec setup.
+    pub fn codecs(&self) -> &CheckedCodecSetup {
+        &self.codecs
+    }
+
+    /// The plain settings back (to edit and check again).
+    pub fn into_inner(self) -> SearchConfig {
+        self.config
+    }
+}
+
 impl SearchConfig {
-    /// Checks every field (the sub-configs check their own).
-    pub fn validate(&self) -> Result<(), AutomlError> {
+    /// Checks every field, the sub-configs' too (`ddpg.*`, `codecs.*`, `finetune.*`), and
+    /// returns the checked form the search runs on.
+    ///
+    /// ```
+    /// use coinfer_automl::SearchConfig;
+    ///
+    /// let checked = SearchConfig::default().check()?;
+    /// assert_eq!(checked.episodes, 300);
+    /// let bad = SearchConfig { max_prune: 1.5, ..SearchConfig::default() };
+    /// assert!(bad.check().unwrap_err().to_string().contains("max_prune"));
+    /// # Ok::<(), coinfer_automl::AutomlError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`AutomlError::InvalidConfig`] naming the first bad field, or the agent's
+    /// [`coinfer_agent::AgentError::InvalidConfig`] for `ddpg`.
+    pub fn check(self) -> Result<CheckedSearchConfig, AutomlError> {
         if self.episodes == 0 {
             return Err(AutomlError::InvalidConfig {
                 field: "episodes",
@@ -69,8 +114,25 @@ impl SearchConfig {
                 reason: format!("must be in [0, 1), got {}", self.max_prune),
             });
         }
-        self.ddpg.validate()?;
-        self.codecs.validate()
+        let finetune = &self.finetune;
+        if finetune.epochs > 0 && finetune.batch_size == 0 {
+            return Err(AutomlError::InvalidConfig {
+                field: "finetune.batch_size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if finetune.epochs > 0 && !(finetune.lr.is_finite() && finetune.lr > 0.0) {
+            return Err(AutomlError::InvalidConfig {
+                field: "finetune.lr",
+                reason: format!("must be positive and finite, got {}", finetune.lr),
+            });
+        }
+        self.ddpg.check()?;
+        let codecs = self.codecs.clone().check()?;
+        Ok(CheckedSearchConfig {
+            config: self,
+            codecs,
+        })
     }
 }
 
@@ -94,4 +156,80 @@ pub fn split_validation(
     }
     let (validation, rest) = train.split(validation_images as f64 / n as f64, seed)?;
     Ok((rest, validation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(config: SearchConfig) -> &'static str {
+        match config.check() {
+            Err(AutomlError::InvalidConfig { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_passes() {
+        assert!(SearchConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn zero_episodes_are_rejected() {
+        let config = SearchConfig {
+            episodes: 0,
+            ..SearchConfig::default()
+        };
+        assert_eq!(rejected(config), "episodes");
+    }
+
+    #[test]
+    fn too_few_validation_images_are_rejected() {
+        let config = SearchConfig {
+            validation_images: 9,
+            ..SearchConfig::default()
+        };
+        assert_eq!(rejected(config), "validation_images");
+    }
+
+    #[test]
+    fn max_prune_outside_0_1_is_rejected() {
+        for max_prune in [-0.1, 1.0, f32::NAN] {
+            let config = SearchConfig {
+                max_prune,
+                ..SearchConfig::default()
+            };
+            assert_eq!(rejected(config), "max_prune");
+        }
+    }
+
+    #[test]
+    fn a_zero_finetune_batch_is_rejected() {
+        let mut config = SearchConfig::default();
+        config.finetune.batch_size = 0;
+        assert_eq!(rejected(config), "finetune.batch_size");
+    }
+
+    #[test]
+    fn a_non_positive_finetune_lr_is_rejected() {
+        for lr in [0.0, -1.0, f64::INFINITY] {
+            let mut config = SearchConfig::default();
+            config.finetune.lr = lr;
+            assert_eq!(rejected(config), "finetune.lr");
+        }
+    }
+
+    #[test]
+    fn a_bad_codec_setup_is_rejected_by_its_field() {
+        let mut config = SearchConfig::default();
+        config.codecs.ae_kernel = 2;
+        assert_eq!(rejected(config), "codecs.ae_kernel");
+    }
+
+    #[test]
+    fn a_bad_agent_config_is_rejected() {
+        let mut config = SearchConfig::default();
+        config.ddpg.batch_size = 0;
+        assert!(matches!(config.check(), Err(AutomlError::Agent(_))));
+    }
 }

@@ -232,7 +232,7 @@ impl PlanEvaluator {
         validation: ValidationSet,
     ) -> Result<PlanEvaluator, AutomlError> {
         bank.check_matches(&space)?;
-        latency.validate()?;
+        latency.check()?;
         Ok(PlanEvaluator {
             backbone: backbone.valid(),
             space,

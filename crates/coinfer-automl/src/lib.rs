@@ -69,7 +69,7 @@ mod session;
 pub mod space;
 
 pub use builder::{CoInference, CoInferenceBuilder};
-pub use config::{SearchConfig, split_validation};
+pub use config::{CheckedSearchConfig, SearchConfig, split_validation};
 pub use error::AutomlError;
 pub use plan::{DeployedPlan, PlanArtifacts, SplitPlan};
 pub use report::{PhaseTimes, SearchReport};

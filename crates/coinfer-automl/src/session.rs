@@ -45,7 +45,7 @@ impl CoInference {
             &splits,
             &train,
             &self.norm,
-            &self.config.codecs,
+            self.config.codecs(),
             &self.backend,
             progress,
         )?;

@@ -175,7 +175,7 @@ fn compute_profile(name: &str, table: &ProfileTable) -> CliResult<ComputeProfile
         let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
         let profile: ComputeProfile =
             serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
-        profile.validate()?;
+        profile.check()?;
         return Ok(profile);
     }
     Ok(preset::compute_preset(name)?.resolve(Some(table))?)
@@ -185,7 +185,7 @@ fn link_profile(name: &str) -> CliResult<LinkProfile> {
     if name.ends_with(".json") {
         let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
         let link: LinkProfile = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
-        link.validate()?;
+        link.check()?;
         return Ok(link);
     }
     Ok(LinkProfile::preset(name)?)

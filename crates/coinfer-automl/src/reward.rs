@@ -65,7 +65,7 @@ impl Reward {
 
     /// Checks the parameters (a positive finite budget; a tolerance in [0, 1); a confidence
     /// in (0, 1)).
-    pub fn validate(&self) -> Result<(), AutomlError> {
+    pub fn check(&self) -> Result<(), AutomlError> {
         match *self {
             Reward::AccuracyUnderBudget { budget_s }
                 if !(budget_s.is_finite() && budget_s > 0.0) =>
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn bad_tolerance_and_confidence_are_rejected() {
         for tolerance in [-0.1, 1.0, f32::NAN] {
-            let err = Reward::within_tolerance(tolerance).validate().unwrap_err();
+            let err = Reward::within_tolerance(tolerance).check().unwrap_err();
             assert!(err.to_string().contains("reward.tolerance"), "{err}");
         }
         for confidence in [0.0, 1.0, f32::NAN] {
@@ -248,7 +248,7 @@ mod tests {
                 tolerance: 0.01,
                 confidence,
             }
-            .validate()
+            .check()
             .unwrap_err();
             assert!(err.to_string().contains("reward.confidence"), "{err}");
         }
@@ -258,10 +258,10 @@ mod tests {
     fn non_positive_budget_is_rejected() {
         for budget_s in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             let err = Reward::AccuracyUnderBudget { budget_s }
-                .validate()
+                .check()
                 .unwrap_err();
             assert!(err.to_string().contains("reward.budget_s"), "{err}");
         }
-        Reward::ErrorLogLatency.validate().unwrap();
+        Reward::ErrorLogLatency.check().unwrap();
     }
 }

@@ -37,7 +37,7 @@ use crate::AutomlError;
 use crate::baselines::{Baseline, BaselineSettings, input_codecs};
 use crate::env::{CoInferenceEnv, STATE_DIM};
 use crate::evaluator::Evaluation;
-use crate::search::SearchSession;
+use crate::session::SearchSession;
 
 /// Default per-block overhead of the swept devices (the `device-*` presets' order).
 pub const DEFAULT_DEVICE_OVERHEAD_S: f64 = 5e-5;
@@ -109,7 +109,7 @@ impl SweepGrid {
             std::slice::from_ref(&self.device_overhead_s),
             true,
         )?;
-        self.edge.validate()?;
+        self.edge.check()?;
         Ok(())
     }
 

@@ -178,7 +178,7 @@ pub(crate) fn compute_profile(name: &str, table: &ProfileTable) -> CliResult<Com
         let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
         let profile: ComputeProfile =
             serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
-        profile.validate()?;
+        profile.check()?;
         return Ok(profile);
     }
     Ok(preset::compute_preset(name)?.resolve(Some(table))?)
@@ -188,7 +188,7 @@ fn link_profile(name: &str) -> CliResult<LinkProfile> {
     if name.ends_with(".json") {
         let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
         let link: LinkProfile = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
-        link.validate()?;
+        link.check()?;
         return Ok(link);
     }
     Ok(LinkProfile::preset(name)?)
@@ -198,7 +198,7 @@ fn reward(args: &SearchArgs) -> CliResult<Reward> {
     match (args.reward.as_str(), args.budget_ms) {
         ("within-tolerance", _) => {
             let reward = Reward::within_tolerance(args.tolerance_points / 100.0);
-            reward.validate()?;
+            reward.check()?;
             Ok(reward)
         }
         ("error-log-latency", _) => Ok(Reward::ErrorLogLatency),
@@ -217,11 +217,20 @@ fn write(path: &Path, text: &str) -> CliResult<()> {
 
 /// Loads the data, trains (or loads) the backbone, profiles it and builds the search the
 /// options describe (shared by `search` and `sweep`).
-pub fn build_search(
-    args: &SearchArgs,
-    device: &Device,
-    out: &Path,
-) -> CliResult<(CoInference, ProfileTable)> {
+/// What [`build_search`] sets up: the search, the block table measured on this machine, and the
+/// wall time of the steps before the session.
+pub struct Built {
+    /// The search, checked.
+    pub search: CoInference,
+    /// Per-block timings of the backbone on this machine.
+    pub table: ProfileTable,
+    /// Seconds spent training (or loading) the backbone.
+    pub training_s: f64,
+    /// Seconds spent profiling it.
+    pub profiling_s: f64,
+}
+
+pub fn build_search(args: &SearchArgs, device: &Device, out: &Path) -> CliResult<Built> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let (data, tag) = load_data(args)?;
     println!(
@@ -229,10 +238,14 @@ pub fn build_search(
         data.train.len(),
         data.test.len()
     );
+    let training = Instant::now();
     let backbone = backbone(args, &data, &tag, device)?;
+    let training_s = training.elapsed().as_secs_f64();
 
     println!("profiling the backbone's blocks on this machine (batch 1)...");
+    let profiling = Instant::now();
     let table = measure_blocks(&backbone, &MeasureConfig::new(), device)?;
+    let profiling_s = profiling.elapsed().as_secs_f64();
     table.save(out.join("profile-this-machine.json"))?;
     let device_profile = compute_profile(&args.device, &table)?;
     let edge_profile = compute_profile(&args.edge, &table)?;
@@ -270,7 +283,12 @@ pub fn build_search(
         .config(config)
         .backend(device.clone())
         .build()?;
-    Ok((search, table))
+    Ok(Built {
+        search,
+        table,
+        training_s,
+        profiling_s,
+    })
 }
 
 /// Trains the codecs of `search` with a progress bar and writes their table to `out`.
@@ -299,8 +317,9 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
     let start = Instant::now();
     let device = Device::flex();
     let out = args.results.join(&args.run);
-    let (search, _) = build_search(&args, &device, &out)?;
-    let mut session = prepare_session(&search, &out)?;
+    let built = build_search(&args, &device, &out)?;
+    let (training_s, profiling_s) = (built.training_s, built.profiling_s);
+    let mut session = prepare_session(&built.search, &out)?;
 
     let checkpoint = out.join("checkpoint");
     if !args.resume && checkpoint.exists() {
@@ -362,7 +381,9 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
     }
 
     println!("fine-tuning the best plan...");
-    let report = session.report(run, baselines, Some(&out))?;
+    let mut report = session.report(run, baselines, Some(&out))?;
+    report.phases.training_s = training_s;
+    report.phases.profiling_s = profiling_s;
     let json = serde_json::to_string_pretty(&report)?;
     write(&out.join("report.json"), &json)?;
     let mut md = report.to_markdown();

@@ -43,8 +43,9 @@ pub fn run(args: SweepArgs) -> CliResult<()> {
         .out
         .clone()
         .unwrap_or_else(|| args.search.results.join(&args.search.run));
-    let (search, table) = build_search(&args.search, &device, &out)?;
-    let edge = compute_profile(&args.search.edge, &table)?;
+    let built = build_search(&args.search, &device, &out)?;
+    let search = built.search;
+    let edge = compute_profile(&args.search.edge, &built.table)?;
     let mut grid = SweepGrid::default_grid(edge);
     if !args.rates_kbps.is_empty() {
         grid.rates_bps = args.rates_kbps.iter().map(|k| k * 1e3).collect();

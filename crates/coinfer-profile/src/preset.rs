@@ -153,7 +153,7 @@ impl ComputePreset {
                 let profile = ComputeProfile::MeasuredSet {
                     tables: tables.clone(),
                 };
-                profile.validate()?;
+                profile.check()?;
                 Ok(profile)
             }
         }
@@ -191,7 +191,7 @@ pub fn link_preset(name: &str) -> Result<LinkProfile> {
         .find(|(n, _)| *n == name)
         .ok_or_else(|| unknown("link", name, &LINK_PRESETS))?;
     let link: LinkProfile = parse(name, json)?;
-    link.validate().map_err(|e| e.within(name))?;
+    link.check().map_err(|e| e.within(name))?;
     Ok(link)
 }
 
@@ -213,7 +213,7 @@ mod tests {
             let preset = compute_preset(name).unwrap();
             assert_eq!(preset.name, name);
             assert!(!preset.description.is_empty(), "{name}");
-            preset.resolve(Some(&table)).unwrap().validate().unwrap();
+            preset.resolve(Some(&table)).unwrap().check().unwrap();
         }
         for name in DEVICE_PRESETS.iter().chain(&EDGE_PRESETS) {
             assert!(compute_preset_names().contains(name), "{name}");

@@ -1,324 +1,38 @@
-//! The builder users embed, and the search session behind it.
+//! [`SearchSession`]: a prepared search (codecs trained, evaluator ready) that runs the DDPG
+//! agent, the baselines, and the fine-tuning and export of the chosen plan.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
-use burn::prelude::*;
-use coinfer_agent::{Ddpg, DdpgConfig};
-use coinfer_codec::FeatureCodec;
-use coinfer_data::{ImageDataset, Normalization, TrainTest};
-use coinfer_profile::{ComputeProfile, LatencyModel, LinkProfile};
-use coinfer_split::Network;
+use coinfer_agent::Ddpg;
+use coinfer_codec::SharedCodec;
+use coinfer_data::ImageDataset;
 use coinfer_split::train::evaluate_with;
-use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
 use crate::baselines::{Baseline, BaselineResult, BaselineSettings};
-use crate::codecs::{CodecProgress, CodecSetup, build_codecs};
+use crate::builder::CoInference;
+use crate::checkpoint::{AGENT_DIR, resume, save_records};
+use crate::codecs::{CodecProgress, build_codecs};
+use crate::config::split_validation;
 use crate::env::{CoInferenceEnv, EpisodeRecord};
-use crate::evaluator::{Evaluation, PlanEvaluator, ValidationSet};
-use crate::finetune::{FineTuneConfig, fine_tune};
+use crate::evaluator::{PlanEvaluator, ValidationSet};
+use crate::finetune::fine_tune;
 use crate::plan::{PlanArtifacts, SplitPlan};
+use crate::report::{PhaseTimes, SearchReport};
 use crate::reward::Reward;
+use crate::config::CheckedSearchConfig;
+use burn::prelude::Device;
 use crate::space::{Decision, SearchSpace};
 
-/// Every setting of a search, with defaults that follow AMC and the reference paper.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SearchConfig {
-    /// DDPG episodes (one plan each).
-    pub episodes: usize,
-    /// The agent's hyper-parameters.
-    pub ddpg: DdpgConfig,
-    /// Largest fraction of filters a layer may lose.
-    pub max_prune: f32,
-    /// Validation images (class-balanced, split off the training set) every plan is scored on.
-    pub validation_images: usize,
-    /// Codecs offered at each split.
-    pub codecs: CodecSetup,
-    /// Fine-tuning of the chosen plan.
-    pub finetune: FineTuneConfig,
-    /// Seed of the validation split (the agent has its own in `ddpg.seed`).
-    pub seed: u64,
-}
-
-impl Default for SearchConfig {
-    fn default() -> Self {
-        SearchConfig {
-            episodes: 300,
-            ddpg: DdpgConfig {
-                warmup_episodes: 50,
-                ..DdpgConfig::default()
-            },
-            max_prune: 0.8,
-            validation_images: 500,
-            codecs: CodecSetup::default(),
-            finetune: FineTuneConfig::default(),
-            seed: 17,
-        }
-    }
-}
-
-impl SearchConfig {
-    /// Checks every field (the sub-configs check their own).
-    pub fn validate(&self) -> Result<(), AutomlError> {
-        if self.episodes == 0 {
-            return Err(AutomlError::InvalidConfig {
-                field: "episodes",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.validation_images < 10 {
-            return Err(AutomlError::InvalidConfig {
-                field: "validation_images",
-                reason: format!(
-                    "{} is too few to score a plan (at least 10)",
-                    self.validation_images
-                ),
-            });
-        }
-        if !(0.0..1.0).contains(&self.max_prune) {
-            return Err(AutomlError::InvalidConfig {
-                field: "max_prune",
-                reason: format!("must be in [0, 1), got {}", self.max_prune),
-            });
-        }
-        self.ddpg.validate()?;
-        self.codecs.validate()
-    }
-}
-
-/// `(training part, validation part)` of a training set: `validation_images` images drawn by
-/// `seed`. The search scores plans on the validation part and trains codecs and fine-tunes on
-/// the training part, so **train the backbone on the training part too** (same images and
-/// seed): plans scored on images the backbone has memorised all look equally accurate.
-pub fn split_validation(
-    train: &ImageDataset,
-    validation_images: usize,
-    seed: u64,
-) -> Result<(ImageDataset, ImageDataset), AutomlError> {
-    let n = train.len();
-    if validation_images == 0 || validation_images >= n {
-        return Err(AutomlError::InvalidConfig {
-            field: "validation_images",
-            reason: format!(
-                "{validation_images} validation images do not fit a {n}-image training set"
-            ),
-        });
-    }
-    let (validation, rest) = train.split(validation_images as f64 / n as f64, seed)?;
-    Ok((rest, validation))
-}
-
-/// Builds a [`CoInference`] search; see the crate docs for the ten-line version.
-#[derive(Default)]
-pub struct CoInferenceBuilder {
-    model: Option<Network>,
-    data: Option<TrainTest>,
-    normalization: Option<Normalization>,
-    device: Option<ComputeProfile>,
-    link: Option<LinkProfile>,
-    edge: Option<ComputeProfile>,
-    reward: Reward,
-    config: SearchConfig,
-    backend: Option<Device>,
-    names: [String; 3],
-}
-
-impl CoInferenceBuilder {
-    /// The trained backbone (a whole classifier).
-    pub fn model(mut self, model: Network) -> Self {
-        self.model = Some(model);
-        self
-    }
-
-    /// Training and test data (validation images are split off the training set).
-    pub fn data(mut self, data: TrainTest) -> Self {
-        self.data = Some(data);
-        self
-    }
-
-    /// Input normalisation (default: fitted on the training set).
-    pub fn normalization(mut self, norm: Normalization) -> Self {
-        self.normalization = Some(norm);
-        self
-    }
-
-    /// The device's compute profile.
-    pub fn device(mut self, profile: ComputeProfile) -> Self {
-        self.device = Some(profile);
-        self
-    }
-
-    /// The wireless link.
-    pub fn link(mut self, link: LinkProfile) -> Self {
-        self.link = Some(link);
-        self
-    }
-
-    /// The edge server's compute profile.
-    pub fn edge(mut self, profile: ComputeProfile) -> Self {
-        self.edge = Some(profile);
-        self
-    }
-
-    /// Names of the device, link and edge profiles, recorded in the plan.
-    pub fn profile_names(mut self, device: &str, link: &str, edge: &str) -> Self {
-        self.names = [device.into(), link.into(), edge.into()];
-        self
-    }
-
-    /// The reward (default: `-error · ln T`).
-    pub fn reward(mut self, reward: Reward) -> Self {
-        self.reward = reward;
-        self
-    }
-
-    /// Number of DDPG episodes.
-    pub fn episodes(mut self, episodes: usize) -> Self {
-        self.config.episodes = episodes;
-        self
-    }
-
-    /// Every other setting at once.
-    pub fn config(mut self, config: SearchConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The burn device models run on (default `Device::flex()`).
-    pub fn backend(mut self, device: Device) -> Self {
-        self.backend = Some(device);
-        self
-    }
-
-    /// Checks everything and builds the search.
-    pub fn build(self) -> Result<CoInference, AutomlError> {
-        let model = self.model.ok_or(AutomlError::Missing("model"))?;
-        let data = self.data.ok_or(AutomlError::Missing("data"))?;
-        let device = self.device.ok_or(AutomlError::Missing("device"))?;
-        let link = self.link.ok_or(AutomlError::Missing("link"))?;
-        let edge = self.edge.ok_or(AutomlError::Missing("edge"))?;
-        self.config.validate()?;
-        self.reward.validate()?;
-        model.spec().validate()?;
-        let latency = LatencyModel::new(device, link, edge)?;
-        let norm = self
-            .normalization
-            .unwrap_or_else(|| Normalization::fit(&data.train));
-        if data.train.len() <= self.config.validation_images {
-            return Err(AutomlError::InvalidConfig {
-                field: "validation_images",
-                reason: format!(
-                    "{} validation images leave nothing of a {}-image training set",
-                    self.config.validation_images,
-                    data.train.len()
-                ),
-            });
-        }
-        Ok(CoInference {
-            model: model.valid(),
-            data,
-            norm,
-            latency,
-            reward: self.reward,
-            config: self.config,
-            backend: self.backend.unwrap_or_else(Device::flex),
-            names: self.names,
-        })
-    }
-}
-
-/// A configured co-inference search.
-///
-/// A small, complete run (random backbone, fixed codecs, a handful of episodes — a real search
-/// uses a trained backbone, the default [`SearchConfig`] and a few hundred episodes):
-///
-/// ```
-/// use coinfer_automl::codecs::CodecSetup;
-/// use coinfer_automl::prelude::*;
-///
-/// let device = Device::flex();
-/// let full = embedded::fashion_mnist_subset()?;
-/// let data = TrainTest {
-///     train: full.train.class_balanced_subset(20, 1)?,
-///     test: full.test.class_balanced_subset(5, 1)?,
-/// };
-/// let mut config = SearchConfig {
-///     episodes: 4,
-///     validation_images: 40,
-///     codecs: CodecSetup::fixed_only(),
-///     ..SearchConfig::default()
-/// };
-/// config.ddpg.warmup_episodes = 2;
-/// let report = CoInference::builder()
-///     .model(Network::new(zoo::resnet_mini(10), &device)?)
-///     .data(data)
-///     .device(ComputeProfile::analytic(2e9, 20e-6)?)
-///     .link(LinkProfile::new(10e6, 0.010, 40)?)
-///     .edge(ComputeProfile::analytic(1e12, 50e-6)?)
-///     .reward(Reward::ErrorLogLatency)
-///     .config(config)
-///     .build()?
-///     .search()?;
-/// assert_eq!(report.episodes.len(), 4);
-/// assert!(report.plan.predicted.total > 0.0);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct CoInference {
-    model: Network,
-    data: TrainTest,
-    norm: Normalization,
-    latency: LatencyModel,
-    reward: Reward,
-    config: SearchConfig,
-    backend: Device,
-    names: [String; 3],
-}
-
-/// What a search found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SearchReport {
-    /// The best plan (fine-tuned, with test accuracy).
-    pub plan: SplitPlan,
-    /// Every DDPG episode.
-    pub episodes: Vec<EpisodeRecord>,
-    /// Distinct plans the agent evaluated.
-    pub evaluations: usize,
-    /// Every distinct plan evaluated by anyone in the session (for the accuracy–latency
-    /// scatter).
-    pub evaluated: Vec<Evaluation>,
-    /// Baselines, when they were run.
-    pub baselines: Vec<BaselineResult>,
-    /// Validation accuracy of the unpruned backbone.
-    pub backbone_accuracy: f32,
-    /// Test accuracy of the unpruned backbone.
-    pub backbone_test_accuracy: f32,
-    /// Wall time of the search, seconds.
-    pub seconds: f64,
-}
-
 impl CoInference {
-    /// Starts building a search.
-    pub fn builder() -> CoInferenceBuilder {
-        CoInferenceBuilder::default()
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &SearchConfig {
-        &self.config
-    }
-
-    /// The reward.
-    pub fn reward(&self) -> Reward {
-        self.reward
-    }
-
     /// Builds the codec families (training the autoencoders) and the plan evaluator.
     pub fn prepare(
         &self,
         progress: impl FnMut(&CodecProgress),
     ) -> Result<SearchSession<'_>, AutomlError> {
+        let start = Instant::now();
         let (train, validation) = self.validation_split()?;
         let spec = self.model.spec().clone();
         let splits: Vec<usize> = spec
@@ -334,7 +48,7 @@ impl CoInference {
             &splits,
             &train,
             &self.norm,
-            &self.config.codecs,
+            self.config.codecs(),
             &self.backend,
             progress,
         )?;
@@ -357,6 +71,10 @@ impl CoInference {
             search: self,
             evaluator,
             train,
+            phases: PhaseTimes {
+                codecs_s: start.elapsed().as_secs_f64(),
+                ..PhaseTimes::default()
+            },
         })
     }
 
@@ -381,6 +99,7 @@ pub struct SearchSession<'a> {
     search: &'a CoInference,
     evaluator: PlanEvaluator,
     train: ImageDataset,
+    phases: PhaseTimes,
 }
 
 /// The outcome of the agent's episodes.
@@ -401,10 +120,12 @@ impl DdpgRun {
     }
 }
 
-const RECORDS_FILE: &str = "episodes.json";
-const AGENT_DIR: &str = "agent";
-
 impl SearchSession<'_> {
+    /// Wall time of each phase so far (codecs, search, baselines, fine-tuning).
+    pub fn phases(&self) -> &PhaseTimes {
+        &self.phases
+    }
+
     /// The plan evaluator (space, cache, latency model).
     pub fn evaluator(&mut self) -> &mut PlanEvaluator {
         &mut self.evaluator
@@ -416,7 +137,7 @@ impl SearchSession<'_> {
     }
 
     /// The search's settings.
-    pub fn config(&self) -> &SearchConfig {
+    pub fn config(&self) -> &CheckedSearchConfig {
         &self.search.config
     }
 
@@ -445,6 +166,7 @@ impl SearchSession<'_> {
         checkpoint: Option<&Path>,
         mut on_episode: impl FnMut(&EpisodeRecord),
     ) -> Result<DdpgRun, AutomlError> {
+        let start = Instant::now();
         let config = &self.search.config;
         self.evaluator.begin_session();
         let device = &self.search.backend;
@@ -477,28 +199,33 @@ impl SearchSession<'_> {
             }
         }
         let evaluations = env.evaluations();
+        let records = env.into_records();
+        self.phases.search_s += start.elapsed().as_secs_f64();
         Ok(DdpgRun {
-            records: env.into_records(),
+            records,
             evaluations,
         })
     }
 
     /// Runs `baselines` (usually [`Baseline::ALL`]) on the same evaluator and reward, in
-    /// order.
+    /// order; `on_baseline` is called as each starts.
     pub fn baselines(
         &mut self,
         baselines: &[Baseline],
         settings: &BaselineSettings,
         mut on_baseline: impl FnMut(Baseline),
     ) -> Result<Vec<BaselineResult>, AutomlError> {
+        let start = Instant::now();
         let reward = self.search.reward;
-        baselines
+        let results = baselines
             .iter()
             .map(|&baseline| {
                 on_baseline(baseline);
                 baseline.run(&mut self.evaluator, &reward, settings)
             })
-            .collect()
+            .collect();
+        self.phases.baselines_s += start.elapsed().as_secs_f64();
+        results
     }
 
     /// Fine-tunes the best plan of `run`, measures its test accuracy with the real codec,
@@ -509,13 +236,13 @@ impl SearchSession<'_> {
         baselines: Vec<BaselineResult>,
         out: Option<&Path>,
     ) -> Result<SearchReport, AutomlError> {
-        let start = Instant::now();
         let best = run.best().ok_or_else(|| AutomlError::InvalidConfig {
             field: "episodes",
             reason: "the search ran no episode".into(),
         })?;
         // The raw input with any input codec is a plan of the space the agent may have
-        // missed; it costs one (cached) evaluation each to make sure (see `sweep::answer`).
+        // missed; it costs one (cached) evaluation each to make sure (see
+        // [`SearchSession::answer`]).
         let reward = self.search.reward;
         let (mut decision, mut score) = (best.decision.clone(), best.reward);
         for candidate in crate::baselines::input_codecs(&self.evaluator, |_| true)? {
@@ -542,12 +269,14 @@ impl SearchSession<'_> {
             baselines,
             backbone_accuracy: self.evaluator.backbone_accuracy()?,
             backbone_test_accuracy,
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: self.phases.session_s(),
+            phases: self.phases.clone(),
         })
     }
 
     /// Fine-tunes a decision's device half (and autoencoder), measures test accuracy with the
     /// real codec, and, with `out`, saves device half, edge half, codec and `plan.json` there.
+    /// Its wall time counts in [`PhaseTimes::finetune_s`].
     pub fn finalize(
         &mut self,
         decision: &Decision,
@@ -555,6 +284,7 @@ impl SearchSession<'_> {
         out: Option<&Path>,
         progress: impl FnMut(usize, usize, f32),
     ) -> Result<SplitPlan, AutomlError> {
+        let start = Instant::now();
         let search = self.search;
         let evaluation = self.evaluator.evaluate(decision)?;
         let pruned = self.evaluator.pruned_network(decision)?;
@@ -578,8 +308,8 @@ impl SearchSession<'_> {
             progress,
         )?;
         let (_, edge_half) = pruned.split(split)?;
-        let codec: Box<dyn FeatureCodec> = match (&tuned_ae, evaluation.codec) {
-            (Some(ae), _) => Box::new(ae.clone()),
+        let codec: SharedCodec = match (&tuned_ae, evaluation.codec) {
+            (Some(ae), _) => Arc::new(ae.clone()),
             (None, id) => coinfer_codec::fixed_codec(id)?,
         };
         let test_accuracy = evaluate_with(
@@ -633,6 +363,7 @@ impl SearchSession<'_> {
             });
             plan.save(out.join("plan.json"))?;
         }
+        self.phases.finetune_s += start.elapsed().as_secs_f64();
         Ok(plan)
     }
 
@@ -662,30 +393,4 @@ impl SearchSession<'_> {
             },
         )?)
     }
-}
-
-fn save_records(dir: &Path, records: &[EpisodeRecord]) -> Result<(), AutomlError> {
-    std::fs::create_dir_all(dir).map_err(AutomlError::io(dir))?;
-    let path = dir.join(RECORDS_FILE);
-    let tmp = path.with_extension("partial");
-    let json = serde_json::to_vec(records).map_err(|e| AutomlError::Json {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    std::fs::write(&tmp, json).map_err(AutomlError::io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(AutomlError::io(&path))
-}
-
-fn resume(dir: &Path, device: &Device) -> Result<(Ddpg, Vec<EpisodeRecord>), AutomlError> {
-    let agent = Ddpg::resume(dir.join(AGENT_DIR), device)?;
-    let path: PathBuf = dir.join(RECORDS_FILE);
-    let records = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| AutomlError::Json {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => return Err(AutomlError::Io { path, source }),
-    };
-    Ok((agent, records))
 }

@@ -86,6 +86,15 @@ fn pruned_spec(spec: &NetSpec, layers: &[ResolvedLayer]) -> NetSpec {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn prune(network: &Network, ratios: &PruneRatios) -> Result<Network, SparsityError> {
+    Ok(prune_keeping(network, ratios)?.0)
+}
+
+/// [`prune`], also returning for every block the kept output filters of its prunable layer
+/// (`None` where nothing was removed), in ascending original index.
+pub(crate) fn prune_keeping(
+    network: &Network,
+    ratios: &PruneRatios,
+) -> Result<(Network, Vec<Option<Vec<usize>>>), SparsityError> {
     let spec = network.spec();
     let layers = ratios.resolve_layers(spec)?;
     check_weights(network)?;
@@ -133,12 +142,13 @@ pub fn prune(network: &Network, ratios: &PruneRatios) -> Result<Network, Sparsit
         .zip(out_keep.iter().zip(&in_keep))
         .map(|(block, (out, input))| prune_block(block, out.as_deref(), input.as_deref()))
         .collect();
-    Ok(Network::from_parts(
+    let pruned = Network::from_parts(
         pruned_spec(spec, &layers),
         NetModule {
             blocks: pruned_blocks,
         },
-    )?)
+    )?;
+    Ok((pruned, out_keep))
 }
 
 /// Indices of the `kept` filters of `conv` with the largest L1 norms, ascending.

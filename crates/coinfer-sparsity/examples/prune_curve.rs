@@ -13,7 +13,7 @@
 //! (`results/cache/resnet-mini-fashion-mnist-subset-e8-s1-v500.cfnet`, relative to the current
 //! directory), training and caching it the same way when it is missing: `resnet-mini`, 8 epochs,
 //! seed 1, on the embedded training images minus the 500 validation images of seed 1.
-//! `--calibration N` (default 512) sets the number of calibration images (class-balanced, from
+//! `--calibration N` (default 256) sets the number of calibration images (class-balanced, from
 //! the training part). `--json` prints one JSON object per line on stdout instead of Markdown
 //! tables; progress always goes to stderr.
 
@@ -48,7 +48,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         path: None,
         json: false,
-        calibration: 512,
+        calibration: 256,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -118,6 +118,17 @@ fn default_backbone(
     Ok(trained)
 }
 
+/// CPU time of this process so far (user + system, all threads), in seconds, from
+/// `/proc/self/stat` (Linux; `None` elsewhere). Unlike wall time it does not grow when other
+/// processes share the cores.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // Fields 14 and 15 of the file (utime, stime), in clock ticks of 1/100 s.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 /// One measured point.
 struct Point {
     layer: String,
@@ -125,6 +136,7 @@ struct Point {
     recovery: PruneRecovery,
     accuracy: f32,
     recovery_ms: f64,
+    recovery_cpu_ms: Option<f64>,
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -147,7 +159,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let calibration_set = train_part.class_balanced_subset(args.calibration / 10, SEED)?;
     let indices: Vec<usize> = (0..calibration_set.len()).collect();
-    let calibration = Calibration::new(calibration_set.batch(&indices, &norm, &device)?.0)?;
+    let calibration = Calibration::new(&net, calibration_set.batch(&indices, &norm, &device)?.0)?;
     let dense_accuracy = evaluate(&net, &data.test, &norm, 250, &device)?;
     let layers = prunable_layers(net.spec())?;
     eprintln!(
@@ -178,9 +190,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     for (layer, ratios_of) in &targets {
         for ratio in RATIOS {
             for recovery in PruneRecovery::ALL {
-                let start = Instant::now();
+                let (start, cpu_start) = (Instant::now(), cpu_seconds());
                 let pruned = prune_with_recovery(&net, &ratios_of(ratio), recovery, &calibration)?;
                 let recovery_ms = start.elapsed().as_secs_f64() * 1e3;
+                let recovery_cpu_ms = cpu_start.zip(cpu_seconds()).map(|(a, b)| (b - a) * 1e3);
                 let accuracy = evaluate(&pruned, &data.test, &norm, 250, &device)?;
                 eprintln!(
                     "[{}/{total}] {layer} {ratio:.1} {recovery}: {:.1}% ({recovery_ms:.0} ms)",
@@ -192,7 +205,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                         "{}",
                         serde_json::json!({
                             "layer": layer,
-                            "ratio": ratio,
+                            "ratio": (f64::from(ratio) * 100.0).round() / 100.0,
                             "recovery": recovery,
                             "test_accuracy": accuracy,
                             "dense_test_accuracy": dense_accuracy,
@@ -206,19 +219,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     recovery,
                     accuracy,
                     recovery_ms,
+                    recovery_cpu_ms,
                 });
             }
         }
     }
     for recovery in PruneRecovery::ALL {
-        let times: Vec<f64> = points
+        let uniform: Vec<&Point> = points
             .iter()
             .filter(|p| p.layer == "uniform" && p.recovery == recovery)
-            .map(|p| p.recovery_ms)
             .collect();
+        let plans = uniform.len().max(1) as f64;
+        let wall = uniform.iter().map(|p| p.recovery_ms).sum::<f64>() / plans;
+        let cpu: Option<f64> = uniform.iter().map(|p| p.recovery_cpu_ms).sum();
         eprintln!(
-            "uniform plans, {recovery}: {:.0} ms per plan on average (prune + recovery, {} calibration images)",
-            times.iter().sum::<f64>() / times.len().max(1) as f64,
+            "uniform plans, {recovery}: prune + recovery {wall:.0} ms wall, {} CPU per plan on \
+             average ({} calibration images)",
+            cpu.map_or_else(|| "?".into(), |c| format!("{:.0} ms", c / plans)),
             calibration.len()
         );
     }

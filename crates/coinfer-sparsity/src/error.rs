@@ -92,6 +92,17 @@ pub enum SparsityError {
         /// The calibration images' `[C, H, W]`.
         got: [usize; 3],
     },
+    /// A calibration made with another network than the one being pruned.
+    #[error(
+        "calibration: made with the network of digest {expected}, not with this one ({got}); \
+         build a Calibration for the network you prune"
+    )]
+    CalibrationNetwork {
+        /// Digest of the network the calibration was made with.
+        expected: String,
+        /// Digest of the network given.
+        got: String,
+    },
     /// The least-squares reconstruction of a layer failed (a non-finite activation, or a
     /// layer this crate cannot refit).
     #[error("block {block}: cannot reconstruct {layer}: {reason}")]

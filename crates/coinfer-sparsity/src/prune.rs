@@ -89,12 +89,19 @@ pub fn prune(network: &Network, ratios: &PruneRatios) -> Result<Network, Sparsit
     Ok(prune_keeping(network, ratios)?.0)
 }
 
-/// [`prune`], also returning for every block the kept output filters of its prunable layer
-/// (`None` where nothing was removed), in ascending original index.
+/// What [`prune_keeping`] kept, per block (`None` where nothing was removed).
+pub(crate) struct Kept {
+    /// Kept output filters of the block's prunable layer, ascending.
+    pub out: Vec<Option<Vec<usize>>>,
+    /// Kept inputs of the block's consumer layers (channels, or rows of a linear layer).
+    pub input: Vec<Option<Vec<usize>>>,
+}
+
+/// [`prune`], also returning what was kept.
 pub(crate) fn prune_keeping(
     network: &Network,
     ratios: &PruneRatios,
-) -> Result<(Network, Vec<Option<Vec<usize>>>), SparsityError> {
+) -> Result<(Network, Kept), SparsityError> {
     let spec = network.spec();
     let layers = ratios.resolve_layers(spec)?;
     check_weights(network)?;
@@ -148,7 +155,13 @@ pub(crate) fn prune_keeping(
             blocks: pruned_blocks,
         },
     )?;
-    Ok((pruned, out_keep))
+    Ok((
+        pruned,
+        Kept {
+            out: out_keep,
+            input: in_keep,
+        },
+    ))
 }
 
 /// Indices of the `kept` filters of `conv` with the largest L1 norms, ascending.

@@ -15,7 +15,8 @@
 //! the dense network's pre-batch-norm outputs at the same positions. `λ` is
 //! [`RIDGE`] times the mean diagonal of `XᵀX`. To keep the cost down, at most
 //! `max(ROWS_PER_UNKNOWN · d, MIN_ROWS)` rows (`d` unknowns per output) are used, spread over
-//! all images and positions by a fixed stride permutation.
+//! all images and positions by a fixed stride permutation; only those rows of `X` are built
+//! (im2col on the host), and `XᵀX`, `XᵀY` and the solve run in [`faer`].
 //!
 //! # Batch-norm statistics
 //! [`reestimate_batch_norm`] replaces a batch norm's running mean and variance by the exact
@@ -25,55 +26,52 @@ use burn::module::{Param, RunningState};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::module::unfold4d;
-use burn::tensor::ops::UnfoldOptions;
 use faer::prelude::Solve;
-use faer::{Mat, Side};
+use faer::{Mat, MatRef, Side};
 
 use crate::tensors::values;
 
 /// Ridge strength relative to the mean diagonal of `XᵀX`.
 pub const RIDGE: f64 = 1e-3;
 /// Rows of the normal equations per unknown weight of one output (before [`MIN_ROWS`]).
-pub const ROWS_PER_UNKNOWN: usize = 8;
+pub const ROWS_PER_UNKNOWN: usize = 2;
 /// Fewest rows used when that many are available.
-pub const MIN_ROWS: usize = 2048;
+pub const MIN_ROWS: usize = 1024;
 
 /// Greatest common divisor.
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// At most `max(ROWS_PER_UNKNOWN · unknowns, MIN_ROWS)` of the `n` rows of `x` and `y`,
-/// picked as `i · step mod n` for a prime `step` coprime with `n` (distinct rows spread over
-/// images and positions, deterministic).
-fn sample_rows(x: Tensor<2>, y: Tensor<2>, unknowns: usize) -> (Tensor<2>, Tensor<2>) {
-    let [n, _] = x.dims();
+/// At most `max(ROWS_PER_UNKNOWN · unknowns, MIN_ROWS)` distinct indices out of `0..n`,
+/// `i · step mod n` for a prime `step` coprime with `n` (spread over images and positions,
+/// deterministic).
+fn sample_rows(n: usize, unknowns: usize) -> Vec<usize> {
     let m = n.min((ROWS_PER_UNKNOWN * unknowns).max(MIN_ROWS));
     if m == n {
-        return (x, y);
+        return (0..n).collect();
     }
     let step = [7919usize, 7927, 7933, 7937]
         .into_iter()
         .find(|&p| gcd(p, n) == 1)
         .unwrap_or(1);
-    let rows: Vec<i32> = (0..m).map(|i| ((i * step) % n) as i32).collect();
-    let index = Tensor::<1, Int>::from_ints(TensorData::new(rows, [m]), &x.device());
-    (x.select(0, index.clone()), y.select(0, index))
+    (0..m).map(|i| (i * step) % n).collect()
 }
 
-/// Solves `(XᵀX + λI) W = XᵀY` for `x: [n, d]`, `y: [n, o]`; returns `W` as `[d, o]`.
-fn ridge_solve(x: Tensor<2>, y: Tensor<2>) -> Result<Tensor<2>, String> {
-    let [_, d] = x.dims();
-    let [_, o] = y.dims();
-    let device = x.device();
-    let xt = x.clone().transpose();
-    let gram = values(xt.clone().matmul(x)).map_err(|e| e.to_string())?;
-    let cross = values(xt.matmul(y)).map_err(|e| e.to_string())?;
-    if gram.iter().chain(&cross).any(|v| !v.is_finite()) {
+/// Solves `(XᵀX + λI) W = XᵀY` for `x: [m, d]`, `y: [m, o]`; returns `W` as `[d, o]`,
+/// row-major.
+fn ridge_solve(x: MatRef<'_, f32>, y: MatRef<'_, f32>) -> Result<Vec<f32>, String> {
+    let d = x.ncols();
+    let o = y.ncols();
+    let gram: Mat<f32> = x.transpose() * x;
+    let cross: Mat<f32> = x.transpose() * y;
+    let finite = (0..d).all(|j| {
+        (0..d).all(|i| gram[(i, j)].is_finite()) && (0..o).all(|k| cross[(j, k)].is_finite())
+    });
+    if !finite {
         return Err("the calibration activations are not finite".into());
     }
-    let mean_diagonal = (0..d).map(|i| f64::from(gram[i * d + i])).sum::<f64>() / d as f64;
+    let mean_diagonal = (0..d).map(|i| f64::from(gram[(i, i)])).sum::<f64>() / d.max(1) as f64;
     // An all-zero input (dead channels) still gets a well-posed system: W = 0.
     let lambda = if mean_diagonal > 0.0 {
         RIDGE * mean_diagonal
@@ -81,18 +79,17 @@ fn ridge_solve(x: Tensor<2>, y: Tensor<2>) -> Result<Tensor<2>, String> {
         1.0
     };
     let a = Mat::<f64>::from_fn(d, d, |i, j| {
-        f64::from(gram[i * d + j]) + if i == j { lambda } else { 0.0 }
+        f64::from(gram[(i, j)]) + if i == j { lambda } else { 0.0 }
     });
-    let b = Mat::<f64>::from_fn(d, o, |i, j| f64::from(cross[i * o + j]));
+    let b = Mat::<f64>::from_fn(d, o, |i, j| f64::from(cross[(i, j)]));
     let llt = a
         .llt(Side::Lower)
         .map_err(|e| format!("the normal equations are not positive definite: {e:?}"))?;
     let w = llt.solve(&b);
-    let data: Vec<f32> = (0..d)
+    Ok((0..d)
         .flat_map(|i| (0..o).map(move |j| (i, j)))
         .map(|(i, j)| w[(i, j)] as f32)
-        .collect();
-    Ok(Tensor::from_data(TensorData::new(data, [d, o]), &device))
+        .collect())
 }
 
 /// The symmetric `[height, width]` padding of `conv`.
@@ -120,24 +117,62 @@ pub(crate) fn fit_conv(
     if conv.groups != 1 {
         return Err(format!("grouped convolutions ({} groups)", conv.groups));
     }
-    let padding = symmetric_padding(conv)?;
-    let patches = unfold4d(
-        input,
-        [kh, kw],
-        UnfoldOptions::new(conv.stride, padding, conv.dilation),
-    );
-    let [n, d, positions] = patches.dims();
-    let [tn, to, th, tw] = target.dims();
-    if [tn, to, th * tw] != [n, o, positions] {
+    let [n, ci, h, w] = input.dims();
+    let [tn, to, oh, ow] = target.dims();
+    if ci != c || tn != n || to != o {
         return Err(format!(
-            "target {:?} does not match {n} images × {o} filters × {positions} positions",
+            "input {:?} / target {:?} do not match a {c} → {o} convolution",
+            input.dims(),
             target.dims()
         ));
     }
-    let x = patches.swap_dims(1, 2).reshape([n * positions, d]);
-    let y = target.permute([0, 2, 3, 1]).reshape([n * positions, o]);
-    let (x, y) = sample_rows(x, y, d);
-    let weight = ridge_solve(x, y)?.transpose().reshape([o, c, kh, kw]);
+    let [ph, pw] = symmetric_padding(conv)?;
+    let [sh, sw] = conv.stride;
+    let [dh, dw] = conv.dilation;
+    let device = input.device();
+    let input = values(input).map_err(|e| e.to_string())?;
+    let target = values(target).map_err(|e| e.to_string())?;
+
+    // im2col of the sampled output positions only; column order (channel, ky, kx) is the
+    // order of the weight's [C, kh, kw] dimensions.
+    let d = c * kh * kw;
+    let positions = oh * ow;
+    let rows = sample_rows(n * positions, d);
+    let mut x = vec![0f32; rows.len() * d];
+    let mut y = vec![0f32; rows.len() * o];
+    for ((&row, x_row), y_row) in rows
+        .iter()
+        .zip(x.chunks_exact_mut(d))
+        .zip(y.chunks_exact_mut(o))
+    {
+        let (image, position) = (row / positions, row % positions);
+        let (oy, ox) = (position / ow, position % ow);
+        let mut col = 0;
+        for channel in 0..c {
+            let plane = &input[(image * c + channel) * h * w..][..h * w];
+            for ky in 0..kh {
+                let iy = (oy * sh + ky * dh).checked_sub(ph).filter(|&iy| iy < h);
+                for kx in 0..kw {
+                    let ix = (ox * sw + kx * dw).checked_sub(pw).filter(|&ix| ix < w);
+                    if let (Some(iy), Some(ix)) = (iy, ix) {
+                        x_row[col] = plane[iy * w + ix];
+                    }
+                    col += 1;
+                }
+            }
+        }
+        for (out, value) in y_row.iter_mut().enumerate() {
+            *value = target[(image * o + out) * positions + position];
+        }
+    }
+    let m = rows.len();
+    let solution = ridge_solve(
+        MatRef::from_row_major_slice(&x, m, d),
+        MatRef::from_row_major_slice(&y, m, o),
+    )?;
+    let weight = Tensor::<2>::from_data(TensorData::new(solution, [d, o]), &device)
+        .transpose()
+        .reshape([o, c, kh, kw]);
     Ok(Conv2d {
         weight: Param::from_tensor(weight),
         bias: conv.bias.clone(),
@@ -165,23 +200,35 @@ pub(crate) fn fit_linear(
             target.dims()
         ));
     }
-    let Some(bias) = &linear.bias else {
-        let weight = ridge_solve(input, target)?;
-        return Ok(Linear {
-            weight: Param::from_tensor(weight),
-            bias: None,
-        });
-    };
-    let ones = Tensor::<2>::ones([n, 1], &input.device());
-    let solution = ridge_solve(Tensor::cat(vec![input, ones], 1), target)?;
-    let weight = solution.clone().slice([0..features, 0..outputs]);
-    let new_bias = solution
-        .slice([features..features + 1, 0..outputs])
-        .reshape([outputs]);
-    debug_assert_eq!(bias.dims(), [outputs]);
+    let device = input.device();
+    let with_bias = linear.bias.is_some();
+    let d = features + usize::from(with_bias);
+    let input = values(input).map_err(|e| e.to_string())?;
+    let target = values(target).map_err(|e| e.to_string())?;
+    // A column of ones fits the bias with the weights.
+    let x = Mat::<f32>::from_fn(n, d, |i, j| {
+        if j < features {
+            input[i * features + j]
+        } else {
+            1.0
+        }
+    });
+    let solution = ridge_solve(
+        x.as_ref(),
+        MatRef::from_row_major_slice(&target, n, outputs),
+    )?;
+    let (weight, bias) = solution.split_at(features * outputs);
     Ok(Linear {
-        weight: Param::from_tensor(weight),
-        bias: Some(Param::from_tensor(new_bias)),
+        weight: Param::from_tensor(Tensor::from_data(
+            TensorData::new(weight.to_vec(), [features, outputs]),
+            &device,
+        )),
+        bias: with_bias.then(|| {
+            Param::from_tensor(Tensor::from_data(
+                TensorData::new(bias.to_vec(), [outputs]),
+                &device,
+            ))
+        }),
     })
 }
 

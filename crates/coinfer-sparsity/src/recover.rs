@@ -1,8 +1,9 @@
 //! Pruning with recovery: [`prune_with_recovery`] prunes like [`prune`](crate::prune), then
 //! repairs the pruned network on calibration images, without any training.
 //!
-//! One pass runs the dense and the pruned network side by side over the calibration images,
-//! block by block, in order. At every block, with [`PruneRecovery::Reconstruct`], each layer
+//! The dense network's layer outputs on the calibration images are computed once, when the
+//! [`Calibration`] is made; each call then runs one pass of the pruned network over the
+//! calibration images, block by block, in order. At every block, with [`PruneRecovery::Reconstruct`], each layer
 //! that lost input channels (the consumer of a pruned layer: the next convolution, the inner
 //! `conv2` of a basic block, `conv1` and the projection shortcut of the next basic block, or the
 //! linear layer after a flatten) is refitted by ridge least squares so that, fed with the
@@ -20,7 +21,7 @@ use coinfer_split::Network;
 use coinfer_split::model::{BasicBlock, Block, ConvBnRelu, LinearBlock};
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::Calibration;
+use crate::calibrate::{Calibration, DenseOutputs};
 use crate::prune::prune_keeping;
 use crate::reconstruct::{fit_conv, fit_linear, reestimate_batch_norm};
 use crate::tensors::select;
@@ -68,15 +69,14 @@ impl std::fmt::Display for PruneRecovery {
     }
 }
 
-/// Prunes `dense` with `ratios` (as [`prune`]) and repairs the result on `calibration` with
-/// `recovery` (see the [module docs](self)).
+/// Prunes `dense` with `ratios` (as [`prune`]) and repairs the result with `recovery` on
+/// `calibration`, which must have been made for `dense` (see the [module docs](self)).
 ///
-/// `calibration` must hold normalised **training** images of the network's input shape on the
-/// network's device ([`SparsityError::CalibrationShape`] otherwise); it is checked whatever
-/// the recovery. With [`PruneRecovery::None`] the result is exactly [`prune`]'s (ratio 0 gives
-/// back the same network); otherwise it is an inference copy (like [`Network::valid`]) whose
-/// batch norms use the re-estimated statistics. Fails like [`prune`] for bad ratios or
-/// weights, and with [`SparsityError::Reconstruction`] if a layer cannot be refitted.
+/// With [`PruneRecovery::None`] the result is exactly [`prune`]'s (ratio 0 gives back the same
+/// network); otherwise it is an inference copy (like [`Network::valid`]) whose batch norms use
+/// the re-estimated statistics. Fails with [`SparsityError::CalibrationNetwork`] if
+/// `calibration` was made with another network (whatever the recovery), like [`prune`] for bad
+/// ratios, and with [`SparsityError::Reconstruction`] if a layer cannot be refitted.
 ///
 /// ```
 /// use burn::prelude::*;
@@ -88,7 +88,7 @@ impl std::fmt::Display for PruneRecovery {
 /// let net = Network::new(zoo::resnet_mini(10), &device)?.valid();
 /// // In real use: normalised training images (never validation or test images).
 /// let images = Tensor::<4>::random([32, 1, 28, 28], burn::tensor::Distribution::Default, &device);
-/// let calibration = Calibration::new(images)?;
+/// let calibration = Calibration::new(&net, images)?; // once per dense network
 /// let pruned = prune_with_recovery(
 ///     &net,
 ///     &PruneRatios::Uniform(0.5),
@@ -105,65 +105,63 @@ pub fn prune_with_recovery(
     recovery: PruneRecovery,
     calibration: &Calibration,
 ) -> Result<Network, SparsityError> {
-    calibration.check_for(dense.spec())?;
+    calibration.check_network(dense)?;
     if recovery == PruneRecovery::None {
         return prune(dense, ratios);
     }
-    let dense = dense.valid();
-    let (pruned, kept) = prune_keeping(&dense, ratios)?;
+    let (pruned, kept) = prune_keeping(&dense.valid(), ratios)?;
     let (spec, mut module) = pruned.into_parts();
-    let reconstruct = recovery == PruneRecovery::Reconstruct;
-    let mut x_dense = calibration.images().clone();
-    let mut x_pruned = x_dense.clone();
-    for (index, (block, dense_block)) in module
-        .blocks
-        .iter_mut()
-        .zip(&dense.module().blocks)
-        .enumerate()
-    {
+    let mut x = calibration.images().clone();
+    for (index, block) in module.blocks.iter_mut().enumerate() {
         let repair = Repair {
             block: index,
-            reconstruct,
-            kept: kept[index].as_deref(),
+            reconstruct: recovery == PruneRecovery::Reconstruct,
+            kept_filters: kept.out[index].as_deref(),
+            lost_inputs: kept.input[index].is_some(),
         };
-        (x_pruned, x_dense) = match (block, dense_block) {
-            (Block::ConvBnRelu(pruned), Block::ConvBnRelu(dense)) => {
-                repair.conv_bn_relu(pruned, dense, x_pruned, x_dense)?
+        x = match (block, calibration.targets(index)) {
+            (Block::ConvBnRelu(m), DenseOutputs::ConvBnRelu { conv }) => {
+                repair.conv_bn_relu(m, conv, x)?
             }
-            (Block::Basic(pruned), Block::Basic(dense)) => {
-                repair.basic(pruned, dense, x_pruned, x_dense)?
-            }
-            (Block::Linear(pruned), Block::Linear(dense)) => {
-                repair.linear(pruned, dense, x_pruned, x_dense)?
-            }
-            (block, dense_block) => (block.forward(x_pruned), dense_block.forward(x_dense)),
+            (
+                Block::Basic(m),
+                DenseOutputs::Basic {
+                    conv1,
+                    conv2,
+                    shortcut,
+                },
+            ) => repair.basic(m, conv1, conv2, shortcut.as_ref(), x)?,
+            (Block::Linear(m), DenseOutputs::Linear { linear }) => repair.linear(m, linear, x)?,
+            (block, _) => block.forward(x),
         };
     }
     Ok(Network::from_parts(spec, module)?)
 }
 
-/// Repairs one block of the pruned network, given its input in the pruned and the dense
-/// network; returns the block's output in both.
+/// Repairs one block of the pruned network, given its input in the pruned network and the
+/// dense outputs of its layers; returns the block's output.
 struct Repair<'a> {
     block: usize,
     reconstruct: bool,
-    /// Kept output filters of the block's prunable layer, if it was pruned.
-    kept: Option<&'a [usize]>,
+    /// Kept output filters of the block's prunable layer, if it was pruned (then the inner
+    /// `conv2` of a basic block lost those input channels).
+    kept_filters: Option<&'a [usize]>,
+    /// Whether the block's first layers (conv, `conv1` and shortcut, linear) lost inputs.
+    lost_inputs: bool,
 }
 
 impl Repair<'_> {
-    /// Refits `pruned` on `input` to reproduce `target` when reconstruction is on and the
-    /// layer lost input channels; otherwise leaves it as it is.
+    /// Refits `conv` on `input` to reproduce `target` if reconstruction is on and `refit`.
     fn conv(
         &self,
         layer: &'static str,
-        pruned: &mut Conv2d,
-        dense: &Conv2d,
+        conv: &mut Conv2d,
         input: &Tensor<4>,
         target: impl FnOnce() -> Tensor<4>,
+        refit: bool,
     ) -> Result<(), SparsityError> {
-        if self.reconstruct && pruned.weight.dims()[1] < dense.weight.dims()[1] {
-            *pruned = fit_conv(pruned, input.clone(), target()).map_err(|reason| {
+        if self.reconstruct && refit {
+            *conv = fit_conv(conv, input.clone(), target()).map_err(|reason| {
                 SparsityError::Reconstruction {
                     block: self.block,
                     layer,
@@ -175,107 +173,81 @@ impl Repair<'_> {
     }
 
     /// The dense output `y` restricted to the kept filters of this block's pruned layer.
-    fn kept_filters(&self, y: Tensor<4>) -> Tensor<4> {
-        match self.kept {
-            Some(kept) => select(y, 1, kept),
-            None => y,
+    fn restrict(&self, y: &Tensor<4>) -> Tensor<4> {
+        match self.kept_filters {
+            Some(kept) => select(y.clone(), 1, kept),
+            None => y.clone(),
         }
     }
 
     fn conv_bn_relu(
         &self,
-        pruned: &mut ConvBnRelu,
-        dense: &ConvBnRelu,
+        m: &mut ConvBnRelu,
+        target: &Tensor<4>,
         x: Tensor<4>,
-        x_dense: Tensor<4>,
-    ) -> Result<(Tensor<4>, Tensor<4>), SparsityError> {
-        let z_dense = dense.conv.forward(x_dense);
-        self.conv("conv", &mut pruned.conv, &dense.conv, &x, || {
-            self.kept_filters(z_dense.clone())
-        })?;
-        let z = pruned.conv.forward(x);
-        pruned.bn = reestimate_batch_norm(&pruned.bn, &z);
-        Ok((
-            relu(pruned.bn.forward(z)),
-            relu(dense.bn.forward(z_dense)),
-        ))
+    ) -> Result<Tensor<4>, SparsityError> {
+        let lost = self.lost_inputs;
+        self.conv("conv", &mut m.conv, &x, || self.restrict(target), lost)?;
+        let z = m.conv.forward(x);
+        m.bn = reestimate_batch_norm(&m.bn, &z);
+        Ok(relu(m.bn.forward(z)))
     }
 
     fn basic(
         &self,
-        pruned: &mut BasicBlock,
-        dense: &BasicBlock,
+        m: &mut BasicBlock,
+        target1: &Tensor<4>,
+        target2: &Tensor<4>,
+        target_shortcut: Option<&Tensor<4>>,
         x: Tensor<4>,
-        x_dense: Tensor<4>,
-    ) -> Result<(Tensor<4>, Tensor<4>), SparsityError> {
-        let (skip, skip_dense) = match (&mut pruned.shortcut, &dense.shortcut) {
-            (Some(projection), Some(dense_projection)) => {
-                let z_dense = dense_projection.conv.forward(x_dense.clone());
+    ) -> Result<Tensor<4>, SparsityError> {
+        let lost = self.lost_inputs;
+        let skip = match (&mut m.shortcut, target_shortcut) {
+            (Some(projection), Some(target)) => {
                 self.conv(
                     "shortcut",
                     &mut projection.conv,
-                    &dense_projection.conv,
                     &x,
-                    || z_dense.clone(),
+                    || target.clone(),
+                    lost,
                 )?;
                 let z = projection.conv.forward(x.clone());
                 projection.bn = reestimate_batch_norm(&projection.bn, &z);
-                (
-                    projection.bn.forward(z),
-                    dense_projection.bn.forward(z_dense),
-                )
+                projection.bn.forward(z)
             }
-            _ => (x.clone(), x_dense.clone()),
+            _ => x.clone(),
         };
-        let z1_dense = dense.conv1.forward(x_dense);
-        self.conv("conv1", &mut pruned.conv1, &dense.conv1, &x, || {
-            self.kept_filters(z1_dense.clone())
-        })?;
-        let z1 = pruned.conv1.forward(x);
-        pruned.bn1 = reestimate_batch_norm(&pruned.bn1, &z1);
-        let mid = relu(pruned.bn1.forward(z1));
-        let mid_dense = relu(dense.bn1.forward(z1_dense));
-
-        let z2_dense = dense.conv2.forward(mid_dense);
-        self.conv("conv2", &mut pruned.conv2, &dense.conv2, &mid, || {
-            z2_dense.clone()
-        })?;
-        let z2 = pruned.conv2.forward(mid);
-        pruned.bn2 = reestimate_batch_norm(&pruned.bn2, &z2);
-        Ok((
-            relu(pruned.bn2.forward(z2) + skip),
-            relu(dense.bn2.forward(z2_dense) + skip_dense),
-        ))
+        self.conv("conv1", &mut m.conv1, &x, || self.restrict(target1), lost)?;
+        let z1 = m.conv1.forward(x);
+        m.bn1 = reestimate_batch_norm(&m.bn1, &z1);
+        let mid = relu(m.bn1.forward(z1));
+        let pruned_mid = self.kept_filters.is_some();
+        self.conv("conv2", &mut m.conv2, &mid, || target2.clone(), pruned_mid)?;
+        let z2 = m.conv2.forward(mid);
+        m.bn2 = reestimate_batch_norm(&m.bn2, &z2);
+        Ok(relu(m.bn2.forward(z2) + skip))
     }
 
     fn linear(
         &self,
-        pruned: &mut LinearBlock,
-        dense: &LinearBlock,
+        m: &mut LinearBlock,
+        target: &Tensor<2>,
         x: Tensor<4>,
-        x_dense: Tensor<4>,
-    ) -> Result<(Tensor<4>, Tensor<4>), SparsityError> {
-        let flat = |x: Tensor<4>| {
-            let [batch, features, _, _] = x.dims();
-            x.reshape([batch, features])
-        };
-        let (x, x_dense) = (flat(x), flat(x_dense));
-        let y_dense = dense.linear.forward(x_dense);
-        if self.reconstruct && pruned.linear.weight.dims()[0] < dense.linear.weight.dims()[0] {
-            pruned.linear = fit_linear(&pruned.linear, x.clone(), y_dense.clone()).map_err(
-                |reason| SparsityError::Reconstruction {
+    ) -> Result<Tensor<4>, SparsityError> {
+        let [batch, features, _, _] = x.dims();
+        let x = x.reshape([batch, features]);
+        if self.reconstruct && self.lost_inputs {
+            m.linear = fit_linear(&m.linear, x.clone(), target.clone()).map_err(|reason| {
+                SparsityError::Reconstruction {
                     block: self.block,
                     layer: "linear",
                     reason,
-                },
-            )?;
+                }
+            })?;
         }
-        let y = pruned.linear.forward(x);
-        let activate = |y: Tensor<2>| {
-            let y = if pruned.relu { relu(y) } else { y };
-            let [batch, out] = y.dims();
-            y.reshape([batch, out, 1, 1])
-        };
-        Ok((activate(y), activate(y_dense)))
+        let y = m.linear.forward(x);
+        let y = if m.relu { relu(y) } else { y };
+        let [_, out] = y.dims();
+        Ok(y.reshape([batch, out, 1, 1]))
     }
 }

@@ -72,4 +72,46 @@ pub enum SparsityError {
     /// A tensor could not be read back from the backend.
     #[error("tensor readback failed: {0}")]
     Readback(String),
+    /// A calibration batch without images (or with images of zero size).
+    #[error("calibration: the batch {dims:?} holds no images; recovery needs at least one")]
+    EmptyCalibration {
+        /// Dimensions `[N, C, H, W]` of the rejected batch.
+        dims: [usize; 4],
+    },
+    /// A calibration image holding a NaN or infinite value.
+    #[error("calibration: image {image} holds a NaN or infinite value")]
+    NonFiniteCalibration {
+        /// Index of the first such image in the batch.
+        image: usize,
+    },
+    /// Calibration images whose shape is not the network's input shape.
+    #[error("calibration: images are {got:?} (C, H, W) but the network takes {expected:?}")]
+    CalibrationShape {
+        /// The network's input `[C, H, W]`.
+        expected: [usize; 3],
+        /// The calibration images' `[C, H, W]`.
+        got: [usize; 3],
+    },
+    /// A calibration made with another network than the one being pruned.
+    #[error(
+        "calibration: made with the network of digest {expected}, not with this one ({got}); \
+         build a Calibration for the network you prune"
+    )]
+    CalibrationNetwork {
+        /// Digest of the network the calibration was made with.
+        expected: String,
+        /// Digest of the network given.
+        got: String,
+    },
+    /// The least-squares reconstruction of a layer failed (a non-finite activation, or a
+    /// layer this crate cannot refit).
+    #[error("block {block}: cannot reconstruct {layer}: {reason}")]
+    Reconstruction {
+        /// Block index.
+        block: usize,
+        /// Which layer of the block (`conv`, `conv1`, `conv2`, `shortcut`, `linear`).
+        layer: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
 }

@@ -5,8 +5,11 @@
 //! layers ([`prunable_layers`]; the rule is in [`layers`]) together with the input channels
 //! that read them, so the pruned network has a smaller spec and really runs faster. Ratios
 //! ([`PruneRatios`]) are the fraction of filters removed per layer, validated against the
-//! spec once. [`magnitude_mask`] zeroes weights without changing shapes; [`flops`] costs a
-//! spec block by block.
+//! spec once. [`prune_with_recovery`] prunes and then repairs the network without training, on
+//! a [`Calibration`] set of training images: batch-norm re-estimation and least-squares
+//! reconstruction of the layers that lost input channels ([`PruneRecovery`]).
+//! [`magnitude_mask`] zeroes weights without changing shapes; [`flops`] costs a spec block by
+//! block.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -36,6 +39,7 @@
 
 #![warn(missing_docs)]
 
+mod calibrate;
 mod check;
 mod cost;
 mod error;
@@ -43,8 +47,11 @@ pub mod layers;
 mod mask;
 mod prune;
 mod ratios;
+pub mod reconstruct;
+mod recover;
 mod tensors;
 
+pub use calibrate::Calibration;
 pub use check::check_weights;
 pub use cost::{BlockCost, flops};
 pub use error::SparsityError;
@@ -52,6 +59,7 @@ pub use layers::{PrunableKind, PrunableLayer, prunable_layers};
 pub use mask::{LayerSparsity, MaskLayer, MaskReport, MaskSparsity, magnitude_mask, mask_layers};
 pub use prune::{prune, prune_spec};
 pub use ratios::{PruneRatios, kept_channels};
+pub use recover::{PruneRecovery, prune_with_recovery};
 
 #[doc(no_inline)]
 pub use coinfer_split::Network;

@@ -86,6 +86,22 @@ fn pruned_spec(spec: &NetSpec, layers: &[ResolvedLayer]) -> NetSpec {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn prune(network: &Network, ratios: &PruneRatios) -> Result<Network, SparsityError> {
+    Ok(prune_keeping(network, ratios)?.0)
+}
+
+/// What [`prune_keeping`] kept, per block (`None` where nothing was removed).
+pub(crate) struct Kept {
+    /// Kept output filters of the block's prunable layer, ascending.
+    pub out: Vec<Option<Vec<usize>>>,
+    /// Kept inputs of the block's consumer layers (channels, or rows of a linear layer).
+    pub input: Vec<Option<Vec<usize>>>,
+}
+
+/// [`prune`], also returning what was kept.
+pub(crate) fn prune_keeping(
+    network: &Network,
+    ratios: &PruneRatios,
+) -> Result<(Network, Kept), SparsityError> {
     let spec = network.spec();
     let layers = ratios.resolve_layers(spec)?;
     check_weights(network)?;
@@ -133,12 +149,19 @@ pub fn prune(network: &Network, ratios: &PruneRatios) -> Result<Network, Sparsit
         .zip(out_keep.iter().zip(&in_keep))
         .map(|(block, (out, input))| prune_block(block, out.as_deref(), input.as_deref()))
         .collect();
-    Ok(Network::from_parts(
+    let pruned = Network::from_parts(
         pruned_spec(spec, &layers),
         NetModule {
             blocks: pruned_blocks,
         },
-    )?)
+    )?;
+    Ok((
+        pruned,
+        Kept {
+            out: out_keep,
+            input: in_keep,
+        },
+    ))
 }
 
 /// Indices of the `kept` filters of `conv` with the largest L1 norms, ascending.

@@ -9,6 +9,14 @@ use serde::{Deserialize, Serialize};
 use crate::AutomlError;
 use crate::codecs::{CheckedCodecSetup, CodecSetup};
 use crate::finetune::FineTuneConfig;
+use coinfer_sparsity::PruneRecovery;
+
+/// Default number of validation images every plan is scored on: enough that a one-point
+/// tolerance is not decided by noise (a plan that loses 0.5 point with 15 disagreements on
+/// 1,000 images has a standard error of 0.39 point; on 500 images, 0.55).
+pub const DEFAULT_VALIDATION_IMAGES: usize = 1000;
+/// Default number of calibration images of pruning recovery.
+pub const DEFAULT_CALIBRATION_IMAGES: usize = 256;
 
 /// Every setting of a search, with defaults that follow AMC and the reference paper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +36,11 @@ pub struct SearchConfig {
     pub finetune: FineTuneConfig,
     /// Seed of the validation split (the agent has its own in `ddpg.seed`).
     pub seed: u64,
+    /// How every pruned plan is repaired before it is scored (least-squares reconstruction of
+    /// the layers that lost inputs + batch-norm re-estimation, by default).
+    pub recovery: PruneRecovery,
+    /// Training images (never validation or test ones) that recovery fits on.
+    pub calibration_images: usize,
 }
 
 impl Default for SearchConfig {
@@ -39,10 +52,12 @@ impl Default for SearchConfig {
                 ..DdpgConfig::default()
             },
             max_prune: 0.8,
-            validation_images: 500,
+            validation_images: DEFAULT_VALIDATION_IMAGES,
             codecs: CodecSetup::default(),
             finetune: FineTuneConfig::default(),
             seed: 17,
+            recovery: PruneRecovery::default(),
+            calibration_images: DEFAULT_CALIBRATION_IMAGES,
         }
     }
 }
@@ -112,6 +127,15 @@ impl SearchConfig {
             return Err(AutomlError::InvalidConfig {
                 field: "max_prune",
                 reason: format!("must be in [0, 1), got {}", self.max_prune),
+            });
+        }
+        if self.recovery != PruneRecovery::None && self.calibration_images == 0 {
+            return Err(AutomlError::InvalidConfig {
+                field: "calibration_images",
+                reason: format!(
+                    "recovery `{}` fits on calibration images: at least 1",
+                    self.recovery
+                ),
             });
         }
         let finetune = &self.finetune;

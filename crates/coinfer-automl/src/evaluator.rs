@@ -7,7 +7,9 @@ use burn::prelude::*;
 use coinfer_codec::{AutoencoderCodec, CodecId, FeatureCodec, SharedCodec};
 use coinfer_data::{ImageDataset, Normalization};
 use coinfer_profile::{Breakdown, CodecCompute, LatencyModel, PlanCost};
-use coinfer_sparsity::{PruneRatios, prune, prune_spec};
+use coinfer_sparsity::{
+    Calibration, PruneRatios, PruneRecovery, prune, prune_spec, prune_with_recovery,
+};
 use coinfer_split::{NetSpec, Network};
 use serde::{Deserialize, Serialize};
 
@@ -326,6 +328,8 @@ pub struct PlanEvaluator {
     latency: LatencyModel,
     validation: ValidationSet,
     backbone_correct: Vec<bool>,
+    recovery: PruneRecovery,
+    calibration: Option<Calibration>,
     cache: HashMap<PlanKey, Evaluation>,
     order: Vec<PlanKey>,
     lookups: usize,
@@ -352,11 +356,30 @@ impl PlanEvaluator {
             latency,
             validation,
             backbone_correct,
+            recovery: PruneRecovery::None,
+            calibration: None,
             cache: HashMap::new(),
             order: Vec::new(),
             lookups: 0,
             session: HashSet::new(),
         })
+    }
+
+    /// Repairs every pruned plan with `recovery` fitted on `calibration` (made from training
+    /// images for this evaluator's backbone) before it is scored. Without it, plans are scored
+    /// as pruned ([`PruneRecovery::None`]).
+    pub fn with_recovery(mut self, recovery: PruneRecovery, calibration: Calibration) -> Self {
+        self.recovery = recovery;
+        self.calibration = Some(calibration);
+        self
+    }
+
+    /// How pruned plans are repaired before they are scored.
+    pub fn recovery(&self) -> PruneRecovery {
+        match self.calibration {
+            Some(_) => self.recovery,
+            None => PruneRecovery::None,
+        }
     }
 
     /// The search space.
@@ -513,7 +536,12 @@ impl PlanEvaluator {
         if matches!(&ratios, PruneRatios::ByBlock(m) if m.is_empty()) {
             return Ok(self.backbone.clone());
         }
-        Ok(prune(&self.backbone, &ratios)?.valid())
+        Ok(match &self.calibration {
+            Some(calibration) => {
+                prune_with_recovery(&self.backbone, &ratios, self.recovery, calibration)?.valid()
+            }
+            None => prune(&self.backbone, &ratios)?.valid(),
+        })
     }
 
     /// The pruned spec of a decision (cheap: no weights).

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use coinfer_codec::{AutoencoderCodec, CodecId, SharedCodec, fixed_codec};
 use coinfer_data::Normalization;
 use coinfer_profile::Breakdown;
+use coinfer_sparsity::PruneRecovery;
 use coinfer_split::Network;
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +63,10 @@ pub struct SplitPlan {
     pub normalization: Normalization,
     /// The exported weights, once the plan is deployed to a folder.
     pub artifacts: Option<PlanArtifacts>,
+    /// How the pruned device layers were repaired when the plan was scored (plans written
+    /// before recovery existed were scored without: `none`).
+    #[serde(default = "recovery_before_it_existed")]
+    pub recovery: PruneRecovery,
 }
 
 /// A plan's parts, loaded and checked, ready to serve.
@@ -204,6 +209,7 @@ mod tests {
                 std: vec![0.25],
             },
             artifacts: None,
+            recovery: PruneRecovery::Reconstruct,
         }
     }
 
@@ -245,4 +251,8 @@ mod tests {
         let back: SplitPlan = serde_json::from_str(&json).unwrap();
         assert_eq!(back.codec, codec);
     }
+}
+
+fn recovery_before_it_existed() -> PruneRecovery {
+    PruneRecovery::None
 }

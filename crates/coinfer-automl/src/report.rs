@@ -232,6 +232,7 @@ impl SearchReport {
                 .collect::<Vec<_>>(),
             p.kept_channels
         );
+        let _ = writeln!(md, "| pruning recovery (when scored) | {} |", p.recovery);
         let _ = writeln!(md, "| codec | {} |", p.codec);
         let _ = writeln!(
             md,

@@ -10,11 +10,14 @@ use coinfer_codec::SharedCodec;
 use coinfer_data::ImageDataset;
 use coinfer_split::train::evaluate_with;
 
+use coinfer_sparsity::{Calibration, PruneRecovery};
+
 use crate::AutomlError;
 use crate::baselines::{Baseline, BaselineResult, BaselineSettings};
 use crate::builder::CoInference;
 use crate::checkpoint::{AGENT_DIR, resume, save_records};
 use crate::codecs::{CodecProgress, build_codecs};
+use crate::config::CheckedSearchConfig;
 use crate::config::split_validation;
 use crate::env::{CoInferenceEnv, EpisodeRecord};
 use crate::evaluator::{PlanEvaluator, ValidationSet};
@@ -22,9 +25,8 @@ use crate::finetune::fine_tune;
 use crate::plan::{PlanArtifacts, SplitPlan};
 use crate::report::{PhaseTimes, SearchReport};
 use crate::reward::Reward;
-use crate::config::CheckedSearchConfig;
-use burn::prelude::Device;
 use crate::space::{Decision, SearchSpace};
+use burn::prelude::Device;
 
 impl CoInference {
     /// Builds the codec families (training the autoencoders) and the plan evaluator.
@@ -60,13 +62,17 @@ impl CoInference {
             })
         })?;
         let validation = ValidationSet::new(&validation, &self.norm, 250, &self.backend)?;
-        let evaluator = PlanEvaluator::new(
+        let mut evaluator = PlanEvaluator::new(
             self.model.clone(),
             space,
             bank,
             self.latency.clone(),
             validation,
         )?;
+        if self.config.recovery != PruneRecovery::None {
+            let calibration = self.calibration(&train)?;
+            evaluator = evaluator.with_recovery(self.config.recovery, calibration);
+        }
         Ok(SearchSession {
             search: self,
             evaluator,
@@ -76,6 +82,20 @@ impl CoInference {
                 ..PhaseTimes::default()
             },
         })
+    }
+
+    /// The calibration set of pruning recovery: a class-balanced sample of the training
+    /// part (never the validation or test images), normalised as the network's inputs.
+    fn calibration(&self, train: &ImageDataset) -> Result<Calibration, AutomlError> {
+        let classes = train.num_classes().max(1);
+        // Small training sets cap the sample at their rarest class.
+        let rarest = train.class_counts().into_iter().min().unwrap_or(0);
+        let per_class = self.config.calibration_images.div_ceil(classes).min(rarest);
+        let sample = train.class_balanced_subset(per_class, self.config.seed)?;
+        let n = sample.len().min(self.config.calibration_images);
+        let indices: Vec<usize> = (0..n).collect();
+        let (images, _) = sample.batch(&indices, &self.norm, &self.backend)?;
+        Ok(Calibration::new(&self.model.valid(), images)?)
     }
 
     fn validation_split(&self) -> Result<(ImageDataset, ImageDataset), AutomlError> {
@@ -342,6 +362,7 @@ impl SearchSession<'_> {
             profiles: search.names.clone(),
             normalization: search.norm.clone(),
             artifacts: None,
+            recovery: self.evaluator.recovery(),
         };
         if let Some(out) = out {
             std::fs::create_dir_all(out).map_err(AutomlError::io(out))?;

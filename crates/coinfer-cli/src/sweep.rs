@@ -18,7 +18,8 @@ type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 pub struct SweepArgs {
     #[command(flatten)]
     search: SearchArgs,
-    /// Link rates of the grid, kbit/s (default: 10 log-spaced values, 10 kbit/s to 100 Mbit/s).
+    /// Link rates of the grid, kbit/s (default: 9 values, two per decade, 10 kbit/s to
+    /// 100 Mbit/s).
     #[arg(long, value_delimiter = ',')]
     rates_kbps: Vec<f64>,
     /// Device throughputs of the grid, GFLOP/s.
@@ -28,7 +29,7 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',', default_value = "0,10,30")]
     rtts_ms: Vec<f64>,
     /// Agent episodes at every grid point.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 40)]
     episodes_per_point: usize,
     /// Where to write sweep.json, sweep.md and the plots (default: results/<run>/).
     #[arg(long)]

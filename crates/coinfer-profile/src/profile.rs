@@ -127,9 +127,7 @@ impl ComputeProfile {
                     });
                 }
                 tables.iter().enumerate().try_for_each(|(i, table)| {
-                    table
-                        .check()
-                        .map_err(|e| e.within(&format!("tables[{i}]")))
+                    table.check().map_err(|e| e.within(&format!("tables[{i}]")))
                 })
             }
         }

@@ -43,6 +43,7 @@
 //! (truncated-normal exploration), [`baseline`] (moving-average reward baseline), [`checkpoint`]
 //! (save/resume), [`error`].
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod baseline;
 pub mod checkpoint;

@@ -38,6 +38,7 @@
 //! burn backends.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod autoencoder;
 pub mod codec;

@@ -43,6 +43,7 @@
 //! - `wgpu`: GPU through wgpu (long build).
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod cost;
 mod error;

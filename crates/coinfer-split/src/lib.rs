@@ -27,6 +27,7 @@
 //! - `wgpu`: GPU through wgpu, `Device::wgpu(..)` (long build; not built by CI's tests).
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod error;
 pub mod model;

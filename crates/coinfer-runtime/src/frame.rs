@@ -40,7 +40,6 @@
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 
-use coinfer_codec::wire::WORD_SHAPE_BITS;
 use coinfer_codec::{CodecId, CodecWire};
 
 use crate::error::{ErrorCode, RuntimeError};
@@ -295,7 +294,7 @@ pub fn codec_from_wire(
         value: format!("word {word:#06x}, ratio {ratio}"),
         reason,
     };
-    if version == PROTOCOL_VERSION_1 && word & WORD_SHAPE_BITS != 0 {
+    if version == PROTOCOL_VERSION_1 && word & CodecWire::WORD_SHAPE_BITS != 0 {
         return Err(bad("reserved bits of a version-1 codec word are set"));
     }
     CodecWire::from_word(word, ratio)

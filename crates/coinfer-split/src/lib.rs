@@ -32,7 +32,7 @@
 mod error;
 pub mod model;
 mod network;
-pub mod spec;
+mod spec;
 pub mod train;
 pub mod zoo;
 

@@ -848,11 +848,11 @@ mod tests {
             },
             CodecId::autoencoder(16, 4),
             CodecId::Autoencoder {
-                ratio: 4,
-                bits: 2,
+                ratio: 300,
+                bits: 7,
                 entropy: true,
-                kernel: 3,
-                stride: 2,
+                kernel: 15,
+                stride: 8,
             },
         ] {
             let (word, ratio) = codec_to_wire(codec).unwrap();

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use coinfer_codec::{Autoencoder, AutoencoderCodec, CodecId, QuantCodec};
+use coinfer_codec::{Autoencoder, AutoencoderCodec, CodecId, fixed_codec};
 use coinfer_data::{Batches, ImageDataset, Normalization};
 use coinfer_split::{NetModule, Network};
 use serde::{Deserialize, Serialize};
@@ -108,13 +108,7 @@ pub fn fine_tune(
             let feature = side.half.forward_features(images);
             let received = match (&side.autoencoder, codec) {
                 (Some(ae), _) => ae.forward(feature),
-                (
-                    None,
-                    CodecId::Quant {
-                        bits, per_channel, ..
-                    },
-                ) => QuantCodec::new(bits, per_channel)?.straight_through(feature),
-                (None, _) => feature,
+                (None, id) => fixed_codec(id)?.straight_through(feature),
             };
             let logits = edge.forward(received);
             let loss = loss_fn.forward(logits, labels);

@@ -25,10 +25,11 @@ use std::time::Instant;
 use burn::prelude::*;
 use coinfer_data::{ImageDataset, Normalization, embedded};
 use coinfer_sparsity::{
-    BlockCost, Calibration, PrunableKind, PruneRatios, PruneRecovery, flops, prunable_layers,
+    Calibration, PrunableKind, PruneRatios, PruneRecovery, prunable_layers,
     prune_spec, prune_with_recovery,
 };
-use coinfer_split::train::{TrainConfig, evaluate, train_classifier};
+use coinfer_profile::NetCost;
+use coinfer_split::train::{EVAL_BATCH_SIZE, TrainConfig, evaluate, train_classifier};
 use coinfer_split::{Network, zoo};
 
 /// Where `coinfer search` caches its default backbone.
@@ -160,7 +161,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let calibration_set = train_part.class_balanced_subset(args.calibration / 10, SEED)?;
     let indices: Vec<usize> = (0..calibration_set.len()).collect();
     let calibration = Calibration::new(&net, calibration_set.batch(&indices, &norm, &device)?.0)?;
-    let dense_accuracy = evaluate(&net, &data.test, &norm, 250, &device)?;
+    let dense_accuracy = evaluate(&net, &data.test, &norm, EVAL_BATCH_SIZE, &device)?;
     let layers = prunable_layers(net.spec())?;
     eprintln!(
         "{}: dense test accuracy {:.2}% on {} images; {} calibration images; prunable layers {:?}",
@@ -194,7 +195,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let pruned = prune_with_recovery(&net, &ratios_of(ratio), recovery, &calibration)?;
                 let recovery_ms = start.elapsed().as_secs_f64() * 1e3;
                 let recovery_cpu_ms = cpu_start.zip(cpu_seconds()).map(|(a, b)| (b - a) * 1e3);
-                let accuracy = evaluate(&pruned, &data.test, &norm, 250, &device)?;
+                let accuracy = evaluate(&pruned, &data.test, &norm, EVAL_BATCH_SIZE, &device)?;
                 eprintln!(
                     "[{}/{total}] {layer} {ratio:.1} {recovery}: {:.1}% ({recovery_ms:.0} ms)",
                     points.len() + 1,
@@ -266,7 +267,7 @@ fn print_tables(
                 },
             )
     };
-    let dense_cost: BlockCost = flops(net.spec())?.into_iter().sum();
+    let dense_cost = NetCost::of(net.spec())?.totals();
     println!(
         "Uniform pruning; dense test accuracy {:.1}%; cells: test accuracy (points vs dense).\n",
         100.0 * dense
@@ -274,9 +275,7 @@ fn print_tables(
     println!("| ratio | MACs | params | none | bn | reconstruct |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for ratio in RATIOS {
-        let cost: BlockCost = flops(&prune_spec(net.spec(), &PruneRatios::Uniform(ratio))?)?
-            .into_iter()
-            .sum();
+        let cost = NetCost::of(&prune_spec(net.spec(), &PruneRatios::Uniform(ratio))?)?.totals();
         println!(
             "| {ratio:.1} | {:.1}% | {:.1}% | {} | {} | {} |",
             100.0 * cost.macs as f64 / dense_cost.macs as f64,

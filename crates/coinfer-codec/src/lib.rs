@@ -60,4 +60,6 @@ pub use float32::Float32Codec;
 pub use payload::{MAX_FEATURE_ELEMENTS, Payload, PayloadHeader, read_header};
 pub use quant_codec::QuantCodec;
 pub use quantize::{QuantRange, Quantized};
-pub use train::{EpochReport, TrainOptions, TrainedAutoencoder, train_autoencoder};
+pub use train::{
+    EpochReport, TrainBatch, TrainOptions, TrainedAutoencoder, distillation_loss, train_autoencoder,
+};

@@ -11,7 +11,7 @@ use crate::error::AgentError;
 /// The defaults are AMC's (He et al., ECCV 2018): actor and critic with two hidden layers of 300
 /// units, learning rates 1e-4 / 1e-3, τ = 0.01, batch 64, 100 warm-up episodes, truncated-normal
 /// exploration with σ0 = 0.5 decaying ×0.95 per episode, discount 1. Missing fields in JSON take
-/// their default. [`DdpgConfig::validate`] names the first bad field; [`crate::Ddpg::new`] calls it.
+/// their default. [`DdpgConfig::check`] names the first bad field; [`crate::Ddpg::new`] calls it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DdpgConfig {
@@ -148,7 +148,7 @@ fn check(
 impl DdpgConfig {
     /// Returns `Ok(())` when every field is usable, otherwise the first bad field (in declaration
     /// order) as [`AgentError::InvalidConfig`].
-    pub fn validate(&self) -> Result<(), AgentError> {
+    pub fn check(&self) -> Result<(), AgentError> {
         use ConfigField as F;
         check(
             !self.hidden.is_empty() && self.hidden.iter().all(|&w| w > 0),
@@ -232,7 +232,7 @@ mod tests {
     use super::*;
 
     fn rejected_field(config: DdpgConfig) -> ConfigField {
-        match config.validate() {
+        match config.check() {
             Err(AgentError::InvalidConfig { field, .. }) => field,
             other => panic!("expected InvalidConfig, got {other:?}"),
         }
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn defaults_are_amc_and_valid() {
         let config = DdpgConfig::default();
-        assert!(config.validate().is_ok());
+        assert!(config.check().is_ok());
         assert_eq!(config.hidden, vec![300, 300]);
         assert_eq!(
             (config.actor_lr, config.critic_lr, config.tau),
@@ -288,7 +288,7 @@ mod tests {
             tau: 2.0,
             ..DdpgConfig::default()
         };
-        let message = config.validate().unwrap_err().to_string();
+        let message = config.check().unwrap_err().to_string();
         assert!(message.contains("DdpgConfig.tau = 2.0"), "{message}");
     }
 

@@ -203,7 +203,7 @@ impl Ddpg {
     /// draws from one ChaCha8 generator seeded with `config.seed`, so the same seed on the same
     /// backend replays the same search.
     pub fn new(config: DdpgConfig, state_dim: usize, device: &Device) -> Result<Self, AgentError> {
-        config.validate()?;
+        config.check()?;
         if state_dim == 0 {
             return Err(AgentError::EmptyState);
         }

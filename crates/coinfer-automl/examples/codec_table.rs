@@ -7,17 +7,25 @@
 //!
 //! ```text
 //! cargo run --release -p coinfer-automl --example codec_table -- [--json] [--finetune]
-//!     [--splits 1,2] [--backbone path.cfnet] [--ae-epochs 5] [--ft-epochs 1,2,2]
-//!     [--channel-ratios 2,4,8,16] [--spatial-ratios 4,8,16] [--spatial-bits 2,4]
+//!     [--splits 1,2] [--only 1,2] [--backbone path.cfnet] [--ae-epochs 3] [--train-images 3000]
+//!     [--ft-epochs 1,1,1] [--channel-ratios 4,16] [--spatial-ratios 8,16] [--train-bits 4]
+//!     [--bits 2,4]
 //! ```
-//! Without `--backbone` it loads the backbone `coinfer search` caches
+//! `--only` restricts the table to some split points (default: all). Without `--backbone` it loads the backbone `coinfer search` caches
 //! (`results/cache/resnet-mini-fashion-mnist-subset-e8-s1-v500.cfnet`), training and saving
 //! it first when it is missing, exactly as the search does (8 epochs, seed 1, the 500
-//! validation images held out). Autoencoders and fine-tuning use the remaining training
-//! images only; accuracies are on the 1,000 test images.
+//! validation images held out). Autoencoders and fine-tuning use a prefix of the remaining
+//! training images only (`--train-images`); accuracies are on the 1,000 test images.
+//!
+//! Families: float32, per-tensor 2/4/8-bit and per-channel 4-bit quantizers; channel
+//! autoencoders (1×1 conv, `r` of `--channel-ratios`) and spatial ones (3×3 stride-2 conv +
+//! batch norm, upsample + 3×3 conv + batch norm, `r` of `--spatial-ratios`), each trained once
+//! at `--train-bits` (or at each offered width with `--train-bits each`; straight-through, cross-entropy + distillation from the backbone +
+//! 0.1 × reconstruction MSE) and offered at every width of `--bits`, entropy coded where that
+//! is smaller. Float32 is never fine-tuned (lossless).
 //!
 //! `--json` prints one object per codec and split on stdout:
-//! `{"split":1,"codec":"sae-r8-b4-s2-k3-ec","family":"spatial","bits_per_sample":912,
+//! `{"split":1,"codec":"ae-r8-b3-k3-s2-ec","family":"spatial","bits_per_sample":912,
 //! "test_accuracy":0.84,"finetuned_test_accuracy":0.86,"backbone_test_accuracy":0.865, ...}`
 //! (`finetuned_test_accuracy` is `null` where no fine-tuning ran); without it, a Markdown
 //! table per split. Progress goes to stderr.
@@ -30,7 +38,9 @@ use burn::prelude::*;
 use coinfer_automl::codecs::train_split_autoencoder;
 use coinfer_automl::finetune::{ThreeStepConfig, fine_tune_three_steps, plan_accuracy};
 use coinfer_automl::search::split_validation;
-use coinfer_codec::{AutoencoderCodec, AutoencoderConfig, CodecId, FeatureCodec, fixed_codec};
+use coinfer_codec::{
+    AutoencoderCodec, AutoencoderConfig, CodecId, FeatureCodec, TrainOptions, fixed_codec,
+};
 use coinfer_data::{ImageDataset, Normalization, TrainTest, embedded};
 use coinfer_split::train::{TrainConfig, evaluate, train_classifier};
 use coinfer_split::{Network, zoo};
@@ -48,13 +58,17 @@ struct Args {
     json: bool,
     finetune: bool,
     splits: Vec<usize>,
+    only: Option<Vec<usize>>,
     backbone: Option<PathBuf>,
     ae_epochs: usize,
+    spatial_lr: f64,
+    train_images: usize,
     ft_epochs: [usize; 3],
     channel_ratios: Vec<usize>,
-    channel_bits: Vec<u8>,
     spatial_ratios: Vec<usize>,
-    spatial_bits: Vec<u8>,
+    /// `None`: one training per offered width.
+    train_bits: Option<u8>,
+    bits: Vec<u8>,
 }
 
 fn list<T: std::str::FromStr>(text: &str) -> Result<Vec<T>>
@@ -72,13 +86,16 @@ fn parse_args() -> Result<Args> {
         json: false,
         finetune: false,
         splits: vec![1],
+        only: None,
         backbone: None,
-        ae_epochs: 5,
-        ft_epochs: [1, 2, 2],
-        channel_ratios: vec![2, 4, 8, 16],
-        channel_bits: vec![2, 4],
-        spatial_ratios: vec![4, 8, 16],
-        spatial_bits: vec![2, 4],
+        ae_epochs: 3,
+        spatial_lr: 3e-3,
+        train_images: 3000,
+        ft_epochs: [1, 1, 1],
+        channel_ratios: vec![4, 16],
+        spatial_ratios: vec![8, 16],
+        train_bits: Some(4),
+        bits: vec![2, 4],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -87,18 +104,26 @@ fn parse_args() -> Result<Args> {
             "--json" => args.json = true,
             "--finetune" => args.finetune = true,
             "--splits" => args.splits = list(&value()?)?,
+            "--only" => args.only = Some(list(&value()?)?),
             "--backbone" => args.backbone = Some(PathBuf::from(value()?)),
             "--ae-epochs" => args.ae_epochs = value()?.parse()?,
+            "--spatial-lr" => args.spatial_lr = value()?.parse()?,
             "--ft-epochs" => {
                 let epochs: Vec<usize> = list(&value()?)?;
                 args.ft_epochs = epochs
                     .try_into()
                     .map_err(|_| "--ft-epochs takes three numbers")?;
             }
+            "--train-images" => args.train_images = value()?.parse()?,
             "--channel-ratios" => args.channel_ratios = list(&value()?)?,
-            "--channel-bits" => args.channel_bits = list(&value()?)?,
             "--spatial-ratios" => args.spatial_ratios = list(&value()?)?,
-            "--spatial-bits" => args.spatial_bits = list(&value()?)?,
+            "--train-bits" => {
+                args.train_bits = match value()?.as_str() {
+                    "each" => None,
+                    v => Some(v.parse()?),
+                }
+            }
+            "--bits" => args.bits = list(&value()?)?,
             other => return Err(format!("unknown argument `{other}`").into()),
         }
     }
@@ -174,17 +199,6 @@ fn measured_bits(
     Ok(total as f64 / indices.len() as f64)
 }
 
-fn ae_name(config: &AutoencoderConfig) -> String {
-    let mut name = format!("ae-r{}-b{}", config.ratio, config.bits);
-    if config.stride > 1 || config.batch_norm {
-        name = format!("s{name}-s{}-k{}", config.stride, config.kernel);
-    }
-    if config.entropy {
-        name.push_str("-ec");
-    }
-    name
-}
-
 fn main() -> Result<()> {
     let args = parse_args()?;
     let start = Instant::now();
@@ -193,6 +207,7 @@ fn main() -> Result<()> {
     let norm = Normalization::fit(&data.train);
     let backbone = backbone(args.backbone.as_deref(), &data, &device)?.valid();
     let (train, _) = split_validation(&data.train, VALIDATION_IMAGES, SEED)?;
+    let train = train.take(args.train_images.min(train.len()));
     let backbone_accuracy = evaluate(&backbone, &data.test, &norm, 250, &device)?;
     eprintln!(
         "backbone test accuracy {:.2}% ({} training images for the codecs)",
@@ -204,6 +219,7 @@ fn main() -> Result<()> {
         .spec()
         .split_points()
         .filter(|&s| !shapes[s].flat)
+        .filter(|s| args.only.as_ref().is_none_or(|only| only.contains(s)))
         .collect();
     let finetune_splits: BTreeSet<usize> = if args.finetune {
         args.splits.iter().copied().collect()
@@ -225,7 +241,6 @@ fn main() -> Result<()> {
             CodecId::quant(2, false),
             CodecId::quant(4, false),
             CodecId::quant(8, false),
-            CodecId::quant(2, true),
             CodecId::quant(4, true),
         ] {
             members.push(Member {
@@ -236,33 +251,42 @@ fn main() -> Result<()> {
                 train_seconds: None,
             });
         }
-        let channel = args.channel_ratios.iter().flat_map(|&r| {
-            args.channel_bits.iter().map(move |&b| {
-                AutoencoderConfig::new(c, r)
-                    .with_bits(b)
-                    .with_kernel(1)
-                    .with_entropy(true)
-            })
+        let channel = args.channel_ratios.iter().map(|&r| {
+            AutoencoderConfig::new(c, r)
+                .with_kernel(1)
+                .with_entropy(true)
         });
-        let spatial = args.spatial_ratios.iter().flat_map(|&r| {
-            args.spatial_bits.iter().map(move |&b| {
-                AutoencoderConfig::new(c, r)
-                    .with_bits(b)
-                    .with_kernel(3)
-                    .with_stride(2)
-                    .with_batch_norm(true)
-                    .with_entropy(true)
-            })
+        let spatial = args.spatial_ratios.iter().map(|&r| {
+            AutoencoderConfig::new(c, r)
+                .with_kernel(3)
+                .with_stride(2)
+                .with_batch_norm(true)
+                .with_entropy(true)
         });
-        for config in channel.chain(spatial) {
+        let trainings: Vec<(AutoencoderConfig, Vec<u8>)> = channel
+            .chain(spatial)
+            .flat_map(|config| match args.train_bits {
+                Some(bits) => vec![(config.with_bits(bits), args.bits.clone())],
+                None => args
+                    .bits
+                    .iter()
+                    .map(|&b| (config.clone().with_bits(b), vec![b]))
+                    .collect(),
+            })
+            .collect();
+        for (config, offered) in trainings {
             let family = if config.stride > 1 {
                 "spatial"
             } else {
                 "channel"
             };
-            let options = coinfer_codec::TrainOptions::new()
+            let options = TrainOptions::new()
                 .with_epochs(args.ae_epochs)
-                .with_lr(if family == "spatial" { 3e-3 } else { 1e-2 })
+                .with_lr(if family == "spatial" {
+                    args.spatial_lr
+                } else {
+                    1e-2
+                })
                 .with_recon_weight(0.1)
                 .with_distill_weight(0.5)
                 .with_seed(config.ratio as u64 * 1000 + split as u64);
@@ -279,19 +303,26 @@ fn main() -> Result<()> {
                 &mut |_| {},
             )?;
             let seconds = begin.elapsed().as_secs_f64();
-            let name = ae_name(&config);
             eprintln!(
-                "split {split}: trained {name} in {seconds:.1} s (train accuracy {:.1}%; {:.0} s total)",
+                "split {split}: trained {} in {seconds:.1} s (train accuracy {:.1}%; {:.0} s total)",
+                config.codec_id(),
                 100.0 * trained.history.last().map_or(0.0, |r| r.accuracy),
                 start.elapsed().as_secs_f64()
             );
-            members.push(Member {
-                name,
-                family,
-                codec: Box::new(trained.codec.clone()),
-                autoencoder: Some(trained.codec),
-                train_seconds: Some(seconds),
-            });
+            // One set of weights serves every offered bit width (as in the search).
+            for &bits in &offered {
+                let codec = AutoencoderCodec::new(
+                    config.clone().with_bits(bits),
+                    trained.codec.model().clone(),
+                )?;
+                members.push(Member {
+                    name: codec.id().to_string(),
+                    family,
+                    codec: Box::new(codec.clone()),
+                    autoencoder: Some(codec),
+                    train_seconds: Some(seconds),
+                });
+            }
         }
         let mut rows = Vec::new();
         for member in &members {
@@ -310,7 +341,9 @@ fn main() -> Result<()> {
                 &norm,
                 &device,
             )?;
-            let (finetuned, steps, ft_seconds) = if finetune_splits.contains(&split) {
+            // Float32 is lossless: there is nothing for fine-tuning to recover.
+            let tune = finetune_splits.contains(&split) && member.codec.id() != CodecId::Float32;
+            let (finetuned, steps, ft_seconds) = if tune {
                 let begin = Instant::now();
                 let name = member.name.clone();
                 let outcome = fine_tune_three_steps(

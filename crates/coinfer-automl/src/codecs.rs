@@ -3,8 +3,8 @@
 
 use burn::prelude::*;
 use coinfer_codec::{
-    AutoencoderCodec, AutoencoderConfig, CodecFamily, CodecId, EpochReport, TrainOptions,
-    TrainedAutoencoder, fixed_codec, train_autoencoder,
+    AutoencoderCodec, AutoencoderConfig, CodecFamily, CodecId, EpochReport, MAX_AE_KERNEL,
+    TrainOptions, TrainedAutoencoder, fixed_codec, train_autoencoder,
 };
 use coinfer_data::{Batches, ImageDataset, Normalization};
 use coinfer_split::Network;
@@ -44,6 +44,19 @@ pub struct CodecSetup {
     pub ae_batch_size: usize,
 }
 
+/// A [`CodecSetup`] checked by [`CodecSetup::check`] (the only way to make one); reads as a
+/// `CodecSetup`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedCodecSetup(CodecSetup);
+
+impl std::ops::Deref for CheckedCodecSetup {
+    type Target = CodecSetup;
+
+    fn deref(&self) -> &CodecSetup {
+        &self.0
+    }
+}
+
 impl Default for CodecSetup {
     fn default() -> Self {
         CodecSetup {
@@ -72,8 +85,11 @@ impl CodecSetup {
         }
     }
 
-    /// Checks every field.
-    pub fn validate(&self) -> Result<(), AutomlError> {
+    /// Checks every field and returns the checked form [`build_codecs`] runs on.
+    ///
+    /// # Errors
+    /// [`AutomlError::InvalidConfig`] naming the first bad field (`codecs.ae_kernel`, ...).
+    pub fn check(self) -> Result<CheckedCodecSetup, AutomlError> {
         let bad =
             |field: &'static str, reason: String| Err(AutomlError::InvalidConfig { field, reason });
         let bits_ok = |b: &u8| (1..=8).contains(b);
@@ -104,16 +120,19 @@ impl CodecSetup {
             if self.ae_ratios.contains(&0) {
                 return bad("codecs.ae_ratios", "a ratio must be at least 1".into());
             }
-            if self.ae_epochs == 0 || self.ae_train_images == 0 || self.ae_batch_size == 0 {
-                return bad(
-                    "codecs.ae_epochs",
-                    "epochs, training images and batch size must be at least 1".into(),
-                );
+            for (field, value) in [
+                ("codecs.ae_epochs", self.ae_epochs),
+                ("codecs.ae_train_images", self.ae_train_images),
+                ("codecs.ae_batch_size", self.ae_batch_size),
+            ] {
+                if value == 0 {
+                    return bad(field, "must be at least 1".into());
+                }
             }
-            if self.ae_kernel.is_multiple_of(2) {
+            if self.ae_kernel.is_multiple_of(2) || self.ae_kernel > usize::from(MAX_AE_KERNEL) {
                 return bad(
                     "codecs.ae_kernel",
-                    format!("{} must be odd", self.ae_kernel),
+                    format!("{} must be odd and at most {MAX_AE_KERNEL}", self.ae_kernel),
                 );
             }
             if !(self.ae_lr.is_finite() && self.ae_lr > 0.0) {
@@ -126,7 +145,7 @@ impl CodecSetup {
                 "the raw input needs float32 or a quantizer".into(),
             );
         }
-        Ok(())
+        Ok(CheckedCodecSetup(self))
     }
 
     fn fixed_ids(&self, at_input: bool) -> Vec<CodecId> {
@@ -170,11 +189,10 @@ pub fn build_codecs(
     splits: &[usize],
     train: &ImageDataset,
     norm: &Normalization,
-    setup: &CodecSetup,
+    setup: &CheckedCodecSetup,
     device: &Device,
     mut progress: impl FnMut(&CodecProgress),
 ) -> Result<(Vec<CodecFamily>, CodecBank), AutomlError> {
-    setup.validate()?;
     let shapes = backbone.spec().shapes()?;
     let subset = train.take(setup.ae_train_images.min(train.len()));
     let total = splits.iter().filter(|&&s| s > 0).count() * setup.ae_ratios.len();
@@ -238,7 +256,7 @@ pub fn build_codecs(
             (id.bits_per_sample(shape), id.to_string())
         });
         let family = CodecFamily::with_codecs(shape, codecs.iter().map(|c| c.codec().id()));
-        bank.push_candidate(shape, codecs, setup.ae_kernel);
+        bank.push_candidate(shape, codecs);
         families.push(family);
     }
     Ok((families, bank))

@@ -56,7 +56,7 @@ pub struct CoInferenceEnv<'a> {
 impl<'a> CoInferenceEnv<'a> {
     /// An environment over `evaluator`'s space, scoring plans with `reward`.
     pub fn new(evaluator: &'a mut PlanEvaluator, reward: Reward) -> Result<Self, AutomlError> {
-        reward.validate()?;
+        reward.check()?;
         let spec = evaluator.backbone().spec().clone();
         let cost = NetCost::of(&spec)?;
         let block_flops: Vec<u64> = cost.blocks.iter().map(|b| b.flops).collect();

@@ -22,7 +22,8 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use coinfer_codec::{
-    Autoencoder, AutoencoderCodec, CodecId, FeatureCodec, distillation_loss, fixed_codec,
+    Autoencoder, AutoencoderCodec, CodecId, FeatureCodec, QuantCodec, distillation_loss,
+    fixed_codec,
 };
 use coinfer_data::{Batches, ImageDataset, Normalization};
 use coinfer_split::train::evaluate_with;
@@ -214,33 +215,6 @@ struct Pass<'a> {
     seed: u64,
 }
 
-/// Quantize-dequantize with a straight-through gradient: what the edge sees from a uniform
-/// `bits`-bit quantizer, differentiable as the identity.
-fn fake_quant(x: Tensor<4>, bits: u8, per_channel: bool) -> Tensor<4> {
-    let levels = ((1u32 << bits) - 1) as f32;
-    let [b, c, h, w] = x.dims();
-    let (min, max) = if per_channel {
-        let flat = x.clone().detach().swap_dims(0, 1).reshape([c, b * h * w]);
-        (
-            flat.clone().min_dim(1).reshape([1, c, 1, 1]),
-            flat.max_dim(1).reshape([1, c, 1, 1]),
-        )
-    } else {
-        let d = x.clone().detach();
-        (
-            d.clone().min().reshape([1, 1, 1, 1]),
-            d.max().reshape([1, 1, 1, 1]),
-        )
-    };
-    let scale = (max - min.clone()).clamp_min(1e-12).div_scalar(levels);
-    let q = ((x.clone() - min.clone()) / scale.clone())
-        .round()
-        .clamp(0.0, levels)
-        * scale
-        + min;
-    x.clone() + (q - x).detach()
-}
-
 /// Trains the parts marked in `trained` (the others run as frozen inference copies) and
 /// returns the parts in inference mode plus the mean loss of the last epoch.
 fn train_parts(
@@ -302,7 +276,7 @@ fn train_parts(
                     CodecId::Quant {
                         bits, per_channel, ..
                     },
-                ) => fake_quant(feature, bits, per_channel),
+                ) => QuantCodec::new(bits, per_channel)?.straight_through(feature),
                 (None, None, _) => feature,
             };
             let logits = match (&learner.edge, &frozen.edge) {

@@ -33,14 +33,18 @@
 //! | re-export | crate | what |
 //! |---|---|---|
 //! | [`data`] | `coinfer-data` | IDX / CIFAR-10 readers, datasets, batching, the embedded subset |
-//! | [`split`] | `coinfer-split` | `NetSpec`, burn modules, device/edge split, training, model zoo, TCP runtime |
+//! | [`split`] | `coinfer-split` | `NetSpec`, burn modules, device/edge split, training, model zoo |
+//! | [`runtime`] | `coinfer-runtime` | the device ↔ edge TCP runtime: frames, edge server, device client, link shaping |
 //! | [`sparsity`] | `coinfer-sparsity` | L1 filter pruning, magnitude masks |
 //! | [`codec`] | `coinfer-codec` | quantizers, autoencoders, payloads |
 //! | [`profile`] | `coinfer-profile` | costs, measured timing, profiles, the latency model |
 //! | [`agent`] | `coinfer-agent` | DDPG and the `Environment` trait |
 //!
 //! The glue lives in [`space`], [`evaluator`], [`env`], [`reward`], [`codecs`],
-//! [`baselines`], [`finetune`], [`plan`] and [`search`].
+//! [`baselines`], [`finetune`] and [`plan`]; the search itself is a [`SearchConfig`]
+//! (`config.rs`), checked by the [`CoInferenceBuilder`] (`builder.rs`) into a [`CoInference`],
+//! prepared into a [`SearchSession`] (`session.rs`: DDPG, baselines, fine-tuning, export;
+//! checkpoints in `checkpoint.rs`) that writes a [`SearchReport`] (`report.rs`).
 //!
 //! # Features
 //! - `flex` (default): burn's CPU backend.
@@ -50,7 +54,10 @@
 #![warn(missing_docs)]
 
 pub mod baselines;
+mod builder;
+mod checkpoint;
 pub mod codecs;
+mod config;
 pub mod env;
 mod error;
 pub mod evaluator;
@@ -58,20 +65,22 @@ pub mod finetune;
 pub mod plan;
 pub mod report;
 pub mod reward;
-pub mod search;
+mod session;
 pub mod space;
 
+pub use builder::{CoInference, CoInferenceBuilder};
+pub use config::{CheckedSearchConfig, SearchConfig, split_validation};
 pub use error::AutomlError;
 pub use plan::{DeployedPlan, PlanArtifacts, SplitPlan};
+pub use report::{PhaseTimes, SearchReport};
 pub use reward::Reward;
-pub use search::{
-    CoInference, CoInferenceBuilder, SearchConfig, SearchReport, SearchSession, split_validation,
-};
+pub use session::{DdpgRun, SearchSession};
 
 pub use coinfer_agent as agent;
 pub use coinfer_codec as codec;
 pub use coinfer_data as data;
 pub use coinfer_profile as profile;
+pub use coinfer_runtime as runtime;
 pub use coinfer_sparsity as sparsity;
 pub use coinfer_split as split;
 

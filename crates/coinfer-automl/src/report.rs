@@ -5,9 +5,80 @@ use std::fmt::Write;
 use coinfer_profile::Breakdown;
 
 use crate::AutomlError;
+use crate::baselines::BaselineResult;
+use crate::env::EpisodeRecord;
 use crate::evaluator::{Evaluation, PlanEvaluator};
-use crate::search::SearchReport;
+use crate::plan::SplitPlan;
 use crate::space::Decision;
+use serde::{Deserialize, Serialize};
+
+/// What a search found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchReport {
+    /// The best plan (fine-tuned, with test accuracy).
+    pub plan: SplitPlan,
+    /// Every DDPG episode.
+    pub episodes: Vec<EpisodeRecord>,
+    /// Distinct plans the agent evaluated.
+    pub evaluations: usize,
+    /// Every distinct plan evaluated by anyone in the session (for the accuracy–latency
+    /// scatter).
+    pub evaluated: Vec<Evaluation>,
+    /// Baselines, when they were run.
+    pub baselines: Vec<BaselineResult>,
+    /// Validation accuracy of the unpruned backbone.
+    pub backbone_accuracy: f32,
+    /// Test accuracy of the unpruned backbone.
+    pub backbone_test_accuracy: f32,
+    /// Wall time of the session's phases (codecs, search, baselines, fine-tuning), seconds.
+    pub seconds: f64,
+    /// Wall time of every phase (absent in reports written before it was recorded).
+    #[serde(default)]
+    pub phases: PhaseTimes,
+}
+
+/// Wall time of each phase of a search, seconds. The session records codecs, search,
+/// baselines and fine-tuning; a caller that trains the backbone or profiles the machine
+/// (the CLI) records those two.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PhaseTimes {
+    /// Training the backbone (0 when it was loaded).
+    pub training_s: f64,
+    /// Profiling the blocks on this machine.
+    pub profiling_s: f64,
+    /// Training the codec families (autoencoders) and preparing the evaluator.
+    pub codecs_s: f64,
+    /// The DDPG episodes.
+    pub search_s: f64,
+    /// The baselines.
+    pub baselines_s: f64,
+    /// Fine-tuning, test accuracy and export of the chosen plan.
+    pub finetune_s: f64,
+}
+
+impl PhaseTimes {
+    /// Codecs + search + baselines + fine-tuning: what a [`crate::SearchSession`] measures.
+    pub fn session_s(&self) -> f64 {
+        self.codecs_s + self.search_s + self.baselines_s + self.finetune_s
+    }
+
+    /// Every phase.
+    pub fn total_s(&self) -> f64 {
+        self.training_s + self.profiling_s + self.session_s()
+    }
+
+    fn rows(&self) -> [(&'static str, f64); 6] {
+        [
+            ("training the backbone", self.training_s),
+            ("profiling", self.profiling_s),
+            ("codecs", self.codecs_s),
+            ("DDPG search", self.search_s),
+            ("baselines", self.baselines_s),
+            ("fine-tuning and export", self.finetune_s),
+        ]
+    }
+}
 
 fn ms(seconds: f64) -> String {
     format!("{:.3}", seconds * 1e3)
@@ -193,7 +264,14 @@ impl SearchReport {
                 b.evaluations
             );
         }
-        let _ = writeln!(md, "\nSearch wall time: {:.1} s.", self.seconds);
+        let _ = writeln!(
+            md,
+            "\n## Wall time per phase\n\n| phase | seconds |\n|---|---|"
+        );
+        for (phase, seconds) in self.phases.rows() {
+            let _ = writeln!(md, "| {phase} | {seconds:.1} |");
+        }
+        let _ = writeln!(md, "| total | {:.1} |", self.phases.total_s());
         md
     }
 }

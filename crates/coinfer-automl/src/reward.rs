@@ -25,7 +25,7 @@ pub enum Reward {
 
 impl Reward {
     /// Checks the parameters (a positive finite budget).
-    pub fn validate(&self) -> Result<(), AutomlError> {
+    pub fn check(&self) -> Result<(), AutomlError> {
         if let Reward::AccuracyUnderBudget { budget_s } = *self
             && !(budget_s.is_finite() && budget_s > 0.0)
         {
@@ -86,10 +86,10 @@ mod tests {
     fn non_positive_budget_is_rejected() {
         for budget_s in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             let err = Reward::AccuracyUnderBudget { budget_s }
-                .validate()
+                .check()
                 .unwrap_err();
             assert!(err.to_string().contains("reward.budget_s"), "{err}");
         }
-        Reward::ErrorLogLatency.validate().unwrap();
+        Reward::ErrorLogLatency.check().unwrap();
     }
 }

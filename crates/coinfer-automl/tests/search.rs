@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use burn::prelude::*;
 use coinfer_automl::agent::{DdpgConfig, Environment};
+use coinfer_automl::baselines::Baseline;
 use coinfer_automl::codecs::CodecSetup;
 use coinfer_automl::data::{Normalization, TrainTest, embedded};
 use coinfer_automl::env::{CoInferenceEnv, STATE_DIM};
@@ -223,7 +224,7 @@ fn an_interrupted_search_resumes_where_it_stopped() {
         assert_eq!(fresh, 3, "only the missing episodes run after a resume");
         run
     };
-    let rewards = |run: &coinfer_automl::search::DdpgRun| -> Vec<f32> {
+    let rewards = |run: &coinfer_automl::DdpgRun| -> Vec<f32> {
         run.records.iter().map(|r| r.reward).collect()
     };
     assert_eq!(rewards(&resumed), rewards(&uninterrupted));
@@ -272,6 +273,17 @@ fn a_short_search_produces_a_deployable_plan() {
     assert!(plan.test_accuracy.is_some_and(|a| (0.0..=1.0).contains(&a)));
     assert!(plan.predicted.total > 0.0);
     assert!(report.to_markdown().contains("Best plan"));
+    assert!(report.to_markdown().contains("Wall time per phase"));
+    assert_eq!(report.seconds, report.phases.session_s());
+    let kinds: Vec<Option<Baseline>> = report.baselines.iter().map(|b| b.kind()).collect();
+    assert_eq!(
+        kinds,
+        Baseline::ALL[..5]
+            .iter()
+            .copied()
+            .map(Some)
+            .collect::<Vec<_>>()
+    );
 
     // The exported plan loads back, and its halves + codec reproduce the in-process result.
     let device = Device::flex();

@@ -127,7 +127,7 @@ pub fn scatter(report: &SearchReport, path: &Path) -> PlotResult {
     for (i, b) in report
         .baselines
         .iter()
-        .filter(|b| !b.name.starts_with("random (seed") || b.name.ends_with("seed 0)"))
+        .filter(|b| b.plotted(&report.baselines))
         .enumerate()
     {
         let colour = Palette99::pick(i + 2).to_rgba();
@@ -163,7 +163,7 @@ pub fn breakdown(report: &SearchReport, path: &Path) -> PlotResult {
         report
             .baselines
             .iter()
-            .filter(|b| !b.name.starts_with("random"))
+            .filter(|b| b.single_run())
             .map(|b| (b.name.clone(), b.best.latency)),
     );
     // Room on the right for the legend.

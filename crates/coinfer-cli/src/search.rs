@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 use clap::Args;
+use coinfer_automl::baselines::Baseline;
 use coinfer_automl::codecs::CodecSetup;
 use coinfer_automl::data::{TrainTest, embedded, fashion_mnist};
 use coinfer_automl::profile::measure::{MeasureConfig, ProfileTable, measure_blocks};
@@ -174,7 +175,7 @@ fn compute_profile(name: &str, table: &ProfileTable) -> CliResult<ComputeProfile
         let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
         let profile: ComputeProfile =
             serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
-        profile.validate()?;
+        profile.check()?;
         return Ok(profile);
     }
     Ok(preset::compute_preset(name)?.resolve(Some(table))?)
@@ -184,7 +185,7 @@ fn link_profile(name: &str) -> CliResult<LinkProfile> {
     if name.ends_with(".json") {
         let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
         let link: LinkProfile = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
-        link.validate()?;
+        link.check()?;
         return Ok(link);
     }
     Ok(LinkProfile::preset(name)?)
@@ -215,10 +216,14 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         data.train.len(),
         data.test.len()
     );
+    let training = Instant::now();
     let backbone = backbone(&args, &data, &tag, &device)?;
+    let training_s = training.elapsed().as_secs_f64();
 
     println!("profiling the backbone's blocks on this machine (batch 1)...");
+    let profiling = Instant::now();
     let table = measure_blocks(&backbone, &MeasureConfig::new(), &device)?;
+    let profiling_s = profiling.elapsed().as_secs_f64();
     table.save(out.join("profile-this-machine.json"))?;
     let device_profile = compute_profile(&args.device, &table)?;
     let edge_profile = compute_profile(&args.edge, &table)?;
@@ -299,15 +304,17 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
     let baselines = if args.no_baselines {
         Vec::new()
     } else {
-        println!(
-            "baselines: device-only, edge-only, split-only, uniform grid, random search, exhaustive grid..."
-        );
+        let names: Vec<&str> = Baseline::ALL.iter().map(|b| b.name()).collect();
+        println!("baselines: {}...", names.join(", "));
         let seeds: Vec<u64> = (0..args.random_seeds).collect();
         session.baselines(4, run.evaluations.max(1), &seeds, args.exhaustive_levels)?
     };
 
     // Export the edge-only baseline as a deployable plan too, for runtime comparisons.
-    if let Some(edge_only) = baselines.iter().find(|b| b.name == "edge-only") {
+    if let Some(edge_only) = baselines
+        .iter()
+        .find(|b| b.kind() == Some(Baseline::EdgeOnly))
+    {
         let decision = session.evaluator().decision_of(&edge_only.best)?;
         session.finalize(
             &decision,
@@ -318,7 +325,9 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
     }
 
     println!("fine-tuning the best plan...");
-    let report = session.report(run, baselines, Some(&out))?;
+    let mut report = session.report(run, baselines, Some(&out))?;
+    report.phases.training_s = training_s;
+    report.phases.profiling_s = profiling_s;
     let json = serde_json::to_string_pretty(&report)?;
     write(&out.join("report.json"), &json)?;
     let mut md = report.to_markdown();

@@ -58,7 +58,8 @@ pub struct AutoencoderConfig {
     /// Square kernel size of both convolutions (odd: 1 or 3 are typical), "same" padding.
     #[config(default = 1)]
     pub kernel: usize,
-    /// Encoder stride `s` (1 or 2): the latent has `ceil(H/s) × ceil(W/s)` pixels.
+    /// Encoder stride `s` (1 or 2): the latent has `ceil(H/s) × ceil(W/s)` pixels; recorded
+    /// in the codec id.
     #[config(default = 1)]
     pub stride: usize,
     /// Batch norm after the encoder conv and after the decoder conv.
@@ -124,6 +125,8 @@ impl AutoencoderConfig {
             ratio: self.ratio.min(u16::MAX as usize) as u16,
             bits: self.bits,
             entropy: self.entropy,
+            kernel: self.kernel.min(u8::MAX as usize) as u8,
+            stride: self.stride.min(u8::MAX as usize) as u8,
         }
     }
 

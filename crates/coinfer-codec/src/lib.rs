@@ -41,6 +41,7 @@
 
 pub mod autoencoder;
 pub mod codec;
+pub mod cost;
 pub mod entropy;
 pub mod error;
 pub mod family;
@@ -50,9 +51,14 @@ pub mod payload;
 pub mod quant_codec;
 pub mod quantize;
 pub mod train;
+pub mod wire;
 
 pub use autoencoder::{Autoencoder, AutoencoderCodec, AutoencoderConfig, LATENT_RANGE};
-pub use codec::{CodecId, FeatureCodec, fixed_codec, latent_channels};
+pub use codec::{
+    CodecId, FeatureCodec, MAX_AE_KERNEL, MAX_AE_STRIDE, SharedCodec, fixed_codec, latent_channels,
+    latent_plane,
+};
+pub use cost::CodecCost;
 pub use entropy::EntropyStats;
 pub use error::CodecError;
 pub use family::{CodecEntry, CodecFamily};
@@ -63,3 +69,4 @@ pub use quantize::{QuantRange, Quantized};
 pub use train::{
     EpochReport, TrainBatch, TrainOptions, TrainedAutoencoder, distillation_loss, train_autoencoder,
 };
+pub use wire::CodecWire;

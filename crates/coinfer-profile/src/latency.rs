@@ -103,7 +103,7 @@ impl LatencyModel {
     /// A checked model; a bad field is reported as `device.…`, `link.…` or `edge.…`.
     pub fn new(device: ComputeProfile, link: LinkProfile, edge: ComputeProfile) -> Result<Self> {
         let model = LatencyModel { device, link, edge };
-        model.validate()?;
+        model.check()?;
         Ok(model)
     }
 
@@ -123,10 +123,10 @@ impl LatencyModel {
     }
 
     /// Checks the three profiles.
-    pub fn validate(&self) -> Result<()> {
-        self.device.validate().map_err(|e| e.within("device"))?;
-        self.link.validate().map_err(|e| e.within("link"))?;
-        self.edge.validate().map_err(|e| e.within("edge"))
+    pub fn check(&self) -> Result<()> {
+        self.device.check().map_err(|e| e.within("device"))?;
+        self.link.check().map_err(|e| e.within("link"))?;
+        self.edge.check().map_err(|e| e.within("edge"))
     }
 
     /// Estimated encoder time on the device and decoder time on the edge, from their FLOPs
@@ -141,7 +141,7 @@ impl LatencyModel {
     /// The predicted latency of `plan`, term by term (see the [module docs](self) for the edge-
     /// and device-only ends).
     pub fn predict(&self, plan: &PlanCost) -> Result<Breakdown> {
-        self.validate()?;
+        self.check()?;
         let blocks = plan.network.blocks.len();
         if plan.split > blocks {
             return Err(ProfileError::SplitOutOfRange {
@@ -362,7 +362,7 @@ mod tests {
             ),
         ];
         for (model, field) in cases {
-            match model.validate() {
+            match model.check() {
                 Err(ProfileError::InvalidValue { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: unexpected {other:?}"),
             }

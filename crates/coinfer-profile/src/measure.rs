@@ -91,7 +91,7 @@ impl TimingStats {
         }
     }
 
-    fn validate(&self, owner: &str) -> Result<()> {
+    fn check(&self, owner: &str) -> Result<()> {
         check_non_negative(format!("{owner}.median_s"), self.median_s)?;
         check_non_negative(format!("{owner}.p10_s"), self.p10_s)?;
         check_non_negative(format!("{owner}.p90_s"), self.p90_s)
@@ -151,7 +151,7 @@ impl ProfileTable {
 
     /// Checks the table against itself: its spec is valid, one row per block with the spec's
     /// kind, output shape and FLOPs, non-negative finite times, `batch_size ≥ 1`.
-    pub fn validate(&self) -> Result<()> {
+    pub fn check(&self) -> Result<()> {
         if self.batch_size == 0 {
             return Err(ProfileError::InvalidValue {
                 field: "batch_size".into(),
@@ -190,7 +190,7 @@ impl ProfileTable {
                     row.flops, block.flops
                 )));
             }
-            row.time.validate(&format!("blocks[{i}]"))?;
+            row.time.check(&format!("blocks[{i}]"))?;
         }
         Ok(())
     }
@@ -248,7 +248,7 @@ impl ProfileTable {
     /// underestimates the fixed per-call cost. Blocks without FLOPs (flatten) keep their
     /// measured time.
     pub fn block_times_for(&self, spec: &NetSpec) -> Result<Vec<f64>> {
-        self.validate()?;
+        self.check()?;
         self.check_matches(spec)?;
         let cost = NetCost::of(spec)?;
         Ok(self
@@ -273,14 +273,14 @@ impl ProfileTable {
         })
     }
 
-    /// Parses and [validates](Self::validate) a table; `origin` names the source in errors.
+    /// Parses and [validates](Self::check) a table; `origin` names the source in errors.
     pub fn from_json(json: &str, origin: &str) -> Result<ProfileTable> {
         let table: ProfileTable =
             serde_json::from_str(json).map_err(|source| ProfileError::Json {
                 origin: origin.to_string(),
                 source,
             })?;
-        table.validate()?;
+        table.check()?;
         Ok(table)
     }
 
@@ -508,7 +508,7 @@ pub(crate) mod tests {
         assert!(table.blocks.iter().all(|b| b.time.samples == 3));
         assert!(table.blocks.iter().all(|b| b.time.p10_s <= b.time.median_s));
         assert!(table.blocks.iter().all(|b| b.time.median_s <= b.time.p90_s));
-        table.validate().unwrap();
+        table.check().unwrap();
 
         let json = table.to_json().unwrap();
         assert!(json.contains("\"median_s\""), "{json}");
@@ -577,7 +577,7 @@ pub(crate) mod tests {
     fn table_with_negative_time_is_rejected_naming_the_row() {
         let mut table = synthetic_table(&zoo::resnet_mini(10));
         table.blocks[3].time.median_s = -1.0;
-        match table.validate() {
+        match table.check() {
             Err(ProfileError::InvalidValue { field, .. }) => {
                 assert_eq!(field, "blocks[3].median_s")
             }
@@ -585,7 +585,7 @@ pub(crate) mod tests {
         }
         table.blocks[3].time.median_s = f64::NAN;
         assert!(matches!(
-            table.validate(),
+            table.check(),
             Err(ProfileError::InvalidValue { .. })
         ));
     }
@@ -596,19 +596,19 @@ pub(crate) mod tests {
         let mut table = synthetic_table(&spec);
         table.blocks.pop();
         assert!(matches!(
-            table.validate(),
+            table.check(),
             Err(ProfileError::TableMismatch { .. })
         ));
 
         let mut table = synthetic_table(&spec);
         table.blocks[2].kind = "linear".into();
-        let err = table.validate().unwrap_err();
+        let err = table.check().unwrap_err();
         assert!(err.to_string().contains("row 2"), "{err}");
 
         let mut table = synthetic_table(&spec);
         table.blocks[0].flops += 1;
         assert!(matches!(
-            table.validate(),
+            table.check(),
             Err(ProfileError::TableMismatch { .. })
         ));
     }

@@ -142,7 +142,7 @@ pub fn link_preset(name: &str) -> Result<LinkProfile> {
         .find(|(n, _)| *n == name)
         .ok_or_else(|| unknown("link", name, &LINK_PRESETS))?;
     let link: LinkProfile = parse(name, json)?;
-    link.validate().map_err(|e| e.within(name))?;
+    link.check().map_err(|e| e.within(name))?;
     Ok(link)
 }
 
@@ -164,7 +164,7 @@ mod tests {
             let preset = compute_preset(name).unwrap();
             assert_eq!(preset.name, name);
             assert!(!preset.description.is_empty(), "{name}");
-            preset.resolve(Some(&table)).unwrap().validate().unwrap();
+            preset.resolve(Some(&table)).unwrap().check().unwrap();
         }
         for name in DEVICE_PRESETS.iter().chain(&EDGE_PRESETS) {
             assert!(compute_preset_names().contains(name), "{name}");

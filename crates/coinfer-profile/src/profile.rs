@@ -1,7 +1,7 @@
 //! How fast the device and the edge server compute ([`ComputeProfile`]) and how fast the link
 //! between them carries bits ([`LinkProfile`]).
 //!
-//! Profiles are plain serde data, checked once by `validate` (or by the checked constructors)
+//! Profiles are plain serde data, checked once by `check` (or by the checked constructors)
 //! with a [`ProfileError::InvalidValue`](crate::ProfileError::InvalidValue) naming the bad field; the latency model then trusts
 //! them.
 
@@ -72,21 +72,21 @@ impl ComputeProfile {
             flops_per_s,
             per_layer_overhead_s,
         };
-        profile.validate()?;
+        profile.check()?;
         Ok(profile)
     }
 
     /// A checked [`Measured`](Self::Measured) profile.
     pub fn measured(table: ProfileTable) -> Result<ComputeProfile> {
         let profile = ComputeProfile::Measured { table };
-        profile.validate()?;
+        profile.check()?;
         Ok(profile)
     }
 
     /// A checked [`ScaledMeasured`](Self::ScaledMeasured) profile.
     pub fn scaled(table: ProfileTable, slowdown: f64) -> Result<ComputeProfile> {
         let profile = ComputeProfile::ScaledMeasured { table, slowdown };
-        profile.validate()?;
+        profile.check()?;
         Ok(profile)
     }
 
@@ -98,9 +98,9 @@ impl ComputeProfile {
 
     /// Checks every field: positive finite throughput and slowdown, non-negative finite
     /// overhead, a self-consistent table.
-    pub fn validate(&self) -> Result<()> {
+    pub fn check(&self) -> Result<()> {
         match self {
-            ComputeProfile::Measured { table } => table.validate().map_err(|e| e.within("table")),
+            ComputeProfile::Measured { table } => table.check().map_err(|e| e.within("table")),
             ComputeProfile::Analytic {
                 flops_per_s,
                 per_layer_overhead_s,
@@ -110,7 +110,7 @@ impl ComputeProfile {
             }
             ComputeProfile::ScaledMeasured { table, slowdown } => {
                 check_positive("slowdown", *slowdown)?;
-                table.validate().map_err(|e| e.within("table"))
+                table.check().map_err(|e| e.within("table"))
             }
         }
     }
@@ -210,7 +210,7 @@ impl LinkProfile {
             rtt_s,
             per_message_overhead_bytes,
         };
-        link.validate()?;
+        link.check()?;
         Ok(link)
     }
 
@@ -220,7 +220,7 @@ impl LinkProfile {
     }
 
     /// Checks the fields: a positive finite rate, a non-negative finite RTT.
-    pub fn validate(&self) -> Result<()> {
+    pub fn check(&self) -> Result<()> {
         check_positive("rate_bps", self.rate_bps)?;
         check_non_negative("rtt_s", self.rtt_s)
     }

@@ -443,7 +443,7 @@ fn pruned_networks_run_at_several_ratios() {
         let mut last_macs = total(net.spec()).macs;
         for ratio in [0.1f32, 0.3, 0.5, 0.7, 0.9] {
             let pruned = prune(&net, &PruneRatios::Uniform(ratio)).unwrap();
-            pruned.spec().validate().unwrap();
+            pruned.spec().check().unwrap();
             check_weights(&pruned).unwrap();
             let logits = pruned.logits(x.clone()).unwrap();
             assert_eq!(logits.dims(), [2, 10], "{} at {ratio}", net.spec().name);

@@ -3,7 +3,7 @@
 //! A [`NetSpec`] is what the whole pipeline passes around: it is built by the model zoo, pruned
 //! by `coinfer-sparsity`, costed by `coinfer-profile`, and turned into a burn module by
 //! [`crate::NetModule::from_spec`]. Shapes are inferred, never stored twice, so a spec can only
-//! disagree with itself in ways [`NetSpec::validate`] reports.
+//! disagree with itself in ways [`NetSpec::check`] reports.
 
 use serde::{Deserialize, Serialize};
 
@@ -287,7 +287,7 @@ impl NetSpec {
     }
 
     /// Checks that the shapes chain and that the network ends in a flat vector of logits.
-    pub fn validate(&self) -> Result<(), SplitError> {
+    pub fn check(&self) -> Result<(), SplitError> {
         if self.blocks.is_empty() {
             return Err(SplitError::EmptyNetwork);
         }
@@ -299,7 +299,7 @@ impl NetSpec {
         Ok(())
     }
 
-    /// Number of classes (width of the output vector); call [`validate`](Self::validate) first.
+    /// Number of classes (width of the output vector); call [`check`](Self::check) first.
     pub fn num_classes(&self) -> Result<usize, SplitError> {
         let shapes = self.shapes()?;
         Ok(shapes[shapes.len() - 1].channels)
@@ -345,7 +345,7 @@ mod tests {
     #[test]
     fn resnet_mini_shapes_chain() {
         let spec = zoo::resnet_mini(10);
-        spec.validate().unwrap();
+        spec.check().unwrap();
         let shapes = spec.shapes().unwrap();
         assert_eq!(shapes[0], FeatureShape::image(1, 28, 28));
         assert_eq!(shapes[0], spec.input);
@@ -355,7 +355,7 @@ mod tests {
     #[test]
     fn resnet18_cifar_shapes_chain() {
         let spec = zoo::resnet18_cifar(10);
-        spec.validate().unwrap();
+        spec.check().unwrap();
         let shapes = spec.shapes().unwrap();
         // stem + 8 basic blocks end at 512 × 4 × 4 before global pooling.
         let before_pool = shapes[shapes.len() - 4];
@@ -380,7 +380,7 @@ mod tests {
                 },
             ],
         };
-        let err = spec.validate().unwrap_err();
+        let err = spec.check().unwrap_err();
         match &err {
             SplitError::InvalidBlock { index, kind, .. } => {
                 assert_eq!(*index, 1);
@@ -407,7 +407,7 @@ mod tests {
             ],
         };
         assert!(matches!(
-            spec.validate(),
+            spec.check(),
             Err(SplitError::InvalidBlock { index: 1, .. })
         ));
     }
@@ -436,7 +436,7 @@ mod tests {
                 },
             ],
         };
-        let err = spec.validate().unwrap_err();
+        let err = spec.check().unwrap_err();
         assert!(
             matches!(err, SplitError::InvalidBlock { index: 2, .. }),
             "{err}"
@@ -447,15 +447,12 @@ mod tests {
     fn zero_sizes_and_missing_head_are_rejected() {
         let mut spec = zoo::resnet_mini(10);
         spec.input = FeatureShape::image(1, 0, 28);
-        assert!(matches!(
-            spec.validate(),
-            Err(SplitError::InvalidInput { .. })
-        ));
+        assert!(matches!(spec.check(), Err(SplitError::InvalidInput { .. })));
 
         let mut spec = zoo::resnet_mini(10);
         spec.blocks.truncate(3);
         assert!(matches!(
-            spec.validate(),
+            spec.check(),
             Err(SplitError::NoClassifierHead { .. })
         ));
 
@@ -464,14 +461,14 @@ mod tests {
             input: FeatureShape::image(1, 28, 28),
             blocks: vec![],
         };
-        assert!(matches!(empty.validate(), Err(SplitError::EmptyNetwork)));
+        assert!(matches!(empty.check(), Err(SplitError::EmptyNetwork)));
 
         let mut spec = zoo::resnet_mini(10);
         if let BlockSpec::ConvBnRelu { stride, .. } = &mut spec.blocks[0] {
             *stride = 0;
         }
         assert!(matches!(
-            spec.validate(),
+            spec.check(),
             Err(SplitError::InvalidBlock { index: 0, .. })
         ));
     }

@@ -44,7 +44,7 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Rejects settings that cannot train: zero epochs or batch, a non-positive or non-finite
     /// learning rate, a negative weight decay.
-    pub fn validate(&self) -> Result<(), SplitError> {
+    pub fn check(&self) -> Result<(), SplitError> {
         let bad = |field: &'static str, reason: &str| {
             Err(SplitError::InvalidOption {
                 field,
@@ -121,7 +121,7 @@ pub fn train_classifier(
     device: &Device,
     mut on_step: impl FnMut(&TrainProgress),
 ) -> Result<Network, SplitError> {
-    config.validate()?;
+    config.check()?;
     check_fits(&net, data)?;
     let (spec, module) = net.into_parts();
     let train_device = device.clone().autodiff();

@@ -1,0 +1,42 @@
+//! Checkpoint I/O of a DDPG run: the agent's state and every finished episode, saved
+//! atomically so an interrupted search resumes without losing or re-running an episode.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use coinfer_agent::Ddpg;
+
+use crate::AutomlError;
+use crate::env::EpisodeRecord;
+
+pub(crate) const RECORDS_FILE: &str = "episodes.json";
+pub(crate) const AGENT_DIR: &str = "agent";
+
+pub(crate) fn save_records(dir: &Path, records: &[EpisodeRecord]) -> Result<(), AutomlError> {
+    std::fs::create_dir_all(dir).map_err(AutomlError::io(dir))?;
+    let path = dir.join(RECORDS_FILE);
+    let tmp = path.with_extension("partial");
+    let json = serde_json::to_vec(records).map_err(|e| AutomlError::Json {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    std::fs::write(&tmp, json).map_err(AutomlError::io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(AutomlError::io(&path))
+}
+
+pub(crate) fn resume(
+    dir: &Path,
+    device: &Device,
+) -> Result<(Ddpg, Vec<EpisodeRecord>), AutomlError> {
+    let agent = Ddpg::resume(dir.join(AGENT_DIR), device)?;
+    let path: PathBuf = dir.join(RECORDS_FILE);
+    let records = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| AutomlError::Json {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(AutomlError::Io { path, source }),
+    };
+    Ok((agent, records))
+}

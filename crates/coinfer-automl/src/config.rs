@@ -1,0 +1,235 @@
+//! [`SearchConfig`]: every setting of a search, and the validation split it scores plans on.
+
+use std::ops::Deref;
+
+use coinfer_agent::DdpgConfig;
+use coinfer_data::ImageDataset;
+use serde::{Deserialize, Serialize};
+
+use crate::AutomlError;
+use crate::codecs::{CheckedCodecSetup, CodecSetup};
+use crate::finetune::FineTuneConfig;
+
+/// Every setting of a search, with defaults that follow AMC and the reference paper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchConfig {
+    /// DDPG episodes (one plan each).
+    pub episodes: usize,
+    /// The agent's hyper-parameters.
+    pub ddpg: DdpgConfig,
+    /// Largest fraction of filters a layer may lose.
+    pub max_prune: f32,
+    /// Validation images (class-balanced, split off the training set) every plan is scored on.
+    pub validation_images: usize,
+    /// Codecs offered at each split.
+    pub codecs: CodecSetup,
+    /// Fine-tuning of the chosen plan.
+    pub finetune: FineTuneConfig,
+    /// Seed of the validation split (the agent has its own in `ddpg.seed`).
+    pub seed: u64,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            episodes: 300,
+            ddpg: DdpgConfig {
+                warmup_episodes: 50,
+                ..DdpgConfig::default()
+            },
+            max_prune: 0.8,
+            validation_images: 500,
+            codecs: CodecSetup::default(),
+            finetune: FineTuneConfig::default(),
+            seed: 17,
+        }
+    }
+}
+
+/// A [`SearchConfig`] whose every field was checked by [`SearchConfig::check`] (the only way to
+/// make one): the search trusts it. Reads as a `SearchConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedSearchConfig {
+    config: SearchConfig,
+    codecs: CheckedCodecSetup,
+}
+
+impl Deref for CheckedSearchConfig {
+    type Target = SearchConfig;
+
+    fn deref(&self) -> &SearchConfig {
+        &self.config
+    }
+}
+
+impl CheckedSearchConfig {
+    /// The checked codec setup.
+    pub fn codecs(&self) -> &CheckedCodecSetup {
+        &self.codecs
+    }
+
+    /// The plain settings back (to edit and check again).
+    pub fn into_inner(self) -> SearchConfig {
+        self.config
+    }
+}
+
+impl SearchConfig {
+    /// Checks every field, the sub-configs' too (`ddpg.*`, `codecs.*`, `finetune.*`), and
+    /// returns the checked form the search runs on.
+    ///
+    /// ```
+    /// use coinfer_automl::SearchConfig;
+    ///
+    /// let checked = SearchConfig::default().check()?;
+    /// assert_eq!(checked.episodes, 300);
+    /// let bad = SearchConfig { max_prune: 1.5, ..SearchConfig::default() };
+    /// assert!(bad.check().unwrap_err().to_string().contains("max_prune"));
+    /// # Ok::<(), coinfer_automl::AutomlError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`AutomlError::InvalidConfig`] naming the first bad field, or the agent's
+    /// [`coinfer_agent::AgentError::InvalidConfig`] for `ddpg`.
+    pub fn check(self) -> Result<CheckedSearchConfig, AutomlError> {
+        if self.episodes == 0 {
+            return Err(AutomlError::InvalidConfig {
+                field: "episodes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.validation_images < 10 {
+            return Err(AutomlError::InvalidConfig {
+                field: "validation_images",
+                reason: format!(
+                    "{} is too few to score a plan (at least 10)",
+                    self.validation_images
+                ),
+            });
+        }
+        if !(0.0..1.0).contains(&self.max_prune) {
+            return Err(AutomlError::InvalidConfig {
+                field: "max_prune",
+                reason: format!("must be in [0, 1), got {}", self.max_prune),
+            });
+        }
+        let finetune = &self.finetune;
+        if finetune.epochs > 0 && finetune.batch_size == 0 {
+            return Err(AutomlError::InvalidConfig {
+                field: "finetune.batch_size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if finetune.epochs > 0 && !(finetune.lr.is_finite() && finetune.lr > 0.0) {
+            return Err(AutomlError::InvalidConfig {
+                field: "finetune.lr",
+                reason: format!("must be positive and finite, got {}", finetune.lr),
+            });
+        }
+        self.ddpg.check()?;
+        let codecs = self.codecs.clone().check()?;
+        Ok(CheckedSearchConfig {
+            config: self,
+            codecs,
+        })
+    }
+}
+
+/// `(training part, validation part)` of a training set: `validation_images` images drawn by
+/// `seed`. The search scores plans on the validation part and trains codecs and fine-tunes on
+/// the training part, so **train the backbone on the training part too** (same images and
+/// seed): plans scored on images the backbone has memorised all look equally accurate.
+pub fn split_validation(
+    train: &ImageDataset,
+    validation_images: usize,
+    seed: u64,
+) -> Result<(ImageDataset, ImageDataset), AutomlError> {
+    let n = train.len();
+    if validation_images == 0 || validation_images >= n {
+        return Err(AutomlError::InvalidConfig {
+            field: "validation_images",
+            reason: format!(
+                "{validation_images} validation images do not fit a {n}-image training set"
+            ),
+        });
+    }
+    let (validation, rest) = train.split(validation_images as f64 / n as f64, seed)?;
+    Ok((rest, validation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(config: SearchConfig) -> &'static str {
+        match config.check() {
+            Err(AutomlError::InvalidConfig { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_passes() {
+        assert!(SearchConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn zero_episodes_are_rejected() {
+        let config = SearchConfig {
+            episodes: 0,
+            ..SearchConfig::default()
+        };
+        assert_eq!(rejected(config), "episodes");
+    }
+
+    #[test]
+    fn too_few_validation_images_are_rejected() {
+        let config = SearchConfig {
+            validation_images: 9,
+            ..SearchConfig::default()
+        };
+        assert_eq!(rejected(config), "validation_images");
+    }
+
+    #[test]
+    fn max_prune_outside_0_1_is_rejected() {
+        for max_prune in [-0.1, 1.0, f32::NAN] {
+            let config = SearchConfig {
+                max_prune,
+                ..SearchConfig::default()
+            };
+            assert_eq!(rejected(config), "max_prune");
+        }
+    }
+
+    #[test]
+    fn a_zero_finetune_batch_is_rejected() {
+        let mut config = SearchConfig::default();
+        config.finetune.batch_size = 0;
+        assert_eq!(rejected(config), "finetune.batch_size");
+    }
+
+    #[test]
+    fn a_non_positive_finetune_lr_is_rejected() {
+        for lr in [0.0, -1.0, f64::INFINITY] {
+            let mut config = SearchConfig::default();
+            config.finetune.lr = lr;
+            assert_eq!(rejected(config), "finetune.lr");
+        }
+    }
+
+    #[test]
+    fn a_bad_codec_setup_is_rejected_by_its_field() {
+        let mut config = SearchConfig::default();
+        config.codecs.ae_kernel = 2;
+        assert_eq!(rejected(config), "codecs.ae_kernel");
+    }
+
+    #[test]
+    fn a_bad_agent_config_is_rejected() {
+        let mut config = SearchConfig::default();
+        config.ddpg.batch_size = 0;
+        assert!(matches!(config.check(), Err(AutomlError::Agent(_))));
+    }
+}

@@ -1,0 +1,365 @@
+//! [`SearchSession`]: a prepared search (codecs trained, evaluator ready) that runs the DDPG
+//! agent, the baselines, and the fine-tuning and export of the chosen plan.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use coinfer_agent::Ddpg;
+use coinfer_codec::SharedCodec;
+use coinfer_data::ImageDataset;
+use coinfer_split::train::evaluate_with;
+
+use crate::AutomlError;
+use crate::baselines::{Baseline, BaselineResult, BaselineSettings};
+use crate::builder::CoInference;
+use crate::checkpoint::{AGENT_DIR, resume, save_records};
+use crate::codecs::{CodecProgress, build_codecs};
+use crate::config::split_validation;
+use crate::env::{CoInferenceEnv, EpisodeRecord};
+use crate::evaluator::{PlanEvaluator, ValidationSet};
+use crate::finetune::fine_tune;
+use crate::plan::{PlanArtifacts, SplitPlan};
+use crate::report::{PhaseTimes, SearchReport};
+use crate::space::{Decision, SearchSpace};
+
+impl CoInference {
+    /// Builds the codec families (training the autoencoders) and the plan evaluator.
+    pub fn prepare(
+        &self,
+        progress: impl FnMut(&CodecProgress),
+    ) -> Result<SearchSession<'_>, AutomlError> {
+        let start = Instant::now();
+        let (train, validation) = self.validation_split()?;
+        let spec = self.model.spec().clone();
+        let splits: Vec<usize> = spec
+            .shapes()?
+            .iter()
+            .take(spec.blocks.len())
+            .take_while(|s| !s.flat)
+            .enumerate()
+            .map(|(i, _)| i)
+            .collect();
+        let (families, bank) = build_codecs(
+            &self.model,
+            &splits,
+            &train,
+            &self.norm,
+            self.config.codecs(),
+            &self.backend,
+            progress,
+        )?;
+        let mut families = families.into_iter();
+        let space = SearchSpace::new(&spec, self.config.max_prune, |_, _| {
+            families.next().ok_or_else(|| AutomlError::InvalidConfig {
+                field: "codecs",
+                reason: "fewer codec families than split candidates".into(),
+            })
+        })?;
+        let validation = ValidationSet::new(&validation, &self.norm, 250, &self.backend)?;
+        let evaluator = PlanEvaluator::new(
+            self.model.clone(),
+            space,
+            bank,
+            self.latency.clone(),
+            validation,
+        )?;
+        Ok(SearchSession {
+            search: self,
+            evaluator,
+            train,
+            phases: PhaseTimes {
+                codecs_s: start.elapsed().as_secs_f64(),
+                ..PhaseTimes::default()
+            },
+        })
+    }
+
+    fn validation_split(&self) -> Result<(ImageDataset, ImageDataset), AutomlError> {
+        split_validation(
+            &self.data.train,
+            self.config.validation_images,
+            self.config.seed,
+        )
+    }
+
+    /// The whole search with defaults: prepare, run DDPG, fine-tune the best plan.
+    pub fn search(&self) -> Result<SearchReport, AutomlError> {
+        let mut session = self.prepare(|_| {})?;
+        let run = session.run_ddpg(None, |_| {})?;
+        session.report(run, Vec::new(), None)
+    }
+}
+
+/// A prepared search: codecs trained, evaluator ready.
+pub struct SearchSession<'a> {
+    search: &'a CoInference,
+    evaluator: PlanEvaluator,
+    train: ImageDataset,
+    phases: PhaseTimes,
+}
+
+/// The outcome of the agent's episodes.
+#[derive(Debug, Clone)]
+pub struct DdpgRun {
+    /// Every episode, in order.
+    pub records: Vec<EpisodeRecord>,
+    /// Distinct plans the agent evaluated.
+    pub evaluations: usize,
+}
+
+impl DdpgRun {
+    /// The episode with the highest reward.
+    pub fn best(&self) -> Option<&EpisodeRecord> {
+        self.records
+            .iter()
+            .max_by(|a, b| a.reward.total_cmp(&b.reward))
+    }
+}
+
+impl SearchSession<'_> {
+    /// Wall time of each phase so far (codecs, search, baselines, fine-tuning).
+    pub fn phases(&self) -> &PhaseTimes {
+        &self.phases
+    }
+
+    /// The plan evaluator (space, cache, latency model).
+    pub fn evaluator(&mut self) -> &mut PlanEvaluator {
+        &mut self.evaluator
+    }
+
+    /// Runs the DDPG agent for the configured number of episodes.
+    ///
+    /// With `checkpoint = Some(dir)` the agent and every finished episode are saved to `dir`
+    /// every 10 episodes and at the end, and a search started on a `dir` that holds a
+    /// checkpoint resumes from it: nothing already evaluated is lost or re-run.
+    pub fn run_ddpg(
+        &mut self,
+        checkpoint: Option<&Path>,
+        mut on_episode: impl FnMut(&EpisodeRecord),
+    ) -> Result<DdpgRun, AutomlError> {
+        let start = Instant::now();
+        let config = &self.search.config;
+        self.evaluator.begin_session();
+        let device = &self.search.backend;
+        let (mut agent, mut previous) = match checkpoint {
+            Some(dir) if dir.join(AGENT_DIR).exists() => resume(dir, device)?,
+            _ => (
+                Ddpg::new(config.ddpg.clone(), crate::env::STATE_DIM, device)?,
+                Vec::new(),
+            ),
+        };
+        previous.truncate(agent.episodes_done());
+        self.evaluator
+            .restore(previous.iter().map(|r| r.evaluation.clone()))?;
+        for record in &previous {
+            // Re-charge the session for plans evaluated before the interruption.
+            self.evaluator.charge(&record.decision)?;
+        }
+        let mut env =
+            CoInferenceEnv::with_records(&mut self.evaluator, self.search.reward, previous)?;
+        while agent.episodes_done() < config.episodes {
+            agent.run_episode(&mut env)?;
+            let record = env.records().last().expect("an episode just finished");
+            on_episode(record);
+            let done = agent.episodes_done();
+            if let Some(dir) = checkpoint
+                && (done % 10 == 0 || done == config.episodes)
+            {
+                save_records(dir, env.records())?;
+                agent.save_checkpoint(dir.join(AGENT_DIR))?;
+            }
+        }
+        let evaluations = env.evaluations();
+        let records = env.into_records();
+        self.phases.search_s += start.elapsed().as_secs_f64();
+        Ok(DdpgRun {
+            records,
+            evaluations,
+        })
+    }
+
+    /// Runs every [`Baseline`] (in [`Baseline::ALL`] order) on the same evaluator and reward:
+    /// the uniform grid with `grid_levels` levels, random search with `random_budget`
+    /// evaluations once per seed of `seeds`, and — when `exhaustive_levels > 0` — the
+    /// exhaustive grid.
+    pub fn baselines(
+        &mut self,
+        grid_levels: usize,
+        random_budget: usize,
+        seeds: &[u64],
+        exhaustive_levels: usize,
+    ) -> Result<Vec<BaselineResult>, AutomlError> {
+        let start = Instant::now();
+        let settings = BaselineSettings {
+            grid_levels,
+            random_budget,
+            seeds: seeds.to_vec(),
+            exhaustive_levels,
+        };
+        let mut results = Vec::new();
+        for baseline in Baseline::ALL {
+            results.extend(baseline.run(&mut self.evaluator, &self.search.reward, &settings)?);
+        }
+        self.phases.baselines_s += start.elapsed().as_secs_f64();
+        Ok(results)
+    }
+
+    /// Fine-tunes the best plan of `run`, measures its test accuracy with the real codec,
+    /// exports it to `out` (when given) and assembles the report.
+    pub fn report(
+        &mut self,
+        run: DdpgRun,
+        baselines: Vec<BaselineResult>,
+        out: Option<&Path>,
+    ) -> Result<SearchReport, AutomlError> {
+        let best = run
+            .best()
+            .ok_or_else(|| AutomlError::InvalidConfig {
+                field: "episodes",
+                reason: "the search ran no episode".into(),
+            })?
+            .clone();
+        let plan = self.finalize(&best.decision, best.reward, out, |_, _, _| {})?;
+        let search = self.search;
+        let norm = &search.norm;
+        let backbone_test_accuracy = coinfer_split::train::evaluate(
+            &search.model,
+            &search.data.test,
+            norm,
+            250,
+            &search.backend,
+        )?;
+        Ok(SearchReport {
+            plan,
+            episodes: run.records,
+            evaluations: run.evaluations,
+            evaluated: self.evaluator.evaluated().into_iter().cloned().collect(),
+            baselines,
+            backbone_accuracy: self.evaluator.backbone_accuracy()?,
+            backbone_test_accuracy,
+            seconds: self.phases.session_s(),
+            phases: self.phases.clone(),
+        })
+    }
+
+    /// Fine-tunes a decision's device half (and autoencoder), measures test accuracy with the
+    /// real codec, and, with `out`, saves device half, edge half, codec and `plan.json` there.
+    /// Its wall time counts in [`PhaseTimes::finetune_s`].
+    pub fn finalize(
+        &mut self,
+        decision: &Decision,
+        reward: f32,
+        out: Option<&Path>,
+        progress: impl FnMut(usize, usize, f32),
+    ) -> Result<SplitPlan, AutomlError> {
+        let start = Instant::now();
+        let search = self.search;
+        let evaluation = self.evaluator.evaluate(decision)?;
+        let pruned = self.evaluator.pruned_network(decision)?;
+        let candidate = &self.evaluator.space().candidates[decision.candidate];
+        let split = candidate.split;
+        let pruned_blocks: Vec<usize> = candidate.prunable.iter().map(|l| l.block).collect();
+        let autoencoder = self
+            .evaluator
+            .bank()
+            .codec(decision.candidate, decision.codec)
+            .and_then(|c| c.autoencoder().cloned());
+        let (device_half, tuned_ae) = fine_tune(
+            &pruned,
+            split,
+            evaluation.codec,
+            autoencoder.as_ref(),
+            &self.train,
+            &search.norm,
+            &search.config.finetune,
+            &search.backend,
+            progress,
+        )?;
+        let (_, edge_half) = pruned.split(split)?;
+        let codec: SharedCodec = match (&tuned_ae, evaluation.codec) {
+            (Some(ae), _) => Arc::new(ae.clone()),
+            (None, id) => coinfer_codec::fixed_codec(id)?,
+        };
+        let test_accuracy = evaluate_with(
+            &device_half,
+            &search.data.test,
+            &search.norm,
+            250,
+            &search.backend,
+            |device_half, images| {
+                let feature = device_half.forward(images)?;
+                let received = codec
+                    .roundtrip(feature)
+                    .map_err(|e| coinfer_split::SplitError::Readback(e.to_string()))?;
+                edge_half.logits(received)
+            },
+        )?;
+        let mut plan = SplitPlan {
+            model: search.model.spec().name.clone(),
+            backbone_digest: search.model.digest(),
+            split,
+            pruned_blocks,
+            prune_ratios: evaluation.prune_ratios.clone(),
+            kept_channels: evaluation.kept.clone(),
+            codec: evaluation.codec,
+            payload_bits: evaluation.payload_bits,
+            search_accuracy: evaluation.accuracy,
+            test_accuracy: Some(test_accuracy),
+            predicted: evaluation.latency,
+            reward,
+            profiles: search.names.clone(),
+            normalization: search.norm.clone(),
+            artifacts: None,
+        };
+        if let Some(out) = out {
+            std::fs::create_dir_all(out).map_err(AutomlError::io(out))?;
+            device_half.save(out.join("device.cfnet"))?;
+            edge_half.save(out.join("edge.cfnet"))?;
+            let codec_file = match &tuned_ae {
+                Some(ae) => {
+                    ae.save(&out.join("codec.bpk"))?;
+                    Some("codec.bpk".to_string())
+                }
+                None => None,
+            };
+            plan.artifacts = Some(PlanArtifacts {
+                device: "device.cfnet".into(),
+                edge: "edge.cfnet".into(),
+                codec: codec_file,
+                device_digest: device_half.digest(),
+                edge_digest: edge_half.digest(),
+            });
+            plan.save(out.join("plan.json"))?;
+        }
+        self.phases.finetune_s += start.elapsed().as_secs_f64();
+        Ok(plan)
+    }
+
+    /// Test accuracy of any evaluated decision without fine-tuning (for baselines).
+    pub fn test_accuracy(&mut self, decision: &Decision) -> Result<f32, AutomlError> {
+        let search = self.search;
+        let pruned = self.evaluator.pruned_network(decision)?;
+        let split = self.evaluator.space().candidates[decision.candidate].split;
+        let codec = self
+            .evaluator
+            .bank()
+            .codec(decision.candidate, decision.codec)
+            .ok_or_else(|| AutomlError::InvalidDecision("no such codec".into()))?
+            .codec();
+        let (device_half, edge_half) = pruned.split(split)?;
+        Ok(evaluate_with(
+            &device_half,
+            &search.data.test,
+            &search.norm,
+            250,
+            &search.backend,
+            |d, images| {
+                let received = codec
+                    .roundtrip(d.forward(images)?)
+                    .map_err(|e| coinfer_split::SplitError::Readback(e.to_string()))?;
+                edge_half.logits(received)
+            },
+        )?)
+    }
+}

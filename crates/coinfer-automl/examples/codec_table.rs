@@ -7,9 +7,9 @@
 //!
 //! ```text
 //! cargo run --release -p coinfer-automl --example codec_table -- [--json] [--finetune]
-//!     [--splits 1,2] [--only 1,2] [--backbone path.cfnet] [--ae-epochs 3] [--train-images 3000]
-//!     [--ft-epochs 1,1,1] [--channel-ratios 4,16] [--spatial-ratios 8,16] [--train-bits 4]
-//!     [--bits 2,4]
+//!     [--splits 1,2] [--only 1,2] [--backbone path.cfnet] [--ae-epochs 5] [--train-images 3000]
+//!     [--ft-epochs 1,2,2] [--channel-ratios 4,16] [--spatial-ratios 8,16] [--train-bits 3]
+//!     [--bits 2,3] [--spatial-lr 3e-3]
 //! ```
 //! `--only` restricts the table to some split points (default: all). Without `--backbone` it loads the backbone `coinfer search` caches
 //! (`results/cache/resnet-mini-fashion-mnist-subset-e8-s1-v500.cfnet`), training and saving
@@ -32,12 +32,13 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::prelude::*;
 use coinfer_automl::codecs::train_split_autoencoder;
 use coinfer_automl::finetune::{ThreeStepConfig, fine_tune_three_steps, plan_accuracy};
-use coinfer_automl::search::split_validation;
+use coinfer_automl::split_validation;
 use coinfer_codec::{
     AutoencoderCodec, AutoencoderConfig, CodecId, FeatureCodec, TrainOptions, fixed_codec,
 };
@@ -88,14 +89,14 @@ fn parse_args() -> Result<Args> {
         splits: vec![1],
         only: None,
         backbone: None,
-        ae_epochs: 3,
+        ae_epochs: 5,
         spatial_lr: 3e-3,
         train_images: 3000,
-        ft_epochs: [1, 1, 1],
+        ft_epochs: [1, 2, 2],
         channel_ratios: vec![4, 16],
         spatial_ratios: vec![8, 16],
-        train_bits: Some(4),
-        bits: vec![2, 4],
+        train_bits: Some(3),
+        bits: vec![2, 3],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -175,7 +176,7 @@ fn backbone(path: Option<&Path>, data: &TrainTest, device: &Device) -> Result<Ne
 struct Member {
     name: String,
     family: &'static str,
-    codec: Box<dyn FeatureCodec>,
+    codec: Arc<dyn FeatureCodec + Send + Sync>,
     autoencoder: Option<AutoencoderCodec>,
     train_seconds: Option<f64>,
 }
@@ -193,7 +194,7 @@ fn measured_bits(
     let features = device_half.forward(images)?;
     let mut total = 0u64;
     for i in 0..indices.len() {
-        let sample = features.clone().slice([i..i + 1]);
+        let sample = features.clone().narrow(0, i, 1);
         total += codec.encode(sample)?.bits();
     }
     Ok(total as f64 / indices.len() as f64)
@@ -318,7 +319,7 @@ fn main() -> Result<()> {
                 members.push(Member {
                     name: codec.id().to_string(),
                     family,
-                    codec: Box::new(codec.clone()),
+                    codec: Arc::new(codec.clone()),
                     autoencoder: Some(codec),
                     train_seconds: Some(seconds),
                 });

@@ -1,11 +1,10 @@
 //! Building the codec family of every split point: fixed quantizers, and autoencoders trained
 //! for the frozen backbone (design §1, "feature compression").
 
-use burn::module::Module;
 use burn::prelude::*;
 use coinfer_codec::{
-    AutoencoderCodec, AutoencoderConfig, CodecFamily, CodecId, MAX_AE_KERNEL, TrainOptions,
-    fixed_codec, train_autoencoder,
+    AutoencoderCodec, AutoencoderConfig, CodecFamily, CodecId, EpochReport, MAX_AE_KERNEL,
+    TrainOptions, TrainedAutoencoder, fixed_codec, train_autoencoder,
 };
 use coinfer_data::{Batches, ImageDataset, Normalization};
 use coinfer_split::Network;
@@ -213,8 +212,6 @@ pub fn build_codecs(
         }
         if split > 0 {
             let (device_half, edge_half) = backbone.valid().split(split)?;
-            let edge_module = edge_half.module().clone().train().freeze();
-            let edge = |x: Tensor<4>| edge_module.forward(x);
             for &ratio in &setup.ae_ratios {
                 let config = AutoencoderConfig::new(shape[0], usize::from(ratio))
                     .with_bits(setup.ae_train_bits)
@@ -224,21 +221,18 @@ pub fn build_codecs(
                     .with_lr(setup.ae_lr)
                     .with_recon_weight(setup.ae_recon_weight)
                     .with_seed(u64::from(ratio) * 1000 + split as u64);
-                let batches = |epoch: usize| {
-                    let device_half = &device_half;
-                    Batches::new(&subset, setup.ae_batch_size, norm, device)
-                        .map(|b| b.shuffle(options.seed, epoch as u64))
-                        .into_iter()
-                        .flatten()
-                        .map(move |(images, labels)| {
-                            (device_half.module().forward_features(images), labels)
-                        })
-                };
                 let mut last_accuracy = 0.0;
-                let trained =
-                    train_autoencoder(&config, device, batches, &edge, &options, &mut |report| {
-                        last_accuracy = report.accuracy
-                    })?;
+                let trained = train_split_autoencoder(
+                    &device_half,
+                    &edge_half,
+                    &subset,
+                    norm,
+                    &config,
+                    &options,
+                    setup.ae_batch_size,
+                    device,
+                    &mut |report| last_accuracy = report.accuracy,
+                )?;
                 done += 1;
                 progress(&CodecProgress {
                     split,
@@ -266,4 +260,42 @@ pub fn build_codecs(
         families.push(family);
     }
     Ok((families, bank))
+}
+
+/// Trains one autoencoder for the split point between `device_half` and `edge_half` of a
+/// frozen backbone: the features of `train` (batches of `batch_size`, reshuffled every epoch
+/// with `options.seed`) go through the autoencoder into the frozen edge half. With
+/// `options.distill_weight > 0` the targets include the edge half's logits on the
+/// uncompressed feature, which are the backbone's own logits when `device_half` is unpruned.
+///
+/// # Errors
+/// As [`train_autoencoder`], plus batching errors.
+#[allow(clippy::too_many_arguments)]
+pub fn train_split_autoencoder(
+    device_half: &Network,
+    edge_half: &Network,
+    train: &ImageDataset,
+    norm: &Normalization,
+    config: &AutoencoderConfig,
+    options: &TrainOptions,
+    batch_size: usize,
+    device: &Device,
+    progress: &mut dyn FnMut(&EpochReport),
+) -> Result<TrainedAutoencoder, AutomlError> {
+    let device_half = device_half.valid();
+    let edge_module = edge_half.valid().module().clone();
+    let edge = |x: Tensor<4>| edge_module.forward(x);
+    // Fail on a bad batch size here, with its own error, rather than as "no batches".
+    Batches::new(train, batch_size, norm, device)?;
+    let batches = |epoch: usize| {
+        let device_half = &device_half;
+        Batches::new(train, batch_size, norm, device)
+            .map(|b| b.shuffle(options.seed, epoch as u64))
+            .into_iter()
+            .flatten()
+            .map(move |(images, labels)| (device_half.module().forward_features(images), labels))
+    };
+    Ok(train_autoencoder(
+        config, device, batches, &edge, options, progress,
+    )?)
 }

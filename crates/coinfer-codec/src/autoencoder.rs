@@ -1,10 +1,15 @@
 //! Learned feature codec: a conv autoencoder with a bounded, uniformly quantized latent.
 //!
 //! ```text
-//! device:  z [B,C,H,W] ─ conv k×k, C→C' ─ tanh ─ b-bit quantization of [-1, 1] ─► payload
-//! edge:    payload ─ dequantize ─ conv k×k, C'→C ─ ReLU (optional) ─► ẑ [B,C,H,W]
+//! device:  z [B,C,H,W] ─ conv k×k stride s, C→C' ─ BN? ─ tanh ─ b-bit quantization ─► payload
+//! edge:    payload ─ dequantize ─ ×s nearest upsample ─ conv k×k, C'→C ─ BN? ─ ReLU? ─ crop
+//!          ─► ẑ [B,C,H,W]
 //! ```
-//! with `C' = max(1, ceil(C / r))`. `tanh` bounds the latent so its quantization range is
+//! with `C' = max(1, ceil(C / r))` and a latent of `ceil(H/s) × ceil(W/s)` pixels. Stride 1
+//! without batch norm is the channel-only family (1×1 kernels by default); stride 2 with batch
+//! norm is the spatial, BottleNet++-style family (Shao & Zhang 2020), which divides the pixels
+//! by four. The decoder upsamples to `s·ceil(H/s)` and crops to exactly `H` (odd sizes such as
+//! 7×7 included). `tanh` bounds the latent so its quantization range is
 //! fixed (`[-1, 1]`, `L = 2^b − 1` steps) and no ranges travel in the payload. Training
 //! replaces the rounding by a straight-through estimator, `y + (q(y) − y).detach()`, so the
 //! encoder receives the gradient as if quantization were the identity (see [`crate::train_autoencoder`]).
@@ -19,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::activation;
@@ -52,10 +58,13 @@ pub struct AutoencoderConfig {
     /// Square kernel size of both convolutions (odd: 1 or 3 are typical), "same" padding.
     #[config(default = 1)]
     pub kernel: usize,
-    /// Spatial stride of the encoder (the latent is `ceil(H/s) × ceil(W/s)`); recorded in the
-    /// codec id. Only 1 is built so far.
+    /// Encoder stride `s` (1 or 2): the latent has `ceil(H/s) × ceil(W/s)` pixels; recorded
+    /// in the codec id.
     #[config(default = 1)]
     pub stride: usize,
+    /// Batch norm after the encoder conv and after the decoder conv.
+    #[config(default = false)]
+    pub batch_norm: bool,
     /// End the decoder with a ReLU (right for post-ReLU split points).
     #[config(default = true)]
     pub output_relu: bool,
@@ -87,12 +96,8 @@ impl AutoencoderConfig {
         if self.kernel == 0 || self.kernel.is_multiple_of(2) || self.kernel > 15 {
             return invalid("kernel", self.kernel, "must be odd and at most 15");
         }
-        if self.stride != 1 {
-            return invalid(
-                "stride",
-                self.stride,
-                "only stride 1 is built so far (spatial autoencoders are not yet implemented)",
-            );
+        if !(1..=2).contains(&self.stride) {
+            return invalid("stride", self.stride, "must be 1 or 2");
         }
         Ok(())
     }
@@ -100,6 +105,18 @@ impl AutoencoderConfig {
     /// Latent channels `max(1, ceil(C / r))`.
     pub fn latent_channels(&self) -> usize {
         latent_channels(self.channels, self.ratio)
+    }
+
+    /// Latent shape `[B, C', ceil(H/s), ceil(W/s)]` for a feature `[B, C, H, W]`.
+    pub fn latent_shape(&self, feature: [usize; 4]) -> [usize; 4] {
+        let [batch, _, height, width] = feature;
+        let stride = self.stride.max(1);
+        [
+            batch,
+            self.latent_channels(),
+            height.div_ceil(stride),
+            width.div_ceil(stride),
+        ]
     }
 
     /// The codec id of autoencoders built from this config.
@@ -120,15 +137,23 @@ impl AutoencoderConfig {
     pub fn init(&self, device: &Device) -> Result<Autoencoder, CodecError> {
         self.check()?;
         let latent = self.latent_channels();
-        let conv = |from: usize, to: usize| {
-            Conv2dConfig::new([from, to], [self.kernel, self.kernel])
-                .with_padding(PaddingConfig2d::Same)
-                .init(device)
+        let pad = self.kernel / 2;
+        let norm = |channels: usize| {
+            self.batch_norm
+                .then(|| BatchNormConfig::new(channels).init(device))
         };
         Ok(Autoencoder {
-            encoder: conv(self.channels, latent),
-            decoder: conv(latent, self.channels),
+            encoder: Conv2dConfig::new([self.channels, latent], [self.kernel, self.kernel])
+                .with_stride([self.stride, self.stride])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .init(device),
+            encoder_norm: norm(latent),
+            decoder: Conv2dConfig::new([latent, self.channels], [self.kernel, self.kernel])
+                .with_padding(PaddingConfig2d::Same)
+                .init(device),
+            decoder_norm: norm(self.channels),
             bits: self.bits,
+            stride: self.stride,
             output_relu: self.output_relu,
         })
     }
@@ -139,21 +164,30 @@ impl AutoencoderConfig {
     }
 }
 
-/// The autoencoder's weights: one conv each side.
+/// The autoencoder's weights: one conv (and optionally one batch norm) each side.
 #[derive(Module, Debug)]
 pub struct Autoencoder {
     encoder: Conv2d,
+    encoder_norm: Option<BatchNorm>,
     decoder: Conv2d,
+    decoder_norm: Option<BatchNorm>,
     #[module(skip)]
     bits: u8,
+    #[module(skip)]
+    stride: usize,
     #[module(skip)]
     output_relu: bool,
 }
 
 impl Autoencoder {
-    /// Device side before quantization: `tanh(conv(z))`, values in `[-1, 1]`.
+    /// Device side before quantization: `tanh(BN?(conv(z)))`, values in `[-1, 1]`.
     pub fn encode_latent(&self, feature: Tensor<4>) -> Tensor<4> {
-        self.encoder.forward(feature).tanh()
+        let out = self.encoder.forward(feature);
+        match &self.encoder_norm {
+            Some(norm) => norm.forward(out),
+            None => out,
+        }
+        .tanh()
     }
 
     /// Quantizes a latent in `[-1, 1]` to the `b`-bit grid (tensor form of the codec's
@@ -175,9 +209,25 @@ impl Autoencoder {
         latent + rounding.detach()
     }
 
-    /// Edge side: `relu?(conv(latent))`.
-    pub fn decode_latent(&self, latent: Tensor<4>) -> Tensor<4> {
+    /// Edge side: `relu?(BN?(conv(upsample(latent))))` cropped to `size = [H, W]`, the
+    /// feature's spatial size (`size` must be at most `s` times the latent's).
+    pub fn decode_latent(&self, latent: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+        let stride = self.stride.max(1);
+        let latent = if stride > 1 {
+            let [b, c, h, w] = latent.dims();
+            latent
+                .reshape([b, c, h, 1, w, 1])
+                .expand([b, c, h, stride, w, stride])
+                .reshape([b, c, h * stride, w * stride])
+                .slice([0..b, 0..c, 0..size[0], 0..size[1]])
+        } else {
+            latent
+        };
         let out = self.decoder.forward(latent);
+        let out = match &self.decoder_norm {
+            Some(norm) => norm.forward(out),
+            None => out,
+        };
         if self.output_relu {
             activation::relu(out)
         } else {
@@ -185,10 +235,11 @@ impl Autoencoder {
         }
     }
 
-    /// Training forward pass: encode, straight-through quantize, decode.
+    /// Training forward pass: encode, straight-through quantize, decode to the feature's shape.
     pub fn forward(&self, feature: Tensor<4>) -> Tensor<4> {
+        let [_, _, height, width] = feature.dims();
         let latent = self.encode_latent(feature);
-        self.decode_latent(self.quantize_straight_through(latent))
+        self.decode_latent(self.quantize_straight_through(latent), [height, width])
     }
 }
 
@@ -218,7 +269,16 @@ impl AutoencoderCodec {
         config.check()?;
         let mut model = model.valid();
         model.bits = config.bits;
+        model.stride = config.stride;
         model.output_relu = config.output_relu;
+        let has_norm = (model.encoder_norm.is_some(), model.decoder_norm.is_some());
+        if has_norm != (config.batch_norm, config.batch_norm) {
+            return Err(CodecError::ShapeMismatch {
+                what: "autoencoder batch-norm layers (encoder, decoder)",
+                expected: format!("{:?}", (config.batch_norm, config.batch_norm)),
+                found: format!("{has_norm:?}"),
+            });
+        }
         let (c, latent, k) = (config.channels, config.latent_channels(), config.kernel);
         for (what, weight, expected) in [
             (
@@ -377,9 +437,8 @@ impl AutoencoderCodec {
     pub fn decode_latent_quantized(&self, payload: &[u8]) -> Result<Quantized, CodecError> {
         let (header, body) = read_header(payload)?;
         expect_codec(self.id(), header.codec)?;
-        let [batch, channels, height, width] = header.shape;
-        self.check_channels(channels)?;
-        let shape = [batch, self.config.latent_channels(), height, width];
+        self.check_channels(header.shape[1])?;
+        let shape = self.config.latent_shape(header.shape);
         let elements = check_feature_shape(shape)?;
         let symbols =
             read_symbol_body(body, self.config.bits, elements, header.entropy_coded_body)?;
@@ -424,8 +483,13 @@ impl FeatureCodec for AutoencoderCodec {
     }
 
     fn decode(&self, payload: &[u8], device: &Device) -> Result<Tensor<4>, CodecError> {
+        let (header, _) = read_header(payload)?;
+        let [_, _, height, width] = header.shape;
         let latent = self.decode_latent_quantized(payload)?;
         let latent = feature_tensor(latent.dequantize(), latent.shape, &self.device);
-        Ok(self.model.decode_latent(latent).to_device(device))
+        Ok(self
+            .model
+            .decode_latent(latent, [height, width])
+            .to_device(device))
     }
 }

@@ -29,8 +29,8 @@ impl CodecId {
     /// Quantizers: 6 FLOPs per element on the device, 2 on the edge. Autoencoders: the encoder
     /// convolution (`2·k²·C·C'` per latent pixel; a stride-`s` encoder has
     /// `ceil(H/s)·ceil(W/s)` of them), the activation and quantization of the latent, and the
-    /// decoder convolution back to `C` channels (a transposed convolution for `s > 1`: the
-    /// same `2·k²·C·C'` per latent pixel) with its output ReLU.
+    /// decoder: dequantization, nearest `×s` upsampling (free), and a convolution back to `C`
+    /// channels on the feature's `H·W` pixels (`2·k²·C·C'` each) with its output ReLU.
     ///
     /// ```
     /// use coinfer_codec::CodecId;
@@ -62,14 +62,15 @@ impl CodecId {
                 let [lh, lw] = latent_plane([h, w], stride);
                 let latent_pixels = lh.saturating_mul(lw);
                 let k2 = u64::from(kernel) * u64::from(kernel);
-                let conv = (2 * k2)
-                    .saturating_mul(c)
-                    .saturating_mul(latent)
-                    .saturating_mul(latent_pixels);
+                let per_pixel = (2 * k2).saturating_mul(c).saturating_mul(latent);
+                let encode_conv = per_pixel.saturating_mul(latent_pixels);
+                let decode_conv = per_pixel.saturating_mul(pixels);
                 let latent_elements = latent.saturating_mul(latent_pixels);
                 (
-                    conv.saturating_add(AE_LATENT_ENCODE_FLOPS.saturating_mul(latent_elements)),
-                    conv.saturating_add(AE_LATENT_DECODE_FLOPS.saturating_mul(latent_elements))
+                    encode_conv
+                        .saturating_add(AE_LATENT_ENCODE_FLOPS.saturating_mul(latent_elements)),
+                    decode_conv
+                        .saturating_add(AE_LATENT_DECODE_FLOPS.saturating_mul(latent_elements))
                         .saturating_add(elements),
                 )
             }
@@ -115,7 +116,11 @@ mod tests {
         // 14×14 at stride 2 → 7×7 latent pixels; at stride 4 → 4×4 (ceil).
         let s2 = ae(4, 3, 2).compute_cost([16, 14, 14]);
         assert_eq!(s2.encode_flops, 2 * 9 * 16 * 4 * 49 + 8 * 4 * 49);
-        assert_eq!(s2.decode_flops, 2 * 9 * 16 * 4 * 49 + 3 * 4 * 49 + 16 * 196);
+        // The decoder convolves the upsampled latent at the feature's full 14×14.
+        assert_eq!(
+            s2.decode_flops,
+            2 * 9 * 16 * 4 * 196 + 3 * 4 * 49 + 16 * 196
+        );
         let s4 = ae(4, 3, 4).compute_cost([16, 14, 14]);
         assert_eq!(s4.encode_flops, 2 * 9 * 16 * 4 * 16 + 8 * 4 * 16);
     }

@@ -3,8 +3,10 @@
 //!
 //! Codecs: lossless [`Float32Codec`]; uniform 1–8-bit quantization with per-tensor or
 //! per-channel ranges ([`QuantCodec`], optionally rANS entropy coded); learned conv
-//! autoencoders with a quantized `tanh` latent ([`AutoencoderCodec`], trained against the
-//! frozen edge half by [`train_autoencoder`]). Every payload carries a header (magic, version,
+//! autoencoders with a quantized `tanh` latent ([`AutoencoderCodec`]: channel-only 1×1 ones,
+//! and spatial, BottleNet++-style ones with a stride-2 encoder, batch norm and an
+//! upsampling decoder that restores the exact feature shape), trained against the frozen edge
+//! half with optional distillation from the backbone's logits by [`train_autoencoder`]). Every payload carries a header (magic, version,
 //! codec id, shape, ranges) and a CRC32, and decoding hostile bytes returns a [`CodecError`],
 //! never a panic. A [`CodecFamily`] lists the choices at a split point with their sizes.
 //!
@@ -65,5 +67,7 @@ pub use family::{CodecEntry, CodecFamily};
 pub use float32::Float32Codec;
 pub use payload::{MAX_FEATURE_ELEMENTS, Payload, PayloadHeader, read_header};
 pub use quant_codec::QuantCodec;
-pub use train::{EpochReport, TrainOptions, TrainedAutoencoder, train_autoencoder};
+pub use train::{
+    EpochReport, TrainBatch, TrainOptions, TrainedAutoencoder, distillation_loss, train_autoencoder,
+};
 pub use wire::CodecWire;

@@ -1,7 +1,12 @@
 //! Training an autoencoder codec against a frozen edge half.
 //!
-//! Loss per batch: `CE(edge(AE(z)), y) + recon_weight · MSE(AE(z), z)`, where `AE` is
-//! encode → straight-through quantization → decode ([`Autoencoder::forward`]). Gradients flow
+//! Loss per batch:
+//! `(1 − α)·CE(edge(AE(z)), y) + α·KD_T(edge(AE(z)), teacher) + recon_weight · MSE(AE(z), z)`,
+//! where `AE` is encode → straight-through quantization → decode ([`Autoencoder::forward`]),
+//! `α` is [`TrainOptions::distill_weight`] and `KD_T` the temperature-`T` distillation loss
+//! ([`distillation_loss`]) against the unmodified backbone's logits: the batch's own teacher
+//! logits when it carries them ([`TrainBatch::teacher`]), else `edge(z)` — the backbone's
+//! logits whenever the device half producing `z` is the unmodified one. Gradients flow
 //! from the loss through the edge closure into the autoencoder; only the autoencoder's
 //! parameters are stepped (Adam).
 //!
@@ -19,6 +24,7 @@
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
+use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
 use crate::autoencoder::{Autoencoder, AutoencoderCodec, AutoencoderConfig};
@@ -39,6 +45,12 @@ pub struct TrainOptions {
     /// Seed of the weight initialisation.
     #[config(default = 0)]
     pub seed: u64,
+    /// Weight `α ∈ [0, 1]` of the distillation loss; the task cross-entropy gets `1 − α`.
+    #[config(default = 0.0)]
+    pub distill_weight: f32,
+    /// Distillation temperature `T > 0`.
+    #[config(default = 4.0)]
+    pub temperature: f32,
 }
 
 impl TrainOptions {
@@ -67,8 +79,84 @@ impl TrainOptions {
                 "must be finite and non-negative",
             );
         }
+        if !(0.0..=1.0).contains(&self.distill_weight) {
+            return invalid(
+                "distill_weight",
+                self.distill_weight.to_string(),
+                "must be in [0, 1]",
+            );
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return invalid(
+                "temperature",
+                self.temperature.to_string(),
+                "must be finite and positive",
+            );
+        }
         Ok(())
     }
+}
+
+/// One training batch: the split-point feature, the labels and, optionally, the logits of the
+/// unmodified backbone for distillation. Tuples `(feature, labels)` and
+/// `(feature, labels, teacher)` convert into it.
+#[derive(Debug, Clone)]
+pub struct TrainBatch {
+    /// Feature `[B, C, H, W]` (a constant: autodiff history is dropped).
+    pub feature: Tensor<4>,
+    /// Labels `[B]`.
+    pub labels: Tensor<1, Int>,
+    /// Teacher logits `[B, classes]`; `None`: the edge's logits on the uncompressed feature.
+    pub teacher: Option<Tensor<2>>,
+}
+
+impl From<(Tensor<4>, Tensor<1, Int>)> for TrainBatch {
+    fn from((feature, labels): (Tensor<4>, Tensor<1, Int>)) -> Self {
+        Self {
+            feature,
+            labels,
+            teacher: None,
+        }
+    }
+}
+
+impl From<(Tensor<4>, Tensor<1, Int>, Tensor<2>)> for TrainBatch {
+    fn from((feature, labels, teacher): (Tensor<4>, Tensor<1, Int>, Tensor<2>)) -> Self {
+        Self {
+            feature,
+            labels,
+            teacher: Some(teacher),
+        }
+    }
+}
+
+/// Knowledge-distillation loss (Hinton et al. 2015): `T² · KL(softmax(t/T) ‖ softmax(s/T))`,
+/// averaged over the batch, for student logits `s` and teacher logits `t` (a constant: its
+/// autodiff history is dropped). The `T²` factor keeps its gradient on the scale of the
+/// cross-entropy's. Zero when the student equals the teacher.
+///
+/// ```
+/// use burn::prelude::*;
+/// use coinfer_codec::distillation_loss;
+///
+/// let device = Device::default();
+/// let teacher = Tensor::<2>::from_data([[2.0, 0.0, -1.0]], &device);
+/// let same = distillation_loss(teacher.clone(), teacher.clone(), 4.0).into_scalar::<f32>();
+/// let other = Tensor::<2>::from_data([[-1.0, 0.0, 2.0]], &device);
+/// let far = distillation_loss(other, teacher, 4.0).into_scalar::<f32>();
+/// assert!(same.abs() < 1e-6 && far > 0.1);
+/// ```
+pub fn distillation_loss(student: Tensor<2>, teacher: Tensor<2>, temperature: f32) -> Tensor<1> {
+    let [rows, _] = student.dims();
+    let t = temperature.max(f32::MIN_POSITIVE);
+    let teacher = teacher.detach().div_scalar(t);
+    let teacher_log = activation::log_softmax(teacher, 1);
+    let student_log = activation::log_softmax(student.div_scalar(t), 1);
+    let teacher_prob = teacher_log.clone().exp();
+    (teacher_prob * (teacher_log - student_log))
+        .sum()
+        .div_scalar(rows.max(1) as f32)
+        .mul_scalar(t * t)
 }
 
 /// Mean figures of one epoch (over batches, weighted by batch size).
@@ -102,8 +190,9 @@ pub struct TrainedAutoencoder {
 /// Trains an autoencoder for a frozen edge half.
 ///
 /// - `device`: where to train; its autodiff version is used (pass a plain or autodiff device).
-/// - `batches(epoch)`: the batches of an epoch, `(feature [B, C, H, W], labels [B])`; features
-///   are treated as constants (any autodiff history is dropped).
+/// - `batches(epoch)`: the batches of an epoch, `(feature [B, C, H, W], labels [B])` or
+///   `(feature, labels, teacher logits)` ([`TrainBatch`]); features are treated as constants
+///   (any autodiff history is dropped).
 /// - `edge`: the frozen edge half, reconstruction → logits `[B, classes]` (see the module docs
 ///   for what it must do).
 /// - `progress`: called after each epoch.
@@ -112,7 +201,7 @@ pub struct TrainedAutoencoder {
 /// Invalid config or options, a batch whose shape does not fit the config, labels of another
 /// length, an epoch without batches, logits of the wrong shape or outside the autodiff graph,
 /// or a non-finite loss.
-pub fn train_autoencoder<F, I>(
+pub fn train_autoencoder<F, I, B>(
     config: &AutoencoderConfig,
     device: &Device,
     mut batches: F,
@@ -122,7 +211,8 @@ pub fn train_autoencoder<F, I>(
 ) -> Result<TrainedAutoencoder, CodecError>
 where
     F: FnMut(usize) -> I,
-    I: IntoIterator<Item = (Tensor<4>, Tensor<1, Int>)>,
+    I: IntoIterator<Item = B>,
+    B: Into<TrainBatch>,
 {
     config.check()?;
     options.check()?;
@@ -136,7 +226,12 @@ where
 
     for epoch in 0..options.epochs {
         let mut sums = Sums::default();
-        for (batch_index, (feature, labels)) in batches(epoch).into_iter().enumerate() {
+        for (batch_index, batch) in batches(epoch).into_iter().enumerate() {
+            let TrainBatch {
+                feature,
+                labels,
+                teacher,
+            } = batch.into();
             let feature = feature.without_autodiff().to_device(&base).autodiff();
             let labels = labels.to_device(&train_device);
             let samples = check_batch(config, &feature, &labels, epoch, batch_index)?;
@@ -153,9 +248,26 @@ where
                 .int()
                 .sum()
                 .into_scalar::<i64>();
-            let task = cross_entropy.forward(logits, labels);
-            let recon = (reconstruction - feature).powf_scalar(2.0).mean();
-            let loss = task.clone() + recon.clone().mul_scalar(options.recon_weight);
+            let task = cross_entropy.forward(logits.clone(), labels);
+            let recon = (reconstruction - feature.clone()).powf_scalar(2.0).mean();
+            let alpha = options.distill_weight;
+            let mut loss = task.clone().mul_scalar(1.0 - alpha)
+                + recon.clone().mul_scalar(options.recon_weight);
+            if alpha > 0.0 {
+                let teacher = match teacher {
+                    Some(t) => t.without_autodiff().to_device(&base).autodiff(),
+                    None => edge(feature).detach(),
+                };
+                if teacher.dims() != logits.dims() {
+                    return Err(CodecError::ShapeMismatch {
+                        what: "teacher logits",
+                        expected: format!("{:?}", logits.dims()),
+                        found: format!("{:?} (epoch {epoch}, batch {batch_index})", teacher.dims()),
+                    });
+                }
+                loss = loss
+                    + distillation_loss(logits, teacher, options.temperature).mul_scalar(alpha);
+            }
 
             let loss_value = loss.clone().detach().into_scalar::<f32>();
             if !loss_value.is_finite() {

@@ -223,7 +223,7 @@ fn training_rejects_bad_batches_and_options() {
     let result = train_autoencoder(
         &config,
         &device,
-        |_| Vec::new(),
+        |_| Vec::<(Tensor<4>, Tensor<1, Int>)>::new(),
         &edge,
         &options,
         &mut |_| {},
@@ -238,7 +238,7 @@ fn training_rejects_bad_batches_and_options() {
     let result = train_autoencoder(
         &config,
         &device,
-        |_| Vec::new(),
+        |_| Vec::<(Tensor<4>, Tensor<1, Int>)>::new(),
         &edge,
         &TrainOptions::new().with_epochs(1),
         &mut |_| {},
@@ -305,10 +305,10 @@ fn payload_round_trip_is_exact_and_sized_as_announced() {
         assert_eq!(latent.shape, [1, 16usize.div_ceil(ratio), 14, 14]);
 
         let decoded = codec.decode(&payload.bytes, &device).unwrap();
-        let expected = codec.model().decode_latent(Tensor::<4>::from_data(
-            TensorData::new(latent.dequantize(), latent.shape),
-            &device,
-        ));
+        let expected = codec.model().decode_latent(
+            Tensor::<4>::from_data(TensorData::new(latent.dequantize(), latent.shape), &device),
+            [14, 14],
+        );
         assert_eq!(decoded.dims(), [1, 16, 14, 14]);
         assert_eq!(decoded.clone().into_data(), expected.into_data());
         // Post-ReLU output by default.

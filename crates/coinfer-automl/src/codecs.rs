@@ -244,7 +244,7 @@ pub fn build_codecs(
             (id.bits_per_sample(shape), id.to_string())
         });
         let family = CodecFamily::with_codecs(shape, codecs.iter().map(|c| c.codec().id()));
-        bank.push_candidate(shape, codecs, setup.ae_kernel);
+        bank.push_candidate(shape, codecs);
         families.push(family);
     }
     Ok((families, bank))

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use burn::prelude::*;
-use coinfer_codec::{AutoencoderCodec, CodecId, FeatureCodec, latent_channels};
+use coinfer_codec::{AutoencoderCodec, CodecId, FeatureCodec, SharedCodec};
 use coinfer_data::{ImageDataset, Normalization};
 use coinfer_profile::{Breakdown, CodecCompute, LatencyModel, PlanCost};
 use coinfer_sparsity::{PruneRatios, prune, prune_spec};
@@ -72,7 +72,7 @@ struct BankEntry {
 /// chosen plan fine-tunes and exports its weights).
 pub enum BankCodec {
     /// A codec without weights (float32, quantizers).
-    Fixed(Box<dyn FeatureCodec>),
+    Fixed(SharedCodec),
     /// A trained autoencoder.
     Learned(Box<AutoencoderCodec>),
 }
@@ -102,17 +102,11 @@ impl CodecBank {
     }
 
     /// Adds the codecs of the next candidate (same order as its family's entries).
-    /// `kernel` is the autoencoders' convolution size (for their cost).
-    pub fn push_candidate(
-        &mut self,
-        feature_shape: [usize; 3],
-        codecs: Vec<BankCodec>,
-        kernel: usize,
-    ) {
+    pub fn push_candidate(&mut self, feature_shape: [usize; 3], codecs: Vec<BankCodec>) {
         let entries = codecs
             .into_iter()
             .map(|codec| {
-                let (encode, decode) = codec_compute(codec.codec().id(), feature_shape, kernel);
+                let (encode, decode) = codec_compute(codec.codec().id(), feature_shape);
                 BankEntry {
                     codec,
                     encode,
@@ -173,35 +167,17 @@ impl Default for CodecBank {
     }
 }
 
-/// Floating-point work of a codec's encoder and decoder for one `[C, H, W]` sample.
-///
-/// Quantizers: a range scan, subtract, scale, round and clamp per element on the device (6
-/// FLOPs) and a multiply-add per element on the edge (2). Autoencoders: their convolutions
-/// (`2 · k² · C · C'` per pixel) plus the activation and quantization of the latent.
-pub fn codec_compute(
-    id: CodecId,
-    shape: [usize; 3],
-    kernel: usize,
-) -> (CodecCompute, CodecCompute) {
-    let [c, h, w] = shape.map(|d| d as u64);
-    let pixels = h * w;
-    let elements = c * pixels;
-    let (encode, decode) = match id {
-        CodecId::Float32 => (0, 0),
-        CodecId::Quant { .. } => (6 * elements, 2 * elements),
-        CodecId::Autoencoder { ratio, .. } => {
-            let latent = latent_channels(c as usize, usize::from(ratio)) as u64;
-            let k2 = (kernel * kernel) as u64;
-            let conv = 2 * k2 * c * latent * pixels;
-            (
-                conv + 8 * latent * pixels,
-                conv + 3 * latent * pixels + c * pixels,
-            )
-        }
-    };
+/// A codec's encode and decode work for one `[C, H, W]` sample ([`CodecId::compute_cost`])
+/// in the latency model's terms.
+pub fn codec_compute(id: CodecId, shape: [usize; 3]) -> (CodecCompute, CodecCompute) {
+    let cost = id.compute_cost(shape);
     (
-        CodecCompute { flops: encode },
-        CodecCompute { flops: decode },
+        CodecCompute {
+            flops: cost.encode_flops,
+        },
+        CodecCompute {
+            flops: cost.decode_flops,
+        },
     )
 }
 

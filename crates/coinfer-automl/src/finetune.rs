@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use coinfer_codec::{Autoencoder, AutoencoderCodec, CodecId};
+use coinfer_codec::{Autoencoder, AutoencoderCodec, CodecId, QuantCodec};
 use coinfer_data::{Batches, ImageDataset, Normalization};
 use coinfer_split::{NetModule, Network};
 use serde::{Deserialize, Serialize};
@@ -42,33 +42,6 @@ impl Default for FineTuneConfig {
 struct DeviceSide {
     half: NetModule,
     autoencoder: Option<Autoencoder>,
-}
-
-/// Quantize-dequantize with a straight-through gradient: what the edge sees from a uniform
-/// `bits`-bit quantizer, differentiable as the identity.
-fn fake_quant(x: Tensor<4>, bits: u8, per_channel: bool) -> Tensor<4> {
-    let levels = ((1u32 << bits) - 1) as f32;
-    let [b, c, h, w] = x.dims();
-    let (min, max) = if per_channel {
-        let flat = x.clone().detach().swap_dims(0, 1).reshape([c, b * h * w]);
-        (
-            flat.clone().min_dim(1).reshape([1, c, 1, 1]),
-            flat.max_dim(1).reshape([1, c, 1, 1]),
-        )
-    } else {
-        let d = x.clone().detach();
-        (
-            d.clone().min().reshape([1, 1, 1, 1]),
-            d.max().reshape([1, 1, 1, 1]),
-        )
-    };
-    let scale = (max - min.clone()).clamp_min(1e-12).div_scalar(levels);
-    let q = ((x.clone() - min.clone()) / scale.clone())
-        .round()
-        .clamp(0.0, levels)
-        * scale
-        + min;
-    x.clone() + (q - x).detach()
 }
 
 /// Fine-tunes the device half `[0, split)` of `network` with `codec` in the loop (an
@@ -140,7 +113,7 @@ pub fn fine_tune(
                     CodecId::Quant {
                         bits, per_channel, ..
                     },
-                ) => fake_quant(feature, bits, per_channel),
+                ) => QuantCodec::new(bits, per_channel)?.straight_through(feature),
                 (None, _) => feature,
             };
             let logits = edge.forward(received);

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use std::sync::Arc;
 
-use coinfer_codec::{AutoencoderCodec, CodecId};
+use coinfer_codec::{AutoencoderCodec, CodecId, SharedCodec, fixed_codec};
 use coinfer_data::Normalization;
 use coinfer_profile::Breakdown;
 use coinfer_split::Network;
-use coinfer_split::runtime::{SharedCodec, shared_fixed_codec};
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
@@ -157,7 +156,7 @@ impl SplitPlan {
                     reason: format!("codec {} needs autoencoder weights", plan.codec),
                 });
             }
-            (id, _) => shared_fixed_codec(id).map_err(|e| AutomlError::Json {
+            (id, _) => fixed_codec(id).map_err(|e| AutomlError::Json {
                 path: plan_path.to_path_buf(),
                 reason: e.to_string(),
             })?,
@@ -178,5 +177,72 @@ impl SplitPlan {
             edge: edge_half,
             codec,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(codec: CodecId) -> SplitPlan {
+        SplitPlan {
+            model: "resnet-mini".into(),
+            backbone_digest: "abc".into(),
+            split: 2,
+            pruned_blocks: vec![0, 1],
+            prune_ratios: vec![0.25, 0.5],
+            kept_channels: vec![12, 16],
+            codec,
+            payload_bits: 1000,
+            search_accuracy: 0.9,
+            test_accuracy: Some(0.88),
+            predicted: Breakdown::default(),
+            reward: -0.3,
+            profiles: ["d".into(), "l".into(), "e".into()],
+            normalization: Normalization {
+                mean: vec![0.5],
+                std: vec![0.25],
+            },
+            artifacts: None,
+        }
+    }
+
+    /// Plans written before the autoencoder's kernel and stride were recorded have neither
+    /// key: they load as the 1×1, stride-1 autoencoders they were searched with, with the
+    /// same digest.
+    #[test]
+    fn a_plan_without_kernel_and_stride_still_loads() {
+        let new = plan(CodecId::autoencoder(4, 2));
+        let mut json: serde_json::Value = serde_json::to_value(&new).unwrap();
+        let codec = json["codec"].as_object_mut().unwrap();
+        assert_eq!(codec.remove("kernel"), Some(1.into()));
+        assert_eq!(codec.remove("stride"), Some(1.into()));
+        assert_eq!(
+            json["codec"].to_string(),
+            r#"{"bits":2,"entropy":false,"kind":"autoencoder","ratio":4}"#
+        );
+        let dir = std::env::temp_dir().join(format!("coinfer-old-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("plan.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        let old = SplitPlan::load(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(old, new);
+        assert_eq!(old.digest(), new.digest());
+    }
+
+    #[test]
+    fn a_plan_records_the_autoencoder_kernel_and_stride() {
+        let codec = CodecId::Autoencoder {
+            ratio: 4,
+            bits: 2,
+            entropy: false,
+            kernel: 3,
+            stride: 2,
+        };
+        let json = serde_json::to_string(&plan(codec)).unwrap();
+        assert!(json.contains(r#""kernel":3,"stride":2"#), "{json}");
+        let back: SplitPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.codec, codec);
     }
 }

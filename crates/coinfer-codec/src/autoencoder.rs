@@ -52,6 +52,10 @@ pub struct AutoencoderConfig {
     /// Square kernel size of both convolutions (odd: 1 or 3 are typical), "same" padding.
     #[config(default = 1)]
     pub kernel: usize,
+    /// Spatial stride of the encoder (the latent is `ceil(H/s) × ceil(W/s)`); recorded in the
+    /// codec id. Only 1 is built so far.
+    #[config(default = 1)]
+    pub stride: usize,
     /// End the decoder with a ReLU (right for post-ReLU split points).
     #[config(default = true)]
     pub output_relu: bool,
@@ -83,6 +87,13 @@ impl AutoencoderConfig {
         if self.kernel == 0 || self.kernel.is_multiple_of(2) || self.kernel > 15 {
             return invalid("kernel", self.kernel, "must be odd and at most 15");
         }
+        if self.stride != 1 {
+            return invalid(
+                "stride",
+                self.stride,
+                "only stride 1 is built so far (spatial autoencoders are not yet implemented)",
+            );
+        }
         Ok(())
     }
 
@@ -97,6 +108,8 @@ impl AutoencoderConfig {
             ratio: self.ratio.min(u16::MAX as usize) as u16,
             bits: self.bits,
             entropy: self.entropy,
+            kernel: self.kernel.min(u8::MAX as usize) as u8,
+            stride: self.stride.min(u8::MAX as usize) as u8,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The [`FeatureCodec`] trait, codec identifiers, and the tensor ⇄ slice glue the codecs share.
 
 use std::fmt;
+use std::sync::Arc;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,10 @@ use crate::quantize::check_bits;
 /// stored as JSON in codec families and split plans.
 ///
 /// JSON form: `{"kind":"quant","bits":4,"per_channel":true,"entropy":false}`; `entropy`
-/// may be omitted (defaults to `false`).
+/// may be omitted (defaults to `false`), and so may an autoencoder's `kernel` and `stride`
+/// (default 1: plans written before they were recorded load as the 1×1 autoencoders they were).
+///
+/// On the wire (payload headers and runtime frames) a codec is its [`CodecWire`] code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CodecId {
@@ -41,7 +45,23 @@ pub enum CodecId {
         /// rANS-code the latent symbols when that is smaller than fixed-length packing.
         #[serde(default)]
         entropy: bool,
+        /// Square kernel of the encoder and decoder convolutions: odd, 1..=[`MAX_AE_KERNEL`].
+        #[serde(default = "one")]
+        kernel: u8,
+        /// Spatial stride of the encoder (the decoder upsamples by the same factor):
+        /// 1..=[`MAX_AE_STRIDE`]; the latent is `ceil(H/s) × ceil(W/s)`.
+        #[serde(default = "one")]
+        stride: u8,
     },
+}
+
+/// Largest autoencoder kernel a codec id may name.
+pub const MAX_AE_KERNEL: u8 = 15;
+/// Largest autoencoder stride a codec id may name.
+pub const MAX_AE_STRIDE: u8 = 8;
+
+fn one() -> u8 {
+    1
 }
 
 impl CodecId {
@@ -54,16 +74,19 @@ impl CodecId {
         }
     }
 
-    /// `Autoencoder` with fixed-length packing.
+    /// A 1×1, stride-1 `Autoencoder` with fixed-length packing.
     pub fn autoencoder(ratio: u16, bits: u8) -> Self {
         Self::Autoencoder {
             ratio,
             bits,
             entropy: false,
+            kernel: 1,
+            stride: 1,
         }
     }
 
-    /// Checks the parameters (bits in 1..=8, ratio ≥ 1).
+    /// Checks the parameters (bits in 1..=8, ratio ≥ 1, an odd autoencoder kernel up to
+    /// [`MAX_AE_KERNEL`], a stride in 1..=[`MAX_AE_STRIDE`]).
     ///
     /// # Errors
     /// [`CodecError::BitsOutOfRange`] or [`CodecError::InvalidParameter`].
@@ -71,14 +94,29 @@ impl CodecId {
         match *self {
             Self::Float32 => Ok(()),
             Self::Quant { bits, .. } => check_bits(bits, "codec id"),
-            Self::Autoencoder { ratio, bits, .. } => {
+            Self::Autoencoder {
+                ratio,
+                bits,
+                kernel,
+                stride,
+                ..
+            } => {
                 check_bits(bits, "codec id")?;
+                let invalid = |field, value: u16, reason| {
+                    Err(CodecError::InvalidParameter {
+                        field,
+                        value: value.to_string(),
+                        reason,
+                    })
+                };
                 if ratio == 0 {
-                    return Err(CodecError::InvalidParameter {
-                        field: "ratio",
-                        value: "0".into(),
-                        reason: "the channel reduction ratio must be at least 1",
-                    });
+                    return invalid("ratio", 0, "the channel reduction ratio must be at least 1");
+                }
+                if kernel == 0 || kernel.is_multiple_of(2) || kernel > MAX_AE_KERNEL {
+                    return invalid("kernel", kernel.into(), "must be odd and at most 15");
+                }
+                if stride == 0 || stride > MAX_AE_STRIDE {
+                    return invalid("stride", stride.into(), "must be in 1..=8");
                 }
                 Ok(())
             }
@@ -120,12 +158,29 @@ impl CodecId {
                 let ranges = if per_channel { c } else { 1 };
                 overhead_bits(ranges).saturating_add(body_bits(c, bits))
             }
-            Self::Autoencoder { ratio, bits, .. } => {
+            Self::Autoencoder {
+                ratio,
+                bits,
+                stride,
+                ..
+            } => {
                 let latent = latent_channels(c as usize, ratio.max(1) as usize) as u64;
-                overhead_bits(0).saturating_add(body_bits(latent, bits))
+                let [lh, lw] = latent_plane([h, w], stride);
+                let count = latent.saturating_mul(lh).saturating_mul(lw);
+                let body = usize::try_from(count)
+                    .ok()
+                    .and_then(|n| packed_len(n, bits))
+                    .map_or(u64::MAX, |bytes| (bytes as u64).saturating_mul(8));
+                overhead_bits(0).saturating_add(body)
             }
         }
     }
+}
+
+/// The latent's spatial size `[ceil(H/s), ceil(W/s)]` for an encoder of stride `s`.
+pub fn latent_plane(plane: [u64; 2], stride: u8) -> [u64; 2] {
+    let s = u64::from(stride.max(1));
+    plane.map(|d| d.div_ceil(s))
 }
 
 /// Latent channels of an autoencoder with ratio `r` over `C` channels: `max(1, ceil(C / r))`.
@@ -134,7 +189,8 @@ pub fn latent_channels(channels: usize, ratio: usize) -> usize {
 }
 
 impl fmt::Display for CodecId {
-    /// Short names: `float32`, `quant4`, `quant4-pc`, `quant4-pc-ec`, `ae-r4-b4`, `ae-r4-b4-ec`.
+    /// Short names: `float32`, `quant4`, `quant4-pc`, `quant4-pc-ec`, `ae-r4-b4`, `ae-r4-b4-ec`;
+    /// an autoencoder's kernel and stride appear when they are not 1 (`ae-r4-b4-k3-s2`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::Float32 => write!(f, "float32"),
@@ -152,7 +208,21 @@ impl fmt::Display for CodecId {
                 ratio,
                 bits,
                 entropy,
-            } => write!(f, "ae-r{ratio}-b{bits}{}", if entropy { "-ec" } else { "" }),
+                kernel,
+                stride,
+            } => {
+                write!(f, "ae-r{ratio}-b{bits}")?;
+                if kernel != 1 {
+                    write!(f, "-k{kernel}")?;
+                }
+                if stride != 1 {
+                    write!(f, "-s{stride}")?;
+                }
+                if entropy {
+                    write!(f, "-ec")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -197,20 +267,34 @@ pub trait FeatureCodec {
     }
 }
 
-/// A codec that needs no weights, built from its id.
+/// A codec that threads can share (the runtime's edge worker decodes with it while connection
+/// threads read its id; the search keeps a bank of them).
+pub type SharedCodec = Arc<dyn FeatureCodec + Send + Sync>;
+
+/// A codec that needs no weights (float32 or uniform quantization), built from its id.
+///
+/// ```
+/// use coinfer_codec::{CodecId, fixed_codec};
+///
+/// let codec = fixed_codec(CodecId::quant(8, true))?;
+/// assert_eq!(codec.id(), CodecId::quant(8, true));
+/// assert!(fixed_codec(CodecId::autoencoder(4, 4)).is_err());
+/// # Ok::<(), coinfer_codec::CodecError>(())
+/// ```
 ///
 /// # Errors
 /// [`CodecError::InvalidParameter`] for an autoencoder id (load it with
-/// [`crate::AutoencoderCodec::load`]) and parameter errors from [`CodecId::check`].
-pub fn fixed_codec(id: CodecId) -> Result<Box<dyn FeatureCodec>, CodecError> {
+/// [`crate::AutoencoderCodec::load`] and wrap it in an [`Arc`]) and parameter errors from
+/// [`CodecId::check`].
+pub fn fixed_codec(id: CodecId) -> Result<SharedCodec, CodecError> {
     id.check()?;
     match id {
-        CodecId::Float32 => Ok(Box::new(Float32Codec)),
+        CodecId::Float32 => Ok(Arc::new(Float32Codec)),
         CodecId::Quant {
             bits,
             per_channel,
             entropy,
-        } => Ok(Box::new(
+        } => Ok(Arc::new(
             QuantCodec::new(bits, per_channel)?.with_entropy(entropy),
         )),
         CodecId::Autoencoder { .. } => Err(CodecError::InvalidParameter {
@@ -303,11 +387,59 @@ mod tests {
             CodecId::Autoencoder {
                 ratio: 4,
                 bits: 2,
-                entropy: true
+                entropy: true,
+                kernel: 1,
+                stride: 1,
             }
             .to_string(),
             "ae-r4-b2-ec"
         );
+        assert_eq!(
+            CodecId::Autoencoder {
+                ratio: 4,
+                bits: 2,
+                entropy: true,
+                kernel: 3,
+                stride: 2,
+            }
+            .to_string(),
+            "ae-r4-b2-k3-s2-ec"
+        );
+    }
+
+    #[test]
+    fn check_rejects_each_bad_autoencoder_field() {
+        let ae = |ratio, kernel, stride| CodecId::Autoencoder {
+            ratio,
+            bits: 4,
+            entropy: false,
+            kernel,
+            stride,
+        };
+        let field = |id: CodecId| match id.check() {
+            Err(CodecError::InvalidParameter { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(ae(0, 1, 1)), "ratio");
+        assert_eq!(field(ae(4, 0, 1)), "kernel");
+        assert_eq!(field(ae(4, 2, 1)), "kernel");
+        assert_eq!(field(ae(4, 17, 1)), "kernel");
+        assert_eq!(field(ae(4, 3, 0)), "stride");
+        assert_eq!(field(ae(4, 3, 9)), "stride");
+        assert!(ae(4, 15, 8).check().is_ok());
+    }
+
+    #[test]
+    fn stride_shrinks_the_latent_payload() {
+        let strided = CodecId::Autoencoder {
+            ratio: 4,
+            bits: 2,
+            entropy: false,
+            kernel: 3,
+            stride: 2,
+        };
+        // 4 latent channels of ceil(14/2)·ceil(13/2) = 7·7 at 2 bits = 49 bytes.
+        assert_eq!(strided.bits_per_sample([16, 14, 13]), 256 + 49 * 8);
     }
 
     #[test]

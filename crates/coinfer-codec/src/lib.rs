@@ -41,6 +41,7 @@
 
 pub mod autoencoder;
 pub mod codec;
+pub mod cost;
 pub mod entropy;
 pub mod error;
 pub mod family;
@@ -50,9 +51,14 @@ pub mod payload;
 pub mod quant_codec;
 pub mod quantize;
 pub mod train;
+pub mod wire;
 
 pub use autoencoder::{Autoencoder, AutoencoderCodec, AutoencoderConfig, LATENT_RANGE};
-pub use codec::{CodecId, FeatureCodec, fixed_codec, latent_channels};
+pub use codec::{
+    CodecId, FeatureCodec, MAX_AE_KERNEL, MAX_AE_STRIDE, SharedCodec, fixed_codec, latent_channels,
+    latent_plane,
+};
+pub use cost::CodecCost;
 pub use entropy::EntropyStats;
 pub use error::CodecError;
 pub use family::{CodecEntry, CodecFamily};
@@ -61,3 +67,4 @@ pub use payload::{MAX_FEATURE_ELEMENTS, Payload, PayloadHeader, read_header};
 pub use quant_codec::QuantCodec;
 pub use quantize::{QuantRange, Quantized};
 pub use train::{EpochReport, TrainOptions, TrainedAutoencoder, train_autoencoder};
+pub use wire::CodecWire;

@@ -3,19 +3,25 @@
 //! ```text
 //! offset  size  field
 //!  0      4     magic b"CNFC"
-//!  4      1     format version (1)
+//!  4      1     format version (2)
 //!  5      1     codec kind: 0 float32, 1 uniform quantization, 2 autoencoder
 //!  6      1     bits: 0 for float32, 1..=8 otherwise
 //!  7      1     flags: bit 0 per-channel ranges, bit 1 entropy coding requested,
 //!               bit 2 body is entropy coded (else fixed-length packed); other bits zero
 //!  8      2     autoencoder ratio r (u16 LE; 0 for the other kinds)
-//! 10      2     reserved, zero
+//! 10      1     autoencoder kernel (odd, 1..=15; 0 for the other kinds)
+//! 11      1     autoencoder stride (1..=8; 0 for the other kinds)
 //! 12     16     shape B, C, H, W (u32 LE each) of the feature
 //! 28      8·n   ranges (f32 min, f32 max) LE: n = 1 per tensor, C per channel, 0 otherwise
 //!  …            body: raw f32 LE, packed b-bit symbols, or histogram + rANS words
 //! end−4   4     CRC32 (IEEE, crc32fast) of every byte before it
 //! ```
-//! For the autoencoder the body holds the `[B, ceil(C/r), H, W]` latent symbols.
+//! For the autoencoder the body holds the `[B, ceil(C/r), ceil(H/s), ceil(W/s)]` latent symbols.
+//! The codec fields (kind, bits, the two codec flags, ratio, kernel, stride) are a
+//! [`CodecWire`]: the one definition of a codec's code, shared with the runtime's frames.
+//!
+//! Version 1 (before kernel and stride were recorded) had zeros at bytes 10 and 11; it is
+//! still read, its autoencoders as kernel 1, stride 1.
 //! [`read_header`] validates magic, version and CRC before trusting anything else, then every
 //! field, and caps the shape at [`MAX_FEATURE_ELEMENTS`] so hostile headers cannot make the
 //! decoder allocate without bound.
@@ -24,12 +30,15 @@ use crate::codec::CodecId;
 use crate::entropy;
 use crate::error::CodecError;
 use crate::pack;
-use crate::quantize::{QuantRange, check_bits};
+use crate::quantize::QuantRange;
+use crate::wire::{CodecWire, KIND_AUTOENCODER};
 
 /// First four bytes of every payload.
 pub const MAGIC: [u8; 4] = *b"CNFC";
-/// Version of the layout described in this module.
-pub const FORMAT_VERSION: u8 = 1;
+/// Version of the layout described in this module (written by every encoder).
+pub const FORMAT_VERSION: u8 = 2;
+/// The version before kernel and stride were recorded; still read.
+pub const FORMAT_VERSION_1: u8 = 1;
 /// Bytes before the ranges.
 pub const HEADER_LEN: usize = 28;
 /// Bytes of the CRC32 trailer.
@@ -37,9 +46,6 @@ pub const CRC_LEN: usize = 4;
 /// Largest feature (B·C·H·W elements) a payload may describe: 64 Mi elements (256 MiB as f32).
 pub const MAX_FEATURE_ELEMENTS: u64 = 1 << 26;
 
-const KIND_FLOAT32: u8 = 0;
-const KIND_QUANT: u8 = 1;
-const KIND_AUTOENCODER: u8 = 2;
 const FLAG_PER_CHANNEL: u8 = 1;
 const FLAG_ENTROPY: u8 = 1 << 1;
 const FLAG_ENTROPY_BODY: u8 = 1 << 2;
@@ -154,39 +160,18 @@ pub(crate) struct PayloadWriter {
 impl PayloadWriter {
     pub(crate) fn new(header: &PayloadHeader, capacity: usize) -> Self {
         let mut bytes = Vec::with_capacity(HEADER_LEN + capacity + CRC_LEN);
-        let (kind, bits, mut flags, ratio) = match header.codec {
-            CodecId::Float32 => (KIND_FLOAT32, 0, 0, 0),
-            CodecId::Quant {
-                bits,
-                per_channel,
-                entropy,
-            } => (
-                KIND_QUANT,
-                bits,
-                (u8::from(per_channel) * FLAG_PER_CHANNEL) | (u8::from(entropy) * FLAG_ENTROPY),
-                0,
-            ),
-            CodecId::Autoencoder {
-                ratio,
-                bits,
-                entropy,
-            } => (
-                KIND_AUTOENCODER,
-                bits,
-                u8::from(entropy) * FLAG_ENTROPY,
-                ratio,
-            ),
-        };
-        if header.entropy_coded_body {
-            flags |= FLAG_ENTROPY_BODY;
-        }
+        let wire = header.codec.to_wire();
+        let flags = (u8::from(wire.per_channel) * FLAG_PER_CHANNEL)
+            | (u8::from(wire.entropy) * FLAG_ENTROPY)
+            | (u8::from(header.entropy_coded_body) * FLAG_ENTROPY_BODY);
         bytes.extend_from_slice(&MAGIC);
         bytes.push(FORMAT_VERSION);
-        bytes.push(kind);
-        bytes.push(bits);
+        bytes.push(wire.kind);
+        bytes.push(wire.bits);
         bytes.push(flags);
-        bytes.extend_from_slice(&ratio.to_le_bytes());
-        bytes.extend_from_slice(&[0, 0]);
+        bytes.extend_from_slice(&wire.ratio.to_le_bytes());
+        bytes.push(wire.kernel);
+        bytes.push(wire.stride);
         for d in header.shape {
             // Shapes were checked by `check_shape`, so every dimension fits in u32.
             bytes.extend_from_slice(&(d as u32).to_le_bytes());
@@ -230,8 +215,9 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
 /// Parses and validates a payload's header; returns it with the sections between the header
 /// and the CRC (ranges then body).
 ///
-/// Checks, in order: length for the fixed header, magic, version, CRC, codec kind, bits,
-/// flags, ratio, reserved bytes, shape.
+/// Checks, in order: length for the fixed header, magic, version, CRC, flags, the codec
+/// fields ([`CodecWire::codec`]), shape. Version-1 payloads are read too (their bytes 10 and
+/// 11 must be zero; their autoencoders are 1×1, stride 1).
 ///
 /// # Errors
 /// [`CodecError::Truncated`], [`CodecError::BadMagic`], [`CodecError::UnsupportedVersion`],
@@ -253,7 +239,8 @@ pub fn read_header(bytes: &[u8]) -> Result<(PayloadHeader, &[u8]), CodecError> {
             expected: MAGIC,
         });
     }
-    if bytes[4] != FORMAT_VERSION {
+    let version = bytes[4];
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
         return Err(CodecError::UnsupportedVersion {
             found: bytes[4],
             supported: FORMAT_VERSION,
@@ -273,6 +260,7 @@ pub fn read_header(bytes: &[u8]) -> Result<(PayloadHeader, &[u8]), CodecError> {
         return Err(CodecError::CrcMismatch { stored, computed });
     }
     let (kind, bits, flags, ratio) = (bytes[5], bytes[6], bytes[7], u16_at(bytes, 8));
+    let (kernel, stride) = (bytes[10], bytes[11]);
     let bad = |field, value: u64, reason| CodecError::BadHeaderField {
         field,
         value,
@@ -291,59 +279,32 @@ pub fn read_header(bytes: &[u8]) -> Result<(PayloadHeader, &[u8]), CodecError> {
             "an entropy-coded body requires the entropy flag",
         ));
     }
-    let codec = match kind {
-        KIND_FLOAT32 => {
-            if bits != 0 {
-                return Err(bad("bits", bits.into(), "float32 payloads have bits = 0"));
-            }
-            if flags != 0 {
-                return Err(bad("flags", flags.into(), "float32 payloads have no flags"));
-            }
-            CodecId::Float32
+    let (kernel, stride) = if version == FORMAT_VERSION_1 {
+        if kernel != 0 || stride != 0 {
+            return Err(bad(
+                "reserved",
+                u64::from(u16_at(bytes, 10)),
+                "reserved bytes of a version-1 payload must be zero",
+            ));
         }
-        KIND_QUANT => {
-            check_bits(bits, "payload header")?;
-            CodecId::Quant {
-                bits,
-                per_channel,
-                entropy,
-            }
+        if kind == KIND_AUTOENCODER {
+            (1, 1)
+        } else {
+            (0, 0)
         }
-        KIND_AUTOENCODER => {
-            check_bits(bits, "payload header")?;
-            if per_channel {
-                return Err(bad(
-                    "flags",
-                    flags.into(),
-                    "autoencoder latents have a fixed range, not per-channel ranges",
-                ));
-            }
-            if ratio == 0 {
-                return Err(bad("ratio", 0, "the autoencoder ratio must be at least 1"));
-            }
-            CodecId::Autoencoder {
-                ratio,
-                bits,
-                entropy,
-            }
-        }
-        kind => return Err(CodecError::UnknownCodecKind { kind }),
+    } else {
+        (kernel, stride)
     };
-    if kind != KIND_AUTOENCODER && ratio != 0 {
-        return Err(bad(
-            "ratio",
-            ratio.into(),
-            "only autoencoder payloads carry a ratio",
-        ));
+    let codec = CodecWire {
+        kind,
+        bits,
+        per_channel,
+        entropy,
+        ratio,
+        kernel,
+        stride,
     }
-    let reserved = u16_at(bytes, 10);
-    if reserved != 0 {
-        return Err(bad(
-            "reserved",
-            reserved.into(),
-            "reserved bytes must be zero",
-        ));
-    }
+    .codec()?;
     let raw_shape = [0, 1, 2, 3].map(|i| u64::from(u32_at(bytes, 12 + 4 * i)));
     check_shape(raw_shape)?;
     let header = PayloadHeader {
@@ -457,6 +418,8 @@ mod tests {
                 ratio: 16,
                 bits: 2,
                 entropy: false,
+                kernel: 3,
+                stride: 2,
             },
         ] {
             let payload = PayloadWriter::new(&header(codec), 0).finish();
@@ -532,7 +495,14 @@ mod tests {
         assert!(matches!(
             with(10, 1),
             Err(CodecError::BadHeaderField {
-                field: "reserved",
+                field: "kernel",
+                ..
+            })
+        ));
+        assert!(matches!(
+            with(11, 1),
+            Err(CodecError::BadHeaderField {
+                field: "stride",
                 ..
             })
         ));
@@ -546,6 +516,42 @@ mod tests {
         assert!(matches!(
             read_header(&base[..10]),
             Err(CodecError::Truncated { .. })
+        ));
+    }
+
+    /// A payload as version 1 wrote it: same layout, zeros at bytes 10 and 11.
+    fn as_version_1(codec: CodecId) -> Vec<u8> {
+        let mut bytes = PayloadWriter::new(&header(codec), 0).finish().bytes;
+        bytes[4] = FORMAT_VERSION_1;
+        bytes[10] = 0;
+        bytes[11] = 0;
+        reseal(bytes)
+    }
+
+    #[test]
+    fn version_1_payloads_still_read_with_1x1_autoencoders() {
+        for codec in [
+            CodecId::Float32,
+            CodecId::quant(4, true),
+            CodecId::autoencoder(4, 2),
+        ] {
+            let (parsed, _) = read_header(&as_version_1(codec)).unwrap();
+            assert_eq!(parsed.codec, codec);
+        }
+        let mut bytes = as_version_1(CodecId::quant(4, true));
+        bytes[10] = 3;
+        assert!(matches!(
+            read_header(&reseal(bytes)),
+            Err(CodecError::BadHeaderField {
+                field: "reserved",
+                ..
+            })
+        ));
+        let mut bytes = as_version_1(CodecId::Float32);
+        bytes[4] = 3;
+        assert!(matches!(
+            read_header(&reseal(bytes)),
+            Err(CodecError::UnsupportedVersion { found: 3, .. })
         ));
     }
 }

@@ -286,7 +286,9 @@ fn payload_round_trip_is_exact_and_sized_as_announced() {
             CodecId::Autoencoder {
                 ratio: ratio as u16,
                 bits,
-                entropy
+                entropy,
+                kernel: 3,
+                stride: 1,
             }
         );
         let feature = Tensor::<4>::random([1, 16, 14, 14], Distribution::Default, &device);

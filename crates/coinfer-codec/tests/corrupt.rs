@@ -233,9 +233,9 @@ fn resealed_field_edits_give_the_named_error() {
         edit(5, 3),
         Err(CodecError::UnknownCodecKind { kind: 3 })
     ));
-    // Version 2.
+    // Version 3 (this build writes 2 and still reads 1).
     assert!(matches!(
-        edit(4, 2),
-        Err(CodecError::UnsupportedVersion { found: 2, .. })
+        edit(4, 3),
+        Err(CodecError::UnsupportedVersion { found: 3, .. })
     ));
 }

@@ -31,7 +31,6 @@
 mod error;
 pub mod model;
 mod network;
-pub mod runtime;
 pub mod spec;
 pub mod train;
 pub mod zoo;

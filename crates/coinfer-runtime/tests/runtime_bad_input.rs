@@ -8,7 +8,7 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use coinfer_codec::CodecId;
-use coinfer_split::runtime::{
+use coinfer_runtime::{
     ErrorCode, Frame, FrameBody, PlanTag, ServerConfig, ServerHandle, SharedCodec, encode_frame,
 };
 use runtime_common::*;
@@ -91,10 +91,10 @@ fn wrong_version_gets_an_error_then_close() {
     let (server, codec) = server(&fx);
     let mut stream = raw(server.local_addr());
     let mut bytes = encode_frame(&Frame::hello(&fx.digest, CODEC, FEATURE).unwrap()).unwrap();
-    bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+    bytes[4..6].copy_from_slice(&3u16.to_le_bytes());
     stream.write_all(&reseal(bytes)).unwrap();
     let message = expect_error(&mut stream, ErrorCode::UnsupportedVersion, 0);
-    assert!(message.contains("version 1"), "{message}");
+    assert!(message.contains("version 2"), "{message}");
     expect_closed(&mut stream);
     still_serving(&fx, server, codec);
 }

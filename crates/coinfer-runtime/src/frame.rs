@@ -5,13 +5,15 @@
 //! ```text
 //! offset  size  type      field
 //!  0      4     [u8; 4]   magic b"CNFR"
-//!  4      2     u16 LE    protocol version (1)
+//!  4      2     u16 LE    protocol version (2)
 //!  6      1     u8        kind: 1 Hello, 2 Infer, 3 Result, 4 Error, 5 Bye
 //!  7      1     u8        flags, zero (reserved)
 //!  8      8     u64 LE    request id
 //! 16     16     [u8; 16]  plan tag: FNV-1a-128 of the plan digest string
-//! 32      2     u16 LE    codec word: bits 0-3 bit width, bit 4 per-channel, bit 5 entropy,
-//!                         bits 8-9 kind (0 float32, 1 quant, 2 autoencoder), others zero
+//! 32      2     u16 LE    codec word (`coinfer_codec::CodecWire::word`): bits 0-3 bit width,
+//!                         bit 4 per-channel, bit 5 entropy, bits 8-9 kind (0 float32,
+//!                         1 quant, 2 autoencoder), bits 10-12 (kernel-1)/2 and bits 13-15
+//!                         stride-1 of an autoencoder, others zero
 //! 34      2     u16 LE    codec ratio (autoencoder r, else 0)
 //! 36     16     4 × u32   shape [B, C, H, W] (meaning per kind, see below)
 //! 52      4     u32 LE    payload length n
@@ -27,6 +29,10 @@
 //! | Error  | zeros                         | u16 LE [`ErrorCode`], UTF-8 message              |
 //! | Bye    | zeros                         | empty                                            |
 //!
+//! Version 1 frames (before autoencoder kernel and stride were recorded: their bits 10-15
+//! are zero, which reads as kernel 1, stride 1) are still read; every frame is written as
+//! version 2.
+//!
 //! Receivers check magic, version and the announced length against their maximum frame size
 //! before allocating; everything else is checked after the CRC, so errors found there leave
 //! the stream in sync (see [`RuntimeError::keeps_stream_in_sync`]).
@@ -34,14 +40,17 @@
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 
-use coinfer_codec::CodecId;
+use coinfer_codec::wire::WORD_SHAPE_BITS;
+use coinfer_codec::{CodecId, CodecWire};
 
-use super::error::{ErrorCode, RuntimeError};
+use crate::error::{ErrorCode, RuntimeError};
 
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"CNFR";
-/// The protocol version this build reads and writes.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build writes (and reads).
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The previous version, still read: its codec words carry no kernel or stride.
+pub const PROTOCOL_VERSION_1: u16 = 1;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 56;
 /// Bytes of the CRC32 trailer.
@@ -263,64 +272,39 @@ pub(crate) fn dim_u32(d: usize) -> Result<u32, RuntimeError> {
     u32::try_from(d).map_err(|_| RuntimeError::Encode(format!("dimension {d} does not fit in u32")))
 }
 
-/// The codec as its wire `(word, ratio)`.
+/// The codec as its wire `(word, ratio)` ([`CodecWire`]).
 pub fn codec_to_wire(codec: CodecId) -> Result<(u16, u16), RuntimeError> {
     codec
         .check()
         .map_err(|e| RuntimeError::Encode(format!("codec {codec}: {e}")))?;
-    let pack = |kind: u16, bits: u8, per_channel: bool, entropy: bool| {
-        (kind << 8) | u16::from(bits) | (u16::from(per_channel) << 4) | (u16::from(entropy) << 5)
-    };
-    Ok(match codec {
-        CodecId::Float32 => (pack(0, 0, false, false), 0),
-        CodecId::Quant {
-            bits,
-            per_channel,
-            entropy,
-        } => (pack(1, bits, per_channel, entropy), 0),
-        CodecId::Autoencoder {
-            ratio,
-            bits,
-            entropy,
-        } => (pack(2, bits, false, entropy), ratio),
-    })
+    let wire = codec.to_wire();
+    Ok((wire.word(), wire.ratio))
 }
 
-/// The codec named by a wire `(word, ratio)`; `request_id` is for the error message.
-pub fn codec_from_wire(word: u16, ratio: u16, request_id: u64) -> Result<CodecId, RuntimeError> {
+/// The codec named by a wire `(word, ratio)` of a frame of `version`; `request_id` is for the
+/// error message.
+pub fn codec_from_wire(
+    word: u16,
+    ratio: u16,
+    version: u16,
+    request_id: u64,
+) -> Result<CodecId, RuntimeError> {
     let bad = |reason: &'static str| RuntimeError::BadField {
         request_id,
         field: "codec",
         value: format!("word {word:#06x}, ratio {ratio}"),
         reason,
     };
-    if word & !0x033f != 0 {
-        return Err(bad("reserved bits of the codec word are set"));
+    if version == PROTOCOL_VERSION_1 && word & WORD_SHAPE_BITS != 0 {
+        return Err(bad("reserved bits of a version-1 codec word are set"));
     }
-    let bits = (word & 0x0f) as u8;
-    let per_channel = word & 0x10 != 0;
-    let entropy = word & 0x20 != 0;
-    let codec = match word >> 8 {
-        0 if word == 0 && ratio == 0 => CodecId::Float32,
-        0 => return Err(bad("float32 has no bits, flags or ratio")),
-        1 if ratio == 0 => CodecId::Quant {
-            bits,
-            per_channel,
-            entropy,
-        },
-        1 => return Err(bad("only autoencoders carry a ratio")),
-        2 if !per_channel => CodecId::Autoencoder {
-            ratio,
-            bits,
-            entropy,
-        },
-        2 => return Err(bad("autoencoder latents have no per-channel ranges")),
-        _ => return Err(bad("unknown codec kind")),
-    };
-    codec
-        .check()
-        .map_err(|_| bad("bit width outside 1..=8 or zero ratio"))?;
-    Ok(codec)
+    CodecWire::from_word(word, ratio)
+        .and_then(|wire| wire.codec())
+        .map_err(|e| match e {
+            coinfer_codec::CodecError::BadHeaderField { reason, .. } => bad(reason),
+            coinfer_codec::CodecError::UnknownCodecKind { .. } => bad("unknown codec kind"),
+            _ => bad("bit width outside 1..=8"),
+        })
 }
 
 /// Serialises a frame: header, payload, CRC32.
@@ -423,6 +407,7 @@ fn result_len(shape: [u32; 4]) -> Option<usize> {
 
 /// The fixed header, parsed and checked (magic, version, length) but not yet trusted.
 struct Header {
+    version: u16,
     kind: u8,
     flags: u8,
     request_id: u64,
@@ -456,7 +441,7 @@ fn parse_header(h: &[u8; HEADER_LEN], max_frame: usize) -> Result<Header, Runtim
         });
     }
     let version = u16_at(h, 4);
-    if version != PROTOCOL_VERSION {
+    if version != PROTOCOL_VERSION && version != PROTOCOL_VERSION_1 {
         return Err(RuntimeError::UnsupportedVersion {
             found: version,
             supported: PROTOCOL_VERSION,
@@ -473,6 +458,7 @@ fn parse_header(h: &[u8; HEADER_LEN], max_frame: usize) -> Result<Header, Runtim
     let mut plan = [0u8; 16];
     plan.copy_from_slice(&h[16..32]);
     Ok(Header {
+        version,
         kind: h[6],
         flags: h[7],
         request_id: u64_at(h, 8),
@@ -521,7 +507,12 @@ fn finish(
             "reserved, must be zero",
         ));
     }
-    let codec = codec_from_wire(header.codec_word, header.codec_ratio, request_id)?;
+    let codec = codec_from_wire(
+        header.codec_word,
+        header.codec_ratio,
+        header.version,
+        request_id,
+    )?;
     let shape = header.shape;
     let shape_error = |expected: &str| RuntimeError::ShapeMismatch {
         request_id,
@@ -857,21 +848,80 @@ mod tests {
                 entropy: true,
             },
             CodecId::autoencoder(16, 4),
+            CodecId::Autoencoder {
+                ratio: 4,
+                bits: 2,
+                entropy: true,
+                kernel: 3,
+                stride: 2,
+            },
         ] {
             let (word, ratio) = codec_to_wire(codec).unwrap();
-            assert_eq!(codec_from_wire(word, ratio, 0).unwrap(), codec);
+            let v2 = PROTOCOL_VERSION;
+            assert_eq!(codec_from_wire(word, ratio, v2, 0).unwrap(), codec);
         }
-        assert!(codec_from_wire(0x0400, 0, 0).is_err());
-        assert!(codec_from_wire(0x0100, 0, 0).is_err(), "quant with 0 bits");
-        assert!(codec_from_wire(0x0109, 0, 0).is_err(), "quant with 9 bits");
+        let v2 = PROTOCOL_VERSION;
+        assert!(codec_from_wire(0x0400, 0, v2, 0).is_err());
+        assert!(codec_from_wire(0x0040, 0, v2, 0).is_err());
         assert!(
-            codec_from_wire(0x0204, 0, 0).is_err(),
+            codec_from_wire(0x0100, 0, v2, 0).is_err(),
+            "quant with 0 bits"
+        );
+        assert!(
+            codec_from_wire(0x0109, 0, v2, 0).is_err(),
+            "quant with 9 bits"
+        );
+        assert!(
+            codec_from_wire(0x0204, 0, v2, 0).is_err(),
             "autoencoder ratio 0"
         );
         assert!(
-            codec_from_wire(0x0000, 3, 0).is_err(),
+            codec_from_wire(0x0000, 3, v2, 0).is_err(),
             "float32 with a ratio"
         );
+        // Version 1 had no kernel or stride bits.
+        let v1 = PROTOCOL_VERSION_1;
+        assert_eq!(
+            codec_from_wire(0x0204, 4, v1, 0).unwrap(),
+            CodecId::autoencoder(4, 4)
+        );
+        assert!(codec_from_wire(0x0604, 4, v1, 0).is_err());
+        assert_eq!(
+            codec_from_wire(0x0604, 4, v2, 0).unwrap(),
+            CodecId::Autoencoder {
+                ratio: 4,
+                bits: 4,
+                entropy: false,
+                kernel: 3,
+                stride: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn version_1_frames_still_decode() {
+        let frame = Frame {
+            request_id: 9,
+            plan: PlanTag::default(),
+            codec: CodecId::autoencoder(8, 2),
+            shape: [2, 32, 7, 7],
+            body: FrameBody::Infer {
+                payload: vec![1, 2, 3],
+            },
+        };
+        let mut bytes = encode_frame(&frame).unwrap();
+        bytes[4..6].copy_from_slice(&PROTOCOL_VERSION_1.to_le_bytes());
+        let n = bytes.len() - CRC_LEN;
+        let crc = crc32fast::hash(&bytes[..n]);
+        bytes[n..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_frame(&bytes, DEFAULT_MAX_FRAME).unwrap().0, frame);
+        bytes[4..6].copy_from_slice(&3u16.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..n]);
+        bytes[n..].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            decode_frame(&bytes, DEFAULT_MAX_FRAME),
+            Err(RuntimeError::UnsupportedVersion { found: 3, .. })
+        ));
     }
 
     #[test]

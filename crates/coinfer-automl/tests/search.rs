@@ -301,8 +301,8 @@ fn a_short_search_produces_a_deployable_plan() {
         .logits(deployed.codec.roundtrip(feature).unwrap())
         .unwrap();
     assert_eq!(logits.dims(), [all.len(), 10]);
-    let predicted: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().to_vec().unwrap();
-    let labels: Vec<i64> = labels.into_data().convert::<i64>().to_vec().unwrap();
+    let predicted: Vec<i64> = logits.argmax(1).into_data().iter::<i64>().collect();
+    let labels: Vec<i64> = labels.into_data().iter::<i64>().collect();
     let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
     let deployed_accuracy = correct as f32 / all.len() as f32;
     let in_process = plan.test_accuracy.unwrap();

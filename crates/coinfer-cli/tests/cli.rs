@@ -4,8 +4,8 @@
 //!
 //! The data is a tiny Fashion-MNIST directory written by the test (120 training, 40 test
 //! images taken from the embedded subset), so training the backbone, the search and the
-//! fine-tuning each take a moment. The codecs are the fixed ones (`--ae-ratios=` trains no
-//! autoencoder).
+//! fine-tuning each take a moment. The codecs are the fixed ones (`--ae-ratios` without a value
+//! trains no autoencoder).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -122,7 +122,7 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
             episodes,
             "--warmup",
             "2",
-            "--ae-ratios=",
+            "--ae-ratios",
             "--finetune-epochs",
             "1",
             "--random-seeds",

@@ -18,7 +18,7 @@ fn mean_cross_entropy(
     let log_p = burn::tensor::activation::log_softmax(net.logits(x).unwrap(), 1);
     let [n, classes] = log_p.dims();
     let log_p: Vec<f32> = log_p.into_data().try_into_vec().unwrap();
-    let labels: Vec<i64> = labels.into_data().convert::<i64>().to_vec().unwrap();
+    let labels: Vec<i64> = labels.into_data().iter::<i64>().collect();
     -labels
         .iter()
         .enumerate()

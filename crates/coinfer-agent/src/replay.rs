@@ -183,7 +183,11 @@ mod tests {
         assert_eq!(batch.states.len(), 128);
         assert_eq!(batch.next_states.len(), 128);
         assert_eq!(
-            [batch.actions.len(), batch.rewards.len(), batch.not_done.len()],
+            [
+                batch.actions.len(),
+                batch.rewards.len(),
+                batch.not_done.len()
+            ],
             [64; 3]
         );
         // 64 draws reach each of the three stored transitions.

@@ -303,7 +303,11 @@ fn a_short_search_produces_a_deployable_plan() {
     assert_eq!(logits.dims(), [all.len(), 10]);
     let predicted: Vec<i64> = logits.argmax(1).into_data().iter::<i64>().collect();
     let labels: Vec<i64> = labels.into_data().iter::<i64>().collect();
-    let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
+    let correct = predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count();
     let deployed_accuracy = correct as f32 / all.len() as f32;
     let in_process = plan.test_accuracy.unwrap();
     assert!(
@@ -364,7 +368,14 @@ fn the_exhaustive_grid_evaluates_every_grid_plan_once() {
         for codec in 0..c.family.len() {
             for mask in 0..1u32 << layers {
                 let ratios: Vec<u32> = (0..layers)
-                    .map(|l| if mask >> l & 1 == 1 { space.max_prune } else { 0.0 }.to_bits())
+                    .map(|l| {
+                        if mask >> l & 1 == 1 {
+                            space.max_prune
+                        } else {
+                            0.0
+                        }
+                        .to_bits()
+                    })
                     .collect();
                 by_hand.insert((candidate, codec, ratios));
             }

@@ -56,7 +56,10 @@ fn tiny_data(dir: &Path) -> PathBuf {
 }
 
 fn coinfer(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("the binary runs")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -137,7 +140,10 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
     let first = search("4", &[], 0);
     let out = results.join("tiny");
     let stdout = text(&first.stdout);
-    assert!(stdout.contains("data: 120 train / 40 test images"), "{stdout}");
+    assert!(
+        stdout.contains("data: 120 train / 40 test images"),
+        "{stdout}"
+    );
     assert!(stdout.contains("DDPG: 4 episodes"), "{stdout}");
     for file in [
         "plan.json",
@@ -171,7 +177,10 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
     // A bad option that only the search itself can judge: exit 1 with a named cause.
     let bad = search("2", &["--reward", "budget"], 1);
     let stderr = text(&bad.stderr);
-    assert!(stderr.contains("--reward budget needs --budget-ms"), "{stderr}");
+    assert!(
+        stderr.contains("--reward budget needs --budget-ms"),
+        "{stderr}"
+    );
 
     // plot: redraws the SVGs from report.json.
     for svg in ["reward.svg", "scatter.svg", "breakdown.svg"] {
@@ -187,7 +196,13 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
     // serve + infer on loopback (port 0: the server prints the address it got).
     let plan = out.join("plan.json");
     let mut child = Command::new(BIN)
-        .args(["serve", "--plan", plan.to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -227,10 +242,22 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
     assert!(summary["frame_bytes"].as_u64().unwrap() > summary["payload_bytes"].as_u64().unwrap());
     // The same plan against a wrong server address is an error, not a panic.
     let err = expect_code(
-        &["infer", "--plan", plan.to_str().unwrap(), "--server", "127.0.0.1:1", "--n", "1"],
+        &[
+            "infer",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--server",
+            "127.0.0.1:1",
+            "--n",
+            "1",
+        ],
         1,
     );
-    assert!(text(&err.stderr).starts_with("error:"), "{}", text(&err.stderr));
+    assert!(
+        text(&err.stderr).starts_with("error:"),
+        "{}",
+        text(&err.stderr)
+    );
 }
 
 #[test]
@@ -255,7 +282,10 @@ fn bad_flags_exit_with_2_and_bad_inputs_with_1() {
     std::fs::write(&not_json, "{ not json").unwrap();
     for (args, culprit) in [
         (vec!["plot", "--report", missing], "missing.json"),
-        (vec!["plot", "--report", not_json.to_str().unwrap()], "not a search report"),
+        (
+            vec!["plot", "--report", not_json.to_str().unwrap()],
+            "not a search report",
+        ),
         (vec!["serve", "--plan", missing], "missing.json"),
         (
             vec!["infer", "--plan", missing, "--rate", "fast"],

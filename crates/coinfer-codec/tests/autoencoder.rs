@@ -273,7 +273,13 @@ fn payload_round_trip_is_exact_and_sized_as_announced() {
     device.seed(5);
     // Every bit width, with and without entropy coding, cycling through the ratios.
     let cases = (1..=8u8).flat_map(|bits| {
-        [false, true].map(|entropy| ([2, 4, 8, 16][(bits as usize + usize::from(entropy)) % 4], bits, entropy))
+        [false, true].map(|entropy| {
+            (
+                [2, 4, 8, 16][(bits as usize + usize::from(entropy)) % 4],
+                bits,
+                entropy,
+            )
+        })
     });
     for (ratio, bits, entropy) in cases {
         let config = AutoencoderConfig::new(16, ratio)

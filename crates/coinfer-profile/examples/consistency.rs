@@ -42,13 +42,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let device = Device::flex();
     device.seed(args.seed);
-    let spec = zoo::by_name(&args.model, 10)
-        .ok_or_else(|| format!("unknown model `{}` (known: {:?})", args.model, zoo::MODEL_NAMES))?;
+    let spec = zoo::by_name(&args.model, 10).ok_or_else(|| {
+        format!(
+            "unknown model `{}` (known: {:?})",
+            args.model,
+            zoo::MODEL_NAMES
+        )
+    })?;
     let net = Network::new(spec, &device)?;
     let config = MeasureConfig::new()
         .with_warmup(args.warmup)
         .with_repeats(args.repeats);
-    eprintln!("measuring the {} blocks of {}...", net.spec().blocks.len(), args.model);
+    eprintln!(
+        "measuring the {} blocks of {}...",
+        net.spec().blocks.len(),
+        args.model
+    );
     let table = measure_blocks(&net, &config, &device)?;
     let model = LatencyModel::new(
         ComputeProfile::preset("this-machine", Some(&table))?,

@@ -245,7 +245,12 @@ fn a_client_beyond_max_connections_is_refused_with_busy() {
     // The connected client is not disturbed.
     let result = first.infer(input(&fx.device, 2, 1)).unwrap();
     let expected = expected_logits(&fx, codec.as_ref(), input(&fx.device, 2, 1));
-    assert_close(&result.logits, &expected, 1e-5, "the first client after a refusal");
+    assert_close(
+        &result.logits,
+        &expected,
+        1e-5,
+        "the first client after a refusal",
+    );
     first.close();
     // Once it has left, its slot is free again (the server notices when its thread ends).
     let mut next = None;

@@ -110,7 +110,10 @@ fn per_layer_mask_reaches_each_target() {
     let after = mask_weights(&masked);
     // One report entry and one weight vector per maskable layer, in block order, so the zip
     // below pairs each target with its own layer and skips none.
-    assert_eq!((report.layers.len(), after.len()), (layers.len(), layers.len()));
+    assert_eq!(
+        (report.layers.len(), after.len()),
+        (layers.len(), layers.len())
+    );
     let blocks: Vec<usize> = report.layers.iter().map(|l| l.block).collect();
     assert_eq!(blocks, layers.iter().map(|l| l.block).collect::<Vec<_>>());
     for ((layer, target), weights) in report.layers.iter().zip(&targets).zip(&after) {

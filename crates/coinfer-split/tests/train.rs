@@ -51,7 +51,9 @@ fn a_few_steps_on_a_tiny_subset_lower_the_loss_and_change_the_weights() {
     })
     .unwrap();
     // 160 images in batches of 32: 5 steps per epoch, each reported once.
-    let expected: Vec<_> = (0..3).flat_map(|e| (1..=5).map(move |s| (e, s, 5))).collect();
+    let expected: Vec<_> = (0..3)
+        .flat_map(|e| (1..=5).map(move |s| (e, s, 5)))
+        .collect();
     assert_eq!(steps, expected);
     assert_eq!(trained.spec(), net.spec());
     assert_ne!(trained.digest(), net.digest(), "the weights changed");

@@ -179,8 +179,21 @@ mod tests {
             buffer.push(transition(tag as f32));
         }
         let batch = buffer.sample(&mut rng, 64).unwrap();
-        assert_eq!(batch.len, 64);
+        // Every field holds one entry (states: two values) per draw.
         assert_eq!(batch.states.len(), 128);
+        assert_eq!(batch.next_states.len(), 128);
+        assert_eq!(
+            [
+                batch.actions.len(),
+                batch.rewards.len(),
+                batch.not_done.len()
+            ],
+            [64; 3]
+        );
+        // 64 draws reach each of the three stored transitions.
+        for tag in [4.0, 5.0, 6.0] {
+            assert!(batch.rewards.contains(&tag), "transition {tag} never drawn");
+        }
         for i in 0..batch.len {
             let tag = batch.rewards[i];
             assert!(

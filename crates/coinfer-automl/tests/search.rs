@@ -303,15 +303,39 @@ fn a_short_search_produces_a_deployable_plan() {
         (deployed.plan.split, deployed.plan.codec),
         (plan.split, plan.codec)
     );
+    // The in-process result is the plan's test accuracy, measured by the session on the
+    // fine-tuned halves with the codec in the loop; the deployed halves, run on the same test
+    // images with the plan's normalisation, must score the same.
     let data = small_data();
-    let norm = Normalization::fit(&data.train);
-    let (x, _) = data.test.batch(&[0, 1, 2], &norm, &device).unwrap();
+    assert_eq!(
+        deployed.plan.normalization,
+        Normalization::fit(&data.train),
+        "the plan carries the training normalisation"
+    );
+    let all: Vec<usize> = (0..data.test.len()).collect();
+    let (x, labels) = data
+        .test
+        .batch(&all, &deployed.plan.normalization, &device)
+        .unwrap();
     let feature = deployed.device.forward(x).unwrap();
     let logits = deployed
         .edge
         .logits(deployed.codec.roundtrip(feature).unwrap())
         .unwrap();
-    assert_eq!(logits.dims(), [3, 10]);
+    assert_eq!(logits.dims(), [all.len(), 10]);
+    let predicted: Vec<i64> = logits.argmax(1).into_data().iter::<i64>().collect();
+    let labels: Vec<i64> = labels.into_data().iter::<i64>().collect();
+    let correct = predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    let deployed_accuracy = correct as f32 / all.len() as f32;
+    let in_process = plan.test_accuracy.unwrap();
+    assert!(
+        (deployed_accuracy - in_process).abs() <= 1e-4,
+        "deployed halves score {deployed_accuracy}, the session measured {in_process}"
+    );
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -357,13 +381,44 @@ fn the_exhaustive_grid_evaluates_every_grid_plan_once() {
     let result =
         coinfer_automl::baselines::exhaustive_grid(ev, &Reward::ErrorLogLatency, 2).unwrap();
     assert_eq!(result.evaluations, expected);
-    // No evaluated plan scores better than the grid's optimum.
-    let best = ev
+    // The grid written out by hand: every split, every codec of its family, and each prunable
+    // layer at 0 or at `max_prune` (two levels).
+    let space = ev.space().clone();
+    let mut by_hand = std::collections::BTreeSet::new();
+    for (candidate, c) in space.candidates.iter().enumerate() {
+        let layers = c.prunable.len();
+        for codec in 0..c.family.len() {
+            for mask in 0..1u32 << layers {
+                let ratios: Vec<u32> = (0..layers)
+                    .map(|l| {
+                        if mask >> l & 1 == 1 {
+                            space.max_prune
+                        } else {
+                            0.0
+                        }
+                        .to_bits()
+                    })
+                    .collect();
+                by_hand.insert((candidate, codec, ratios));
+            }
+        }
+    }
+    let evaluated: std::collections::BTreeSet<_> = ev
         .evaluated()
         .iter()
-        .map(|e| Reward::ErrorLogLatency.score(e))
-        .fold(f32::NEG_INFINITY, f32::max);
-    assert_eq!(best, result.reward);
+        .map(|e| {
+            let d = ev.decision_of(e).unwrap();
+            let ratios: Vec<u32> = d.prune_ratios.iter().map(|r| r.to_bits()).collect();
+            (d.candidate, d.codec, ratios)
+        })
+        .collect();
+    assert_eq!(by_hand.len(), expected);
+    assert_eq!(evaluated, by_hand);
+    // The reported reward is the score of the reported plan.
+    assert_eq!(
+        result.reward,
+        Reward::ErrorLogLatency.score(&result.best)
+    );
 }
 
 #[test]

@@ -79,8 +79,9 @@ pub struct SearchArgs {
     /// Validation images every plan is scored on.
     #[arg(long, default_value_t = 500)]
     pub(crate) validation_images: usize,
-    /// Autoencoder ratios r (comma separated; empty for quantizers only).
-    #[arg(long, value_delimiter = ',', default_value = "2,4,8,16")]
+    /// Autoencoder ratios r, comma separated; `--ae-ratios` with no value trains no
+    /// autoencoder (fixed quantizers only).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "2,4,8,16")]
     pub(crate) ae_ratios: Vec<u16>,
     /// Epochs per autoencoder.
     #[arg(long, default_value_t = 8)]

@@ -448,19 +448,44 @@ mod tests {
     }
 
     proptest! {
+        /// Several channels whose ranges differ by orders of magnitude: per-channel ranges are
+        /// each channel's own min/max (so a small channel gets a small step), a global range is
+        /// the min/max of everything; either way the error is at most half of the step used.
         #[test]
         fn error_is_at_most_half_a_step(
             bits in 1u8..=8,
             per_channel: bool,
-            values in proptest::collection::vec(-1000.0f32..1000.0, 1..300),
+            (channels, width, values) in (2usize..=5, 1usize..=40).prop_flat_map(|(c, w)| {
+                (Just(c), Just(w), proptest::collection::vec(-1.0f32..1.0, c * w))
+            }),
         ) {
-            let shape = [1, 1, 1, values.len()];
+            // Channel c spans about ±10^c.
+            let values: Vec<f32> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * 10f32.powi((i / width) as i32))
+                .collect();
+            let shape = [1, channels, 1, width];
             let q = quantize(&values, shape, bits, per_channel).unwrap();
             let back = q.dequantize();
-            let step = q.ranges[0].step(bits);
-            for (x, y) in values.iter().zip(&back) {
+            let channel = |c: usize| &values[c * width..(c + 1) * width];
+            let min_max = |xs: &[f32]| {
+                xs.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+            };
+            if per_channel {
+                prop_assert_eq!(q.ranges.len(), channels);
+                for c in 0..channels {
+                    prop_assert_eq!((q.ranges[c].min, q.ranges[c].max), min_max(channel(c)));
+                }
+            } else {
+                prop_assert_eq!(q.ranges.len(), 1);
+                prop_assert_eq!((q.ranges[0].min, q.ranges[0].max), min_max(&values));
+            }
+            for (i, (x, y)) in values.iter().zip(&back).enumerate() {
+                let c = i / width;
+                let step = q.ranges[if per_channel { c } else { 0 }].step(bits);
                 prop_assert!((x - y).abs() <= step * 0.5 + 1e-4 * x.abs().max(1.0),
-                    "x={x} y={y} step={step}");
+                    "channel {c}: x={x} y={y} step={step}");
             }
             prop_assert!(q.symbols.iter().all(|s| u32::from(*s) <= levels(bits)));
         }

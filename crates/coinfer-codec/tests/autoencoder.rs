@@ -131,7 +131,6 @@ fn training_through_a_frozen_edge_reduces_the_loss_and_restores_accuracy() {
 #[test]
 fn an_edge_with_autodiff_parameters_trains_too_and_is_not_stepped() {
     let device = Device::default();
-    let ad = device.clone().autodiff();
     let weights = edge_weights(&device).autodiff().require_grad();
     let before = weights.clone().inner().into_data();
     let edge = |x: Tensor<4>| edge_forward(x, &weights);
@@ -141,7 +140,6 @@ fn an_edge_with_autodiff_parameters_trains_too_and_is_not_stepped() {
     let (_, history) = train(&config, &edge, 4).unwrap();
     assert!(history.last().unwrap().loss < history[0].loss);
     assert_eq!(weights.clone().inner().into_data(), before);
-    assert!(ad.is_autodiff());
 }
 
 /// A real edge module: conv-bn-relu, global pooling, linear head.
@@ -273,7 +271,17 @@ fn config_checks_each_field() {
 fn payload_round_trip_is_exact_and_sized_as_announced() {
     let device = Device::default();
     device.seed(5);
-    for (ratio, bits, entropy) in [(2, 2, false), (4, 4, false), (8, 8, true), (16, 4, true)] {
+    // Every bit width, with and without entropy coding, cycling through the ratios.
+    let cases = (1..=8u8).flat_map(|bits| {
+        [false, true].map(|entropy| {
+            (
+                [2, 4, 8, 16][(bits as usize + usize::from(entropy)) % 4],
+                bits,
+                entropy,
+            )
+        })
+    });
+    for (ratio, bits, entropy) in cases {
         let config = AutoencoderConfig::new(16, ratio)
             .with_bits(bits)
             .with_kernel(3)

@@ -79,23 +79,52 @@ proptest! {
         let _ = idx::parse_labels(&fake, path);
     }
 
+    /// Headers built on purpose: a valid image file (magic 3, body of exactly count·rows·cols
+    /// bytes), the same with the body cut short or one byte too long, with another magic, and
+    /// with zero rows or columns. Each case must give its own answer, never a panic.
     #[test]
-    fn valid_header_with_random_body_never_panics(
-        dims in proptest::array::uniform3(0u32..64),
-        magic_low in 0u8..=255,
-        body in proptest::collection::vec(any::<u8>(), 0..2048),
+    fn built_headers_reach_every_branch(
+        count in 0u32..6,
+        rows in 0u32..12,
+        cols in 0u32..12,
+        case in 0u8..5,
+        wrong_magic_low in 0u8..=255,
+        seed in any::<u8>(),
     ) {
+        let body_len = (count * rows * cols) as usize;
+        let mut magic_low = 3;
+        let mut body: Vec<u8> = (0..body_len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+        match case {
+            1 if body_len > 0 => {
+                body.pop();
+            }
+            2 => body.push(seed),
+            3 if wrong_magic_low != 3 => magic_low = wrong_magic_low,
+            _ => {}
+        }
         let mut bytes = vec![0, 0, 8, magic_low];
-        for d in dims {
+        for d in [count, rows, cols] {
             bytes.extend(d.to_be_bytes());
         }
         bytes.extend_from_slice(&body);
         let path = Path::new("header.idx");
-        if let Ok(images) = idx::parse_images(&bytes, path) {
-            prop_assert_eq!(images.pixels.len(), images.count * images.rows * images.cols);
-            prop_assert_eq!(images.pixels.len(), body.len());
+        let valid = magic_low == 3 && body.len() == body_len && rows > 0 && cols > 0;
+        match idx::parse_images(&bytes, path) {
+            Ok(images) => {
+                prop_assert!(valid, "case {} parsed", case);
+                prop_assert_eq!(
+                    (images.count, images.rows, images.cols),
+                    (count as usize, rows as usize, cols as usize)
+                );
+                prop_assert_eq!(images.pixels, body);
+            }
+            Err(e) => {
+                prop_assert!(!valid, "a valid file was refused: {}", e);
+                prop_assert!(e.to_string().contains("header.idx"), "{}", e);
+            }
         }
-        let _ = idx::parse_labels(&bytes, path);
+        // The same bytes are never a label file (magic 1 ≠ 3).
+        prop_assert!(idx::parse_labels(&bytes, path).is_err());
     }
 
     #[test]

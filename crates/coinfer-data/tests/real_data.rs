@@ -5,17 +5,27 @@ use std::path::PathBuf;
 
 use coinfer_data::{ImageDataset, Normalization, cifar10, embedded, fashion_mnist};
 
-/// `shared/data` next to the workspace (CI has it at the same relative place).
+/// `shared/data` next to the workspace (CI has it at the same relative place). When it is
+/// absent the test is skipped with a printed reason, except in CI (`CI=true`), where the
+/// data must be there: a missing copy fails the test instead of passing it unseen.
 fn shared_data(sub: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data")
         .join(sub);
     if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("note: {} is absent, test skipped", dir.display());
-        None
+        return Some(dir);
     }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    assert!(
+        !in_ci,
+        "{} is absent but CI=true: the real-data tests must run in CI",
+        dir.display()
+    );
+    eprintln!(
+        "note: test skipped: {} is absent (set CI=true to make this a failure)",
+        dir.display()
+    );
+    None
 }
 
 /// Indices of the first `per_class` images of each class, in file order.

@@ -73,6 +73,8 @@ fn global_mask_reaches_the_target_with_the_smallest_weights() {
     for target in [0.1f32, 0.5, 0.9] {
         let (masked, report) = magnitude_mask(&net, &MaskSparsity::Global(target)).unwrap();
         let after = mask_weights(&masked);
+        assert_eq!(after.len(), original.len());
+        assert!(after.iter().zip(&original).all(|(a, b)| a.len() == b.len()));
         let zeros: usize = after.iter().flatten().filter(|&&w| w == 0.0).count();
         assert!(
             (zeros as f64 - f64::from(target) * total as f64).abs() <= 1.0,
@@ -106,6 +108,14 @@ fn per_layer_mask_reaches_each_target() {
     let targets: Vec<f32> = (0..layers.len()).map(|i| (i as f32 * 0.37) % 1.0).collect();
     let (masked, report) = magnitude_mask(&net, &MaskSparsity::PerLayer(targets.clone())).unwrap();
     let after = mask_weights(&masked);
+    // One report entry and one weight vector per maskable layer, in block order, so the zip
+    // below pairs each target with its own layer and skips none.
+    assert_eq!(
+        (report.layers.len(), after.len()),
+        (layers.len(), layers.len())
+    );
+    let blocks: Vec<usize> = report.layers.iter().map(|l| l.block).collect();
+    assert_eq!(blocks, layers.iter().map(|l| l.block).collect::<Vec<_>>());
     for ((layer, target), weights) in report.layers.iter().zip(&targets).zip(&after) {
         let zeros = weights.iter().filter(|&&w| w == 0.0).count();
         assert_eq!(layer.zeros, zeros, "block {} {}", layer.block, layer.name);

@@ -233,7 +233,12 @@ fn analytic_params_equal_num_params_for_the_zoo() {
 
 #[test]
 fn ratio_zero_is_bit_identical() {
-    for spec in [zoo::resnet_mini(10), chain_spec(), hand_spec()] {
+    for spec in [
+        zoo::resnet_mini(10),
+        zoo::resnet18_cifar(10),
+        chain_spec(),
+        hand_spec(),
+    ] {
         let net = network(spec);
         let x = input(&net, 2);
         let before = vals(net.forward(x.clone()).unwrap());

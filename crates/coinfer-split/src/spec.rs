@@ -346,9 +346,25 @@ mod tests {
     fn resnet_mini_shapes_chain() {
         let spec = zoo::resnet_mini(10);
         spec.check().unwrap();
-        let shapes = spec.shapes().unwrap();
-        assert_eq!(shapes[0], FeatureShape::image(1, 28, 28));
-        assert_eq!(shapes[0], spec.input);
+        let shapes: Vec<([usize; 3], bool)> = spec
+            .shapes()
+            .unwrap()
+            .iter()
+            .map(|s| (s.dims(), s.flat))
+            .collect();
+        // By hand: a 3×3 convolution with padding 1 and stride 2 maps n to (n + 2 - 3) / 2 + 1,
+        // so 28 → 14 (stem) → 7 (first block) → 4 (second block); the third block keeps 4×4.
+        let expected = [
+            ([1, 28, 28], false),
+            ([32, 14, 14], false),
+            ([32, 7, 7], false),
+            ([64, 4, 4], false),
+            ([128, 4, 4], false),
+            ([128, 1, 1], false),
+            ([128, 1, 1], true),
+            ([10, 1, 1], true),
+        ];
+        assert_eq!(shapes, expected);
         assert_eq!(spec.num_classes().unwrap(), 10);
     }
 

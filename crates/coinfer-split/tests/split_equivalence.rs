@@ -74,6 +74,13 @@ fn split_anywhere_equals_whole_resnet_mini() {
     check_every_split(zoo::resnet_mini(10), &Device::flex());
 }
 
+/// The reference paper's backbone: stem, eight basic blocks (three with a projection
+/// shortcut), pooling, flatten and the classifier — every one of its 13 split points.
+#[test]
+fn split_anywhere_equals_whole_resnet18_cifar() {
+    check_every_split(zoo::resnet18_cifar(10), &Device::flex());
+}
+
 #[test]
 fn split_anywhere_equals_whole_every_block_kind() {
     check_every_split(every_block_kind(), &Device::flex());

@@ -1,0 +1,300 @@
+//! The `coinfer` binary as a user runs it, on tiny settings: `search` (then `--resume`),
+//! `plot`, `serve` + `infer` on loopback, and bad flags. Usage errors exit with 2 (clap),
+//! other errors with 1 and an `error:` line; nothing may panic (exit 101).
+//!
+//! The data is a tiny Fashion-MNIST directory written by the test (120 training, 40 test
+//! images taken from the embedded subset), so training the backbone, the search and the
+//! fine-tuning each take a moment. The codecs are the fixed ones (`--ae-ratios` without a value
+//! trains no autoencoder).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use coinfer_automl::data::idx::{self, IdxImages};
+use coinfer_automl::data::{ImageDataset, embedded, fashion_mnist};
+
+const BIN: &str = env!("CARGO_BIN_EXE_coinfer");
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("coinfer-cli-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_idx(data: &ImageDataset, images: &Path, labels: &Path) {
+    let [_, rows, cols] = data.image_shape();
+    let idx_images = IdxImages {
+        pixels: data.pixels().to_vec(),
+        count: data.len(),
+        rows,
+        cols,
+    };
+    idx::write_gz_images(images, &idx_images).unwrap();
+    idx::write_gz_labels(labels, data.labels()).unwrap();
+}
+
+/// A Fashion-MNIST directory of 12 training and 4 test images per class.
+fn tiny_data(dir: &Path) -> PathBuf {
+    let full = embedded::fashion_mnist_subset().unwrap();
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let train = full.train.class_balanced_subset(12, 1).unwrap();
+    let test = full.test.class_balanced_subset(4, 1).unwrap();
+    write_idx(
+        &train,
+        &data.join(fashion_mnist::TRAIN_IMAGES),
+        &data.join(fashion_mnist::TRAIN_LABELS),
+    );
+    write_idx(
+        &test,
+        &data.join(fashion_mnist::TEST_IMAGES),
+        &data.join(fashion_mnist::TEST_LABELS),
+    );
+    data
+}
+
+fn coinfer(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `coinfer args` and asserts its exit code (printing its output when it differs).
+fn expect_code(args: &[&str], code: i32) -> Output {
+    let out = coinfer(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "coinfer {args:?}\n--- stdout\n{}\n--- stderr\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn episode_rewards(report: &serde_json::Value) -> Vec<f64> {
+    report["episodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reward"].as_f64().unwrap())
+        .collect()
+}
+
+/// Kills the server when the test ends, also on failure.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn search_resume_plot_serve_and_infer_on_tiny_settings() {
+    let dir = scratch("search");
+    let data = tiny_data(&dir);
+    let results = dir.join("results");
+    let search = |episodes: &str, extra: &[&str], code: i32| {
+        let mut args = vec![
+            "search",
+            "--results",
+            results.to_str().unwrap(),
+            "--run",
+            "tiny",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--backbone-epochs",
+            "1",
+            "--validation-images",
+            "40",
+            "--episodes",
+            episodes,
+            "--warmup",
+            "2",
+            "--ae-ratios",
+            "--finetune-epochs",
+            "1",
+            "--random-seeds",
+            "1",
+            "--exhaustive-levels",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        expect_code(&args, code)
+    };
+
+    let first = search("4", &[], 0);
+    let out = results.join("tiny");
+    let stdout = text(&first.stdout);
+    assert!(
+        stdout.contains("data: 120 train / 40 test images"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("DDPG: 4 episodes"), "{stdout}");
+    for file in [
+        "plan.json",
+        "report.json",
+        "report.md",
+        "codecs.md",
+        "reward.svg",
+        "scatter.svg",
+        "breakdown.svg",
+        "edge-only/plan.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let report = json(&out.join("report.json"));
+    let first_rewards = episode_rewards(&report);
+    assert_eq!(first_rewards.len(), 4);
+    // Only fixed codecs: no autoencoder was trained.
+    let codec = report["plan"]["codec"].to_string();
+    assert!(!codec.contains("Autoencoder"), "{codec}");
+
+    // Resume: the second run reuses the cached backbone and the checkpoint, runs only the two
+    // missing episodes, and the first four are those of the first run.
+    let resumed = search("6", &["--resume"], 0);
+    let stdout = text(&resumed.stdout);
+    assert!(stdout.contains("backbone: reusing"), "{stdout}");
+    let report = json(&out.join("report.json"));
+    let rewards = episode_rewards(&report);
+    assert_eq!(rewards.len(), 6);
+    assert_eq!(rewards[..4], first_rewards[..]);
+
+    // A bad option that only the search itself can judge: exit 1 with a named cause.
+    let bad = search("2", &["--reward", "budget"], 1);
+    let stderr = text(&bad.stderr);
+    assert!(
+        stderr.contains("--reward budget needs --budget-ms"),
+        "{stderr}"
+    );
+
+    // plot: redraws the SVGs from report.json.
+    for svg in ["reward.svg", "scatter.svg", "breakdown.svg"] {
+        std::fs::remove_file(out.join(svg)).unwrap();
+    }
+    let report_path = out.join("report.json");
+    expect_code(&["plot", "--report", report_path.to_str().unwrap()], 0);
+    for svg in ["reward.svg", "scatter.svg", "breakdown.svg"] {
+        let body = std::fs::read_to_string(out.join(svg)).unwrap();
+        assert!(body.contains("<svg"), "{svg} is not an SVG");
+    }
+
+    // serve + infer on loopback (port 0: the server prints the address it got).
+    let plan = out.join("plan.json");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = Server(child);
+    assert!(line.starts_with("serving plan "), "{line}");
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    let summary = dir.join("infer.json");
+    let infer = expect_code(
+        &[
+            "infer",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--server",
+            &addr,
+            "--n",
+            "8",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+            summary.to_str().unwrap(),
+        ],
+        0,
+    );
+    let stdout = text(&infer.stdout);
+    assert!(stdout.contains("8 requests"), "{stdout}");
+    let summary = json(&summary);
+    let plan_json = json(&plan);
+    assert_eq!(summary["requests"], 8);
+    assert_eq!(summary["split"], plan_json["split"]);
+    let accuracy = summary["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy), "{accuracy}");
+    assert!(summary["frame_bytes"].as_u64().unwrap() > summary["payload_bytes"].as_u64().unwrap());
+    // The same plan against a wrong server address is an error, not a panic.
+    let err = expect_code(
+        &[
+            "infer",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--server",
+            "127.0.0.1:1",
+            "--n",
+            "1",
+        ],
+        1,
+    );
+    assert!(
+        text(&err.stderr).starts_with("error:"),
+        "{}",
+        text(&err.stderr)
+    );
+}
+
+#[test]
+fn bad_flags_exit_with_2_and_bad_inputs_with_1() {
+    let dir = scratch("bad");
+    // Usage errors: clap's exit code 2.
+    for args in [
+        &["frobnicate"][..],
+        &["search", "--episodes", "many"],
+        &["search", "--no-such-flag"],
+        &["serve"],
+        &["infer", "--plan"],
+        &[],
+    ] {
+        let out = expect_code(args, 2);
+        assert!(!text(&out.stderr).is_empty(), "{args:?}: no usage message");
+    }
+    // Errors of the inputs: exit code 1 and an `error:` line naming the culprit.
+    let missing = dir.join("missing.json");
+    let missing = missing.to_str().unwrap();
+    let not_json = dir.join("report.json");
+    std::fs::write(&not_json, "{ not json").unwrap();
+    for (args, culprit) in [
+        (vec!["plot", "--report", missing], "missing.json"),
+        (
+            vec!["plot", "--report", not_json.to_str().unwrap()],
+            "not a search report",
+        ),
+        (vec!["serve", "--plan", missing], "missing.json"),
+        (
+            vec!["infer", "--plan", missing, "--rate", "fast"],
+            "missing.json",
+        ),
+    ] {
+        let out = expect_code(&args, 1);
+        let stderr = text(&out.stderr);
+        assert!(stderr.starts_with("error:"), "{args:?}: {stderr}");
+        assert!(stderr.contains(culprit), "{args:?}: {stderr}");
+    }
+}

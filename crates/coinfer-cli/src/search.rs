@@ -204,7 +204,35 @@ fn write(path: &Path, text: &str) -> CliResult<()> {
 }
 
 /// Runs the main job.
+/// Refuses numeric options no search can use, before anything is trained or written.
+fn check_flags(args: &SearchArgs) -> CliResult<()> {
+    let autoencoders = !args.ae_ratios.is_empty();
+    let positive = [
+        ("--episodes", args.episodes),
+        ("--validation-images", args.validation_images),
+        ("--ae-epochs", if autoencoders { args.ae_epochs } else { 1 }),
+    ];
+    for (flag, value) in positive {
+        if value == 0 {
+            return Err(format!("{flag} must be at least 1").into());
+        }
+    }
+    if args.backbone.is_none() && args.backbone_epochs == 0 {
+        return Err("--backbone-epochs must be at least 1 when no --backbone is given".into());
+    }
+    if args.ae_ratios.contains(&0) {
+        return Err("--ae-ratios: a ratio must be at least 1".into());
+    }
+    if let Some(ms) = args.budget_ms
+        && !(ms.is_finite() && ms > 0.0)
+    {
+        return Err(format!("--budget-ms {ms} must be positive and finite").into());
+    }
+    Ok(())
+}
+
 pub fn run(args: SearchArgs) -> CliResult<()> {
+    check_flags(&args)?;
     let start = Instant::now();
     let device = Device::flex();
     let out = args.results.join(&args.run);

@@ -1,0 +1,200 @@
+//! Every numeric flag of `coinfer serve`, `infer` and `search` with bad values, and plans that
+//! do not fit their networks: the binary exits with 2 (usage) or 1 (error) and names the
+//! culprit, never 101 (a panic) and never starts serving or training.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coinfer_automl::prelude::*;
+use coinfer_automl::{PlanArtifacts, SplitPlan};
+
+/// A scratch folder for this test process.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("coinfer-bad-flags-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A deployable plan (random weights, split 2, 8-bit codec) in `dir`; returns plan.json.
+fn write_plan(dir: &Path) -> PathBuf {
+    let device = Device::flex();
+    let whole = Network::new(zoo::resnet_mini(10), &device).unwrap();
+    let backbone_digest = whole.digest();
+    let (device_half, edge_half) = whole.split(2).unwrap();
+    device_half.save(dir.join("device.bin")).unwrap();
+    edge_half.save(dir.join("edge.bin")).unwrap();
+    let plan = SplitPlan {
+        model: "resnet-mini".into(),
+        backbone_digest,
+        split: 2,
+        pruned_blocks: vec![],
+        prune_ratios: vec![],
+        kept_channels: vec![],
+        codec: CodecId::Quant {
+            bits: 8,
+            per_channel: true,
+            entropy: false,
+        },
+        payload_bits: 0,
+        search_accuracy: 0.0,
+        test_accuracy: None,
+        predicted: Breakdown::default(),
+        reward: 0.0,
+        profiles: ["device".into(), "link".into(), "edge".into()],
+        normalization: Normalization::fashion_mnist(),
+        artifacts: Some(PlanArtifacts {
+            device: "device.bin".into(),
+            edge: "edge.bin".into(),
+            codec: None,
+            device_digest: device_half.digest(),
+            edge_digest: edge_half.digest(),
+        }),
+    };
+    let path = dir.join("plan.json");
+    plan.save(&path).unwrap();
+    path
+}
+
+/// Runs `coinfer args` (killed after 120 s) and returns its exit code and stderr.
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coinfer"))
+        .args(args)
+        .env_remove("COINFER_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the coinfer binary starts");
+    let limit = Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `coinfer <base> <flag>=<value>` fails with 1 or 2 and names the flag, or `mention` (the
+/// option behind it, for values that parse but are out of range), on stderr.
+fn refused(base: &[&str], flag: &str, value: &str, mention: &str) {
+    let pair = format!("{flag}={value}");
+    let mut args: Vec<&str> = base.to_vec();
+    args.push(&pair);
+    let (code, stderr) = run(&args);
+    assert!(
+        matches!(code, Some(1 | 2)),
+        "{args:?}: exit {code:?} (expected 1 or 2), stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(flag) || stderr.contains(mention),
+        "{args:?}: stderr names neither `{flag}` nor `{mention}`:\n{stderr}"
+    );
+}
+
+#[test]
+fn serve_refuses_every_bad_numeric_flag() {
+    let dir = scratch("serve");
+    let plan = write_plan(&dir);
+    let plan = plan.to_str().unwrap();
+    let base = ["serve", "--plan", plan, "--addr", "127.0.0.1:0"];
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("--read-timeout-s", &["-1", "nan", "inf", "0", "1e300", "x"], "--read-timeout-s"),
+        ("--frame-timeout-s", &["-1", "nan", "inf", "0"], "--frame-timeout-s"),
+        ("--hello-timeout-s", &["-1", "NaN", "inf", "0"], "--hello-timeout-s"),
+        ("--batch-window-ms", &["-5", "nan", "inf", "1e300"], "--batch-window-ms"),
+        ("--max-batch", &["0", "-1", "1.5"], "max_batch"),
+        ("--max-request-batch", &["0", "-3", "99999999999"], "max_request_batch"),
+        ("--max-connections", &["0", "-1"], "max_connections"),
+        ("--max-unauthenticated", &["0", "x"], "max_unauthenticated"),
+        ("--max-in-flight-mib", &["0", "-1"], "max_in_flight"),
+        ("--token", &[""], "token"),
+    ];
+    for (flag, values, mention) in cases {
+        for value in *values {
+            refused(&base, flag, value, mention);
+        }
+    }
+    let long_token = "t".repeat(300);
+    refused(&base, "--token", &long_token, "token");
+    refused(&base, "--max-in-flight-mib", "18446744073709551615", "max-in-flight");
+    refused(&["serve", "--plan", plan], "--addr", "256.1.1.1:1", "bind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn infer_refuses_every_bad_numeric_flag() {
+    let dir = scratch("infer");
+    let plan = write_plan(&dir);
+    let plan = plan.to_str().unwrap();
+    // Port 9 on loopback: nothing listens, so a flag that slipped through fails on connect
+    // (exit 1) but with the wrong message.
+    let base = ["infer", "--plan", plan, "--server", "127.0.0.1:9"];
+    for value in ["inf", "1e300", "-1", "nan", "x"] {
+        refused(&base, "--delay-ms", value, "--delay-ms");
+    }
+    for value in ["0", "-1", "x", "1e3"] {
+        refused(&base, "--n", value, "--n");
+    }
+    for value in ["0", "-1", "nan", "1e400", "inf", "fastMbit"] {
+        refused(&base, "--rate", value, "--rate");
+    }
+    for value in ["-1", "x"] {
+        refused(&base, "--retries", value, "--retries");
+    }
+    refused(&base, "--token", "", "token");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn search_refuses_every_bad_numeric_flag_before_training() {
+    let dir = scratch("search");
+    let results = dir.join("results");
+    let results = results.to_str().unwrap();
+    let base = ["search", "--results", results, "--run", "bad"];
+    let cases: &[(&str, &[&str])] = &[
+        ("--episodes", &["0", "-1", "x"]),
+        ("--warmup", &["-1", "x"]),
+        ("--seed", &["-1", "1.5"]),
+        ("--validation-images", &["0", "-5"]),
+        ("--ae-ratios", &["0", "-2", "x"]),
+        ("--ae-epochs", &["0", "-1"]),
+        ("--backbone-epochs", &["0", "-1"]),
+        ("--finetune-epochs", &["-1", "x"]),
+        ("--random-seeds", &["-3", "x"]),
+        ("--exhaustive-levels", &["-1", "1e9"]),
+        ("--budget-ms", &["nan", "-1", "inf", "0", "x"]),
+    ];
+    for (flag, values) in cases {
+        for value in *values {
+            refused(&base, flag, value, flag);
+        }
+    }
+    // Nothing was written for the refused runs.
+    assert!(!dir.join("results").join("bad").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_plan_whose_split_does_not_fit_its_halves_is_refused_by_serve_and_infer() {
+    let dir = scratch("split99");
+    let plan_path = write_plan(&dir);
+    let mut plan = SplitPlan::load(&plan_path).unwrap();
+    plan.split = 99;
+    plan.save(&plan_path).unwrap();
+    let plan = plan_path.to_str().unwrap();
+    for base in [
+        &["serve", "--addr", "127.0.0.1:0"][..],
+        &["infer", "--server", "127.0.0.1:9"][..],
+    ] {
+        refused(base, "--plan", plan, "split 99");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -134,7 +134,11 @@ fn parse_millis(text: &str) -> Result<Duration, String> {
 
 /// The token from the flag, else from `COINFER_TOKEN`.
 fn token(flag: Option<String>) -> Option<String> {
-    flag.or_else(|| std::env::var("COINFER_TOKEN").ok().filter(|t| !t.is_empty()))
+    flag.or_else(|| {
+        std::env::var("COINFER_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+    })
 }
 
 fn parse_rate(text: &str) -> CliResult<f64> {

@@ -2,60 +2,13 @@
 //! do not fit their networks: the binary exits with 2 (usage) or 1 (error) and names the
 //! culprit, never 101 (a panic) and never starts serving or training.
 
-use std::path::{Path, PathBuf};
+mod runtime_plan;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coinfer_automl::prelude::*;
-use coinfer_automl::{PlanArtifacts, SplitPlan};
-
-/// A scratch folder for this test process.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("coinfer-bad-flags-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A deployable plan (random weights, split 2, 8-bit codec) in `dir`; returns plan.json.
-fn write_plan(dir: &Path) -> PathBuf {
-    let device = Device::flex();
-    let whole = Network::new(zoo::resnet_mini(10), &device).unwrap();
-    let backbone_digest = whole.digest();
-    let (device_half, edge_half) = whole.split(2).unwrap();
-    device_half.save(dir.join("device.bin")).unwrap();
-    edge_half.save(dir.join("edge.bin")).unwrap();
-    let plan = SplitPlan {
-        model: "resnet-mini".into(),
-        backbone_digest,
-        split: 2,
-        pruned_blocks: vec![],
-        prune_ratios: vec![],
-        kept_channels: vec![],
-        codec: CodecId::Quant {
-            bits: 8,
-            per_channel: true,
-            entropy: false,
-        },
-        payload_bits: 0,
-        search_accuracy: 0.0,
-        test_accuracy: None,
-        predicted: Breakdown::default(),
-        reward: 0.0,
-        profiles: ["device".into(), "link".into(), "edge".into()],
-        normalization: Normalization::fashion_mnist(),
-        artifacts: Some(PlanArtifacts {
-            device: "device.bin".into(),
-            edge: "edge.bin".into(),
-            codec: None,
-            device_digest: device_half.digest(),
-            edge_digest: edge_half.digest(),
-        }),
-    };
-    let path = dir.join("plan.json");
-    plan.save(&path).unwrap();
-    path
-}
+use coinfer_automl::SplitPlan;
+use runtime_plan::{scratch, write_plan};
 
 /// Runs `coinfer args` (killed after 120 s) and returns its exit code and stderr.
 fn run(args: &[&str]) -> (Option<i32>, String) {
@@ -79,7 +32,10 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// `coinfer <base> <flag>=<value>` fails with 1 or 2 and names the flag, or `mention` (the
@@ -106,12 +62,32 @@ fn serve_refuses_every_bad_numeric_flag() {
     let plan = plan.to_str().unwrap();
     let base = ["serve", "--plan", plan, "--addr", "127.0.0.1:0"];
     let cases: &[(&str, &[&str], &str)] = &[
-        ("--read-timeout-s", &["-1", "nan", "inf", "0", "1e300", "x"], "--read-timeout-s"),
-        ("--frame-timeout-s", &["-1", "nan", "inf", "0"], "--frame-timeout-s"),
-        ("--hello-timeout-s", &["-1", "NaN", "inf", "0"], "--hello-timeout-s"),
-        ("--batch-window-ms", &["-5", "nan", "inf", "1e300"], "--batch-window-ms"),
+        (
+            "--read-timeout-s",
+            &["-1", "nan", "inf", "0", "1e300", "x"],
+            "--read-timeout-s",
+        ),
+        (
+            "--frame-timeout-s",
+            &["-1", "nan", "inf", "0"],
+            "--frame-timeout-s",
+        ),
+        (
+            "--hello-timeout-s",
+            &["-1", "NaN", "inf", "0"],
+            "--hello-timeout-s",
+        ),
+        (
+            "--batch-window-ms",
+            &["-5", "nan", "inf", "1e300"],
+            "--batch-window-ms",
+        ),
         ("--max-batch", &["0", "-1", "1.5"], "max_batch"),
-        ("--max-request-batch", &["0", "-3", "99999999999"], "max_request_batch"),
+        (
+            "--max-request-batch",
+            &["0", "-3", "99999999999"],
+            "max_request_batch",
+        ),
         ("--max-connections", &["0", "-1"], "max_connections"),
         ("--max-unauthenticated", &["0", "x"], "max_unauthenticated"),
         ("--max-in-flight-mib", &["0", "-1"], "max_in_flight"),
@@ -124,7 +100,12 @@ fn serve_refuses_every_bad_numeric_flag() {
     }
     let long_token = "t".repeat(300);
     refused(&base, "--token", &long_token, "token");
-    refused(&base, "--max-in-flight-mib", "18446744073709551615", "max-in-flight");
+    refused(
+        &base,
+        "--max-in-flight-mib",
+        "18446744073709551615",
+        "max-in-flight",
+    );
     refused(&["serve", "--plan", plan], "--addr", "256.1.1.1:1", "bind");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -26,8 +26,8 @@ use coinfer_codec::CodecId;
 use crate::SharedCodec;
 use crate::error::{ErrorCode, RuntimeError};
 use crate::frame::{
-    CRC_LEN, DEFAULT_MAX_FRAME, Frame, FrameBody, FrameHead, FrameKind, HEADER_LEN,
-    MAX_DIGEST_LEN, PlanTag, codec_to_wire, read_frame_admitted, split_hello, write_frame,
+    CRC_LEN, DEFAULT_MAX_FRAME, Frame, FrameBody, FrameHead, FrameKind, HEADER_LEN, MAX_DIGEST_LEN,
+    PlanTag, codec_to_wire, read_frame_admitted, split_hello, write_frame,
 };
 use crate::worker::{Job, Worker};
 use coinfer_split::Network;
@@ -147,7 +147,10 @@ impl ServerConfig {
         {
             return invalid(
                 "token",
-                format!("must be 1..={MAX_TOKEN_LEN} bytes without NUL, not {} bytes", token.len()),
+                format!(
+                    "must be 1..={MAX_TOKEN_LEN} bytes without NUL, not {} bytes",
+                    token.len()
+                ),
             );
         }
         if self.max_frame < HEADER_LEN + CRC_LEN + 64 {
@@ -342,7 +345,9 @@ impl EdgeServer {
             });
         }
         let feature = edge.spec().input.dims();
-        let max_frame = config.max_frame.min(plan_max_frame(feature, config.max_request_batch));
+        let max_frame = config
+            .max_frame
+            .min(plan_max_frame(feature, config.max_request_batch));
         if config.max_in_flight_bytes < max_frame {
             return Err(RuntimeError::InvalidConfig {
                 field: "max_in_flight_bytes",
@@ -732,7 +737,9 @@ struct Budget<'a> {
 
 impl Drop for Budget<'_> {
     fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(self.bytes, Ordering::SeqCst);
+        self.shared
+            .in_flight
+            .fetch_sub(self.bytes, Ordering::SeqCst);
     }
 }
 

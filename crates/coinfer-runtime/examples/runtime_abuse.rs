@@ -159,8 +159,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         let (stop, digest) = (stop.clone(), digest.clone());
         attackers.push(thread::spawn(move || {
             let frame = infer_bytes(&digest, 1, vec![0; 1600]);
-            let mut conns: Vec<(Option<TcpStream>, usize)> =
-                (0..slowloris).map(|_| (greeted(addr, &digest), 0)).collect();
+            let mut conns: Vec<(Option<TcpStream>, usize)> = (0..slowloris)
+                .map(|_| (greeted(addr, &digest), 0))
+                .collect();
             while !stop.load(Ordering::Relaxed) {
                 for (conn, at) in &mut conns {
                     let ok = conn
@@ -185,8 +186,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             while !stop.load(Ordering::Relaxed) {
                 silent.retain(|s| {
                     s.as_ref().is_some_and(|s| {
-                        s.set_nonblocking(true).is_ok()
-                            && !matches!((&*s).peek(&mut [0u8; 1]), Ok(0))
+                        s.set_nonblocking(true).is_ok() && !matches!(s.peek(&mut [0u8; 1]), Ok(0))
                     })
                 });
                 while silent.len() < silent_sockets {
@@ -249,7 +249,9 @@ fn main() -> Result<(), Box<dyn Error>> {
                 if let Some(mut s) = greeted(addr, &digest) {
                     let mut bytes = good.clone();
                     match k % 3 {
-                        0 => bytes.iter_mut().for_each(|b| *b = b.wrapping_mul(31) ^ k as u8),
+                        0 => bytes
+                            .iter_mut()
+                            .for_each(|b| *b = b.wrapping_mul(31) ^ k as u8),
                         1 => *bytes.last_mut().unwrap() ^= 1,
                         _ => bytes[6] = 200,
                     }

@@ -236,7 +236,6 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
     let start = Instant::now();
     let device = Device::flex();
     let out = args.results.join(&args.run);
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let (data, tag) = load_data(&args)?;
     println!(
         "data: {} train / {} test images ({tag})",
@@ -247,7 +246,6 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
 
     println!("profiling the backbone's blocks on this machine (batch 1)...");
     let table = measure_blocks(&backbone, &MeasureConfig::new(), &device)?;
-    table.save(out.join("profile-this-machine.json"))?;
     let device_profile = compute_profile(&args.device, &table)?;
     let edge_profile = compute_profile(&args.edge, &table)?;
     let link = link_profile(&args.link)?;
@@ -284,6 +282,9 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         .config(config)
         .backend(device.clone())
         .build()?;
+    // Every option is checked by now: only a valid search writes into the run's folder.
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    table.save(out.join("profile-this-machine.json"))?;
 
     let codec_bar = bar(0, "training codecs");
     let mut session = search.prepare(|p| {

@@ -179,3 +179,35 @@ fn a_plan_whose_split_does_not_fit_its_halves_is_refused_by_serve_and_infer() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_search_refused_after_profiling_writes_nothing_into_an_existing_run() {
+    use coinfer_automl::prelude::*;
+    let dir = scratch("search-run");
+    let backbone = dir.join("backbone.bin");
+    Network::new(zoo::resnet_mini(10), &Device::flex())
+        .unwrap()
+        .save(&backbone)
+        .unwrap();
+    let run = dir.join("results").join("earlier");
+    std::fs::create_dir_all(&run).unwrap();
+    let profile = run.join("profile-this-machine.json");
+    std::fs::write(&profile, "the earlier run's profile").unwrap();
+    let results = dir.join("results");
+    let base = [
+        "search",
+        "--results",
+        results.to_str().unwrap(),
+        "--run",
+        "earlier",
+        "--backbone",
+        backbone.to_str().unwrap(),
+    ];
+    refused(&base, "--link", "no-such-link", "no-such-link");
+    assert_eq!(
+        std::fs::read_to_string(&profile).unwrap(),
+        "the earlier run's profile"
+    );
+    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

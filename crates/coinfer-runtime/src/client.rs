@@ -12,7 +12,7 @@ use crate::error::{ErrorCode, RuntimeError};
 use crate::frame::{
     DEFAULT_MAX_FRAME, Frame, FrameBody, PlanTag, encode_frame, read_frame, write_frame,
 };
-use crate::server::{MAX_TOKEN_LEN, check_digest};
+use crate::server::{check_digest, check_token};
 use crate::shaping::{LinkShaping, ShapedWriter};
 use coinfer_split::Network;
 
@@ -88,17 +88,7 @@ impl ClientConfig {
         if let Some(shaping) = &self.shaping {
             shaping.check()?;
         }
-        if let Some(token) = &self.token
-            && (token.is_empty() || token.len() > MAX_TOKEN_LEN || token.contains('\0'))
-        {
-            return Err(RuntimeError::InvalidConfig {
-                field: "token",
-                reason: format!(
-                    "must be 1..={MAX_TOKEN_LEN} bytes without NUL, not {} bytes",
-                    token.len()
-                ),
-            });
-        }
+        check_token(self.token.as_deref())?;
         if self.retries > 0 && self.retry_backoff.is_zero() {
             return Err(RuntimeError::InvalidConfig {
                 field: "retry_backoff",
@@ -258,15 +248,7 @@ impl DeviceClient {
     ) -> Result<DeviceClient, RuntimeError> {
         config.check()?;
         let digest = digest.into();
-        check_digest(&digest)?;
-        if let Some(token) = &config.token
-            && digest.len() + 1 + token.len() > crate::frame::MAX_DIGEST_LEN
-        {
-            return Err(RuntimeError::InvalidConfig {
-                field: "token",
-                reason: "the digest, a separator and the token must fit in 256 bytes".into(),
-            });
-        }
+        check_digest(&digest, config.token.as_deref())?;
         let shapes = device.spec().shapes()?;
         let feature = shapes[shapes.len() - 1].dims();
         let addrs: Vec<SocketAddr> = addr

@@ -142,17 +142,7 @@ impl ServerConfig {
                 ),
             );
         }
-        if let Some(token) = &self.token
-            && (token.is_empty() || token.len() > MAX_TOKEN_LEN || token.contains('\0'))
-        {
-            return invalid(
-                "token",
-                format!(
-                    "must be 1..={MAX_TOKEN_LEN} bytes without NUL, not {} bytes",
-                    token.len()
-                ),
-            );
-        }
+        check_token(self.token.as_deref())?;
         if self.max_frame < HEADER_LEN + CRC_LEN + 64 {
             return invalid(
                 "max_frame",
@@ -320,7 +310,7 @@ impl EdgeServer {
     ) -> Result<EdgeServer, RuntimeError> {
         config.check()?;
         let digest = digest.into();
-        check_digest(&digest)?;
+        check_digest(&digest, config.token.as_deref())?;
         codec_to_wire(codec.id())?;
         let shapes = edge.spec().shapes()?;
         let out = shapes[shapes.len() - 1];
@@ -331,16 +321,6 @@ impl EdgeServer {
                     "the edge half `{}` ends in {:?}, not in [classes, 1, 1] logits",
                     edge.spec().name,
                     out.dims()
-                ),
-            });
-        }
-        if let Some(token) = &config.token
-            && digest.len() + 1 + token.len() > MAX_DIGEST_LEN
-        {
-            return Err(RuntimeError::InvalidConfig {
-                field: "token",
-                reason: format!(
-                    "the digest, a separator and the token must fit in {MAX_DIGEST_LEN} bytes"
                 ),
             });
         }
@@ -459,7 +439,8 @@ fn plan_max_frame(feature: [usize; 3], batch: usize) -> usize {
         .saturating_add(HEADER_LEN + CRC_LEN + FRAME_SLACK)
 }
 
-pub(crate) fn check_digest(digest: &str) -> Result<(), RuntimeError> {
+/// Checks that a Hello can carry `digest` (and `token`, after a separator).
+pub(crate) fn check_digest(digest: &str, token: Option<&str>) -> Result<(), RuntimeError> {
     if digest.len() > MAX_DIGEST_LEN {
         return Err(RuntimeError::InvalidConfig {
             field: "digest",
@@ -469,7 +450,33 @@ pub(crate) fn check_digest(digest: &str) -> Result<(), RuntimeError> {
             ),
         });
     }
+    if let Some(token) = token
+        && digest.len() + 1 + token.len() > MAX_DIGEST_LEN
+    {
+        return Err(RuntimeError::InvalidConfig {
+            field: "token",
+            reason: format!(
+                "the digest, a separator and the token must fit in {MAX_DIGEST_LEN} bytes"
+            ),
+        });
+    }
     Ok(())
+}
+
+/// Checks a deployment token: 1 to [`MAX_TOKEN_LEN`] bytes, no NUL.
+pub(crate) fn check_token(token: Option<&str>) -> Result<(), RuntimeError> {
+    match token {
+        Some(t) if t.is_empty() || t.len() > MAX_TOKEN_LEN || t.contains('\0') => {
+            Err(RuntimeError::InvalidConfig {
+                field: "token",
+                reason: format!(
+                    "must be 1..={MAX_TOKEN_LEN} bytes without NUL, not {} bytes",
+                    t.len()
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A running edge server. Dropping it shuts the server down, like [`shutdown`](Self::shutdown).

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use coinfer_codec::CodecId;
 use coinfer_runtime::{
-    ClientConfig, DeviceClient, ErrorCode, Frame, FrameBody, PlanTag, RuntimeError, ServerConfig,
-    encode_frame,
+    ClientConfig, DeviceClient, ErrorCode, FrameBody, RuntimeError, ServerConfig, encode_frame,
 };
 use runtime_common::*;
 
@@ -23,24 +22,17 @@ const QUANT: CodecId = CodecId::Quant {
     entropy: false,
 };
 
-/// An Infer frame of `batch` samples (seeded inputs) under `codec`.
+/// An Infer frame of `batch` samples (seeded inputs) under `codec`, encoded.
 fn batch_frame(fx: &Fixture, codec: CodecId, request_id: u64, batch: usize) -> Vec<u8> {
     let codec = runtime_common::codec(codec);
-    let feature = fx
-        .device_half
-        .forward(input(&fx.device, request_id, batch))
-        .unwrap();
-    let dims = feature.dims();
-    let frame = Frame {
+    encode_frame(&batch_infer_frame(
+        fx,
+        codec.as_ref(),
         request_id,
-        plan: PlanTag::of(&fx.digest),
-        codec: codec.id(),
-        shape: dims.map(|d| d as u32),
-        body: FrameBody::Infer {
-            payload: codec.encode(feature).unwrap().bytes,
-        },
-    };
-    encode_frame(&frame).unwrap()
+        request_id,
+        batch,
+    ))
+    .unwrap()
 }
 
 fn client_with(

@@ -305,11 +305,18 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         std::fs::remove_dir_all(&checkpoint)
             .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
     }
+    if args.resume && !checkpoint.join("agent").exists() {
+        println!(
+            "--resume: no checkpoint in {}, the search starts from episode 0",
+            checkpoint.display()
+        );
+    }
     let episodes_bar = bar(args.episodes as u64, "DDPG search");
     let mut best = f32::NEG_INFINITY;
     let run = session.run_ddpg(Some(&checkpoint), |record| {
         best = best.max(record.reward);
-        episodes_bar.inc(1);
+        // A resumed search starts at its checkpoint's episode, not at 0.
+        episodes_bar.set_position(record.episode as u64 + 1);
         episodes_bar.set_prefix(format!(
             "best reward {best:.4} (last: split {} {} acc {:.1}% {:.2} ms)",
             record.evaluation.split,

@@ -12,7 +12,7 @@ use coinfer_automl::evaluator::codec_compute;
 use coinfer_automl::profile::measure::{MeasureConfig, measure_blocks};
 use coinfer_automl::profile::{ComputeProfile, LatencyModel, LinkProfile, PlanCost};
 use coinfer_automl::runtime::{
-    ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig, Timing,
+    ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig, Timing, Token,
 };
 use coinfer_automl::split::Network;
 use serde::Serialize;
@@ -133,12 +133,13 @@ fn parse_millis(text: &str) -> Result<Duration, String> {
 }
 
 /// The token from the flag, else from `COINFER_TOKEN`.
-fn token(flag: Option<String>) -> Option<String> {
+fn token(flag: Option<String>) -> Option<Token> {
     flag.or_else(|| {
         std::env::var("COINFER_TOKEN")
             .ok()
             .filter(|t| !t.is_empty())
     })
+    .map(Token::from)
 }
 
 fn parse_rate(text: &str) -> CliResult<f64> {

@@ -12,7 +12,7 @@ use crate::error::{ErrorCode, RuntimeError};
 use crate::frame::{
     DEFAULT_MAX_FRAME, Frame, FrameBody, PlanTag, encode_frame, read_frame, write_frame,
 };
-use crate::server::{check_digest, check_token};
+use crate::server::{Token, check_digest, check_token};
 use crate::shaping::{LinkShaping, ShapedWriter};
 use coinfer_split::Network;
 
@@ -31,7 +31,7 @@ pub struct ClientConfig {
     pub shaping: Option<LinkShaping>,
     /// The deployment token presented in the Hello (servers started with a token refuse
     /// clients without it).
-    pub token: Option<String>,
+    pub token: Option<Token>,
     /// How many times one request is retried on a new connection when the connection fails
     /// (reset, timeout, server gone) or the server answers `Busy` / `ShuttingDown`; inference
     /// is idempotent, so a retried request gives the same answer.
@@ -88,7 +88,7 @@ impl ClientConfig {
         if let Some(shaping) = &self.shaping {
             shaping.check()?;
         }
-        check_token(self.token.as_deref())?;
+        check_token(self.token.as_ref().map(Token::expose))?;
         if self.retries > 0 && self.retry_backoff.is_zero() {
             return Err(RuntimeError::InvalidConfig {
                 field: "retry_backoff",
@@ -248,7 +248,7 @@ impl DeviceClient {
     ) -> Result<DeviceClient, RuntimeError> {
         config.check()?;
         let digest = digest.into();
-        check_digest(&digest, config.token.as_deref())?;
+        check_digest(&digest, config.token.as_ref().map(Token::expose))?;
         let shapes = device.spec().shapes()?;
         let feature = shapes[shapes.len() - 1].dims();
         let addrs: Vec<SocketAddr> = addr
@@ -500,7 +500,7 @@ impl Link {
             .peer_addr()
             .map_err(|e| RuntimeError::io("reading the peer address", e))?;
         let hello = match &config.token {
-            Some(token) => Frame::hello_with_token(digest, token, codec, feature)?,
+            Some(token) => Frame::hello_with_token(digest, token.expose(), codec, feature)?,
             None => Frame::hello(digest, codec, feature)?,
         };
         write_frame(&mut &stream, &hello)?;

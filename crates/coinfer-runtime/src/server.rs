@@ -74,7 +74,7 @@ pub struct ServerConfig {
     pub max_in_flight_bytes: usize,
     /// The deployment token every client must present in its Hello (`Unauthorized`
     /// otherwise); `None` serves anyone who knows the plan digest.
-    pub token: Option<String>,
+    pub token: Option<Token>,
     /// Dynamic batching: merge the requests that reach the worker within this window of the
     /// first one into a single forward pass. `None` (the default) runs each request alone;
     /// `Some(Duration::ZERO)` merges only requests already waiting.
@@ -142,7 +142,7 @@ impl ServerConfig {
                 ),
             );
         }
-        check_token(self.token.as_deref())?;
+        check_token(self.token.as_ref().map(Token::expose))?;
         if self.max_frame < HEADER_LEN + CRC_LEN + 64 {
             return invalid(
                 "max_frame",
@@ -310,7 +310,7 @@ impl EdgeServer {
     ) -> Result<EdgeServer, RuntimeError> {
         config.check()?;
         let digest = digest.into();
-        check_digest(&digest, config.token.as_deref())?;
+        check_digest(&digest, config.token.as_ref().map(Token::expose))?;
         codec_to_wire(codec.id())?;
         let shapes = edge.spec().shapes()?;
         let out = shapes[shapes.len() - 1];
@@ -461,6 +461,36 @@ pub(crate) fn check_digest(digest: &str, token: Option<&str>) -> Result<(), Runt
         });
     }
     Ok(())
+}
+
+/// A deployment token: a shared secret a client presents in its Hello. Its `Debug` form hides
+/// the value, so configurations can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Token {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl From<&str> for Token {
+    fn from(secret: &str) -> Self {
+        Self(secret.to_string())
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(<{} bytes>)", self.0.len())
+    }
 }
 
 /// Checks a deployment token: 1 to [`MAX_TOKEN_LEN`] bytes, no NUL.
@@ -967,7 +997,9 @@ impl<'a> Connection<'a> {
         let (digest, token) = split_hello(text);
         let authorized = match (&shared.config.token, token) {
             (None, _) => true,
-            (Some(expected), Some(given)) => same_secret(expected.as_bytes(), given.as_bytes()),
+            (Some(expected), Some(given)) => {
+                same_secret(expected.expose().as_bytes(), given.as_bytes())
+            }
             (Some(_), None) => false,
         };
         let refusal = if !authorized {
@@ -1099,7 +1131,7 @@ mod tests {
             ("max_frame", |c| c.max_frame = 10),
             ("max_request_batch", |c| c.max_request_batch = 0),
             ("max_in_flight_bytes", |c| c.max_in_flight_bytes = 100),
-            ("token", |c| c.token = Some(String::new())),
+            ("token", |c| c.token = Some("".into())),
             ("token", |c| c.token = Some("a\0b".into())),
             ("max_batch", |c| c.max_batch = 0),
             ("max_connections", |c| c.max_connections = 0),
@@ -1113,6 +1145,17 @@ mod tests {
             }
         }
         assert!(ServerConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn a_logged_config_does_not_show_the_token() {
+        let config = ServerConfig {
+            token: Some("hunter2-secret".into()),
+            ..ServerConfig::default()
+        };
+        let logged = format!("{config:?}");
+        assert!(!logged.contains("hunter2"), "{logged}");
+        assert!(logged.contains("Token(<14 bytes>)"), "{logged}");
     }
 
     #[test]

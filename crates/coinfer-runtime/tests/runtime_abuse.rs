@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use coinfer_codec::CodecId;
 use coinfer_runtime::{
-    ClientConfig, DeviceClient, ErrorCode, FrameBody, RuntimeError, ServerConfig, encode_frame,
+    ClientConfig, DeviceClient, ErrorCode, FrameBody, RuntimeError, ServerConfig, Token,
+    encode_frame,
 };
 use runtime_common::*;
 
@@ -196,7 +197,7 @@ fn a_token_server_refuses_clients_without_the_right_token() {
     };
     let server = spawn(&fx, codec(QUANT), config);
     let with = |token: Option<&str>| ClientConfig {
-        token: token.map(str::to_string),
+        token: token.map(Token::from),
         ..ClientConfig::default()
     };
     for token in [None, Some("wrong"), Some("s3cret-deploymenT")] {

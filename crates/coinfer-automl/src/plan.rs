@@ -151,6 +151,29 @@ impl SplitPlan {
         };
         let device_half = load(&artifacts.device, &artifacts.device_digest)?;
         let edge_half = load(&artifacts.edge, &artifacts.edge_digest)?;
+        // The plan's split must be the one the halves were cut at, and the halves must fit.
+        let device_blocks = device_half.spec().blocks.len();
+        let edge_blocks = edge_half.spec().blocks.len();
+        if plan.split != device_blocks || edge_blocks == 0 {
+            return Err(AutomlError::Json {
+                path: plan_path.to_path_buf(),
+                reason: format!(
+                    "split {} does not fit the exported halves ({device_blocks} device blocks, \
+                     {edge_blocks} edge blocks)",
+                    plan.split
+                ),
+            });
+        }
+        let device_out = device_half.spec().shapes()?.last().copied();
+        if device_out != Some(edge_half.spec().input) {
+            return Err(AutomlError::Json {
+                path: plan_path.to_path_buf(),
+                reason: format!(
+                    "the edge half expects {:?} but the device half produces {device_out:?}",
+                    edge_half.spec().input
+                ),
+            });
+        }
         let codec: SharedCodec = match (plan.codec, &artifacts.codec) {
             (CodecId::Autoencoder { .. }, Some(relative)) => {
                 Arc::new(AutoencoderCodec::load(&folder.join(relative), device)?)

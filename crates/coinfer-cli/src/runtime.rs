@@ -12,7 +12,7 @@ use coinfer_automl::evaluator::codec_compute;
 use coinfer_automl::profile::{ComputeProfile, LatencyModel, LinkProfile, PlanCost};
 use coinfer_automl::profile::{MeasureConfig, measure_blocks};
 use coinfer_automl::runtime::{
-    ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig, Timing,
+    ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig, Timing, Token,
 };
 use coinfer_automl::split::Network;
 use serde::Serialize;
@@ -30,14 +30,37 @@ pub struct ServeArgs {
     addr: String,
     /// Dynamic batching window in milliseconds (off when absent; 0 merges only requests
     /// already waiting).
-    #[arg(long)]
-    batch_window_ms: Option<f64>,
+    #[arg(long, value_parser = parse_millis)]
+    batch_window_ms: Option<Duration>,
     /// Largest batch of requests the edge half runs at once.
     #[arg(long, default_value_t = 16)]
     max_batch: usize,
-    /// Read (and idle) timeout per connection, seconds.
-    #[arg(long, default_value_t = 30.0)]
-    read_timeout_s: f64,
+    /// Most samples in one request (larger ones are refused before they are read); also
+    /// bounds the frame size.
+    #[arg(long, default_value_t = 64)]
+    max_request_batch: usize,
+    /// Idle timeout per connection (between frames and per read), seconds.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    read_timeout_s: Duration,
+    /// Deadline for one whole frame, from its first byte, seconds.
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    frame_timeout_s: Duration,
+    /// Deadline for a new connection's Hello, from the accept, seconds.
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    hello_timeout_s: Duration,
+    /// Most connections served at once.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Most connections without a completed Hello (the oldest is closed to make room).
+    #[arg(long, default_value_t = 64)]
+    max_unauthenticated: usize,
+    /// Most frame bytes held by all connections at once, MiB.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight_mib: usize,
+    /// Deployment token clients must present (default: the COINFER_TOKEN environment
+    /// variable; none when unset, and then anyone who knows the plan digest is served).
+    #[arg(long)]
+    token: Option<String>,
 }
 
 /// Options of `coinfer infer`.
@@ -54,11 +77,18 @@ pub struct InferArgs {
     #[arg(long)]
     rate: Option<String>,
     /// One-way delay added before every request, milliseconds (emulates the link's RTT).
-    #[arg(long, default_value_t = 0.0)]
-    delay_ms: f64,
+    #[arg(long, default_value = "0", value_parser = parse_millis)]
+    delay_ms: Duration,
     /// Number of test images to send, one request each.
-    #[arg(long, default_value_t = 200)]
-    n: usize,
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    n: u32,
+    /// Deployment token presented to the server (default: the COINFER_TOKEN environment
+    /// variable).
+    #[arg(long)]
+    token: Option<String>,
+    /// Retries of a request on a new connection when the connection is lost.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
     /// Full Fashion-MNIST directory (default: the embedded test subset).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -68,6 +98,48 @@ pub struct InferArgs {
     /// Write the summary as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// Longest duration a time flag takes: one day.
+const MAX_FLAG_SECONDS: f64 = 86_400.0;
+
+/// A positive, finite number of seconds up to a day.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(value.is_finite() && value > 0.0 && value <= MAX_FLAG_SECONDS) {
+        return Err(format!(
+            "{text} s is not in (0, {MAX_FLAG_SECONDS}] seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// A non-negative, finite number of milliseconds up to a day.
+fn parse_millis(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of milliseconds"))?;
+    if !(value.is_finite() && (0.0..=MAX_FLAG_SECONDS * 1e3).contains(&value)) {
+        return Err(format!(
+            "{text} ms is not in [0, {}] milliseconds",
+            MAX_FLAG_SECONDS * 1e3
+        ));
+    }
+    Ok(Duration::from_secs_f64(value / 1e3))
+}
+
+/// The token from the flag, else from `COINFER_TOKEN`.
+fn token(flag: Option<String>) -> Option<Token> {
+    flag.or_else(|| {
+        std::env::var("COINFER_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+    })
+    .map(Token::from)
 }
 
 fn parse_rate(text: &str) -> CliResult<f64> {
@@ -83,10 +155,11 @@ fn parse_rate(text: &str) -> CliResult<f64> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("--rate `{text}`: expected e.g. 10Mbit, 500kbit or 1e7"))?;
-    if !(value.is_finite() && value > 0.0) {
-        return Err(format!("--rate `{text}` must be positive").into());
+    let rate = value * scale;
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(format!("--rate `{text}` must be positive and finite").into());
     }
-    Ok(value * scale)
+    Ok(rate)
 }
 
 /// Runs the edge server until killed.
@@ -95,13 +168,22 @@ pub fn serve(args: ServeArgs) -> CliResult<()> {
     let deployed = SplitPlan::deploy(&args.plan, &device)?;
     let digest = deployed.plan.digest();
     let config = ServerConfig {
-        batch_window: args
-            .batch_window_ms
-            .map(|ms| Duration::from_secs_f64(ms / 1e3)),
+        batch_window: args.batch_window_ms,
         max_batch: args.max_batch,
-        read_timeout: Duration::from_secs_f64(args.read_timeout_s),
+        max_request_batch: args.max_request_batch,
+        read_timeout: args.read_timeout_s,
+        frame_timeout: args.frame_timeout_s,
+        hello_timeout: args.hello_timeout_s,
+        max_connections: args.max_connections,
+        max_unauthenticated: args.max_unauthenticated,
+        max_in_flight_bytes: args
+            .max_in_flight_mib
+            .checked_mul(1 << 20)
+            .ok_or("--max-in-flight-mib is too large")?,
+        token: token(args.token),
         ..ServerConfig::default()
     };
+    config.check()?;
     let server = EdgeServer::bind(
         &args.addr,
         deployed.edge,
@@ -163,13 +245,13 @@ pub fn infer(args: InferArgs) -> CliResult<()> {
     let plan = deployed.plan.clone();
     let digest = plan.digest();
     let rate = args.rate.as_deref().map(parse_rate).transpose()?;
-    let delay = Duration::from_secs_f64(args.delay_ms.max(0.0) / 1e3);
+    let delay = args.delay_ms;
     let shaping = rate.map(|rate_bps| LinkShaping::new(rate_bps, delay));
     let data = match &args.data_dir {
         Some(dir) => fashion_mnist::load_dir(dir)?.test,
         None => embedded::fashion_mnist_subset()?.test,
     };
-    let n = args.n.min(data.len());
+    let n = (args.n as usize).min(data.len());
     // Spread the requests over the classes rather than taking the first `n` in file order.
     let indices: Vec<usize> = (0..n).map(|i| i * data.len() / n.max(1)).collect();
 
@@ -186,6 +268,8 @@ pub fn infer(args: InferArgs) -> CliResult<()> {
         digest.clone(),
         ClientConfig {
             shaping,
+            token: token(args.token),
+            retries: args.retries,
             ..ClientConfig::default()
         },
     )?;
@@ -226,7 +310,11 @@ pub fn infer(args: InferArgs) -> CliResult<()> {
     )?;
     let model = LatencyModel::new(here.clone(), link, here)?;
     let spec = whole.spec();
-    let feature = spec.shapes()?[plan.split].dims();
+    let feature = spec
+        .shapes()?
+        .get(plan.split)
+        .ok_or_else(|| format!("split {} is past the network's blocks", plan.split))?
+        .dims();
     let (encode, decode) = codec_compute(plan.codec, feature);
     let (encode_s, decode_s) = model.codec_times(&encode, &decode);
     let predicted = model.predict(&PlanCost {
@@ -265,7 +353,7 @@ pub fn infer(args: InferArgs) -> CliResult<()> {
         split: plan.split,
         codec: plan.codec.to_string(),
         rate_bps: rate,
-        delay_ms: args.delay_ms,
+        delay_ms: args.delay_ms.as_secs_f64() * 1e3,
         requests: n,
         accuracy: correct as f64 / n.max(1) as f64,
         payload_bytes,
@@ -285,7 +373,7 @@ pub fn infer(args: InferArgs) -> CliResult<()> {
         rate.map_or("unshaped".to_string(), |r| format!(
             "{:.3} Mbit/s + {} ms",
             r / 1e6,
-            args.delay_ms
+            args.delay_ms.as_secs_f64() * 1e3
         ))
     );
     println!(

@@ -216,8 +216,33 @@ fn write(path: &Path, text: &str) -> CliResult<()> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
-/// Loads the data, trains (or loads) the backbone, profiles it and builds the search the
-/// options describe (shared by `search` and `sweep`).
+/// Refuses numeric options no search can use, before anything is trained or written.
+fn check_flags(args: &SearchArgs) -> CliResult<()> {
+    let autoencoders = !args.ae_ratios.is_empty();
+    let positive = [
+        ("--episodes", args.episodes),
+        ("--validation-images", args.validation_images),
+        ("--ae-epochs", if autoencoders { args.ae_epochs } else { 1 }),
+    ];
+    for (flag, value) in positive {
+        if value == 0 {
+            return Err(format!("{flag} must be at least 1").into());
+        }
+    }
+    if args.backbone.is_none() && args.backbone_epochs == 0 {
+        return Err("--backbone-epochs must be at least 1 when no --backbone is given".into());
+    }
+    if args.ae_ratios.contains(&0) {
+        return Err("--ae-ratios: a ratio must be at least 1".into());
+    }
+    if let Some(ms) = args.budget_ms
+        && !(ms.is_finite() && ms > 0.0)
+    {
+        return Err(format!("--budget-ms {ms} must be positive and finite").into());
+    }
+    Ok(())
+}
+
 /// What [`build_search`] sets up: the search, the block table measured on this machine, and the
 /// wall time of the steps before the session.
 pub struct Built {
@@ -231,8 +256,11 @@ pub struct Built {
     pub profiling_s: f64,
 }
 
+/// Loads the data, trains (or loads) the backbone, profiles it and builds the search the
+/// options describe (shared by `search` and `sweep`). Nothing is written into `out` before
+/// every option is checked.
 pub fn build_search(args: &SearchArgs, device: &Device, out: &Path) -> CliResult<Built> {
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    check_flags(args)?;
     let (data, tag) = load_data(args)?;
     println!(
         "data: {} train / {} test images ({tag})",
@@ -247,7 +275,6 @@ pub fn build_search(args: &SearchArgs, device: &Device, out: &Path) -> CliResult
     let profiling = Instant::now();
     let table = measure_blocks(&backbone, &MeasureConfig::new(), device)?;
     let profiling_s = profiling.elapsed().as_secs_f64();
-    table.save(out.join("profile-this-machine.json"))?;
     let device_profile = compute_profile(&args.device, &table)?;
     let edge_profile = compute_profile(&args.edge, &table)?;
     let link = link_profile(&args.link)?;
@@ -284,6 +311,9 @@ pub fn build_search(args: &SearchArgs, device: &Device, out: &Path) -> CliResult
         .config(config)
         .backend(device.clone())
         .build()?;
+    // Every option is checked by now: only a valid search writes into the run's folder.
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    table.save(out.join("profile-this-machine.json"))?;
     Ok(Built {
         search,
         table,
@@ -327,11 +357,18 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         std::fs::remove_dir_all(&checkpoint)
             .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
     }
+    if args.resume && !checkpoint.join("agent").exists() {
+        println!(
+            "--resume: no checkpoint in {}, the search starts from episode 0",
+            checkpoint.display()
+        );
+    }
     let episodes_bar = bar(args.episodes as u64, "DDPG search");
     let mut best = f32::NEG_INFINITY;
     let run = session.run_ddpg(Some(&checkpoint), |record| {
         best = best.max(record.reward);
-        episodes_bar.inc(1);
+        // A resumed search starts at its checkpoint's episode, not at 0.
+        episodes_bar.set_position(record.episode as u64 + 1);
         episodes_bar.set_prefix(format!(
             "best reward {best:.4} (last: split {} {} acc {:.1}% {:.2} ms)",
             record.evaluation.split,

@@ -2,16 +2,17 @@
 //! server and returns the logits with a timing breakdown.
 
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 
 use crate::SharedCodec;
-use crate::error::RuntimeError;
+use crate::error::{ErrorCode, RuntimeError};
 use crate::frame::{
     DEFAULT_MAX_FRAME, Frame, FrameBody, PlanTag, encode_frame, read_frame, write_frame,
 };
-use crate::server::check_digest;
+use crate::server::{Token, check_digest, check_token};
 use crate::shaping::{LinkShaping, ShapedWriter};
 use coinfer_split::Network;
 
@@ -28,7 +29,19 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// Emulated uplink (rate cap and added delay); `None` sends at loopback speed.
     pub shaping: Option<LinkShaping>,
+    /// The deployment token presented in the Hello (servers started with a token refuse
+    /// clients without it).
+    pub token: Option<Token>,
+    /// How many times one request is retried on a new connection when the connection fails
+    /// (reset, timeout, server gone) or the server answers `Busy` / `ShuttingDown`; inference
+    /// is idempotent, so a retried request gives the same answer.
+    pub retries: u32,
+    /// Wait before the first retry; it doubles for each further one, up to [`MAX_BACKOFF`].
+    pub retry_backoff: Duration,
 }
+
+/// Longest wait between two retries of one request.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -38,6 +51,9 @@ impl Default for ClientConfig {
             write_timeout: Duration::from_secs(60),
             max_frame: DEFAULT_MAX_FRAME,
             shaping: None,
+            token: None,
+            retries: 3,
+            retry_backoff: Duration::from_millis(50),
         }
     }
 }
@@ -71,6 +87,13 @@ impl ClientConfig {
         }
         if let Some(shaping) = &self.shaping {
             shaping.check()?;
+        }
+        check_token(self.token.as_ref().map(Token::expose))?;
+        if self.retries > 0 && self.retry_backoff.is_zero() {
+            return Err(RuntimeError::InvalidConfig {
+                field: "retry_backoff",
+                reason: "must be positive when retries are on".into(),
+            });
         }
         Ok(())
     }
@@ -176,21 +199,30 @@ impl InferResult {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct DeviceClient {
-    reader: TcpStream,
-    writer: ShapedWriter<TcpStream>,
+    link: Link,
     device_half: Network,
     codec: SharedCodec,
+    digest: String,
+    feature: [usize; 3],
+    addrs: Vec<SocketAddr>,
     plan: PlanTag,
     config: ClientConfig,
-    peer: SocketAddr,
     next_id: u64,
     open: bool,
+    reconnects: u64,
+}
+
+/// One greeted connection.
+struct Link {
+    reader: TcpStream,
+    writer: ShapedWriter<TcpStream>,
+    peer: SocketAddr,
 }
 
 impl std::fmt::Debug for DeviceClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceClient")
-            .field("peer", &self.peer)
+            .field("peer", &self.link.peer)
             .field("device_half", &self.device_half.spec().name)
             .field("codec", &self.codec.id())
             .field("plan", &self.plan)
@@ -216,68 +248,37 @@ impl DeviceClient {
     ) -> Result<DeviceClient, RuntimeError> {
         config.check()?;
         let digest = digest.into();
-        check_digest(&digest)?;
+        check_digest(&digest, config.token.as_ref().map(Token::expose))?;
         let shapes = device.spec().shapes()?;
         let feature = shapes[shapes.len() - 1].dims();
-        let stream = connect_any(addr, config.connect_timeout)?;
-        stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(Some(config.read_timeout)))
-            .and_then(|()| stream.set_write_timeout(Some(config.write_timeout)))
-            .map_err(|e| RuntimeError::io("configuring the socket", e))?;
-        let peer = stream
-            .peer_addr()
-            .map_err(|e| RuntimeError::io("reading the peer address", e))?;
-        let hello = Frame::hello(&digest, codec.id(), feature)?;
-        write_frame(&mut &stream, &hello)?;
-        let reply = read_frame(&mut &stream, config.max_frame)?;
-        match reply.body {
-            FrameBody::Hello {
-                digest: ref server_digest,
-            } if *server_digest == digest && reply.codec == codec.id() => {}
-            FrameBody::Hello {
-                digest: server_digest,
-            } => {
-                return Err(RuntimeError::HandshakeRefused {
-                    code: crate::ErrorCode::DigestMismatch,
-                    message: format!(
-                        "the server greeted with plan {server_digest} and codec {}, the client \
-                         has plan {digest} and codec {}",
-                        reply.codec,
-                        codec.id()
-                    ),
-                });
-            }
-            FrameBody::Error { code, message } => {
-                return Err(RuntimeError::HandshakeRefused { code, message });
-            }
-            other => {
-                return Err(RuntimeError::UnexpectedFrame {
-                    request_id: reply.request_id,
-                    expected: "a Hello reply",
-                    found: format!("{:?}", other.kind()),
-                });
-            }
-        }
-        let reader = stream
-            .try_clone()
-            .map_err(|e| RuntimeError::io("cloning the socket", e))?;
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| RuntimeError::io("resolving the server address", e))?
+            .collect();
+        let link = Link::open(&addrs, &digest, codec.id(), feature, &config)?;
         Ok(DeviceClient {
-            reader,
-            writer: ShapedWriter::new(stream, config.shaping),
+            link,
             device_half: device,
-            codec,
             plan: PlanTag::of(&digest),
+            codec,
+            digest,
+            feature,
+            addrs,
             config,
-            peer,
             next_id: 1,
             open: true,
+            reconnects: 0,
         })
+    }
+
+    /// How many times the client opened a new connection after losing one.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects
     }
 
     /// The edge server's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
+        self.link.peer
     }
 
     /// The device half this client runs.
@@ -292,17 +293,10 @@ impl DeviceClient {
     /// [`RuntimeError::Model`] / [`RuntimeError::Codec`] for device-side failures (the input's
     /// shape, a non-finite feature), [`RuntimeError::Remote`] when the server answers with an
     /// error frame (the connection stays usable), I/O, timeout and framing errors otherwise
-    /// (the connection is then closed).
+    /// (the connection is then closed, and the next call opens a new one). Lost connections
+    /// and `Busy` / `ShuttingDown` answers are first retried on a new connection, up to
+    /// [`ClientConfig::retries`] times with doubling backoff.
     pub fn infer(&mut self, x: Tensor<4>) -> Result<InferResult, RuntimeError> {
-        if !self.open {
-            return Err(RuntimeError::Io {
-                context: "infer".into(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotConnected,
-                    "the connection was closed by an earlier error",
-                ),
-            });
-        }
         let start = Instant::now();
         let feature = self.device_half.forward(x)?;
         let dims = feature.dims();
@@ -327,7 +321,7 @@ impl DeviceClient {
         };
         let bytes = encode_frame(&frame)?;
         let payload_bytes = bytes.len() - crate::frame::HEADER_LEN - crate::frame::CRC_LEN;
-        let reply = self.exchange(&bytes);
+        let reply = self.exchange_with_retries(&bytes, request_id);
         let received = Instant::now();
         let reply = reply?;
         let (timing, logits) = match reply.body {
@@ -379,16 +373,72 @@ impl DeviceClient {
         })
     }
 
+    /// Sends one frame and reads the reply, on a new connection if the last one was lost, and
+    /// again on a fresh connection (after a backoff) while the failure is transient.
+    fn exchange_with_retries(
+        &mut self,
+        bytes: &[u8],
+        request_id: u64,
+    ) -> Result<Frame, RuntimeError> {
+        let mut attempt = 0u32;
+        loop {
+            let result = self.reopen().and_then(|()| self.exchange(bytes));
+            let transient = match &result {
+                Ok(frame) => match &frame.body {
+                    FrameBody::Error { code, .. } if frame.request_id == request_id => {
+                        matches!(code, ErrorCode::Busy | ErrorCode::ShuttingDown)
+                    }
+                    _ => false,
+                },
+                Err(e) => is_transient(e),
+            };
+            if !transient || attempt >= self.config.retries {
+                return result;
+            }
+            // The server is going away or overloaded: leave this connection for another one.
+            self.drop_link();
+            let backoff = self
+                .config
+                .retry_backoff
+                .saturating_mul(1 << attempt.min(16))
+                .min(MAX_BACKOFF);
+            thread::sleep(backoff);
+            attempt += 1;
+        }
+    }
+
+    /// Opens a new connection (with a Hello) if the last one was lost.
+    fn reopen(&mut self) -> Result<(), RuntimeError> {
+        if self.open {
+            return Ok(());
+        }
+        self.link = Link::open(
+            &self.addrs,
+            &self.digest,
+            self.codec.id(),
+            self.feature,
+            &self.config,
+        )?;
+        self.open = true;
+        self.reconnects += 1;
+        Ok(())
+    }
+
+    fn drop_link(&mut self) {
+        self.open = false;
+        let _ = self.link.reader.shutdown(Shutdown::Both);
+    }
+
     /// Sends one frame over the (shaped) link and reads the reply; closes on failure.
     fn exchange(&mut self, bytes: &[u8]) -> Result<Frame, RuntimeError> {
         let result = self
+            .link
             .writer
             .send_message(bytes)
             .map_err(|e| RuntimeError::io("sending a frame", e))
-            .and_then(|()| read_frame(&mut self.reader, self.config.max_frame));
+            .and_then(|()| read_frame(&mut self.link.reader, self.config.max_frame));
         if result.is_err() {
-            self.open = false;
-            let _ = self.reader.shutdown(Shutdown::Both);
+            self.drop_link();
         }
         result
     }
@@ -404,8 +454,8 @@ impl DeviceClient {
         }
         self.open = false;
         let bye = Frame::bye(self.plan, self.codec.id());
-        let _ = write_frame(&mut self.writer.get_ref(), &bye);
-        let _ = self.reader.shutdown(Shutdown::Both);
+        let _ = write_frame(&mut self.link.writer.get_ref(), &bye);
+        let _ = self.link.reader.shutdown(Shutdown::Both);
     }
 }
 
@@ -415,14 +465,89 @@ impl Drop for DeviceClient {
     }
 }
 
-/// Connects to the first address of `addr` that answers.
-fn connect_any(addr: impl ToSocketAddrs, timeout: Duration) -> Result<TcpStream, RuntimeError> {
-    let addrs = addr
-        .to_socket_addrs()
-        .map_err(|e| RuntimeError::io("resolving the server address", e))?;
+/// Whether a failure may pass on another connection: the connection was lost or timed out, or
+/// the server refused the handshake as busy or shutting down.
+fn is_transient(error: &RuntimeError) -> bool {
+    match error {
+        RuntimeError::Io { .. }
+        | RuntimeError::Timeout { .. }
+        | RuntimeError::Truncated { .. }
+        | RuntimeError::ConnectionClosed => true,
+        RuntimeError::HandshakeRefused { code, .. } => {
+            matches!(code, ErrorCode::Busy | ErrorCode::ShuttingDown)
+        }
+        _ => false,
+    }
+}
+
+impl Link {
+    /// Connects to the first address that answers and shakes hands: the server checks the
+    /// plan `digest`, the codec, the split feature shape and the token.
+    fn open(
+        addrs: &[SocketAddr],
+        digest: &str,
+        codec: coinfer_codec::CodecId,
+        feature: [usize; 3],
+        config: &ClientConfig,
+    ) -> Result<Link, RuntimeError> {
+        let stream = connect_any(addrs, config.connect_timeout)?;
+        stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_read_timeout(Some(config.read_timeout)))
+            .and_then(|()| stream.set_write_timeout(Some(config.write_timeout)))
+            .map_err(|e| RuntimeError::io("configuring the socket", e))?;
+        let peer = stream
+            .peer_addr()
+            .map_err(|e| RuntimeError::io("reading the peer address", e))?;
+        let hello = match &config.token {
+            Some(token) => Frame::hello_with_token(digest, token.expose(), codec, feature)?,
+            None => Frame::hello(digest, codec, feature)?,
+        };
+        write_frame(&mut &stream, &hello)?;
+        let reply = read_frame(&mut &stream, config.max_frame)?;
+        match reply.body {
+            FrameBody::Hello {
+                digest: ref server_digest,
+            } if *server_digest == digest && reply.codec == codec => {}
+            FrameBody::Hello {
+                digest: server_digest,
+            } => {
+                return Err(RuntimeError::HandshakeRefused {
+                    code: ErrorCode::DigestMismatch,
+                    message: format!(
+                        "the server greeted with plan {server_digest} and codec {}, the client \
+                         has plan {digest} and codec {codec}",
+                        reply.codec,
+                    ),
+                });
+            }
+            FrameBody::Error { code, message } => {
+                return Err(RuntimeError::HandshakeRefused { code, message });
+            }
+            other => {
+                return Err(RuntimeError::UnexpectedFrame {
+                    request_id: reply.request_id,
+                    expected: "a Hello reply",
+                    found: format!("{:?}", other.kind()),
+                });
+            }
+        }
+        let reader = stream
+            .try_clone()
+            .map_err(|e| RuntimeError::io("cloning the socket", e))?;
+        Ok(Link {
+            reader,
+            writer: ShapedWriter::new(stream, config.shaping),
+            peer,
+        })
+    }
+}
+
+/// Connects to the first of `addrs` that answers.
+fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, RuntimeError> {
     let mut last = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        match TcpStream::connect_timeout(addr, timeout) {
             Ok(stream) => return Ok(stream),
             Err(e) => last = Some(e),
         }

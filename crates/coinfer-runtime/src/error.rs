@@ -45,6 +45,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A read or write did not complete in time.
     Timeout,
+    /// The client did not present the deployment's token (or presented another one).
+    Unauthorized,
     /// A code this build does not know.
     Unrecognized(u16),
 }
@@ -69,6 +71,7 @@ impl ErrorCode {
             Self::Internal => 14,
             Self::ShuttingDown => 15,
             Self::Timeout => 16,
+            Self::Unauthorized => 17,
             Self::Unrecognized(code) => code,
         }
     }
@@ -93,6 +96,7 @@ impl ErrorCode {
             14 => Self::Internal,
             15 => Self::ShuttingDown,
             16 => Self::Timeout,
+            17 => Self::Unauthorized,
             other => Self::Unrecognized(other),
         }
     }
@@ -329,7 +333,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_unknown_codes_survive() {
-        for code in 1..=16 {
+        for code in 1..=17 {
             let parsed = ErrorCode::from_code(code);
             assert!(!matches!(parsed, ErrorCode::Unrecognized(_)), "{code}");
             assert_eq!(parsed.code(), code);

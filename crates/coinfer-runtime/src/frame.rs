@@ -23,7 +23,7 @@
 //!
 //! | kind   | shape                         | payload                                          |
 //! |--------|-------------------------------|--------------------------------------------------|
-//! | Hello  | `[1, C, H, W]` split feature  | UTF-8 plan digest (at most 256 bytes)            |
+//! | Hello  | `[1, C, H, W]` split feature  | UTF-8 plan digest [, NUL, token] (≤ 256 bytes)   |
 //! | Infer  | `[B, C, H, W]` feature        | the codec's payload bytes                        |
 //! | Result | `[B, classes, 1, 1]`          | 32-byte [`EdgeTiming`], then `B·classes` f32 LE  |
 //! | Error  | zeros                         | u16 LE [`ErrorCode`], UTF-8 message              |
@@ -223,6 +223,21 @@ impl Frame {
                 digest: digest.to_string(),
             },
         })
+    }
+
+    /// A Hello frame for `digest` that also presents the deployment `token` (the Hello text is
+    /// `digest`, [`TOKEN_SEPARATOR`], `token`; both together at most [`MAX_DIGEST_LEN`] bytes).
+    pub fn hello_with_token(
+        digest: &str,
+        token: &str,
+        codec: CodecId,
+        feature: [usize; 3],
+    ) -> Result<Self, RuntimeError> {
+        let mut frame = Self::hello(digest, codec, feature)?;
+        frame.body = FrameBody::Hello {
+            digest: format!("{digest}{TOKEN_SEPARATOR}{token}"),
+        };
+        Ok(frame)
     }
 
     /// An Error frame answering `request_id`; the message is cut to [`MAX_MESSAGE_LEN`] bytes.
@@ -694,12 +709,54 @@ fn fill<R: Read>(
 /// [`RuntimeError::Truncated`] on an end inside a frame, [`RuntimeError::Timeout`] when the
 /// stream's read timeout fires, and every malformed frame as its typed variant.
 pub fn read_frame<R: Read>(r: &mut R, max_frame: usize) -> Result<Frame, RuntimeError> {
+    read_frame_admitted(r, max_frame, |_| Ok(())).map(|(frame, ())| frame)
+}
+
+/// What a receiver may check in a frame's header before it allocates and reads the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameHead {
+    /// The kind byte (not yet checked).
+    pub(crate) kind: u8,
+    /// The request id.
+    pub(crate) request_id: u64,
+    /// The shape field.
+    pub(crate) shape: [u32; 4],
+    /// Header, payload and trailer bytes announced.
+    pub(crate) total_len: usize,
+}
+
+/// As [`read_frame`], but `admit` sees the checked header before the payload is allocated:
+/// it may refuse the frame (the stream is then out of sync) or return a guard (a byte budget)
+/// that is handed back with the frame.
+pub(crate) fn read_frame_admitted<R: Read, G>(
+    r: &mut R,
+    max_frame: usize,
+    admit: impl FnOnce(&FrameHead) -> Result<G, RuntimeError>,
+) -> Result<(Frame, G), RuntimeError> {
     let mut header_bytes = [0u8; HEADER_LEN];
     fill(r, &mut header_bytes, "frame header", true)?;
     let header = parse_header(&header_bytes, max_frame)?;
+    let guard = admit(&FrameHead {
+        kind: header.kind,
+        request_id: header.request_id,
+        shape: header.shape,
+        total_len: HEADER_LEN + header.payload_len + CRC_LEN,
+    })?;
     let mut rest = vec![0u8; header.payload_len + CRC_LEN];
     fill(r, &mut rest, "frame payload and CRC", false)?;
-    finish(&header_bytes, header, &rest)
+    Ok((finish(&header_bytes, header, &rest)?, guard))
+}
+
+/// Separates the plan digest from the deployment token in a Hello frame's text.
+pub const TOKEN_SEPARATOR: char = '\0';
+
+/// Splits a Hello frame's text into the plan digest and the token that follows
+/// [`TOKEN_SEPARATOR`], if any.
+pub fn split_hello(text: &str) -> (&str, Option<&str>) {
+    match text.split_once(TOKEN_SEPARATOR) {
+        Some((digest, token)) => (digest, Some(token)),
+        None => (text, None),
+    }
 }
 
 /// Writes one frame and returns the number of bytes written.

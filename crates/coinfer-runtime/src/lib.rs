@@ -23,14 +23,14 @@ mod server;
 mod shaping;
 mod worker;
 
-pub use client::{ClientConfig, DeviceClient, InferResult, Timing};
+pub use client::{ClientConfig, DeviceClient, InferResult, MAX_BACKOFF, Timing};
 pub use coinfer_codec::{SharedCodec, fixed_codec};
 pub use error::{ErrorCode, RuntimeError};
 pub use frame::{
-    DEFAULT_MAX_FRAME, EdgeTiming, Frame, FrameBody, FrameKind, PlanTag, decode_frame,
-    encode_frame, read_frame, write_frame,
+    DEFAULT_MAX_FRAME, EdgeTiming, Frame, FrameBody, FrameKind, PlanTag, TOKEN_SEPARATOR,
+    decode_frame, encode_frame, read_frame, split_hello, write_frame,
 };
-pub use server::{EdgeServer, ServerConfig, ServerHandle, ServerStats};
+pub use server::{EdgeServer, MAX_TOKEN_LEN, ServerConfig, ServerHandle, ServerStats, Token};
 pub use shaping::{LinkShaping, ShapedWriter, TokenBucket};
 
 #[cfg(test)]

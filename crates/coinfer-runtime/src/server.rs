@@ -4,11 +4,17 @@
 //! the plan, writes replies, all under socket timeouts) and one edge worker that owns the model
 //! (see `worker.rs`). Connection threads hand decoded-frame jobs to the worker over a bounded
 //! channel and wait for its reply on their own channel, so the worker never waits on a socket.
+//!
+//! Limits against abusive clients (all in [`ServerConfig`]): a Hello deadline counted from the
+//! accept, a whole-frame deadline counted from a frame's first byte (besides the idle timeout
+//! between frames), a cap on connections still without Hello (the oldest is closed to make
+//! room), a per-request batch cap that also bounds the frame size (checked on the header, before
+//! allocating), and a global budget of frame bytes held by all connections at once.
 
-use std::collections::HashMap;
-use std::io::Read;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -20,24 +26,55 @@ use coinfer_codec::CodecId;
 use crate::SharedCodec;
 use crate::error::{ErrorCode, RuntimeError};
 use crate::frame::{
-    CRC_LEN, DEFAULT_MAX_FRAME, Frame, FrameBody, HEADER_LEN, MAX_DIGEST_LEN, PlanTag,
-    codec_to_wire, read_frame, write_frame,
+    CRC_LEN, DEFAULT_MAX_FRAME, Frame, FrameBody, FrameHead, FrameKind, HEADER_LEN, MAX_DIGEST_LEN,
+    PlanTag, codec_to_wire, read_frame_admitted, split_hello, write_frame,
 };
 use crate::worker::{Job, Worker};
 use coinfer_split::Network;
 
 /// Requests that may wait for the worker before connection threads block (back-pressure).
 const QUEUE_DEPTH: usize = 1024;
+/// Largest frame a connection may send before its Hello is accepted.
+const PRE_HELLO_MAX_FRAME: usize = 64 << 10;
+/// Bytes the frame-size bound allows per sample beyond 4 bytes per feature value (codec
+/// headers), and per frame (entropy-coder slack).
+const SAMPLE_SLACK: usize = 256;
+const FRAME_SLACK: usize = 64 << 10;
+/// Longest deployment token.
+pub const MAX_TOKEN_LEN: usize = 128;
+/// Stack of a connection thread (it only frames bytes; the model runs on the worker).
+const CONNECTION_STACK: usize = 256 << 10;
 
 /// Edge server options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// How long a connection may stay silent (between or inside frames) before it is closed.
     pub read_timeout: Duration,
+    /// How long one frame may take to arrive, from its first byte to its last; the per-read
+    /// `read_timeout` alone would let a peer trickle a frame forever (slowloris).
+    pub frame_timeout: Duration,
+    /// How long a new connection has, from the accept, to complete its Hello.
+    pub hello_timeout: Duration,
+    /// Most connections without a completed Hello; at the limit the oldest of them is closed
+    /// to make room, so idle sockets cannot lock legitimate clients out.
+    pub max_unauthenticated: usize,
     /// How long writing one reply may take before the connection is closed.
     pub write_timeout: Duration,
-    /// Largest frame accepted (header, payload and CRC), checked before allocating.
+    /// Largest frame accepted (header, payload and CRC), checked before allocating. The server
+    /// lowers it to what `max_request_batch` samples of the plan's feature can need (see
+    /// [`EdgeServer::max_frame`]); it is also each connection's byte budget, as a connection
+    /// has one frame in flight at a time.
     pub max_frame: usize,
+    /// Most samples (`B`) in one Infer frame, checked on the header before the payload is
+    /// read; larger requests get a `BadField` error. It also caps the samples of one forward
+    /// pass when batching merges requests, so no request holds the worker for long.
+    pub max_request_batch: usize,
+    /// Most frame bytes held by all connections together (being read, queued or computed); a
+    /// frame that would exceed it is refused with `Busy` before it is allocated.
+    pub max_in_flight_bytes: usize,
+    /// The deployment token every client must present in its Hello (`Unauthorized`
+    /// otherwise); `None` serves anyone who knows the plan digest.
+    pub token: Option<Token>,
     /// Dynamic batching: merge the requests that reach the worker within this window of the
     /// first one into a single forward pass. `None` (the default) runs each request alone;
     /// `Some(Duration::ZERO)` merges only requests already waiting.
@@ -52,11 +89,17 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             read_timeout: Duration::from_secs(30),
+            frame_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(5),
+            max_unauthenticated: 64,
             write_timeout: Duration::from_secs(10),
             max_frame: DEFAULT_MAX_FRAME,
+            max_request_batch: 64,
+            max_in_flight_bytes: 256 << 20,
+            token: None,
             batch_window: None,
             max_batch: 16,
-            max_connections: 256,
+            max_connections: 1024,
         }
     }
 }
@@ -70,12 +113,36 @@ impl ServerConfig {
         let invalid = |field: &'static str, reason: String| {
             Err(RuntimeError::InvalidConfig { field, reason })
         };
-        if self.read_timeout.is_zero() {
-            return invalid("read_timeout", "must be positive".into());
+        for (field, value) in [
+            ("read_timeout", self.read_timeout),
+            ("frame_timeout", self.frame_timeout),
+            ("hello_timeout", self.hello_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(field, "must be positive".into());
+            }
         }
-        if self.write_timeout.is_zero() {
-            return invalid("write_timeout", "must be positive".into());
+        if self.max_unauthenticated == 0 {
+            return invalid("max_unauthenticated", "must be at least 1".into());
         }
+        if self.max_request_batch == 0 || self.max_request_batch > u32::MAX as usize {
+            return invalid(
+                "max_request_batch",
+                format!("{} is not in 1..=2^32-1", self.max_request_batch),
+            );
+        }
+        if self.max_in_flight_bytes < self.max_frame.min(PRE_HELLO_MAX_FRAME) {
+            return invalid(
+                "max_in_flight_bytes",
+                format!(
+                    "{} bytes cannot hold one frame (minimum {})",
+                    self.max_in_flight_bytes,
+                    self.max_frame.min(PRE_HELLO_MAX_FRAME)
+                ),
+            );
+        }
+        check_token(self.token.as_ref().map(Token::expose))?;
         if self.max_frame < HEADER_LEN + CRC_LEN + 64 {
             return invalid(
                 "max_frame",
@@ -103,6 +170,12 @@ pub struct ServerStats {
     pub connections: u64,
     /// Connections refused because `max_connections` were open.
     pub refused: u64,
+    /// Connections without Hello closed to make room for newer ones (`max_unauthenticated`).
+    pub evicted: u64,
+    /// Connections closed because a frame or the Hello missed its deadline, or they idled.
+    pub timed_out: u64,
+    /// Frames refused on their header: over the batch cap or the global byte budget.
+    pub over_budget: u64,
     /// Result frames sent.
     pub results: u64,
     /// Error frames sent.
@@ -120,6 +193,9 @@ pub struct ServerStats {
 pub(crate) struct Stats {
     connections: AtomicU64,
     refused: AtomicU64,
+    evicted: AtomicU64,
+    timed_out: AtomicU64,
+    over_budget: AtomicU64,
     results: AtomicU64,
     errors: AtomicU64,
     pub(crate) forward_passes: AtomicU64,
@@ -133,6 +209,9 @@ impl Stats {
         ServerStats {
             connections: get(&self.connections),
             refused: get(&self.refused),
+            evicted: get(&self.evicted),
+            timed_out: get(&self.timed_out),
+            over_budget: get(&self.over_budget),
             results: get(&self.results),
             errors: get(&self.errors),
             forward_passes: get(&self.forward_passes),
@@ -150,10 +229,16 @@ struct Shared {
     /// The edge half's per-sample input `[C, H, W]`: the split feature.
     feature: [usize; 3],
     config: ServerConfig,
+    /// The frame size bound in force (see [`EdgeServer::max_frame`]).
+    max_frame: usize,
     stats: Arc<Stats>,
     shutting_down: AtomicBool,
     /// Clones of the open sockets, so shutdown can unblock their threads.
     open: Mutex<HashMap<u64, TcpStream>>,
+    /// Clones of the sockets still without Hello, oldest (lowest id) first.
+    unauthenticated: Mutex<BTreeMap<u64, TcpStream>>,
+    /// Frame bytes held by all connections.
+    in_flight: AtomicUsize,
 }
 
 /// An edge server bound to an address, not yet serving.
@@ -193,6 +278,7 @@ pub struct EdgeServer {
     digest: String,
     feature: [usize; 3],
     classes: usize,
+    max_frame: usize,
     config: ServerConfig,
 }
 
@@ -224,7 +310,7 @@ impl EdgeServer {
     ) -> Result<EdgeServer, RuntimeError> {
         config.check()?;
         let digest = digest.into();
-        check_digest(&digest)?;
+        check_digest(&digest, config.token.as_ref().map(Token::expose))?;
         codec_to_wire(codec.id())?;
         let shapes = edge.spec().shapes()?;
         let out = shapes[shapes.len() - 1];
@@ -238,6 +324,19 @@ impl EdgeServer {
                 ),
             });
         }
+        let feature = edge.spec().input.dims();
+        let max_frame = config
+            .max_frame
+            .min(plan_max_frame(feature, config.max_request_batch));
+        if config.max_in_flight_bytes < max_frame {
+            return Err(RuntimeError::InvalidConfig {
+                field: "max_in_flight_bytes",
+                reason: format!(
+                    "{} bytes cannot hold one maximum request of {max_frame} bytes",
+                    config.max_in_flight_bytes
+                ),
+            });
+        }
         let listener = TcpListener::bind(addr).map_err(|e| RuntimeError::io("binding", e))?;
         let local_addr = listener
             .local_addr()
@@ -245,7 +344,8 @@ impl EdgeServer {
         Ok(EdgeServer {
             listener,
             local_addr,
-            feature: edge.spec().input.dims(),
+            feature,
+            max_frame,
             classes: out.channels,
             edge,
             codec,
@@ -257,6 +357,12 @@ impl EdgeServer {
     /// The bound address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The largest frame this server reads: `max_frame`, lowered to what
+    /// `max_request_batch` samples of the plan's feature can need at 4 bytes a value.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
     }
 
     /// Serves on the calling thread until the process ends.
@@ -286,9 +392,12 @@ impl EdgeServer {
             codec: self.codec.id(),
             feature: self.feature,
             config: self.config.clone(),
+            max_frame: self.max_frame,
             stats: stats.clone(),
             shutting_down: AtomicBool::new(false),
             open: Mutex::new(HashMap::new()),
+            unauthenticated: Mutex::new(BTreeMap::new()),
+            in_flight: AtomicUsize::new(0),
         });
         let worker = Worker {
             edge: self.edge,
@@ -297,6 +406,7 @@ impl EdgeServer {
             classes: self.classes,
             batch_window: self.config.batch_window,
             max_batch: self.config.max_batch,
+            max_samples: self.config.max_request_batch,
             stats,
         };
         let (jobs, queue) = mpsc::sync_channel(QUEUE_DEPTH);
@@ -319,7 +429,18 @@ impl EdgeServer {
     }
 }
 
-pub(crate) fn check_digest(digest: &str) -> Result<(), RuntimeError> {
+/// The largest frame `batch` samples of a `[C, H, W]` feature can need: 4 bytes a value plus
+/// codec slack (no codec this crate knows writes more).
+fn plan_max_frame(feature: [usize; 3], batch: usize) -> usize {
+    let values = feature.iter().fold(1usize, |n, &d| n.saturating_mul(d));
+    let per_sample = values.saturating_mul(4).saturating_add(SAMPLE_SLACK);
+    batch
+        .saturating_mul(per_sample)
+        .saturating_add(HEADER_LEN + CRC_LEN + FRAME_SLACK)
+}
+
+/// Checks that a Hello can carry `digest` (and `token`, after a separator).
+pub(crate) fn check_digest(digest: &str, token: Option<&str>) -> Result<(), RuntimeError> {
     if digest.len() > MAX_DIGEST_LEN {
         return Err(RuntimeError::InvalidConfig {
             field: "digest",
@@ -329,7 +450,63 @@ pub(crate) fn check_digest(digest: &str) -> Result<(), RuntimeError> {
             ),
         });
     }
+    if let Some(token) = token
+        && digest.len() + 1 + token.len() > MAX_DIGEST_LEN
+    {
+        return Err(RuntimeError::InvalidConfig {
+            field: "token",
+            reason: format!(
+                "the digest, a separator and the token must fit in {MAX_DIGEST_LEN} bytes"
+            ),
+        });
+    }
     Ok(())
+}
+
+/// A deployment token: a shared secret a client presents in its Hello. Its `Debug` form hides
+/// the value, so configurations can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Token {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl From<&str> for Token {
+    fn from(secret: &str) -> Self {
+        Self(secret.to_string())
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(<{} bytes>)", self.0.len())
+    }
+}
+
+/// Checks a deployment token: 1 to [`MAX_TOKEN_LEN`] bytes, no NUL.
+pub(crate) fn check_token(token: Option<&str>) -> Result<(), RuntimeError> {
+    match token {
+        Some(t) if t.is_empty() || t.len() > MAX_TOKEN_LEN || t.contains('\0') => {
+            Err(RuntimeError::InvalidConfig {
+                field: "token",
+                reason: format!(
+                    "must be 1..={MAX_TOKEN_LEN} bytes without NUL, not {} bytes",
+                    t.len()
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A running edge server. Dropping it shuts the server down, like [`shutdown`](Self::shutdown).
@@ -451,13 +628,29 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, jobs: SyncSender<Job>
         if let Ok(clone) = stream.try_clone() {
             lock(&shared.open).insert(id, clone);
         }
+        {
+            let mut waiting = lock(&shared.unauthenticated);
+            if waiting.len() >= shared.config.max_unauthenticated
+                && let Some((_, oldest)) = waiting.pop_first()
+            {
+                // Its thread sees the socket end and exits.
+                let _ = oldest.shutdown(Shutdown::Both);
+                shared.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Ok(clone) = stream.try_clone() {
+                waiting.insert(id, clone);
+            }
+        }
         let conn_shared = shared.clone();
         let conn_jobs = jobs.clone();
         let spawned = thread::Builder::new()
             .name(format!("coinfer-edge-conn-{id}"))
+            .stack_size(CONNECTION_STACK)
             .spawn(move || {
-                let result = Connection::new(stream, &conn_shared, conn_jobs).map(Connection::run);
+                let result =
+                    Connection::new(stream, id, &conn_shared, conn_jobs).map(Connection::run);
                 drop(result);
+                lock(&conn_shared.unauthenticated).remove(&id);
                 lock(&conn_shared.open).remove(&id);
             });
         match spawned {
@@ -466,6 +659,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, jobs: SyncSender<Job>
                 connections.push(handle);
             }
             Err(_) => {
+                lock(&shared.unauthenticated).remove(&id);
                 if let Some(stream) = lock(&shared.open).remove(&id) {
                     refuse(
                         stream,
@@ -532,9 +726,105 @@ fn linger_close(stream: TcpStream) {
 /// One client connection, served on its own thread.
 struct Connection<'a> {
     stream: TcpStream,
+    id: u64,
+    accepted: Instant,
     shared: &'a Shared,
     jobs: SyncSender<Job>,
     greeted: bool,
+}
+
+/// Reads a socket under two clocks: the idle timeout per read, and a deadline for the frame
+/// being read (from its first byte, or from the accept until the Hello is in).
+struct Deadlined<'s> {
+    stream: &'s TcpStream,
+    idle: Duration,
+    frame: Duration,
+    deadline: Option<Instant>,
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let wait = match self.deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::Error::new(
+                        ErrorKind::TimedOut,
+                        "the frame missed its deadline",
+                    ));
+                }
+                left.min(self.idle)
+            }
+            None => self.idle,
+        };
+        self.stream.set_read_timeout(Some(wait))?;
+        let n = (&*self.stream).read(buf)?;
+        if n > 0 && self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.frame);
+        }
+        Ok(n)
+    }
+}
+
+/// Frame bytes a connection holds against [`Shared::in_flight`]; released on drop.
+struct Budget<'a> {
+    shared: &'a Shared,
+    bytes: usize,
+}
+
+impl Drop for Budget<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .in_flight
+            .fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+/// Checks a frame's header before its payload is allocated: frame size before the Hello, the
+/// batch cap, the global byte budget. A refusal names the request, its code and why.
+fn admit<'a>(
+    shared: &'a Shared,
+    greeted: bool,
+    head: &FrameHead,
+) -> Result<Budget<'a>, (u64, ErrorCode, String)> {
+    let id = head.request_id;
+    if !greeted && head.total_len > PRE_HELLO_MAX_FRAME {
+        return Err((
+            id,
+            ErrorCode::Oversized,
+            format!(
+                "frame of {} bytes before the Hello handshake (at most {PRE_HELLO_MAX_FRAME})",
+                head.total_len
+            ),
+        ));
+    }
+    let batch = head.shape[0] as usize;
+    if head.kind == FrameKind::Infer.byte() && batch > shared.config.max_request_batch {
+        return Err((
+            id,
+            ErrorCode::BadField,
+            format!(
+                "frame {id}: field `batch` is {batch}: the server takes at most {} samples per \
+                 request, split the batch",
+                shared.config.max_request_batch
+            ),
+        ));
+    }
+    let bytes = head.total_len;
+    let before = shared.in_flight.fetch_add(bytes, Ordering::SeqCst);
+    let budget = Budget { shared, bytes };
+    if before + bytes > shared.config.max_in_flight_bytes {
+        return Err((
+            id,
+            ErrorCode::Busy,
+            format!(
+                "frame {id}: the server holds {before} bytes of frames, {bytes} more would \
+                 exceed its budget of {}; retry later",
+                shared.config.max_in_flight_bytes
+            ),
+        ));
+    }
+    Ok(budget)
 }
 
 /// What to do with the connection after a frame.
@@ -548,6 +838,7 @@ enum Next {
 impl<'a> Connection<'a> {
     fn new(
         stream: TcpStream,
+        id: u64,
         shared: &'a Shared,
         jobs: SyncSender<Job>,
     ) -> Result<Self, RuntimeError> {
@@ -559,6 +850,8 @@ impl<'a> Connection<'a> {
             .map_err(|e| RuntimeError::io("configuring the socket", e))?;
         Ok(Self {
             stream,
+            id,
+            accepted: Instant::now(),
             shared,
             jobs,
             greeted: false,
@@ -566,20 +859,51 @@ impl<'a> Connection<'a> {
     }
 
     fn run(mut self) {
+        let shared = self.shared;
+        let config = &shared.config;
         let next = loop {
-            let next = match read_frame(&mut &self.stream, self.shared.config.max_frame) {
-                Ok(frame) => self.handle(frame),
+            let greeted = self.greeted;
+            let mut reader = Deadlined {
+                stream: &self.stream,
+                idle: config.read_timeout,
+                frame: config.frame_timeout,
+                deadline: (!greeted).then(|| self.accepted + config.hello_timeout),
+            };
+            let max_frame = if greeted {
+                shared.max_frame
+            } else {
+                shared.max_frame.min(PRE_HELLO_MAX_FRAME)
+            };
+            let mut refusal = None;
+            let read = read_frame_admitted(&mut reader, max_frame, |head| {
+                admit(shared, greeted, head).map_err(|r| {
+                    refusal = Some(r);
+                    RuntimeError::ConnectionClosed
+                })
+            });
+            if let Some((id, code, message)) = refusal {
+                // The payload was not read: the stream is out of sync.
+                shared.stats.over_budget.fetch_add(1, Ordering::Relaxed);
+                self.reply_error(id, code, &message);
+                break Next::LingerClose;
+            }
+            let next = match read {
+                Ok((frame, budget)) => {
+                    let next = self.handle(frame);
+                    drop(budget);
+                    next
+                }
                 Err(RuntimeError::ConnectionClosed) => Next::Close,
+                Err(RuntimeError::Timeout { .. }) => {
+                    shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                    Next::Close
+                }
                 Err(e) if e.keeps_stream_in_sync() => {
                     self.reply_error(e.request_id().unwrap_or(0), e.code(), &e.to_string())
                 }
-                // Timeouts, resets and ends inside a frame: the peer is gone or stuck, and a
-                // reply would most likely not be read.
-                Err(
-                    RuntimeError::Timeout { .. }
-                    | RuntimeError::Io { .. }
-                    | RuntimeError::Truncated { .. },
-                ) => Next::Close,
+                // Resets and ends inside a frame: the peer is gone, and a reply would most
+                // likely not be read.
+                Err(RuntimeError::Io { .. } | RuntimeError::Truncated { .. }) => Next::Close,
                 // Bad magic, version or length: the stream is out of sync, say why and close.
                 Err(e) => {
                     self.reply_error(e.request_id().unwrap_or(0), e.code(), &e.to_string());
@@ -623,6 +947,7 @@ impl<'a> Connection<'a> {
         let shape = frame.shape_usize();
         match frame.body {
             FrameBody::Hello { digest } => self.handshake(&digest, frame.codec, frame.shape),
+            // Nothing but Hello (or Bye) is served before the handshake.
             FrameBody::Infer { .. } if !self.greeted => self.reply_error(
                 id,
                 ErrorCode::UnexpectedFrame,
@@ -667,9 +992,25 @@ impl<'a> Connection<'a> {
         }
     }
 
-    fn handshake(&mut self, digest: &str, codec: CodecId, shape: [u32; 4]) -> Next {
+    fn handshake(&mut self, text: &str, codec: CodecId, shape: [u32; 4]) -> Next {
         let shared = self.shared;
-        let refusal = if digest != shared.digest {
+        let (digest, token) = split_hello(text);
+        let authorized = match (&shared.config.token, token) {
+            (None, _) => true,
+            (Some(expected), Some(given)) => {
+                same_secret(expected.expose().as_bytes(), given.as_bytes())
+            }
+            (Some(_), None) => false,
+        };
+        let refusal = if !authorized {
+            Some((
+                ErrorCode::Unauthorized,
+                match token {
+                    Some(_) => "the deployment token is wrong".to_string(),
+                    None => "this server needs a deployment token in the Hello".to_string(),
+                },
+            ))
+        } else if digest != shared.digest {
             Some((
                 ErrorCode::DigestMismatch,
                 format!(
@@ -711,6 +1052,7 @@ impl<'a> Connection<'a> {
         match write_frame(&mut &self.stream, &reply) {
             Ok(_) => {
                 self.greeted = true;
+                lock(&shared.unauthenticated).remove(&self.id);
                 Next::Continue
             }
             Err(_) => Next::Close,
@@ -766,6 +1108,11 @@ impl<'a> Connection<'a> {
     }
 }
 
+/// Compares two secrets in time that depends only on their lengths.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -775,10 +1122,17 @@ mod tests {
 
     #[test]
     fn each_bad_option_is_named() {
-        let cases: [Breaker; 5] = [
+        let cases: [Breaker; 12] = [
             ("read_timeout", |c| c.read_timeout = Duration::ZERO),
+            ("frame_timeout", |c| c.frame_timeout = Duration::ZERO),
+            ("hello_timeout", |c| c.hello_timeout = Duration::ZERO),
+            ("max_unauthenticated", |c| c.max_unauthenticated = 0),
             ("write_timeout", |c| c.write_timeout = Duration::ZERO),
             ("max_frame", |c| c.max_frame = 10),
+            ("max_request_batch", |c| c.max_request_batch = 0),
+            ("max_in_flight_bytes", |c| c.max_in_flight_bytes = 100),
+            ("token", |c| c.token = Some("".into())),
+            ("token", |c| c.token = Some("a\0b".into())),
             ("max_batch", |c| c.max_batch = 0),
             ("max_connections", |c| c.max_connections = 0),
         ];
@@ -791,5 +1145,34 @@ mod tests {
             }
         }
         assert!(ServerConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn a_logged_config_does_not_show_the_token() {
+        let config = ServerConfig {
+            token: Some("hunter2-secret".into()),
+            ..ServerConfig::default()
+        };
+        let logged = format!("{config:?}");
+        assert!(!logged.contains("hunter2"), "{logged}");
+        assert!(logged.contains("Token(<14 bytes>)"), "{logged}");
+    }
+
+    #[test]
+    fn secrets_compare_by_content_and_length() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn the_frame_bound_follows_the_plan_feature() {
+        // 64 samples of [32, 7, 7] at 4 bytes a value, plus slack: far below 64 MiB.
+        let bound = plan_max_frame([32, 7, 7], 64);
+        assert_eq!(
+            bound,
+            64 * (32 * 7 * 7 * 4 + SAMPLE_SLACK) + HEADER_LEN + CRC_LEN + FRAME_SLACK
+        );
+        assert_eq!(plan_max_frame([usize::MAX, 2, 2], 2), usize::MAX);
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct Worker {
     pub(crate) classes: usize,
     pub(crate) batch_window: Option<Duration>,
     pub(crate) max_batch: usize,
+    /// Most samples in one forward pass (the server's `max_request_batch`).
+    pub(crate) max_samples: usize,
     pub(crate) stats: Arc<Stats>,
 }
 
@@ -63,39 +65,48 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 impl Worker {
     /// Serves jobs until every sender is gone.
     pub(crate) fn run(self, jobs: Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
-            let batch = self.gather(first, &jobs);
+        let mut carried: Option<Job> = None;
+        while let Some(first) = carried.take().or_else(|| jobs.recv().ok()) {
+            let (batch, next) = self.gather(first, &jobs);
+            carried = next;
             self.process(batch);
         }
     }
 
     /// With a batching window, adds the jobs that arrive within `window` of the first one's
-    /// arrival (up to `max_batch`); without one, runs the first job alone.
-    fn gather(&self, first: Job, jobs: &Receiver<Job>) -> Vec<Job> {
+    /// arrival (up to `max_batch` requests and `max_samples` samples); without one, runs the
+    /// first job alone. A job that would push the pass over `max_samples` is handed back to
+    /// start the next pass, so one forward pass never runs more than `max_samples` samples
+    /// (connections refuse larger requests before reading them).
+    fn gather(&self, first: Job, jobs: &Receiver<Job>) -> (Vec<Job>, Option<Job>) {
         let Some(window) = self.batch_window else {
-            return vec![first];
+            return (vec![first], None);
         };
         let deadline = first.enqueued + window;
+        let mut samples = first.shape[0];
         let mut batch = vec![first];
         while batch.len() < self.max_batch {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    batch.push(job);
-                    continue;
-                }
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
                 Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    match jobs.recv_timeout(deadline - now) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            if samples + job.shape[0] > self.max_samples {
+                return (batch, Some(job));
             }
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            match jobs.recv_timeout(deadline - now) {
-                Ok(job) => batch.push(job),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
+            samples += job.shape[0];
+            batch.push(job);
         }
-        batch
+        (batch, None)
     }
 
     /// Decodes every job, runs the decodable ones as one batch, and replies to each.

@@ -166,11 +166,28 @@ pub fn infer_frame(
     request_id: u64,
     seed: u64,
 ) -> (Frame, Vec<f32>) {
-    let x = input(&fx.device, seed, 1);
-    let feature = fx.device_half.forward(x.clone()).unwrap();
+    let frame = batch_infer_frame(fx, codec, request_id, seed, 1);
+    (
+        frame,
+        expected_logits(fx, codec, input(&fx.device, seed, 1)),
+    )
+}
+
+/// A valid Infer frame of `batch` samples from input `seed`.
+pub fn batch_infer_frame(
+    fx: &Fixture,
+    codec: &dyn FeatureCodec,
+    request_id: u64,
+    seed: u64,
+    batch: usize,
+) -> Frame {
+    let feature = fx
+        .device_half
+        .forward(input(&fx.device, seed, batch))
+        .unwrap();
     let dims = feature.dims();
     let payload = codec.encode(feature).unwrap();
-    let frame = Frame {
+    Frame {
         request_id,
         plan: PlanTag::of(&fx.digest),
         codec: codec.id(),
@@ -178,8 +195,7 @@ pub fn infer_frame(
         body: FrameBody::Infer {
             payload: payload.bytes,
         },
-    };
-    (frame, expected_logits(fx, codec, x))
+    }
 }
 
 /// Sends a valid request on a raw socket and checks the answer.

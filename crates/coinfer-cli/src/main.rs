@@ -3,11 +3,16 @@
 //! ```text
 //! coinfer search                      # the main job on the embedded Fashion-MNIST subset
 //! coinfer search --help               # every option
+//! coinfer profile --model resnet-mini --out my-device.json   # measure this machine
+//! coinfer search --device my-device.json
 //! coinfer serve --plan results/default/plan.json
 //! coinfer infer --plan results/default/plan.json --server 127.0.0.1:7878 --rate 10Mbit
 //! ```
 
+mod backend;
+mod data;
 mod plots;
+mod profile;
 mod runtime;
 mod search;
 
@@ -26,6 +31,9 @@ enum Command {
     /// Train (or load) the backbone and its codecs, profile, search with DDPG, run the
     /// baselines, fine-tune the best plan and write results/<run>/.
     Search(Box<search::SearchArgs>),
+    /// Measure the per-block latency of a backbone on this machine and write a compute
+    /// profile for `search --device FILE` / `--edge FILE`.
+    Profile(profile::ProfileArgs),
     /// Serve the edge half of a plan over TCP.
     Serve(runtime::ServeArgs),
     /// Run the device half of a plan against a server on test images, over an optionally
@@ -43,6 +51,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Search(args) => search::run(*args),
+        Command::Profile(args) => profile::run(args),
         Command::Serve(args) => runtime::serve(args),
         Command::Infer(args) => runtime::infer(args),
         Command::Plot { report } => search::replot(&report),

@@ -42,7 +42,8 @@ impl BackendChoice {
             #[cfg(feature = "flex")]
             BackendChoice::Flex => Ok(Device::flex()),
             #[cfg(feature = "ndarray")]
-            #[allow(deprecated)] // burn-ndarray is deprecated upstream but still selectable
+            #[allow(deprecated)]
+            // burn-ndarray is deprecated upstream but still selectable
             BackendChoice::Ndarray => Ok(Device::ndarray()),
             #[cfg(feature = "wgpu")]
             BackendChoice::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),

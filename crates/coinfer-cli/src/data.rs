@@ -160,14 +160,22 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         // Ten records, label i, every pixel byte i.
         let bytes: Vec<u8> = (0..10u8)
-            .flat_map(|i| std::iter::once(i).chain(std::iter::repeat_n(i, cifar10::RECORD_SIZE - 1)))
+            .flat_map(|i| {
+                std::iter::once(i).chain(std::iter::repeat_n(i, cifar10::RECORD_SIZE - 1))
+            })
             .collect();
         std::fs::write(dir.join("sample.bin"), bytes).unwrap();
         let (data, name) = load(DatasetChoice::Cifar10, Some(&dir), 7).unwrap();
         assert_eq!(name, "cifar10-10");
         assert_eq!((data.train.len(), data.test.len()), (8, 2));
         assert_eq!(data.train.image_shape(), [3, 32, 32]);
-        let mut seen: Vec<u8> = data.train.labels().iter().chain(data.test.labels()).copied().collect();
+        let mut seen: Vec<u8> = data
+            .train
+            .labels()
+            .iter()
+            .chain(data.test.labels())
+            .copied()
+            .collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..10).collect::<Vec<u8>>());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use clap::Args;
-use coinfer_automl::profile::measure::{MeasureConfig, ProfileTable, measure_blocks};
 use coinfer_automl::profile::ComputeProfile;
+use coinfer_automl::profile::measure::{MeasureConfig, ProfileTable, measure_blocks};
 use coinfer_automl::split::{Network, zoo};
 
 use crate::backend::BackendChoice;
@@ -66,7 +66,10 @@ fn out_path(out: &Path, batch_size: usize) -> PathBuf {
     if batch_size == 1 {
         return out.to_path_buf();
     }
-    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("profile");
+    let stem = out
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("profile");
     let ext = out.extension().and_then(|s| s.to_str()).unwrap_or("json");
     out.with_file_name(format!("{stem}-b{batch_size}.{ext}"))
 }
@@ -144,7 +147,8 @@ mod tests {
         device.seed(0);
         let net = Network::new(zoo::resnet_mini(10), &device).unwrap();
         let table = measure_blocks(&net, &tiny(), &device).unwrap();
-        let path = std::env::temp_dir().join(format!("coinfer-profile-{}.json", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("coinfer-profile-{}.json", std::process::id()));
         write_profile(table.clone(), &path).unwrap();
         let from_file = compute_profile(path.to_str().unwrap(), &table).unwrap();
         let this_machine = compute_profile("this-machine", &table).unwrap();
@@ -166,7 +170,8 @@ mod tests {
             classes: 10,
             network: None,
             backend: BackendChoice::Flex,
-            out: std::env::temp_dir().join(format!("coinfer-profile-run-{}.json", std::process::id())),
+            out: std::env::temp_dir()
+                .join(format!("coinfer-profile-run-{}.json", std::process::id())),
             warmup: 1,
             repeats: 3,
             batch_sizes: vec![2],
@@ -184,7 +189,10 @@ mod tests {
             assert_eq!(table.spec, searched.spec);
             assert_eq!(table.repeats, 3);
             for (a, b) in table.blocks.iter().zip(&searched.blocks) {
-                assert_eq!((a.index, &a.kind, a.output, a.flops), (b.index, &b.kind, b.output, b.flops));
+                assert_eq!(
+                    (a.index, &a.kind, a.output, a.flops),
+                    (b.index, &b.kind, b.output, b.flops)
+                );
                 assert!(a.time.p10_s <= a.time.median_s && a.time.median_s <= a.time.p90_s);
             }
             std::fs::remove_file(&path).unwrap();

@@ -178,7 +178,9 @@ pub fn infer(args: InferArgs) -> CliResult<()> {
     let shaping = rate.map(|rate_bps| LinkShaping::new(rate_bps, delay));
     // Seed 1 only matters for loose CIFAR-10 batches (which images form the test part); the
     // requests measure latency, not accuracy.
-    let data = data::load(args.dataset, args.data_dir.as_deref(), 1)?.0.test;
+    let data = data::load(args.dataset, args.data_dir.as_deref(), 1)?
+        .0
+        .test;
     let n = args.n.min(data.len());
     // Spread the requests over the classes rather than taking the first `n` in file order.
     let indices: Vec<usize> = (0..n).map(|i| i * data.len() / n.max(1)).collect();

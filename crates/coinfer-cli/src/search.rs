@@ -168,6 +168,8 @@ fn search_config(args: &SearchArgs) -> CliResult<SearchConfig> {
     if let Some(epochs) = args.finetune_epochs {
         config.finetune.epochs = epochs;
     }
+    // Fail before training a backbone, not after.
+    config.validate()?;
     Ok(config)
 }
 
@@ -453,7 +455,8 @@ mod tests {
         let config = search_config(&parse(&["--config", p])).unwrap();
         assert_eq!(overridable(&config), (7, 3, 11, 11, 4, 123));
 
-        let config = search_config(&parse(&["--config", p, "--episodes", "9", "--seed", "2"])).unwrap();
+        let config =
+            search_config(&parse(&["--config", p, "--episodes", "9", "--seed", "2"])).unwrap();
         assert_eq!(overridable(&config), (9, 3, 2, 2, 4, 123));
 
         let config = search_config(&parse(&[
@@ -473,7 +476,8 @@ mod tests {
     fn without_a_config_file_the_documented_defaults_apply() {
         let config = search_config(&parse(&[])).unwrap();
         assert_eq!(overridable(&config), (300, 50, 1, 1, 1, 500));
-        let config = search_config(&parse(&["--episodes", "5", "--validation-images", "50"])).unwrap();
+        let config =
+            search_config(&parse(&["--episodes", "5", "--validation-images", "50"])).unwrap();
         assert_eq!(overridable(&config), (5, 50, 1, 1, 1, 50));
     }
 }

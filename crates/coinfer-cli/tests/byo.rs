@@ -44,7 +44,14 @@ fn measured_profile_then_cifar10_search_on_the_sample() {
     let profile = work.join("my-device.json");
     let profile = profile.to_str().unwrap();
     let lines = coinfer(&[
-        "profile", "--model", "resnet18-cifar", "--out", profile, "--warmup", "1", "--repeats",
+        "profile",
+        "--model",
+        "resnet18-cifar",
+        "--out",
+        profile,
+        "--warmup",
+        "1",
+        "--repeats",
         "3",
     ]);
     // One JSON line per block plus the total.
@@ -73,7 +80,7 @@ fn measured_profile_then_cifar10_search_on_the_sample() {
         "--backbone-epochs",
         "1",
         "--validation-images",
-        "4",
+        "10",
         "--episodes",
         "2",
         "--warmup",
@@ -85,7 +92,10 @@ fn measured_profile_then_cifar10_search_on_the_sample() {
         "--exhaustive-levels",
         "0",
     ]);
-    assert!(out.contains("data: 16 train / 4 test images (cifar10-20)"), "{out}");
+    assert!(
+        out.contains("data: 16 train / 4 test images (cifar10-20)"),
+        "{out}"
+    );
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(results.join("cifar").join("report.json")).unwrap(),
     )
@@ -97,7 +107,9 @@ fn measured_profile_then_cifar10_search_on_the_sample() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        cached.iter().any(|n| n.starts_with("resnet18-cifar-cifar10-20-")),
+        cached
+            .iter()
+            .any(|n| n.starts_with("resnet18-cifar-cifar10-20-e1-s1-v10-flex")),
         "{cached:?}"
     );
     std::fs::remove_dir_all(&work).unwrap();

@@ -146,6 +146,29 @@ mod tests {
     }
 
     #[test]
+    fn an_mnist_folder_is_read_as_idx_and_labelled_mnist() {
+        use coinfer_automl::data::idx::{IdxImages, write_gz_images, write_gz_labels};
+        let dir = std::env::temp_dir().join(format!("coinfer-mnist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let images = |count: usize| IdxImages {
+            pixels: (0..count * 28 * 28).map(|i| (i % 251) as u8).collect(),
+            count,
+            rows: 28,
+            cols: 28,
+        };
+        write_gz_images(dir.join(fashion_mnist::TRAIN_IMAGES), &images(4)).unwrap();
+        write_gz_labels(dir.join(fashion_mnist::TRAIN_LABELS), &[0, 1, 2, 9]).unwrap();
+        write_gz_images(dir.join(fashion_mnist::TEST_IMAGES), &images(2)).unwrap();
+        write_gz_labels(dir.join(fashion_mnist::TEST_LABELS), &[3, 4]).unwrap();
+        let (data, name) = load(DatasetChoice::Mnist, Some(&dir), 1).unwrap();
+        assert_eq!(name, "mnist-full");
+        assert_eq!((data.train.len(), data.test.len()), (4, 2));
+        assert_eq!(data.train.image_shape(), [1, 28, 28]);
+        assert_eq!(data.train.num_classes(), 10);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_folder_without_cifar_batches_is_a_typed_error() {
         let dir = std::env::temp_dir().join(format!("coinfer-no-cifar-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -72,7 +72,10 @@ pub mod sweep;
 
 pub use baselines::{Baseline, BaselineResult, BaselineSettings};
 pub use builder::{CoInference, CoInferenceBuilder};
-pub use config::{CheckedSearchConfig, SearchConfig, split_validation};
+pub use config::{
+    CheckedSearchConfig, DEFAULT_CALIBRATION_IMAGES, DEFAULT_VALIDATION_IMAGES, SearchConfig,
+    split_validation,
+};
 pub use error::AutomlError;
 pub use evaluator::PairedDrop;
 pub use plan::{DeployedPlan, PlanArtifacts, SplitPlan};

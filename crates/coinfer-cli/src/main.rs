@@ -4,13 +4,18 @@
 //! coinfer search                      # the main job on the embedded Fashion-MNIST subset
 //! coinfer search --help               # every option
 //! coinfer sweep                       # the regime map: where a split pays
+//! coinfer profile --model resnet-mini --out my-device.json   # measure this machine
+//! coinfer search --device my-device.json
 //! coinfer serve --plan results/default/plan.json
 //! coinfer infer --plan results/default/plan.json --server 127.0.0.1:7878 --rate 10Mbit
 //! ```
 
 #![forbid(unsafe_code)]
 
+mod backend;
+mod data;
 mod plots;
+mod profile;
 mod runtime;
 mod search;
 mod sweep;
@@ -34,6 +39,9 @@ enum Command {
     /// device speeds and RTTs on one trained backbone and codec bank; write sweep.json,
     /// sweep.md and the regime plots.
     Sweep(Box<sweep::SweepArgs>),
+    /// Measure the per-block latency of a backbone on this machine and write a compute
+    /// profile for `search --device FILE` / `--edge FILE`.
+    Profile(profile::ProfileArgs),
     /// Serve the edge half of a plan over TCP.
     Serve(runtime::ServeArgs),
     /// Run the device half of a plan against a server on test images, over an optionally
@@ -54,6 +62,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Search(args) => search::run(*args),
+        Command::Profile(args) => profile::run(args),
         Command::Serve(args) => runtime::serve(args),
         Command::Infer(args) => runtime::infer(args),
         Command::Sweep(args) => sweep::run(*args),

@@ -4,10 +4,8 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use burn::prelude::*;
 use clap::Args;
 use coinfer_automl::SplitPlan;
-use coinfer_automl::data::{embedded, fashion_mnist};
 use coinfer_automl::evaluator::codec_compute;
 use coinfer_automl::profile::{ComputeProfile, LatencyModel, LinkProfile, PlanCost};
 use coinfer_automl::profile::{MeasureConfig, measure_blocks};
@@ -16,6 +14,9 @@ use coinfer_automl::runtime::{
 };
 use coinfer_automl::split::Network;
 use serde::Serialize;
+
+use crate::backend::BackendChoice;
+use crate::data::{self, DatasetChoice};
 
 type CliResult<T> = Result<T, Box<dyn Error>>;
 
@@ -61,6 +62,9 @@ pub struct ServeArgs {
     /// variable; none when unset, and then anyone who knows the plan digest is served).
     #[arg(long)]
     token: Option<String>,
+    /// burn backend to run the edge half on (must be compiled in: flex, ndarray, wgpu).
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: BackendChoice,
 }
 
 /// Options of `coinfer infer`.
@@ -89,9 +93,16 @@ pub struct InferArgs {
     /// Retries of a request on a new connection when the connection is lost.
     #[arg(long, default_value_t = 3)]
     retries: u32,
-    /// Full Fashion-MNIST directory (default: the embedded test subset).
+    /// Read the test images of `--dataset` from this directory (default: the embedded
+    /// Fashion-MNIST test subset).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Format of `--data-dir` (see `coinfer search --help`).
+    #[arg(long, value_enum, default_value = "fashion-mnist")]
+    dataset: DatasetChoice,
+    /// burn backend to run the device half on (must be compiled in: flex, ndarray, wgpu).
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: BackendChoice,
     /// Print every request's breakdown (default: the first 5).
     #[arg(long)]
     verbose: bool,
@@ -164,7 +175,7 @@ fn parse_rate(text: &str) -> CliResult<f64> {
 
 /// Runs the edge server until killed.
 pub fn serve(args: ServeArgs) -> CliResult<()> {
-    let device = Device::flex();
+    let device = args.backend.device()?;
     let deployed = SplitPlan::deploy(&args.plan, &device)?;
     let digest = deployed.plan.digest();
     let config = ServerConfig {
@@ -240,17 +251,18 @@ struct InferSummary {
 
 /// Sends test images through a running server and compares with the latency model.
 pub fn infer(args: InferArgs) -> CliResult<()> {
-    let device = Device::flex();
+    let device = args.backend.device()?;
     let deployed = SplitPlan::deploy(&args.plan, &device)?;
     let plan = deployed.plan.clone();
     let digest = plan.digest();
     let rate = args.rate.as_deref().map(parse_rate).transpose()?;
     let delay = args.delay_ms;
     let shaping = rate.map(|rate_bps| LinkShaping::new(rate_bps, delay));
-    let data = match &args.data_dir {
-        Some(dir) => fashion_mnist::load_dir(dir)?.test,
-        None => embedded::fashion_mnist_subset()?.test,
-    };
+    // Seed 1 only matters for loose CIFAR-10 batches (which images form the test part); the
+    // requests measure latency, not accuracy.
+    let data = data::load(args.dataset, args.data_dir.as_deref(), 1)?
+        .0
+        .test;
     let n = (args.n as usize).min(data.len());
     // Spread the requests over the classes rather than taking the first `n` in file order.
     let indices: Vec<usize> = (0..n).map(|i| i * data.len() / n.max(1)).collect();

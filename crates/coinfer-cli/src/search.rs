@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use burn::prelude::*;
 use clap::Args;
 use coinfer_automl::codecs::CodecSetup;
-use coinfer_automl::data::{TrainTest, embedded, fashion_mnist};
+use coinfer_automl::data::TrainTest;
 use coinfer_automl::profile::{ComputeProfile, LinkProfile, preset};
 use coinfer_automl::profile::{MeasureConfig, ProfileTable, measure_blocks};
 use coinfer_automl::split::train::{EVAL_BATCH_SIZE, TrainConfig, evaluate, train_classifier};
@@ -17,6 +17,8 @@ use coinfer_automl::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::backend::BackendChoice;
+use crate::data::{self, DatasetChoice};
 use crate::plots;
 
 type CliResult<T> = Result<T, Box<dyn Error>>;
@@ -30,10 +32,17 @@ pub struct SearchArgs {
     /// Folder holding all runs (and the backbone cache, `<results>/cache/`).
     #[arg(long, default_value = "results")]
     pub(crate) results: PathBuf,
-    /// Use the full Fashion-MNIST from this directory instead of the embedded 6k/1k subset
-    /// (e.g. ../shared/data/fashion-mnist).
+    /// Read `--dataset` from this directory instead of the embedded 6k/1k Fashion-MNIST
+    /// subset (e.g. ../shared/data/fashion-mnist).
     #[arg(long)]
     pub(crate) data_dir: Option<PathBuf>,
+    /// Format of `--data-dir`: IDX files for the MNIST family, binary batches for CIFAR-10
+    /// (a folder of loose `*.bin` batches is split 80/20 into train and test).
+    #[arg(long, value_enum, default_value = "fashion-mnist")]
+    pub(crate) dataset: DatasetChoice,
+    /// burn backend to run on (must be compiled in: cargo features flex, ndarray, wgpu).
+    #[arg(long, value_enum, default_value = "flex")]
+    pub(crate) backend: BackendChoice,
     /// Backbone from the zoo (resnet-mini for 28×28 grey images).
     #[arg(long, default_value = "resnet-mini")]
     pub(crate) model: String,
@@ -67,28 +76,28 @@ pub struct SearchArgs {
     /// Latency budget for `--reward budget`, milliseconds.
     #[arg(long)]
     pub(crate) budget_ms: Option<f64>,
-    /// DDPG episodes.
-    #[arg(long, default_value_t = 300)]
-    pub(crate) episodes: usize,
-    /// Warm-up episodes with random actions.
-    #[arg(long, default_value_t = 50)]
-    pub(crate) warmup: usize,
-    /// Seed of the backbone, the validation split and the agent.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) seed: u64,
+    /// DDPG episodes [default: 300, or the --config file's].
+    #[arg(long)]
+    pub(crate) episodes: Option<usize>,
+    /// Warm-up episodes with random actions [default: 50, or the --config file's].
+    #[arg(long)]
+    pub(crate) warmup: Option<usize>,
+    /// Seed of the backbone, the validation split and the agent [default: 1, or the
+    /// --config file's].
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
     /// Validation images every plan is scored on.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = coinfer_automl::DEFAULT_VALIDATION_IMAGES)]
     pub(crate) validation_images: usize,
-    /// Autoencoder ratios r, comma separated; `--ae-ratios` with no value trains no
-    /// autoencoder (fixed quantizers only).
+    /// Autoencoder ratios r (comma separated; `--ae-ratios` alone for quantizers only).
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "2,4,8,16")]
     pub(crate) ae_ratios: Vec<u16>,
     /// Epochs per autoencoder.
     #[arg(long, default_value_t = 8)]
     pub(crate) ae_epochs: usize,
-    /// Fine-tuning epochs of the chosen plan.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) finetune_epochs: usize,
+    /// Fine-tuning epochs of the chosen plan [default: 1, or the --config file's].
+    #[arg(long)]
+    pub(crate) finetune_epochs: Option<usize>,
     /// Skip the baselines.
     #[arg(long)]
     pub(crate) no_baselines: bool,
@@ -99,8 +108,8 @@ pub struct SearchArgs {
     /// Resume an interrupted search of the same run from its checkpoint.
     #[arg(long)]
     pub(crate) resume: bool,
-    /// A SearchConfig JSON file; command-line options above still override episodes,
-    /// warm-up and seed.
+    /// A SearchConfig JSON file. Its values stand, except episodes, warm-up, seed and
+    /// fine-tune epochs given on the command line.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
 }
@@ -117,44 +126,104 @@ pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn load_data(args: &SearchArgs) -> CliResult<(TrainTest, String)> {
-    Ok(match &args.data_dir {
-        Some(dir) => (fashion_mnist::load_dir(dir)?, "fashion-mnist-full".into()),
-        None => (
-            embedded::fashion_mnist_subset()?,
-            "fashion-mnist-subset".into(),
-        ),
-    })
+/// Defaults of the overridable options when there is no `--config` file.
+const DEFAULT_EPISODES: usize = 300;
+const DEFAULT_WARMUP: usize = 50;
+const DEFAULT_SEED: u64 = 1;
+const DEFAULT_FINETUNE_EPOCHS: usize = 1;
+
+/// The search configuration: the `--config` file (or the command-line options and defaults),
+/// then episodes, warm-up, seed and fine-tune epochs from the command line where given.
+fn search_config(args: &SearchArgs) -> CliResult<SearchConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => {
+            let mut config = SearchConfig {
+                episodes: DEFAULT_EPISODES,
+                validation_images: args.validation_images,
+                codecs: CodecSetup {
+                    ae_ratios: args.ae_ratios.clone(),
+                    ae_epochs: args.ae_epochs,
+                    ..CodecSetup::default()
+                },
+                seed: DEFAULT_SEED,
+                ..SearchConfig::default()
+            };
+            config.ddpg.warmup_episodes = DEFAULT_WARMUP;
+            config.ddpg.seed = DEFAULT_SEED;
+            config.finetune.epochs = DEFAULT_FINETUNE_EPOCHS;
+            config
+        }
+    };
+    if let Some(episodes) = args.episodes {
+        config.episodes = episodes;
+    }
+    if let Some(warmup) = args.warmup {
+        config.ddpg.warmup_episodes = warmup;
+    }
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+        config.ddpg.seed = seed;
+    }
+    if let Some(epochs) = args.finetune_epochs {
+        config.finetune.epochs = epochs;
+    }
+    // Fail before training a backbone, not after.
+    config.clone().check()?;
+    Ok(config)
 }
 
-fn backbone(args: &SearchArgs, data: &TrainTest, tag: &str, device: &Device) -> CliResult<Network> {
+/// Trains (or loads) the backbone; the seed and validation split are the search's.
+fn backbone(
+    args: &SearchArgs,
+    config: &SearchConfig,
+    data: &TrainTest,
+    tag: &str,
+    device: &Device,
+) -> CliResult<Network> {
+    let (seed, validation_images) = (config.seed, config.validation_images);
     if let Some(path) = &args.backbone {
         println!("backbone: loading {}", path.display());
         return Ok(Network::load(path, device)?);
     }
     let cache = args.results.join("cache").join(format!(
-        "{}-{tag}-e{}-s{}-v{}.cfnet",
-        args.model, args.backbone_epochs, args.seed, args.validation_images
+        "{}-{tag}-e{}-s{seed}-v{validation_images}-{}.cfnet",
+        args.model,
+        args.backbone_epochs,
+        args.backend.name()
     ));
     if cache.exists() {
         println!("backbone: reusing {}", cache.display());
         return Ok(Network::load(&cache, device)?);
     }
     // Train on the training part only: the search scores plans on the held-out validation part.
-    let (train_part, _) = split_validation(&data.train, args.validation_images, args.seed)?;
-    let spec = zoo::by_name(&args.model, 10).ok_or_else(|| {
+    let (train_part, _) = split_validation(&data.train, validation_images, seed)?;
+    let spec = zoo::by_name(&args.model, data.train.num_classes()).ok_or_else(|| {
         format!(
             "unknown model `{}` (known: {:?})",
             args.model,
             zoo::MODEL_NAMES
         )
     })?;
-    device.seed(args.seed);
+    if spec.input.dims() != data.train.image_shape() {
+        return Err(format!(
+            "model `{}` takes {:?} images but {tag} has {:?} (pick a model for the data set)",
+            args.model,
+            spec.input.dims(),
+            data.train.image_shape()
+        )
+        .into());
+    }
+    device.seed(seed);
     let net = Network::new(spec, device)?;
     let norm = coinfer_automl::data::Normalization::fit(&data.train);
     let config = TrainConfig {
         epochs: args.backbone_epochs,
-        seed: args.seed,
+        seed,
         ..TrainConfig::default()
     };
     let steps = train_part.len().div_ceil(config.batch_size) * config.epochs;
@@ -220,7 +289,7 @@ fn write(path: &Path, text: &str) -> CliResult<()> {
 fn check_flags(args: &SearchArgs) -> CliResult<()> {
     let autoencoders = !args.ae_ratios.is_empty();
     let positive = [
-        ("--episodes", args.episodes),
+        ("--episodes", args.episodes.unwrap_or(1)),
         ("--validation-images", args.validation_images),
         ("--ae-epochs", if autoencoders { args.ae_epochs } else { 1 }),
     ];
@@ -261,14 +330,15 @@ pub struct Built {
 /// every option is checked.
 pub fn build_search(args: &SearchArgs, device: &Device, out: &Path) -> CliResult<Built> {
     check_flags(args)?;
-    let (data, tag) = load_data(args)?;
+    let config = search_config(args)?;
+    let (data, tag) = data::load(args.dataset, args.data_dir.as_deref(), config.seed)?;
     println!(
         "data: {} train / {} test images ({tag})",
         data.train.len(),
         data.test.len()
     );
     let training = Instant::now();
-    let backbone = backbone(args, &data, &tag, device)?;
+    let backbone = backbone(args, &config, &data, &tag, device)?;
     let training_s = training.elapsed().as_secs_f64();
 
     println!("profiling the backbone's blocks on this machine (batch 1)...");
@@ -279,27 +349,6 @@ pub fn build_search(args: &SearchArgs, device: &Device, out: &Path) -> CliResult
     let edge_profile = compute_profile(&args.edge, &table)?;
     let link = link_profile(&args.link)?;
 
-    let mut config = match &args.config {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
-        None => SearchConfig {
-            validation_images: args.validation_images,
-            codecs: CodecSetup {
-                ae_ratios: args.ae_ratios.clone(),
-                ae_epochs: args.ae_epochs,
-                ..CodecSetup::default()
-            },
-            ..SearchConfig::default()
-        },
-    };
-    config.episodes = args.episodes;
-    config.ddpg.warmup_episodes = args.warmup;
-    config.ddpg.seed = args.seed;
-    config.seed = args.seed;
-    config.finetune.epochs = args.finetune_epochs;
     let search = CoInference::builder()
         .model(backbone)
         .data(data)
@@ -363,7 +412,7 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
             checkpoint.display()
         );
     }
-    let episodes_bar = bar(args.episodes as u64, "DDPG search");
+    let episodes_bar = bar(session.config().episodes as u64, "DDPG search");
     let mut best = f32::NEG_INFINITY;
     let run = session.run_ddpg(Some(&checkpoint), |record| {
         best = best.max(record.reward);
@@ -458,4 +507,78 @@ fn write_codec_table(session: &mut coinfer_automl::SearchSession<'_>, out: &Path
     let table = coinfer_automl::report::codec_table(session.evaluator())?;
     write(&out.join("codecs.md"), &table)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SearchArgs,
+    }
+
+    fn parse(options: &[&str]) -> SearchArgs {
+        Cli::try_parse_from(std::iter::once("search").chain(options.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    /// (episodes, warm-up, seed, agent seed, fine-tune epochs, validation images)
+    fn overridable(c: &SearchConfig) -> (usize, usize, u64, u64, usize, usize) {
+        (
+            c.episodes,
+            c.ddpg.warmup_episodes,
+            c.seed,
+            c.ddpg.seed,
+            c.finetune.epochs,
+            c.validation_images,
+        )
+    }
+
+    #[test]
+    fn config_file_values_stand_unless_given_on_the_command_line() {
+        let mut file = SearchConfig {
+            episodes: 7,
+            seed: 11,
+            validation_images: 123,
+            ..SearchConfig::default()
+        };
+        file.ddpg.warmup_episodes = 3;
+        file.ddpg.seed = 11;
+        file.finetune.epochs = 4;
+        let path = std::env::temp_dir().join(format!("coinfer-config-{}.json", std::process::id()));
+        std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+        let p = path.to_str().unwrap();
+
+        let config = search_config(&parse(&["--config", p])).unwrap();
+        assert_eq!(overridable(&config), (7, 3, 11, 11, 4, 123));
+
+        let config =
+            search_config(&parse(&["--config", p, "--episodes", "9", "--seed", "2"])).unwrap();
+        assert_eq!(overridable(&config), (9, 3, 2, 2, 4, 123));
+
+        let config = search_config(&parse(&[
+            "--config",
+            p,
+            "--warmup",
+            "1",
+            "--finetune-epochs",
+            "0",
+        ]))
+        .unwrap();
+        assert_eq!(overridable(&config), (7, 1, 11, 11, 0, 123));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn without_a_config_file_the_documented_defaults_apply() {
+        let config = search_config(&parse(&[])).unwrap();
+        assert_eq!(overridable(&config), (300, 50, 1, 1, 1, 500));
+        let config =
+            search_config(&parse(&["--episodes", "5", "--validation-images", "50"])).unwrap();
+        assert_eq!(overridable(&config), (5, 50, 1, 1, 1, 50));
+    }
 }

@@ -38,25 +38,29 @@
 //! # Ok::<(), coinfer_agent::AgentError>(())
 //! ```
 //!
-//! Map of the crate: [`mod@env`] (the [`Environment`] trait), [`config`] ([`DdpgConfig`] and its
-//! validation), [`ddpg`] (the agent and its search loop), [`replay`] (ring buffer), [`noise`]
-//! (truncated-normal exploration), [`baseline`] (moving-average reward baseline), [`checkpoint`]
-//! (save/resume), [`error`].
+//! Map of the crate (every item is exported at the root): `env.rs` (the [`Environment`]
+//! trait), `config.rs` ([`DdpgConfig`] and its check), `ddpg.rs` (the agent and its search
+//! loop), `replay.rs` ([`ReplayBuffer`]), `noise.rs` ([`TruncatedNormal`] exploration),
+//! `baseline.rs` ([`MovingAverage`] reward baseline), `checkpoint.rs` (save/resume),
+//! `error.rs` ([`AgentError`]).
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
-pub mod baseline;
-pub mod checkpoint;
-pub mod config;
-pub mod ddpg;
-pub mod env;
-pub mod error;
+mod baseline;
+mod checkpoint;
+mod config;
+mod ddpg;
+mod env;
+mod error;
 mod network;
-pub mod noise;
-pub mod replay;
+mod noise;
+mod replay;
 mod target;
 
+pub use baseline::MovingAverage;
 pub use config::{ConfigField, DdpgConfig};
 pub use ddpg::{BestEpisode, Ddpg, EpisodeOutcome, Rollout};
 pub use env::{Environment, Step};
 pub use error::AgentError;
-pub use replay::{ReplayBuffer, Transition};
+pub use noise::{TruncatedNormal, sigma_at};
+pub use replay::{Batch, ReplayBuffer, Transition};

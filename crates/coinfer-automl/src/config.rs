@@ -114,25 +114,36 @@ impl SearchConfig {
                 reason: format!("must be in [0, 1), got {}", self.max_prune),
             });
         }
-        let finetune = &self.finetune;
-        if finetune.epochs > 0 && finetune.batch_size == 0 {
-            return Err(AutomlError::InvalidConfig {
-                field: "finetune.batch_size",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if finetune.epochs > 0 && !(finetune.lr.is_finite() && finetune.lr > 0.0) {
-            return Err(AutomlError::InvalidConfig {
-                field: "finetune.lr",
-                reason: format!("must be positive and finite, got {}", finetune.lr),
-            });
-        }
+        self.finetune.check()?;
         self.ddpg.check()?;
         let codecs = self.codecs.clone().check()?;
         Ok(CheckedSearchConfig {
             config: self,
             codecs,
         })
+    }
+}
+
+impl FineTuneConfig {
+    /// Checks the fields fine-tuning uses (none when `epochs` is 0): `finetune.batch_size` at
+    /// least 1, `finetune.lr` positive and finite.
+    ///
+    /// # Errors
+    /// [`AutomlError::InvalidConfig`] naming the field.
+    pub fn check(&self) -> Result<(), AutomlError> {
+        if self.epochs > 0 && self.batch_size == 0 {
+            return Err(AutomlError::InvalidConfig {
+                field: "finetune.batch_size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.epochs > 0 && !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(AutomlError::InvalidConfig {
+                field: "finetune.lr",
+                reason: format!("must be positive and finite, got {}", self.lr),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -52,6 +52,7 @@
 //! - `wgpu`: GPU through wgpu (long build).
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod baselines;
 mod builder;

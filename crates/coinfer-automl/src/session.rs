@@ -8,7 +8,7 @@ use std::time::Instant;
 use coinfer_agent::Ddpg;
 use coinfer_codec::SharedCodec;
 use coinfer_data::ImageDataset;
-use coinfer_split::train::evaluate_with;
+use coinfer_split::train::{EVAL_BATCH_SIZE, evaluate_with};
 
 use crate::AutomlError;
 use crate::baselines::{Baseline, BaselineResult, BaselineSettings};
@@ -56,7 +56,8 @@ impl CoInference {
                 reason: "fewer codec families than split candidates".into(),
             })
         })?;
-        let validation = ValidationSet::new(&validation, &self.norm, 250, &self.backend)?;
+        let validation =
+            ValidationSet::new(&validation, &self.norm, EVAL_BATCH_SIZE, &self.backend)?;
         let evaluator = PlanEvaluator::new(
             self.model.clone(),
             space,
@@ -227,7 +228,7 @@ impl SearchSession<'_> {
             &search.model,
             &search.data.test,
             norm,
-            250,
+            EVAL_BATCH_SIZE,
             &search.backend,
         )?;
         Ok(SearchReport {
@@ -285,7 +286,7 @@ impl SearchSession<'_> {
             &device_half,
             &search.data.test,
             &search.norm,
-            250,
+            EVAL_BATCH_SIZE,
             &search.backend,
             |device_half, images| {
                 let feature = device_half.forward(images)?;
@@ -352,7 +353,7 @@ impl SearchSession<'_> {
             &device_half,
             &search.data.test,
             &search.norm,
-            250,
+            EVAL_BATCH_SIZE,
             &search.backend,
             |d, images| {
                 let received = codec

@@ -7,6 +7,8 @@
 //! coinfer infer --plan results/default/plan.json --server 127.0.0.1:7878 --rate 10Mbit
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod plots;
 mod runtime;
 mod search;

@@ -9,8 +9,8 @@ use clap::Args;
 use coinfer_automl::SplitPlan;
 use coinfer_automl::data::{embedded, fashion_mnist};
 use coinfer_automl::evaluator::codec_compute;
-use coinfer_automl::profile::measure::{MeasureConfig, measure_blocks};
 use coinfer_automl::profile::{ComputeProfile, LatencyModel, LinkProfile, PlanCost};
+use coinfer_automl::profile::{MeasureConfig, measure_blocks};
 use coinfer_automl::runtime::{
     ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig, Timing,
 };

@@ -9,9 +9,9 @@ use clap::Args;
 use coinfer_automl::baselines::Baseline;
 use coinfer_automl::codecs::CodecSetup;
 use coinfer_automl::data::{TrainTest, embedded, fashion_mnist};
-use coinfer_automl::profile::measure::{MeasureConfig, ProfileTable, measure_blocks};
 use coinfer_automl::profile::{ComputeProfile, LinkProfile, preset};
-use coinfer_automl::split::train::{TrainConfig, evaluate, train_classifier};
+use coinfer_automl::profile::{MeasureConfig, ProfileTable, measure_blocks};
+use coinfer_automl::split::train::{EVAL_BATCH_SIZE, TrainConfig, evaluate, train_classifier};
 use coinfer_automl::split::{Network, zoo};
 use coinfer_automl::{CoInference, Reward, SearchConfig, SearchReport, split_validation};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -160,7 +160,7 @@ fn backbone(args: &SearchArgs, data: &TrainTest, tag: &str, device: &Device) -> 
         progress.set_prefix(format!("loss {:.3} acc {:.1}%", p.loss, 100.0 * p.accuracy));
     })?;
     progress.finish();
-    let accuracy = evaluate(&trained, &data.test, &norm, 250, device)?;
+    let accuracy = evaluate(&trained, &data.test, &norm, EVAL_BATCH_SIZE, device)?;
     println!(
         "backbone: test accuracy {:.2}%, saved to {}",
         100.0 * accuracy,

@@ -12,7 +12,7 @@
 //! 7×7 included). `tanh` bounds the latent so its quantization range is
 //! fixed (`[-1, 1]`, `L = 2^b − 1` steps) and no ranges travel in the payload. Training
 //! replaces the rounding by a straight-through estimator, `y + (q(y) − y).detach()`, so the
-//! encoder receives the gradient as if quantization were the identity (see [`crate::train`]).
+//! encoder receives the gradient as if quantization were the identity (see [`crate::train_autoencoder`]).
 //!
 //! The decoder ends in a ReLU by default because split points of the backbones sit after a
 //! block's ReLU, so the true features are non-negative: clamping the reconstruction to that

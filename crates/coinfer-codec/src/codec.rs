@@ -256,6 +256,15 @@ pub trait FeatureCodec {
         self.id().bits_per_sample(feature_shape)
     }
 
+    /// The codec's training form: a differentiable stand-in for `roundtrip` that fine-tuning
+    /// puts between the device half and the frozen edge half (forward: what the edge sees;
+    /// backward: a straight-through gradient). The identity by default — right for lossless
+    /// codecs; every lossy fixed codec overrides it ([`QuantCodec`]'s quantize-dequantize).
+    /// Learned codecs train their own weights instead ([`crate::Autoencoder::forward`]).
+    fn straight_through(&self, feature: Tensor<4>) -> Tensor<4> {
+        feature
+    }
+
     /// `decode(encode(feature))` on the feature's device: what the edge half will see.
     ///
     /// # Errors

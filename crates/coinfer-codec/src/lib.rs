@@ -40,20 +40,21 @@
 //! burn backends.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
-pub mod autoencoder;
-pub mod codec;
-pub mod cost;
+mod autoencoder;
+mod codec;
+mod cost;
 pub mod entropy;
-pub mod error;
-pub mod family;
-pub mod float32;
+mod error;
+mod family;
+mod float32;
 pub mod pack;
-pub mod payload;
-pub mod quant_codec;
+mod payload;
+mod quant_codec;
 pub mod quantize;
-pub mod train;
-pub mod wire;
+mod train;
+mod wire;
 
 pub use autoencoder::{Autoencoder, AutoencoderCodec, AutoencoderConfig, LATENT_RANGE};
 pub use codec::{
@@ -61,13 +62,11 @@ pub use codec::{
     latent_plane,
 };
 pub use cost::CodecCost;
-pub use entropy::EntropyStats;
 pub use error::CodecError;
 pub use family::{CodecEntry, CodecFamily};
 pub use float32::Float32Codec;
 pub use payload::{MAX_FEATURE_ELEMENTS, Payload, PayloadHeader, read_header};
 pub use quant_codec::QuantCodec;
-pub use quantize::{QuantRange, Quantized};
 pub use train::{
     EpochReport, TrainBatch, TrainOptions, TrainedAutoencoder, distillation_loss, train_autoencoder,
 };

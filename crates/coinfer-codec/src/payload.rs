@@ -1,30 +1,4 @@
-//! The self-describing wire format every codec writes.
-//!
-//! ```text
-//! offset  size  field
-//!  0      4     magic b"CNFC"
-//!  4      1     format version (2)
-//!  5      1     codec kind: 0 float32, 1 uniform quantization, 2 autoencoder
-//!  6      1     bits: 0 for float32, 1..=8 otherwise
-//!  7      1     flags: bit 0 per-channel ranges, bit 1 entropy coding requested,
-//!               bit 2 body is entropy coded (else fixed-length packed); other bits zero
-//!  8      2     autoencoder ratio r (u16 LE; 0 for the other kinds)
-//! 10      1     autoencoder kernel (odd, 1..=15; 0 for the other kinds)
-//! 11      1     autoencoder stride (1..=8; 0 for the other kinds)
-//! 12     16     shape B, C, H, W (u32 LE each) of the feature
-//! 28      8·n   ranges (f32 min, f32 max) LE: n = 1 per tensor, C per channel, 0 otherwise
-//!  …            body: raw f32 LE, packed b-bit symbols, or histogram + rANS words
-//! end−4   4     CRC32 (IEEE, crc32fast) of every byte before it
-//! ```
-//! For the autoencoder the body holds the `[B, ceil(C/r), ceil(H/s), ceil(W/s)]` latent symbols.
-//! The codec fields (kind, bits, the two codec flags, ratio, kernel, stride) are a
-//! [`CodecWire`]: the one definition of a codec's code, shared with the runtime's frames.
-//!
-//! Version 1 (before kernel and stride were recorded) had zeros at bytes 10 and 11; it is
-//! still read, its autoencoders as kernel 1, stride 1.
-//! [`read_header`] validates magic, version and CRC before trusting anything else, then every
-//! field, and caps the shape at [`MAX_FEATURE_ELEMENTS`] so hostile headers cannot make the
-//! decoder allocate without bound.
+//! [`Payload`]: the self-describing wire format every codec writes.
 
 use crate::codec::CodecId;
 use crate::entropy;
@@ -50,7 +24,35 @@ const FLAG_PER_CHANNEL: u8 = 1;
 const FLAG_ENTROPY: u8 = 1 << 1;
 const FLAG_ENTROPY_BODY: u8 = 1 << 2;
 
-/// An encoded feature: header, ranges, body and CRC, ready to send.
+/// An encoded feature: header, ranges, body and CRC, ready to send — the self-describing
+/// wire format every codec writes.
+///
+/// ```text
+/// offset  size  field
+///  0      4     magic b"CNFC"
+///  4      1     format version (2)
+///  5      1     codec kind: 0 float32, 1 uniform quantization, 2 autoencoder
+///  6      1     bits: 0 for float32, 1..=8 otherwise
+///  7      1     flags: bit 0 per-channel ranges, bit 1 entropy coding requested,
+///               bit 2 body is entropy coded (else fixed-length packed); other bits zero
+///  8      2     autoencoder ratio r (u16 LE; 0 for the other kinds)
+/// 10      1     autoencoder kernel (odd, 1..=15; 0 for the other kinds)
+/// 11      1     autoencoder stride (1..=8; 0 for the other kinds)
+/// 12     16     shape B, C, H, W (u32 LE each) of the feature
+/// 28      8·n   ranges (f32 min, f32 max) LE: n = 1 per tensor, C per channel, 0 otherwise
+///  …            body: raw f32 LE, packed b-bit symbols, or histogram + rANS words
+/// end−4   4     CRC32 (IEEE, crc32fast) of every byte before it
+/// ```
+/// For the autoencoder the body holds the `[B, ceil(C/r), ceil(H/s), ceil(W/s)]` latent symbols.
+/// The codec fields (kind, bits, the two codec flags, ratio, kernel, stride) are a
+/// [`CodecWire`]: the one definition of a codec's code, shared with the runtime's frames.
+///
+/// Version 1 (before kernel and stride were recorded) had zeros at bytes 10 and 11; it is
+/// still read, its autoencoders as kernel 1, stride 1.
+///
+/// [`read_header`] validates magic, version and CRC before trusting anything else, then every
+/// field, and caps the shape at [`MAX_FEATURE_ELEMENTS`] so hostile headers cannot make the
+/// decoder allocate without bound.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payload {
     /// The wire bytes.

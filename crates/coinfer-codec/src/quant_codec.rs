@@ -25,46 +25,6 @@ pub struct QuantCodec {
 }
 
 impl QuantCodec {
-    /// The training form of this quantizer: quantize-dequantize with a straight-through
-    /// gradient, `x + (q(x) − x).detach()` — what the edge sees in the forward pass, the
-    /// identity in the backward pass. Ranges are the batch's min/max (per channel or for the
-    /// tensor), as [`encode`](FeatureCodec::encode) computes them per payload.
-    ///
-    /// ```
-    /// use burn::prelude::*;
-    /// use coinfer_codec::QuantCodec;
-    ///
-    /// let device = Device::default();
-    /// let x = Tensor::<4>::from_floats([[[[0.0, 0.2, 0.8, 1.0]]]], &device);
-    /// let q = QuantCodec::new(1, false)?.straight_through(x);
-    /// assert_eq!(q.into_data().to_vec::<f32>().unwrap(), vec![0.0, 0.0, 1.0, 1.0]);
-    /// # Ok::<(), coinfer_codec::CodecError>(())
-    /// ```
-    pub fn straight_through(&self, x: Tensor<4>) -> Tensor<4> {
-        let levels = ((1u32 << self.bits) - 1) as f32;
-        let [b, c, h, w] = x.dims();
-        let (min, max) = if self.per_channel {
-            let flat = x.clone().detach().swap_dims(0, 1).reshape([c, b * h * w]);
-            (
-                flat.clone().min_dim(1).reshape([1, c, 1, 1]),
-                flat.max_dim(1).reshape([1, c, 1, 1]),
-            )
-        } else {
-            let d = x.clone().detach();
-            (
-                d.clone().min().reshape([1, 1, 1, 1]),
-                d.max().reshape([1, 1, 1, 1]),
-            )
-        };
-        let scale = (max - min.clone()).clamp_min(1e-12).div_scalar(levels);
-        let q = ((x.clone() - min.clone()) / scale.clone())
-            .round()
-            .clamp(0.0, levels)
-            * scale
-            + min;
-        x.clone() + (q - x).detach()
-    }
-
     /// A fixed-length quantizer.
     ///
     /// # Errors
@@ -222,6 +182,46 @@ impl QuantCodec {
 }
 
 impl FeatureCodec for QuantCodec {
+    /// The training form of this quantizer: quantize-dequantize with a straight-through
+    /// gradient, `x + (q(x) − x).detach()` — what the edge sees in the forward pass, the
+    /// identity in the backward pass. Ranges are the batch's min/max (per channel or for the
+    /// tensor), as [`encode`](FeatureCodec::encode) computes them per payload.
+    ///
+    /// ```
+    /// use burn::prelude::*;
+    /// use coinfer_codec::{FeatureCodec, QuantCodec};
+    ///
+    /// let device = Device::default();
+    /// let x = Tensor::<4>::from_floats([[[[0.0, 0.2, 0.8, 1.0]]]], &device);
+    /// let q = QuantCodec::new(1, false)?.straight_through(x);
+    /// assert_eq!(q.into_data().to_vec::<f32>().unwrap(), vec![0.0, 0.0, 1.0, 1.0]);
+    /// # Ok::<(), coinfer_codec::CodecError>(())
+    /// ```
+    fn straight_through(&self, x: Tensor<4>) -> Tensor<4> {
+        let levels = ((1u32 << self.bits) - 1) as f32;
+        let [b, c, h, w] = x.dims();
+        let (min, max) = if self.per_channel {
+            let flat = x.clone().detach().swap_dims(0, 1).reshape([c, b * h * w]);
+            (
+                flat.clone().min_dim(1).reshape([1, c, 1, 1]),
+                flat.max_dim(1).reshape([1, c, 1, 1]),
+            )
+        } else {
+            let d = x.clone().detach();
+            (
+                d.clone().min().reshape([1, 1, 1, 1]),
+                d.max().reshape([1, 1, 1, 1]),
+            )
+        };
+        let scale = (max - min.clone()).clamp_min(1e-12).div_scalar(levels);
+        let q = ((x.clone() - min.clone()) / scale.clone())
+            .round()
+            .clamp(0.0, levels)
+            * scale
+            + min;
+        x.clone() + (q - x).detach()
+    }
+
     fn id(&self) -> CodecId {
         CodecId::Quant {
             bits: self.bits,

@@ -1,35 +1,4 @@
-//! [`CodecWire`]: how a [`CodecId`] travels in payload headers and runtime frames — the one
-//! definition of a codec's numeric code, its compact 16-bit word, and the checks a decoder
-//! runs on them.
-//!
-//! Fields: `kind` (0 float32, 1 quant, 2 autoencoder), `bits` (0 for float32, else 1..=8),
-//! `per_channel` (quant only), `entropy` (quant and autoencoder), `ratio` (autoencoder only,
-//! ≥ 1), `kernel` and `stride` (autoencoder only; 0 for the others). Payload headers write the
-//! fields byte by byte (see [`crate::payload`]); runtime frames write the [`word`](CodecWire::word)
-//! and the ratio:
-//!
-//! ```text
-//! word bit  0-3   bit width
-//!           4     per-channel ranges
-//!           5     entropy coding
-//!           6-7   zero
-//!           8-9   kind
-//!           10-12 (kernel - 1) / 2   (autoencoders; zero otherwise)
-//!           13-15 stride - 1         (autoencoders; zero otherwise)
-//! ```
-//!
-//! A 1×1, stride-1 autoencoder has zero kernel and stride bits, so words written before kernel
-//! and stride were recorded read back unchanged.
-//!
-//! ```
-//! use coinfer_codec::{CodecId, CodecWire};
-//!
-//! let id = CodecId::Autoencoder { ratio: 8, bits: 4, entropy: false, kernel: 3, stride: 2 };
-//! let wire = id.to_wire();
-//! let (word, ratio) = (wire.word(), wire.ratio);
-//! assert_eq!(CodecWire::from_word(word, ratio)?.codec()?, id);
-//! # Ok::<(), coinfer_codec::CodecError>(())
-//! ```
+//! [`CodecWire`]: how a codec id travels in payload headers and runtime frames.
 
 use crate::codec::{CodecId, MAX_AE_KERNEL, MAX_AE_STRIDE};
 use crate::error::CodecError;
@@ -47,10 +16,41 @@ const WORD_KIND_SHIFT: u16 = 8;
 const WORD_KIND: u16 = 0x0300;
 const WORD_KERNEL_SHIFT: u16 = 10;
 const WORD_STRIDE_SHIFT: u16 = 13;
-/// Kernel and stride bits of the word.
-pub const WORD_SHAPE_BITS: u16 = 0xfc00;
+const WORD_SHAPE_BITS: u16 = 0xfc00;
 
-/// A codec id as numbers on the wire (see the [module docs](self)).
+/// How a [`CodecId`] travels in payload headers and runtime frames — the one
+/// definition of a codec's numeric code, its compact 16-bit word, and the checks a decoder
+/// runs on them.
+///
+/// Fields: `kind` (0 float32, 1 quant, 2 autoencoder), `bits` (0 for float32, else 1..=8),
+/// `per_channel` (quant only), `entropy` (quant and autoencoder), `ratio` (autoencoder only,
+/// ≥ 1), `kernel` and `stride` (autoencoder only; 0 for the others). Payload headers write the
+/// fields byte by byte (see the layout on [`crate::Payload`]); runtime frames write
+/// the [`word`](CodecWire::word)
+/// and the ratio:
+///
+/// ```text
+/// word bit  0-3   bit width
+///           4     per-channel ranges
+///           5     entropy coding
+///           6-7   zero
+///           8-9   kind
+///           10-12 (kernel - 1) / 2   (autoencoders; zero otherwise)
+///           13-15 stride - 1         (autoencoders; zero otherwise)
+/// ```
+///
+/// A 1×1, stride-1 autoencoder has zero kernel and stride bits, so words written before kernel
+/// and stride were recorded read back unchanged.
+///
+/// ```
+/// use coinfer_codec::{CodecId, CodecWire};
+///
+/// let id = CodecId::Autoencoder { ratio: 8, bits: 4, entropy: false, kernel: 3, stride: 2 };
+/// let wire = id.to_wire();
+/// let (word, ratio) = (wire.word(), wire.ratio);
+/// assert_eq!(CodecWire::from_word(word, ratio)?.codec()?, id);
+/// # Ok::<(), coinfer_codec::CodecError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CodecWire {
     /// 0 float32, 1 quant, 2 autoencoder.
@@ -109,6 +109,10 @@ impl CodecId {
 }
 
 impl CodecWire {
+    /// The kernel and stride bits of the [`word`](Self::word) (zero in words written before
+    /// kernel and stride were recorded).
+    pub const WORD_SHAPE_BITS: u16 = WORD_SHAPE_BITS;
+
     /// The codec these numbers name, after checking every field.
     ///
     /// # Errors

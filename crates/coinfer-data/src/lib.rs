@@ -27,6 +27,7 @@
 //! Features: `flex` (default, burn's CPU backend), `ndarray`, `wgpu` select the burn
 //! backends available to [`Device`](burn::prelude::Device).
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod batch;
 pub mod cifar10;

@@ -20,7 +20,7 @@ use clap::Parser;
 use coinfer_profile::preset::{DEVICE_PRESETS, LINK_PRESETS};
 use coinfer_profile::{
     CodecCompute, ComputeProfile, LatencyModel, LinkProfile, MeasureConfig, NetCost, PlanCost,
-    ProfileTable, measure::backend_name, measure_blocks, measure_forward,
+    ProfileTable, backend_name, measure_blocks, measure_forward,
 };
 use coinfer_split::{Network, zoo};
 

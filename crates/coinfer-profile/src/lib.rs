@@ -33,9 +33,10 @@
 //! # Ok::<(), coinfer_profile::ProfileError>(())
 //! ```
 //!
-//! Modules: [`cost`] (analytic counts and their conventions), [`measure`] (timing on the
-//! backend), [`profile`] (compute and link profiles), [`preset`] (shipped profiles),
-//! [`latency`] (the model).
+//! Files: `cost.rs` (analytic counts and their conventions, [`NetCost`]), `measure.rs` (timing
+//! on the backend, [`measure_blocks`]), `profile.rs` (compute and link profiles), [`preset`]
+//! (shipped profiles; a public namespace), `latency.rs` ([`LatencyModel`]). Every other item
+//! is exported at the root.
 //!
 //! # Features
 //! - `flex` (default): burn's pure-Rust CPU backend, `Device::flex()`.
@@ -43,19 +44,20 @@
 //! - `wgpu`: GPU through wgpu (long build).
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
-pub mod cost;
+mod cost;
 mod error;
-pub mod latency;
-pub mod measure;
+mod latency;
+mod measure;
 pub mod preset;
-pub mod profile;
+mod profile;
 
-pub use cost::{BlockCost, CostTotals, NetCost};
+pub use cost::{BlockCost, CostTotals, FLOAT32_BYTES, NetCost, block_cost};
 pub use error::{ProfileError, Result};
 pub use latency::{Breakdown, LatencyModel, PlanCost};
 pub use measure::{
-    BlockTiming, MeasureConfig, ProfileTable, TimingStats, measure_blocks, measure_forward,
+    BlockTiming, MeasureConfig, ProfileTable, TimingStats, backend_name, measure_blocks,
+    measure_forward,
 };
-pub use preset::{ComputePreset, PresetModel};
 pub use profile::{CodecCompute, ComputeProfile, DeviceProfile, EdgeProfile, LinkProfile};

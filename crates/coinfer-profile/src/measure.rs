@@ -116,7 +116,7 @@ pub struct BlockTiming {
     pub kind: String,
     /// Its output shape.
     pub output: FeatureShape,
-    /// Its FLOPs per sample (see [`crate::cost`]); the reference for scaling pruned blocks.
+    /// Its FLOPs per sample (see [`crate::NetCost`]); the reference for scaling pruned blocks.
     pub flops: u64,
     /// The timings, in seconds for one forward pass of `batch_size` samples.
     #[serde(flatten)]

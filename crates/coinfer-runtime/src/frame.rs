@@ -40,7 +40,6 @@
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 
-use coinfer_codec::wire::WORD_SHAPE_BITS;
 use coinfer_codec::{CodecId, CodecWire};
 
 use crate::error::{ErrorCode, RuntimeError};
@@ -295,7 +294,7 @@ pub fn codec_from_wire(
         value: format!("word {word:#06x}, ratio {ratio}"),
         reason,
     };
-    if version == PROTOCOL_VERSION_1 && word & WORD_SHAPE_BITS != 0 {
+    if version == PROTOCOL_VERSION_1 && word & CodecWire::WORD_SHAPE_BITS != 0 {
         return Err(bad("reserved bits of a version-1 codec word are set"));
     }
     CodecWire::from_word(word, ratio)
@@ -849,11 +848,11 @@ mod tests {
             },
             CodecId::autoencoder(16, 4),
             CodecId::Autoencoder {
-                ratio: 4,
-                bits: 2,
+                ratio: 300,
+                bits: 7,
                 entropy: true,
-                kernel: 3,
-                stride: 2,
+                kernel: 15,
+                stride: 8,
             },
         ] {
             let (word, ratio) = codec_to_wire(codec).unwrap();

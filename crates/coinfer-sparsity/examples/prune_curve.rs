@@ -17,9 +17,10 @@ use burn::prelude::*;
 use coinfer_data::{Normalization, embedded};
 use std::collections::BTreeMap;
 
-use coinfer_sparsity::{BlockCost, PruneRatios, flops, prunable_layers, prune};
+use coinfer_profile::NetCost;
+use coinfer_sparsity::{PruneRatios, prunable_layers, prune};
 use coinfer_split::Network;
-use coinfer_split::train::evaluate;
+use coinfer_split::train::{EVAL_BATCH_SIZE, evaluate};
 
 const DEFAULT_BACKBONE: &str = "results/backbone/resnet-mini-subset.cfnet";
 
@@ -61,16 +62,16 @@ fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     println!("| ratio | kept filters per layer | MACs | params | test accuracy |");
     println!("|---:|---|---:|---:|---:|");
-    let dense: BlockCost = flops(net.spec())?.into_iter().sum();
+    let dense = NetCost::of(net.spec())?.totals();
     for tenth in 0..10u8 {
         let ratio = f32::from(tenth) / 10.0;
         let pruned = prune(&net, &PruneRatios::Uniform(ratio))?;
-        let cost: BlockCost = flops(pruned.spec())?.into_iter().sum();
+        let cost = NetCost::of(pruned.spec())?.totals();
         let kept: Vec<String> = prunable_layers(pruned.spec())?
             .iter()
             .map(|l| l.channels.to_string())
             .collect();
-        let accuracy = evaluate(&pruned, &data.test, &norm, 250, &device)?;
+        let accuracy = evaluate(&pruned, &data.test, &norm, EVAL_BATCH_SIZE, &device)?;
         println!(
             "| {ratio:.1} | {} | {} ({:.1}%) | {} ({:.1}%) | {:.1}% |",
             kept.join(" / "),
@@ -96,7 +97,13 @@ fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
         for ratio in alone {
             let ratios = PruneRatios::ByBlock(BTreeMap::from([(layer.block, ratio)]));
-            let accuracy = evaluate(&prune(&net, &ratios)?, &data.test, &norm, 250, &device)?;
+            let accuracy = evaluate(
+                &prune(&net, &ratios)?,
+                &data.test,
+                &norm,
+                EVAL_BATCH_SIZE,
+                &device,
+            )?;
             row.push_str(&format!(" {:.1}% |", 100.0 * accuracy));
         }
         println!("{row}");

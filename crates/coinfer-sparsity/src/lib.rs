@@ -5,20 +5,22 @@
 //! layers ([`prunable_layers`]; the rule is in [`layers`]) together with the input channels
 //! that read them, so the pruned network has a smaller spec and really runs faster. Ratios
 //! ([`PruneRatios`]) are the fraction of filters removed per layer, validated against the
-//! spec once. [`magnitude_mask`] zeroes weights without changing shapes; [`flops`] costs a
-//! spec block by block.
+//! spec once. [`magnitude_mask`] zeroes weights without changing shapes. What pruning saves
+//! is costed by `coinfer-profile`'s cost model (`NetCost`), the one cost model of the
+//! workspace.
 //!
 //! ```
 //! use burn::prelude::*;
 //! use coinfer_split::{zoo, Network};
-//! use coinfer_sparsity::{flops, prune, BlockCost, PruneRatios};
+//! use coinfer_profile::NetCost;
+//! use coinfer_sparsity::{prune, PruneRatios};
 //!
 //! let device = Device::flex();
 //! let net = Network::new(zoo::resnet_mini(10), &device)?.valid();
 //! let pruned = prune(&net, &PruneRatios::Uniform(0.5))?;
 //!
-//! let macs = |spec| -> Result<u64, coinfer_sparsity::SparsityError> {
-//!     Ok(flops(spec)?.into_iter().sum::<BlockCost>().macs)
+//! let macs = |spec| -> Result<u64, coinfer_profile::ProfileError> {
+//!     Ok(NetCost::of(spec)?.totals().macs)
 //! };
 //! let (dense, sparse) = (macs(net.spec())?, macs(pruned.spec())?);
 //! assert!(sparse < dense);
@@ -35,9 +37,9 @@
 //! - `wgpu`: GPU through wgpu.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod check;
-mod cost;
 mod error;
 pub mod layers;
 mod mask;
@@ -46,7 +48,6 @@ mod ratios;
 mod tensors;
 
 pub use check::check_weights;
-pub use cost::{BlockCost, flops};
 pub use error::SparsityError;
 pub use layers::{PrunableKind, PrunableLayer, prunable_layers};
 pub use mask::{LayerSparsity, MaskLayer, MaskReport, MaskSparsity, magnitude_mask, mask_layers};

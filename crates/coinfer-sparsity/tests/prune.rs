@@ -7,9 +7,9 @@ use burn::module::{ModuleVisitor, Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use coinfer_profile::{CostTotals, NetCost};
 use coinfer_sparsity::{
-    BlockCost, PrunableKind, PruneRatios, SparsityError, check_weights, flops, prunable_layers,
-    prune, prune_spec,
+    PrunableKind, PruneRatios, SparsityError, check_weights, prunable_layers, prune, prune_spec,
 };
 use coinfer_split::model::Block;
 use coinfer_split::{BlockSpec, FeatureShape, NetModule, NetSpec, Network, zoo};
@@ -156,8 +156,8 @@ fn all_tensors(module: &NetModule) -> Vec<(Vec<usize>, Vec<f32>)> {
     collect.0
 }
 
-fn total(spec: &NetSpec) -> BlockCost {
-    flops(spec).unwrap().into_iter().sum()
+fn total(spec: &NetSpec) -> CostTotals {
+    NetCost::of(spec).unwrap().totals()
 }
 
 #[test]
@@ -187,10 +187,10 @@ fn pruned_costs_match_hand_count_and_num_params() {
     expected.blocks[3] = conv(4);
     assert_eq!(pruned.spec(), &expected);
 
-    let costs = flops(pruned.spec()).unwrap();
+    let costs = NetCost::of(pruned.spec()).unwrap().blocks;
     let macs: Vec<u64> = costs.iter().map(|c| c.macs).collect();
     let params: Vec<u64> = costs.iter().map(|c| c.params).collect();
-    let outputs: Vec<u64> = costs.iter().map(|c| c.output_elements).collect();
+    let outputs: Vec<u64> = costs.iter().map(|c| c.activation_elements).collect();
     // 0: conv 1→4, 3×3 on 8×8: 9·1·4·64 = 2304 MACs; 36 weights + 4·4 bn = 52.
     // 1: max pool → 4×4×4, free.
     // 2: basic block 4→(6)→16, stride 2, out 2×2: conv1 9·4·6·4 = 864, conv2 9·6·16·4 = 3456,
@@ -200,7 +200,7 @@ fn pruned_costs_match_hand_count_and_num_params() {
     assert_eq!(macs, [2304, 0, 4576, 2304, 0, 160]);
     assert_eq!(params, [52, 0, 1296, 592, 0, 170]);
     assert_eq!(outputs, [256, 64, 64, 16, 16, 10]);
-    let sum: BlockCost = costs.into_iter().sum();
+    let sum = total(pruned.spec());
     assert_eq!((sum.macs, sum.params), (9344, 2110));
     assert_eq!(pruned.num_params(), 2110);
     assert_eq!(total(net.spec()).params as usize, net.num_params());

@@ -27,11 +27,12 @@
 //! - `wgpu`: GPU through wgpu, `Device::wgpu(..)` (long build; not built by CI's tests).
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod error;
 pub mod model;
 mod network;
-pub mod spec;
+mod spec;
 pub mod train;
 pub mod zoo;
 

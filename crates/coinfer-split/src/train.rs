@@ -178,6 +178,10 @@ pub fn train_classifier(
     Network::from_parts(spec, module.valid().to_device(device))
 }
 
+/// The batch size of evaluation passes (accuracy on a validation or test set): large enough
+/// to amortise per-call overhead, small enough for a device-sized memory.
+pub const EVAL_BATCH_SIZE: usize = 250;
+
 /// Top-1 accuracy of a whole classifier on `data`, in inference mode, `batch_size` at a time.
 pub fn evaluate(
     net: &Network,

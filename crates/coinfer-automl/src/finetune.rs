@@ -22,8 +22,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use coinfer_codec::{
-    Autoencoder, AutoencoderCodec, CodecId, FeatureCodec, QuantCodec, distillation_loss,
-    fixed_codec,
+    Autoencoder, AutoencoderCodec, CodecId, FeatureCodec, distillation_loss, fixed_codec,
 };
 use coinfer_data::{Batches, ImageDataset, Normalization};
 use coinfer_split::train::evaluate_with;
@@ -250,6 +249,11 @@ fn train_parts(
         edge: edge_f,
     };
     let teacher = pass.teacher.map(Network::valid);
+    // A fixed codec trains through its straight-through form; learned codecs are modules.
+    let fixed = match pass.codec {
+        CodecId::Autoencoder { .. } => None,
+        id => Some(fixed_codec(id)?),
+    };
     let mut optimizer = AdamConfig::new().init();
     let cross_entropy = CrossEntropyLossConfig::new().init(&ad);
     let steps = pass.train.len().div_ceil(pass.batch_size);
@@ -268,16 +272,10 @@ fn train_parts(
                 (Some(m), _) | (None, Some(m)) => m.forward_features(images),
                 (None, None) => images,
             };
-            let received = match (&learner.autoencoder, &frozen.autoencoder, pass.codec) {
+            let received = match (&learner.autoencoder, &frozen.autoencoder, &fixed) {
                 (Some(ae), _, _) | (None, Some(ae), _) => ae.forward(feature),
-                (
-                    None,
-                    None,
-                    CodecId::Quant {
-                        bits, per_channel, ..
-                    },
-                ) => QuantCodec::new(bits, per_channel)?.straight_through(feature),
-                (None, None, _) => feature,
+                (None, None, Some(codec)) => codec.straight_through(feature),
+                (None, None, None) => feature,
             };
             let logits = match (&learner.edge, &frozen.edge) {
                 (Some(m), _) | (None, Some(m)) => m.forward(received),

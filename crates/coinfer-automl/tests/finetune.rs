@@ -1,6 +1,8 @@
 //! Spatial autoencoders on the zoo backbones' real feature shapes, and the three-step
 //! fine-tuning of a split plan: what each step trains, what it must leave alone.
 
+use std::sync::Mutex;
+
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use coinfer_automl::codec::{AutoencoderCodec, AutoencoderConfig, CodecId, FeatureCodec};
@@ -9,8 +11,13 @@ use coinfer_automl::finetune::{FineTuneStep, ThreeStepConfig, fine_tune_three_st
 use coinfer_automl::split::train::{TrainConfig, train_classifier};
 use coinfer_automl::split::{Network, zoo};
 
+/// burn's seed is process-wide: the tests of this file take turns so that each one's seeded
+/// initialisation and batch order are the same from run to run.
+static SEEDED: Mutex<()> = Mutex::new(());
+
 #[test]
 fn spatial_and_channel_autoencoders_round_trip_every_zoo_feature_shape() {
+    let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
     device.seed(3);
     for spec in [zoo::resnet_mini(10), zoo::resnet18_cifar(10)] {
@@ -64,6 +71,7 @@ fn weights(codec: &AutoencoderCodec) -> Vec<f32> {
 
 #[test]
 fn steps_one_and_two_train_their_part_only_and_step_three_moves_the_edge() {
+    let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
     device.seed(21);
     let data = small_data();
@@ -155,6 +163,7 @@ fn steps_one_and_two_train_their_part_only_and_step_three_moves_the_edge() {
 
 #[test]
 fn fixed_codecs_skip_the_codec_step_and_bad_settings_are_errors() {
+    let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
     device.seed(22);
     let data = small_data();

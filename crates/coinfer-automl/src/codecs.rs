@@ -42,6 +42,20 @@ pub struct CodecSetup {
     pub ae_recon_weight: f32,
     /// Training batch size.
     pub ae_batch_size: usize,
+    /// Channel ratios of the spatial (BottleNet++-style) autoencoders: a k×k stride-2
+    /// encoder with batch norm, an upsampling decoder with batch norm (empty: none).
+    pub spatial_ratios: Vec<u16>,
+    /// Latent bit widths the spatial autoencoders are offered at.
+    pub spatial_bits: Vec<u8>,
+    /// Bit width the spatial autoencoders are trained at.
+    pub spatial_train_bits: u8,
+    /// Kernel of the spatial autoencoders' convolutions.
+    pub spatial_kernel: usize,
+    /// Adam learning rate of the spatial autoencoders.
+    pub spatial_lr: f64,
+    /// Weight of the distillation loss (from the unmodified backbone's logits) next to the
+    /// task loss, for every autoencoder.
+    pub distill_weight: f32,
 }
 
 /// A [`CodecSetup`] checked by [`CodecSetup::check`] (the only way to make one); reads as a
@@ -63,15 +77,21 @@ impl Default for CodecSetup {
             float32: true,
             quant_bits: vec![2, 4, 8],
             per_channel_bits: vec![4],
-            ae_ratios: vec![2, 4, 8, 16],
+            ae_ratios: vec![4, 16],
             ae_bits: vec![2, 4, 8],
             ae_train_bits: 4,
             ae_kernel: 1,
-            ae_epochs: 8,
+            ae_epochs: 5,
             ae_train_images: 3000,
             ae_lr: 1e-2,
             ae_recon_weight: 0.1,
             ae_batch_size: 64,
+            spatial_ratios: vec![8, 16],
+            spatial_bits: vec![2, 3],
+            spatial_train_bits: 3,
+            spatial_kernel: 3,
+            spatial_lr: 3e-3,
+            distill_weight: 0.5,
         }
     }
 }
@@ -81,6 +101,7 @@ impl CodecSetup {
     pub fn fixed_only() -> CodecSetup {
         CodecSetup {
             ae_ratios: Vec::new(),
+            spatial_ratios: Vec::new(),
             ..CodecSetup::default()
         }
     }
@@ -104,7 +125,49 @@ impl CodecSetup {
         if let Some(b) = self.ae_bits.iter().find(|b| !bits_ok(b)) {
             return bad("codecs.ae_bits", format!("{b} is outside 1..=8"));
         }
-        if !self.ae_ratios.is_empty() {
+        if !self.spatial_ratios.is_empty() {
+            if let Some(b) = self
+                .spatial_bits
+                .iter()
+                .chain(std::iter::once(&self.spatial_train_bits))
+                .find(|b| !bits_ok(b))
+            {
+                return bad("codecs.spatial_bits", format!("{b} is outside 1..=8"));
+            }
+            if self.spatial_bits.is_empty() {
+                return bad(
+                    "codecs.spatial_bits",
+                    "spatial autoencoders need at least one bit width".into(),
+                );
+            }
+            if self.spatial_ratios.contains(&0) {
+                return bad("codecs.spatial_ratios", "a ratio must be at least 1".into());
+            }
+            if self.spatial_kernel.is_multiple_of(2)
+                || self.spatial_kernel > usize::from(MAX_AE_KERNEL)
+            {
+                return bad(
+                    "codecs.spatial_kernel",
+                    format!(
+                        "{} must be odd and at most {MAX_AE_KERNEL}",
+                        self.spatial_kernel
+                    ),
+                );
+            }
+            if !(self.spatial_lr.is_finite() && self.spatial_lr > 0.0) {
+                return bad(
+                    "codecs.spatial_lr",
+                    format!("{} must be positive", self.spatial_lr),
+                );
+            }
+        }
+        if !(self.distill_weight.is_finite() && self.distill_weight >= 0.0) {
+            return bad(
+                "codecs.distill_weight",
+                format!("{} must be non-negative", self.distill_weight),
+            );
+        }
+        if !self.ae_ratios.is_empty() || !self.spatial_ratios.is_empty() {
             if !bits_ok(&self.ae_train_bits) {
                 return bad(
                     "codecs.ae_train_bits",
@@ -195,7 +258,8 @@ pub fn build_codecs(
 ) -> Result<(Vec<CodecFamily>, CodecBank), AutomlError> {
     let shapes = backbone.spec().shapes()?;
     let subset = train.take(setup.ae_train_images.min(train.len()));
-    let total = splits.iter().filter(|&&s| s > 0).count() * setup.ae_ratios.len();
+    let total = splits.iter().filter(|&&s| s > 0).count()
+        * (setup.ae_ratios.len() + setup.spatial_ratios.len());
     let mut done = 0;
     let mut families = Vec::with_capacity(splits.len());
     let mut bank = CodecBank::new();
@@ -212,15 +276,29 @@ pub fn build_codecs(
         }
         if split > 0 {
             let (device_half, edge_half) = backbone.valid().split(split)?;
-            for &ratio in &setup.ae_ratios {
+            // The channel family (1×1 or k×k, stride 1), then the spatial one (stride 2, batch
+            // norm): each trained once, offered at every bit width of its list.
+            let channel = setup.ae_ratios.iter().map(|&ratio| {
                 let config = AutoencoderConfig::new(shape[0], usize::from(ratio))
                     .with_bits(setup.ae_train_bits)
                     .with_kernel(setup.ae_kernel);
+                (ratio, config, setup.ae_lr, &setup.ae_bits)
+            });
+            let spatial = setup.spatial_ratios.iter().map(|&ratio| {
+                let config = AutoencoderConfig::new(shape[0], usize::from(ratio))
+                    .with_bits(setup.spatial_train_bits)
+                    .with_kernel(setup.spatial_kernel)
+                    .with_stride(2)
+                    .with_batch_norm(true);
+                (ratio, config, setup.spatial_lr, &setup.spatial_bits)
+            });
+            for (family_index, (ratio, config, lr, offered_bits)) in channel.chain(spatial).enumerate() {
                 let options = TrainOptions::new()
                     .with_epochs(setup.ae_epochs)
-                    .with_lr(setup.ae_lr)
+                    .with_lr(lr)
                     .with_recon_weight(setup.ae_recon_weight)
-                    .with_seed(u64::from(ratio) * 1000 + split as u64);
+                    .with_distill_weight(setup.distill_weight)
+                    .with_seed(u64::from(ratio) * 1000 + split as u64 + 100 * family_index as u64);
                 let mut last_accuracy = 0.0;
                 let trained = train_split_autoencoder(
                     &device_half,
@@ -241,7 +319,7 @@ pub fn build_codecs(
                     total,
                     train_accuracy: last_accuracy,
                 });
-                for &bits in &setup.ae_bits {
+                for &bits in offered_bits {
                     let codec = AutoencoderCodec::new(
                         config.clone().with_bits(bits),
                         trained.codec.model().clone(),

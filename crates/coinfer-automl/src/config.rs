@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
 use crate::codecs::{CheckedCodecSetup, CodecSetup};
-use crate::finetune::FineTuneConfig;
+use crate::finetune::{FineTuneConfig, ThreeStepConfig};
 use coinfer_sparsity::PruneRecovery;
 
 /// Default number of validation images every plan is scored on: enough that a one-point
@@ -32,8 +32,12 @@ pub struct SearchConfig {
     pub validation_images: usize,
     /// Codecs offered at each split.
     pub codecs: CodecSetup,
-    /// Fine-tuning of the chosen plan.
+    /// Fine-tuning of the chosen plan (`epochs = 0` skips it; batch size and seed apply to
+    /// the three steps).
     pub finetune: FineTuneConfig,
+    /// The three steps of fine-tuning (device half, codec, joint) of a plan with a device
+    /// half.
+    pub three_step: ThreeStepConfig,
     /// Seed of the validation split (the agent has its own in `ddpg.seed`).
     pub seed: u64,
     /// How every pruned plan is repaired before it is scored (least-squares reconstruction of
@@ -55,6 +59,7 @@ impl Default for SearchConfig {
             validation_images: DEFAULT_VALIDATION_IMAGES,
             codecs: CodecSetup::default(),
             finetune: FineTuneConfig::default(),
+            three_step: ThreeStepConfig::default(),
             seed: 17,
             recovery: PruneRecovery::default(),
             calibration_images: DEFAULT_CALIBRATION_IMAGES,
@@ -139,6 +144,7 @@ impl SearchConfig {
             });
         }
         self.finetune.check()?;
+        self.three_step.check()?;
         self.ddpg.check()?;
         let codecs = self.codecs.clone().check()?;
         Ok(CheckedSearchConfig {

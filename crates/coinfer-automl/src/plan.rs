@@ -9,6 +9,8 @@ use coinfer_codec::{AutoencoderCodec, CodecId, SharedCodec, fixed_codec};
 use coinfer_data::Normalization;
 use coinfer_profile::Breakdown;
 use coinfer_sparsity::PruneRecovery;
+
+use crate::finetune::StepReport;
 use coinfer_split::Network;
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +69,10 @@ pub struct SplitPlan {
     /// before recovery existed were scored without: `none`).
     #[serde(default = "recovery_before_it_existed")]
     pub recovery: PruneRecovery,
+    /// Test accuracy around each step of the three-step fine-tuning (empty when the plan was
+    /// not fine-tuned that way).
+    #[serde(default)]
+    pub fine_tuning: Vec<StepReport>,
 }
 
 /// A plan's parts, loaded and checked, ready to serve.
@@ -233,6 +239,7 @@ mod tests {
             },
             artifacts: None,
             recovery: PruneRecovery::Reconstruct,
+            fine_tuning: Vec::new(),
         }
     }
 

@@ -233,6 +233,16 @@ impl SearchReport {
             p.kept_channels
         );
         let _ = writeln!(md, "| pruning recovery (when scored) | {} |", p.recovery);
+        for step in &p.fine_tuning {
+            let _ = writeln!(
+                md,
+                "| fine-tuning {:?} ({} epochs): test accuracy | {:.2}% → {:.2}% |",
+                step.step,
+                step.epochs,
+                100.0 * step.accuracy_before,
+                100.0 * step.accuracy_after
+            );
+        }
         let _ = writeln!(md, "| codec | {} |", p.codec);
         let _ = writeln!(
             md,

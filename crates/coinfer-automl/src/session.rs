@@ -21,7 +21,7 @@ use crate::config::CheckedSearchConfig;
 use crate::config::split_validation;
 use crate::env::{CoInferenceEnv, EpisodeRecord};
 use crate::evaluator::{PlanEvaluator, ValidationSet};
-use crate::finetune::fine_tune;
+use crate::finetune::{FineTuneProgress, ThreeStepConfig, fine_tune, fine_tune_three_steps};
 use crate::plan::{PlanArtifacts, SplitPlan};
 use crate::report::{PhaseTimes, SearchReport};
 use crate::reward::Reward;
@@ -317,18 +317,51 @@ impl SearchSession<'_> {
             .bank()
             .codec(decision.candidate, decision.codec)
             .and_then(|c| c.autoencoder().cloned());
-        let (device_half, tuned_ae) = fine_tune(
-            &pruned,
-            split,
-            evaluation.codec,
-            autoencoder.as_ref(),
-            &self.train,
-            &search.norm,
-            &search.config.finetune,
-            &search.backend,
-            progress,
-        )?;
-        let (_, edge_half) = pruned.split(split)?;
+        // Three-step fine-tuning (device half, codec, then jointly with the edge half, with
+        // distillation from the dense backbone) wherever there is a device half; the raw
+        // input (split 0) has nothing to train.
+        let (device_half, edge_half, tuned_ae, steps) =
+            if split > 0 && search.config.finetune.epochs > 0 {
+                let config = ThreeStepConfig {
+                    batch_size: search.config.finetune.batch_size,
+                    seed: search.config.finetune.seed,
+                    ..search.config.three_step.clone()
+                };
+                let mut progress = progress;
+                let outcome = fine_tune_three_steps(
+                    &search.model,
+                    &pruned,
+                    split,
+                    evaluation.codec,
+                    autoencoder.as_ref(),
+                    &self.train,
+                    &search.data.test,
+                    &search.norm,
+                    &config,
+                    &search.backend,
+                    |p: &FineTuneProgress| progress(p.done, p.total, p.loss),
+                )?;
+                (
+                    outcome.device_half,
+                    outcome.edge_half,
+                    outcome.autoencoder,
+                    outcome.steps,
+                )
+            } else {
+                let (device_half, tuned_ae) = fine_tune(
+                    &pruned,
+                    split,
+                    evaluation.codec,
+                    autoencoder.as_ref(),
+                    &self.train,
+                    &search.norm,
+                    &search.config.finetune,
+                    &search.backend,
+                    progress,
+                )?;
+                let (_, edge_half) = pruned.split(split)?;
+                (device_half, edge_half, tuned_ae, Vec::new())
+            };
         let codec: SharedCodec = match (&tuned_ae, evaluation.codec) {
             (Some(ae), _) => Arc::new(ae.clone()),
             (None, id) => coinfer_codec::fixed_codec(id)?,
@@ -364,6 +397,7 @@ impl SearchSession<'_> {
             normalization: search.norm.clone(),
             artifacts: None,
             recovery: self.evaluator.recovery(),
+            fine_tuning: steps,
         };
         if let Some(out) = out {
             std::fs::create_dir_all(out).map_err(AutomlError::io(out))?;

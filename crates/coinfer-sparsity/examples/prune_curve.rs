@@ -210,6 +210,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                             "test_accuracy": accuracy,
                             "dense_test_accuracy": dense_accuracy,
                             "recovery_ms": (recovery_ms * 10.0).round() / 10.0,
+                            "recovery_cpu_ms": recovery_cpu_ms,
                         })
                     );
                 }

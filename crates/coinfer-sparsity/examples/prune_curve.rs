@@ -129,6 +129,9 @@ fn cpu_seconds() -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// A row label (`uniform` or a layer name) and the ratios it applies for a given ratio.
+type Target = (String, Box<dyn Fn(f32) -> PruneRatios>);
+
 /// One measured point.
 struct Point {
     layer: String,
@@ -175,8 +178,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         PrunableKind::ConvBnRelu => format!("block{block}.conv"),
         PrunableKind::BasicBlockInner => format!("block{block}.conv1"),
     };
-    let mut targets: Vec<(String, Box<dyn Fn(f32) -> PruneRatios>)> =
-        vec![("uniform".into(), Box::new(PruneRatios::Uniform))];
+    let mut targets: Vec<Target> = vec![("uniform".into(), Box::new(PruneRatios::Uniform))];
     for layer in &layers {
         let block = layer.block;
         targets.push((
@@ -250,7 +252,7 @@ fn print_tables(
     net: &Network,
     points: &[Point],
     dense: f32,
-    targets: &[(String, Box<dyn Fn(f32) -> PruneRatios>)],
+    targets: &[Target],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let cell = |layer: &str, ratio: f32, recovery: PruneRecovery| {
         points

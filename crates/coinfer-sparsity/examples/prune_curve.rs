@@ -132,6 +132,12 @@ fn cpu_seconds() -> Option<f64> {
 /// A row label (`uniform` or a layer name) and the ratios it applies for a given ratio.
 type Target = (String, Box<dyn Fn(f32) -> PruneRatios>);
 
+/// `value` rounded to `digits` decimals (for readable JSON).
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
 /// One measured point.
 struct Point {
     layer: String,
@@ -207,12 +213,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                         "{}",
                         serde_json::json!({
                             "layer": layer,
-                            "ratio": (f64::from(ratio) * 100.0).round() / 100.0,
+                            "ratio": round(f64::from(ratio), 2),
                             "recovery": recovery,
-                            "test_accuracy": accuracy,
-                            "dense_test_accuracy": dense_accuracy,
-                            "recovery_ms": (recovery_ms * 10.0).round() / 10.0,
-                            "recovery_cpu_ms": recovery_cpu_ms,
+                            "test_accuracy": round(f64::from(accuracy), 4),
+                            "dense_test_accuracy": round(f64::from(dense_accuracy), 4),
+                            "recovery_ms": round(recovery_ms, 1),
+                            "recovery_cpu_ms": recovery_cpu_ms.map(|ms| round(ms, 1)),
                         })
                     );
                 }

@@ -130,6 +130,15 @@ fn cpu_seconds() -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// A row label (`uniform` or a layer name) and the ratios it applies for a given ratio.
+type Target = (String, Box<dyn Fn(f32) -> PruneRatios>);
+
+/// `value` rounded to `digits` decimals (for readable JSON).
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
 /// One measured point.
 struct Point {
     layer: String,
@@ -176,8 +185,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         PrunableKind::ConvBnRelu => format!("block{block}.conv"),
         PrunableKind::BasicBlockInner => format!("block{block}.conv1"),
     };
-    let mut targets: Vec<(String, Box<dyn Fn(f32) -> PruneRatios>)> =
-        vec![("uniform".into(), Box::new(PruneRatios::Uniform))];
+    let mut targets: Vec<Target> = vec![("uniform".into(), Box::new(PruneRatios::Uniform))];
     for layer in &layers {
         let block = layer.block;
         targets.push((
@@ -206,11 +214,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                         "{}",
                         serde_json::json!({
                             "layer": layer,
-                            "ratio": (f64::from(ratio) * 100.0).round() / 100.0,
+                            "ratio": round(f64::from(ratio), 2),
                             "recovery": recovery,
-                            "test_accuracy": accuracy,
-                            "dense_test_accuracy": dense_accuracy,
-                            "recovery_ms": (recovery_ms * 10.0).round() / 10.0,
+                            "test_accuracy": round(f64::from(accuracy), 4),
+                            "dense_test_accuracy": round(f64::from(dense_accuracy), 4),
+                            "recovery_ms": round(recovery_ms, 1),
+                            "recovery_cpu_ms": recovery_cpu_ms.map(|ms| round(ms, 1)),
                         })
                     );
                 }
@@ -250,7 +259,7 @@ fn print_tables(
     net: &Network,
     points: &[Point],
     dense: f32,
-    targets: &[(String, Box<dyn Fn(f32) -> PruneRatios>)],
+    targets: &[Target],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let cell = |layer: &str, ratio: f32, recovery: PruneRecovery| {
         points

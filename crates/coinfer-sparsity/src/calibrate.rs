@@ -45,6 +45,8 @@ pub struct Calibration {
 
 /// The dense network's pre-batch-norm layer outputs of one block on the calibration images.
 #[derive(Debug, Clone)]
+// One value per block, built once per calibration: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum DenseOutputs {
     /// A conv-bn-relu: its convolution.
     ConvBnRelu { conv: Tensor<4> },

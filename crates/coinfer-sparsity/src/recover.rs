@@ -14,6 +14,7 @@
 //! pass goes in order, each block is repaired on the output of the already-repaired blocks
 //! before it.
 
+use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
@@ -130,7 +131,7 @@ pub fn prune_with_recovery(
                     conv2,
                     shortcut,
                 },
-            ) => repair.basic(m, conv1, conv2, shortcut.as_ref(), x)?,
+            ) => repair.basic(m, [conv1, conv2], shortcut.as_ref(), x)?,
             (Block::Linear(m), DenseOutputs::Linear { linear }) => repair.linear(m, linear, x)?,
             (block, _) => block.forward(x),
         };
@@ -151,15 +152,16 @@ struct Repair<'a> {
 }
 
 impl Repair<'_> {
-    /// Refits `conv` on `input` to reproduce `target` if reconstruction is on and `refit`.
-    fn conv(
+    /// Refits `conv` on `input` to reproduce `target` if reconstruction is on and `refit`,
+    /// re-estimates `bn` on the conv's output, and returns the batch norm's output.
+    fn conv_bn(
         &self,
         layer: &'static str,
-        conv: &mut Conv2d,
-        input: &Tensor<4>,
+        (conv, bn): (&mut Conv2d, &mut BatchNorm),
+        input: Tensor<4>,
         target: impl FnOnce() -> Tensor<4>,
         refit: bool,
-    ) -> Result<(), SparsityError> {
+    ) -> Result<Tensor<4>, SparsityError> {
         if self.reconstruct && refit {
             *conv = fit_conv(conv, input.clone(), target()).map_err(|reason| {
                 SparsityError::Reconstruction {
@@ -169,7 +171,9 @@ impl Repair<'_> {
                 }
             })?;
         }
-        Ok(())
+        let z = conv.forward(input);
+        *bn = reestimate_batch_norm(bn, &z);
+        Ok(bn.forward(z))
     }
 
     /// The dense output `y` restricted to the kept filters of this block's pruned layer.
@@ -186,46 +190,48 @@ impl Repair<'_> {
         target: &Tensor<4>,
         x: Tensor<4>,
     ) -> Result<Tensor<4>, SparsityError> {
-        let lost = self.lost_inputs;
-        self.conv("conv", &mut m.conv, &x, || self.restrict(target), lost)?;
-        let z = m.conv.forward(x);
-        m.bn = reestimate_batch_norm(&m.bn, &z);
-        Ok(relu(m.bn.forward(z)))
+        let y = self.conv_bn(
+            "conv",
+            (&mut m.conv, &mut m.bn),
+            x,
+            || self.restrict(target),
+            self.lost_inputs,
+        )?;
+        Ok(relu(y))
     }
 
     fn basic(
         &self,
         m: &mut BasicBlock,
-        target1: &Tensor<4>,
-        target2: &Tensor<4>,
+        [target1, target2]: [&Tensor<4>; 2],
         target_shortcut: Option<&Tensor<4>>,
         x: Tensor<4>,
     ) -> Result<Tensor<4>, SparsityError> {
-        let lost = self.lost_inputs;
         let skip = match (&mut m.shortcut, target_shortcut) {
-            (Some(projection), Some(target)) => {
-                self.conv(
-                    "shortcut",
-                    &mut projection.conv,
-                    &x,
-                    || target.clone(),
-                    lost,
-                )?;
-                let z = projection.conv.forward(x.clone());
-                projection.bn = reestimate_batch_norm(&projection.bn, &z);
-                projection.bn.forward(z)
-            }
+            (Some(p), Some(target)) => self.conv_bn(
+                "shortcut",
+                (&mut p.conv, &mut p.bn),
+                x.clone(),
+                || target.clone(),
+                self.lost_inputs,
+            )?,
             _ => x.clone(),
         };
-        self.conv("conv1", &mut m.conv1, &x, || self.restrict(target1), lost)?;
-        let z1 = m.conv1.forward(x);
-        m.bn1 = reestimate_batch_norm(&m.bn1, &z1);
-        let mid = relu(m.bn1.forward(z1));
-        let pruned_mid = self.kept_filters.is_some();
-        self.conv("conv2", &mut m.conv2, &mid, || target2.clone(), pruned_mid)?;
-        let z2 = m.conv2.forward(mid);
-        m.bn2 = reestimate_batch_norm(&m.bn2, &z2);
-        Ok(relu(m.bn2.forward(z2) + skip))
+        let mid = relu(self.conv_bn(
+            "conv1",
+            (&mut m.conv1, &mut m.bn1),
+            x,
+            || self.restrict(target1),
+            self.lost_inputs,
+        )?);
+        let y = self.conv_bn(
+            "conv2",
+            (&mut m.conv2, &mut m.bn2),
+            mid,
+            || target2.clone(),
+            self.kept_filters.is_some(),
+        )?;
+        Ok(relu(y + skip))
     }
 
     fn linear(

@@ -292,7 +292,9 @@ pub fn build_codecs(
                     .with_batch_norm(true);
                 (ratio, config, setup.spatial_lr, &setup.spatial_bits)
             });
-            for (family_index, (ratio, config, lr, offered_bits)) in channel.chain(spatial).enumerate() {
+            for (family_index, (ratio, config, lr, offered_bits)) in
+                channel.chain(spatial).enumerate()
+            {
                 let options = TrainOptions::new()
                     .with_epochs(setup.ae_epochs)
                     .with_lr(lr)

@@ -415,10 +415,7 @@ fn the_exhaustive_grid_evaluates_every_grid_plan_once() {
     assert_eq!(by_hand.len(), expected);
     assert_eq!(evaluated, by_hand);
     // The reported reward is the score of the reported plan.
-    assert_eq!(
-        result.reward,
-        Reward::ErrorLogLatency.score(&result.best)
-    );
+    assert_eq!(result.reward, Reward::ErrorLogLatency.score(&result.best));
 }
 
 #[test]

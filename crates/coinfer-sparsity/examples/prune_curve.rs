@@ -24,11 +24,11 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use coinfer_data::{ImageDataset, Normalization, embedded};
-use coinfer_sparsity::{
-    Calibration, PrunableKind, PruneRatios, PruneRecovery, prunable_layers,
-    prune_spec, prune_with_recovery,
-};
 use coinfer_profile::NetCost;
+use coinfer_sparsity::{
+    Calibration, PrunableKind, PruneRatios, PruneRecovery, prunable_layers, prune_spec,
+    prune_with_recovery,
+};
 use coinfer_split::train::{EVAL_BATCH_SIZE, TrainConfig, evaluate, train_classifier};
 use coinfer_split::{Network, zoo};
 

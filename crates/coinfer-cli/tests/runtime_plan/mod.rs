@@ -49,6 +49,8 @@ pub fn write_plan(dir: &Path) -> PathBuf {
             device_digest: device_half.digest(),
             edge_digest: edge_half.digest(),
         }),
+        recovery: Default::default(),
+        fine_tuning: Vec::new(),
     };
     let path = dir.join("plan.json");
     plan.save(&path).unwrap();

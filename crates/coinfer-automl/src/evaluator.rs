@@ -8,7 +8,7 @@ use coinfer_codec::{AutoencoderCodec, CodecId, FeatureCodec, latent_channels};
 use coinfer_data::{ImageDataset, Normalization};
 use coinfer_profile::{Breakdown, CodecCompute, LatencyModel, PlanCost};
 use coinfer_sparsity::{PruneRatios, prune, prune_spec};
-use coinfer_split::{NetSpec, Network};
+use coinfer_split::{InferenceNetwork, NetSpec, Network};
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
@@ -511,6 +511,9 @@ impl PlanEvaluator {
         let split = self.space.candidates[decision.candidate].split;
         let codec = self.bank.entry(decision.candidate, decision.codec)?;
         let (device_half, edge_half) = network.split(split)?;
+        // Folded once per decision, then run on every validation batch.
+        let device_half = InferenceNetwork::from_network(&device_half)?;
+        let edge_half = InferenceNetwork::from_network(&edge_half)?;
         self.accuracy_of(|images| {
             let feature = device_half.forward(images)?;
             let received = codec.codec.codec().roundtrip(feature)?;

@@ -19,6 +19,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads burn's kernels may use (search, serve, infer); all cores when absent. A
+    /// phone-like device wants 1, an edge server its core count.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -41,12 +45,16 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let threads = match cli.threads {
+        Some(threads) => coinfer_automl::split::Threads::init_global(threads),
+        None => Ok(()),
+    };
+    let result = threads.map_err(Into::into).and_then(|()| match cli.command {
         Command::Search(args) => search::run(*args),
         Command::Serve(args) => runtime::serve(args),
         Command::Infer(args) => runtime::infer(args),
         Command::Plot { report } => search::replot(&report),
-    };
+    });
     if let Err(error) = result {
         eprintln!("error: {error}");
         let mut source = error.source();

@@ -29,14 +29,18 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod inference;
 pub mod model;
 mod network;
 pub mod runtime;
 pub mod spec;
+mod threads;
 pub mod train;
 pub mod zoo;
 
 pub use error::SplitError;
+pub use inference::InferenceNetwork;
 pub use model::NetModule;
 pub use network::{Network, fingerprint};
 pub use spec::{BlockSpec, FeatureShape, NetSpec};
+pub use threads::Threads;

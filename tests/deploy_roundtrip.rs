@@ -1,5 +1,5 @@
 //! Cross-crate: a plan chosen and exported by `coinfer-automl` is deployed with the
-//! `coinfer-split` TCP runtime, and the logits that come back equal the in-process pipeline.
+//! `coinfer-runtime` TCP runtime, and the logits that come back equal the in-process pipeline.
 
 use std::path::Path;
 
@@ -8,10 +8,8 @@ use coinfer_automl::codec::CodecId;
 use coinfer_automl::codecs::CodecSetup;
 use coinfer_automl::data::{Normalization, TrainTest, embedded};
 use coinfer_automl::profile::{ComputeProfile, LinkProfile};
+use coinfer_automl::runtime::{ClientConfig, DeviceClient, EdgeServer, RuntimeError, ServerConfig};
 use coinfer_automl::space::Decision;
-use coinfer_automl::split::runtime::{
-    ClientConfig, DeviceClient, EdgeServer, RuntimeError, ServerConfig,
-};
 use coinfer_automl::split::{Network, zoo};
 use coinfer_automl::{CoInference, SearchConfig, SplitPlan};
 

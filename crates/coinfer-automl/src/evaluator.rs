@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use burn::prelude::*;
-use coinfer_codec::{AutoencoderCodec, CodecId, FeatureCodec, latent_channels};
+use coinfer_codec::{AutoencoderCodec, CodecId, FeatureCodec, SharedCodec, latent_channels};
 use coinfer_data::{ImageDataset, Normalization};
 use coinfer_profile::{Breakdown, CodecCompute, LatencyModel, PlanCost};
 use coinfer_sparsity::{PruneRatios, prune, prune_spec};
@@ -72,7 +72,7 @@ struct BankEntry {
 /// chosen plan fine-tunes and exports its weights).
 pub enum BankCodec {
     /// A codec without weights (float32, quantizers).
-    Fixed(Box<dyn FeatureCodec>),
+    Fixed(SharedCodec),
     /// A trained autoencoder.
     Learned(Box<AutoencoderCodec>),
 }

@@ -33,7 +33,8 @@
 //! | re-export | crate | what |
 //! |---|---|---|
 //! | [`data`] | `coinfer-data` | IDX / CIFAR-10 readers, datasets, batching, the embedded subset |
-//! | [`split`] | `coinfer-split` | `NetSpec`, burn modules, device/edge split, training, model zoo, TCP runtime |
+//! | [`split`] | `coinfer-split` | `NetSpec`, burn modules, device/edge split, training, model zoo |
+//! | [`runtime`] | `coinfer-runtime` | the device ↔ edge TCP runtime: frames, edge server, device client, link shaping |
 //! | [`sparsity`] | `coinfer-sparsity` | L1 filter pruning, magnitude masks |
 //! | [`codec`] | `coinfer-codec` | quantizers, autoencoders, payloads |
 //! | [`profile`] | `coinfer-profile` | costs, measured timing, profiles, the latency model |
@@ -72,6 +73,7 @@ pub use coinfer_agent as agent;
 pub use coinfer_codec as codec;
 pub use coinfer_data as data;
 pub use coinfer_profile as profile;
+pub use coinfer_runtime as runtime;
 pub use coinfer_sparsity as sparsity;
 pub use coinfer_split as split;
 

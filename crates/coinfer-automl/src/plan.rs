@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use std::sync::Arc;
 
-use coinfer_codec::{AutoencoderCodec, CodecId};
+use coinfer_codec::{AutoencoderCodec, CodecId, SharedCodec, fixed_codec};
 use coinfer_data::Normalization;
 use coinfer_profile::Breakdown;
 use coinfer_split::Network;
-use coinfer_split::runtime::{SharedCodec, shared_fixed_codec};
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
@@ -157,7 +156,7 @@ impl SplitPlan {
                     reason: format!("codec {} needs autoencoder weights", plan.codec),
                 });
             }
-            (id, _) => shared_fixed_codec(id).map_err(|e| AutomlError::Json {
+            (id, _) => fixed_codec(id).map_err(|e| AutomlError::Json {
                 path: plan_path.to_path_buf(),
                 reason: e.to_string(),
             })?,

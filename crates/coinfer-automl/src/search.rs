@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use coinfer_agent::{Ddpg, DdpgConfig};
-use coinfer_codec::FeatureCodec;
+use std::sync::Arc;
+
+use coinfer_codec::SharedCodec;
 use coinfer_data::{ImageDataset, Normalization, TrainTest};
 use coinfer_profile::{ComputeProfile, LatencyModel, LinkProfile};
 use coinfer_split::Network;
@@ -558,8 +560,8 @@ impl SearchSession<'_> {
             progress,
         )?;
         let (_, edge_half) = pruned.split(split)?;
-        let codec: Box<dyn FeatureCodec> = match (&tuned_ae, evaluation.codec) {
-            (Some(ae), _) => Box::new(ae.clone()),
+        let codec: SharedCodec = match (&tuned_ae, evaluation.codec) {
+            (Some(ae), _) => Arc::new(ae.clone()),
             (None, id) => coinfer_codec::fixed_codec(id)?,
         };
         let test_accuracy = evaluate_with(

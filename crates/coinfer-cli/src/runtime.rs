@@ -11,10 +11,10 @@ use coinfer_automl::data::{embedded, fashion_mnist};
 use coinfer_automl::evaluator::codec_compute;
 use coinfer_automl::profile::measure::{MeasureConfig, measure_blocks};
 use coinfer_automl::profile::{ComputeProfile, LatencyModel, LinkProfile, PlanCost};
-use coinfer_automl::split::Network;
-use coinfer_automl::split::runtime::{
+use coinfer_automl::runtime::{
     ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig, Timing,
 };
+use coinfer_automl::split::Network;
 use serde::Serialize;
 
 type CliResult<T> = Result<T, Box<dyn Error>>;

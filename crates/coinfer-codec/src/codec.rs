@@ -1,6 +1,7 @@
 //! The [`FeatureCodec`] trait, codec identifiers, and the tensor ⇄ slice glue the codecs share.
 
 use std::fmt;
+use std::sync::Arc;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -197,20 +198,34 @@ pub trait FeatureCodec {
     }
 }
 
-/// A codec that needs no weights, built from its id.
+/// A codec that threads can share (the runtime's edge worker decodes with it while connection
+/// threads read its id; the search keeps a bank of them).
+pub type SharedCodec = Arc<dyn FeatureCodec + Send + Sync>;
+
+/// A codec that needs no weights (float32 or uniform quantization), built from its id.
+///
+/// ```
+/// use coinfer_codec::{CodecId, fixed_codec};
+///
+/// let codec = fixed_codec(CodecId::quant(8, true))?;
+/// assert_eq!(codec.id(), CodecId::quant(8, true));
+/// assert!(fixed_codec(CodecId::autoencoder(4, 4)).is_err());
+/// # Ok::<(), coinfer_codec::CodecError>(())
+/// ```
 ///
 /// # Errors
 /// [`CodecError::InvalidParameter`] for an autoencoder id (load it with
-/// [`crate::AutoencoderCodec::load`]) and parameter errors from [`CodecId::check`].
-pub fn fixed_codec(id: CodecId) -> Result<Box<dyn FeatureCodec>, CodecError> {
+/// [`crate::AutoencoderCodec::load`] and wrap it in an [`Arc`]) and parameter errors from
+/// [`CodecId::check`].
+pub fn fixed_codec(id: CodecId) -> Result<SharedCodec, CodecError> {
     id.check()?;
     match id {
-        CodecId::Float32 => Ok(Box::new(Float32Codec)),
+        CodecId::Float32 => Ok(Arc::new(Float32Codec)),
         CodecId::Quant {
             bits,
             per_channel,
             entropy,
-        } => Ok(Box::new(
+        } => Ok(Arc::new(
             QuantCodec::new(bits, per_channel)?.with_entropy(entropy),
         )),
         CodecId::Autoencoder { .. } => Err(CodecError::InvalidParameter {

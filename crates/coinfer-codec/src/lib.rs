@@ -52,7 +52,7 @@ pub mod quantize;
 pub mod train;
 
 pub use autoencoder::{Autoencoder, AutoencoderCodec, AutoencoderConfig, LATENT_RANGE};
-pub use codec::{CodecId, FeatureCodec, fixed_codec, latent_channels};
+pub use codec::{CodecId, FeatureCodec, SharedCodec, fixed_codec, latent_channels};
 pub use entropy::EntropyStats;
 pub use error::CodecError;
 pub use family::{CodecEntry, CodecFamily};

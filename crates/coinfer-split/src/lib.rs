@@ -32,7 +32,6 @@ mod error;
 pub mod inference;
 pub mod model;
 mod network;
-pub mod runtime;
 pub mod spec;
 mod threads;
 pub mod train;

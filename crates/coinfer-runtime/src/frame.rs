@@ -36,7 +36,7 @@ use std::io::{ErrorKind, Read, Write};
 
 use coinfer_codec::CodecId;
 
-use super::error::{ErrorCode, RuntimeError};
+use crate::error::{ErrorCode, RuntimeError};
 
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"CNFR";

@@ -2,7 +2,7 @@
 //! mutated valid frame — makes the decoder panic; whatever it accepts is a canonical frame.
 
 use coinfer_codec::CodecId;
-use coinfer_split::runtime::{
+use coinfer_runtime::{
     DEFAULT_MAX_FRAME, EdgeTiming, ErrorCode, Frame, FrameBody, PlanTag, decode_frame,
     encode_frame, read_frame,
 };

@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 use burn::prelude::*;
 use coinfer_codec::CodecId;
 
-use super::SharedCodec;
-use super::error::{ErrorCode, RuntimeError};
-use super::frame::{
+use crate::SharedCodec;
+use crate::error::{ErrorCode, RuntimeError};
+use crate::frame::{
     CRC_LEN, DEFAULT_MAX_FRAME, Frame, FrameBody, HEADER_LEN, MAX_DIGEST_LEN, PlanTag,
     codec_to_wire, read_frame, write_frame,
 };
-use super::worker::{Job, Worker};
-use crate::Network;
+use crate::worker::{Job, Worker};
+use coinfer_split::Network;
 
 /// Requests that may wait for the worker before connection threads block (back-pressure).
 const QUEUE_DEPTH: usize = 1024;
@@ -162,7 +162,7 @@ struct Shared {
 /// use std::sync::Arc;
 /// use burn::prelude::*;
 /// use coinfer_codec::QuantCodec;
-/// use coinfer_split::runtime::{ClientConfig, DeviceClient, EdgeServer, ServerConfig};
+/// use coinfer_runtime::{ClientConfig, DeviceClient, EdgeServer, ServerConfig};
 /// use coinfer_split::{Network, zoo};
 ///
 /// let device = Device::flex();

@@ -5,7 +5,7 @@ use std::fmt;
 
 use coinfer_codec::CodecError;
 
-use crate::SplitError;
+use coinfer_split::SplitError;
 
 /// The typed reason carried by an error frame (`u16` on the wire, see `docs/runtime.md`).
 ///

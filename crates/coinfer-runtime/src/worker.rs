@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 
-use super::SharedCodec;
-use super::error::ErrorCode;
-use super::frame::EdgeTiming;
-use super::server::Stats;
-use crate::Network;
+use crate::SharedCodec;
+use crate::error::ErrorCode;
+use crate::frame::EdgeTiming;
+use crate::server::Stats;
+use coinfer_split::Network;
 
 /// One Infer request handed from a connection thread to the worker.
 pub(crate) struct Job {

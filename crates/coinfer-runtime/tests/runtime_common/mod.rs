@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use coinfer_codec::{CodecId, FeatureCodec};
-use coinfer_split::runtime::{
+use coinfer_runtime::{
     ClientConfig, DEFAULT_MAX_FRAME, DeviceClient, EdgeServer, Frame, FrameBody, PlanTag,
-    RuntimeError, ServerConfig, ServerHandle, SharedCodec, encode_frame, read_frame,
-    shared_fixed_codec,
+    RuntimeError, ServerConfig, ServerHandle, SharedCodec, encode_frame, fixed_codec, read_frame,
 };
 use coinfer_split::{Network, zoo};
 
@@ -50,7 +49,7 @@ pub fn fixture() -> Fixture {
 }
 
 pub fn codec(id: CodecId) -> SharedCodec {
-    shared_fixed_codec(id).expect("a fixed codec")
+    fixed_codec(id).expect("a fixed codec")
 }
 
 /// Deterministic input values for sample `seed` (no global RNG: tests run concurrently).
@@ -203,7 +202,7 @@ pub fn raw_good_request(
 /// Asserts the next reply is an Error frame with `code` (for `request_id`) and returns its message.
 pub fn expect_error(
     stream: &mut TcpStream,
-    code: coinfer_split::runtime::ErrorCode,
+    code: coinfer_runtime::ErrorCode,
     request_id: u64,
 ) -> String {
     let reply = read_reply(stream).expect("an error frame");

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::error::RuntimeError;
+use crate::error::RuntimeError;
 
 /// Bucket depth in bytes: about one Ethernet MTU, so bursts stay small and a message of `n`
 /// bytes really takes `8·n / rate` seconds.

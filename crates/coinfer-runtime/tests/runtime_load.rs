@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use coinfer_codec::CodecId;
-use coinfer_split::runtime::ServerConfig;
+use coinfer_runtime::ServerConfig;
 use runtime_common::*;
 
 const CLIENTS: usize = 32;

@@ -8,7 +8,7 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use coinfer_codec::CodecId;
-use coinfer_split::runtime::{
+use coinfer_runtime::{
     ErrorCode, Frame, FrameBody, PlanTag, ServerConfig, ServerHandle, SharedCodec, encode_frame,
 };
 use runtime_common::*;

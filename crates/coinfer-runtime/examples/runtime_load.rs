@@ -3,7 +3,7 @@
 //! and latency percentiles as a Markdown table (the figures in `docs/runtime.md`).
 //!
 //! ```text
-//! cargo run --release -p coinfer-split --example runtime_load -- \
+//! cargo run --release -p coinfer-runtime --example runtime_load -- \
 //!     [--clients 32] [--requests 50] [--split 2] [--bits 8] [--windows off,0,2,5] [--batch 1] \
 //!     [--rate-mbps R]
 //! ```
@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 use coinfer_codec::CodecId;
-use coinfer_split::runtime::{
-    ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig, SharedCodec,
-    shared_fixed_codec,
+use coinfer_runtime::{
+    ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig, SharedCodec, fixed_codec,
 };
 use coinfer_split::{Network, zoo};
 
@@ -166,7 +165,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let device = Device::flex();
     device.seed(7);
     let whole = Network::new(zoo::resnet_mini(10), &device)?.valid();
-    let codec = shared_fixed_codec(if options.bits == 0 {
+    let codec = fixed_codec(if options.bits == 0 {
         CodecId::Float32
     } else {
         CodecId::quant(options.bits, true)

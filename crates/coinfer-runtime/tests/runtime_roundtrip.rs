@@ -6,7 +6,7 @@ mod runtime_common;
 use std::time::{Duration, Instant};
 
 use coinfer_codec::CodecId;
-use coinfer_split::runtime::{
+use coinfer_runtime::{
     ClientConfig, DeviceClient, ErrorCode, LinkShaping, RuntimeError, ServerConfig,
 };
 use runtime_common::*;

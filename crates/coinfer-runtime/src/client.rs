@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 
-use super::SharedCodec;
-use super::error::RuntimeError;
-use super::frame::{
+use crate::SharedCodec;
+use crate::error::RuntimeError;
+use crate::frame::{
     DEFAULT_MAX_FRAME, Frame, FrameBody, PlanTag, encode_frame, read_frame, write_frame,
 };
-use super::server::check_digest;
-use super::shaping::{LinkShaping, ShapedWriter};
-use crate::Network;
+use crate::server::check_digest;
+use crate::shaping::{LinkShaping, ShapedWriter};
+use coinfer_split::Network;
 
 /// Device client options.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,7 +152,7 @@ impl InferResult {
 /// use std::sync::Arc;
 /// use burn::prelude::*;
 /// use coinfer_codec::Float32Codec;
-/// use coinfer_split::runtime::{ClientConfig, DeviceClient, EdgeServer, ServerConfig};
+/// use coinfer_runtime::{ClientConfig, DeviceClient, EdgeServer, ServerConfig};
 /// use coinfer_split::{Network, zoo};
 ///
 /// let device = Device::flex();
@@ -239,7 +239,7 @@ impl DeviceClient {
                 digest: server_digest,
             } => {
                 return Err(RuntimeError::HandshakeRefused {
-                    code: super::ErrorCode::DigestMismatch,
+                    code: crate::ErrorCode::DigestMismatch,
                     message: format!(
                         "the server greeted with plan {server_digest} and codec {}, the client \
                          has plan {digest} and codec {}",
@@ -316,17 +316,17 @@ impl DeviceClient {
             plan: self.plan,
             codec: self.codec.id(),
             shape: [
-                super::frame::dim_u32(dims[0])?,
-                super::frame::dim_u32(dims[1])?,
-                super::frame::dim_u32(dims[2])?,
-                super::frame::dim_u32(dims[3])?,
+                crate::frame::dim_u32(dims[0])?,
+                crate::frame::dim_u32(dims[1])?,
+                crate::frame::dim_u32(dims[2])?,
+                crate::frame::dim_u32(dims[3])?,
             ],
             body: FrameBody::Infer {
                 payload: payload.bytes,
             },
         };
         let bytes = encode_frame(&frame)?;
-        let payload_bytes = bytes.len() - super::frame::HEADER_LEN - super::frame::CRC_LEN;
+        let payload_bytes = bytes.len() - crate::frame::HEADER_LEN - crate::frame::CRC_LEN;
         let reply = self.exchange(&bytes);
         let received = Instant::now();
         let reply = reply?;

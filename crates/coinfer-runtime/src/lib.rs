@@ -1,0 +1,49 @@
+//! The device ↔ edge runtime: a split network run as two processes over TCP.
+//!
+//! The edge process holds the edge half and serves many devices at once ([`EdgeServer`]); each
+//! device process runs the device half, encodes the split feature with a
+//! [`FeatureCodec`](coinfer_codec::FeatureCodec) and sends it ([`DeviceClient`]). They speak a
+//! small binary protocol ([`Frame`]: magic, version, request id, plan tag, codec, shape,
+//! payload, CRC32); a handshake refuses clients built for another plan (digest), codec or split
+//! point. An uplink of a given rate and delay can be emulated on loopback ([`LinkShaping`]) so
+//! measured latency can be compared with the latency model. The protocol, the threading model
+//! and measurements are in `docs/runtime.md`; [`EdgeServer`] and [`DeviceClient`] have
+//! runnable examples.
+//!
+//! The network halves come from `coinfer-split`, the codecs (and [`SharedCodec`],
+//! [`fixed_codec`]) from `coinfer-codec`.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod client;
+mod error;
+mod frame;
+mod server;
+mod shaping;
+mod worker;
+
+pub use client::{ClientConfig, DeviceClient, InferResult, Timing};
+pub use coinfer_codec::{SharedCodec, fixed_codec};
+pub use error::{ErrorCode, RuntimeError};
+pub use frame::{
+    DEFAULT_MAX_FRAME, EdgeTiming, Frame, FrameBody, FrameKind, PlanTag, decode_frame,
+    encode_frame, read_frame, write_frame,
+};
+pub use server::{EdgeServer, ServerConfig, ServerHandle, ServerStats};
+pub use shaping::{LinkShaping, ShapedWriter, TokenBucket};
+
+#[cfg(test)]
+mod tests {
+    use coinfer_codec::{Float32Codec, QuantCodec};
+
+    fn is_shareable<T: Send + Sync>() {}
+
+    #[test]
+    fn every_codec_and_network_can_be_shared_with_the_server() {
+        is_shareable::<Float32Codec>();
+        is_shareable::<QuantCodec>();
+        is_shareable::<coinfer_codec::AutoencoderCodec>();
+        is_shareable::<coinfer_split::Network>();
+    }
+}

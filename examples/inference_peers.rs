@@ -26,7 +26,7 @@ use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use clap::Parser;
@@ -52,6 +52,9 @@ struct Args {
     /// Skip the training step.
     #[arg(long)]
     no_train: bool,
+    /// Skip the forward passes (time training only, e.g. under a profiler).
+    #[arg(long)]
+    no_infer: bool,
     /// Python interpreter for the peers.
     #[arg(long, default_value = "python3")]
     python: String,
@@ -70,7 +73,7 @@ fn iters_for(batch: usize) -> usize {
 
 fn tensor_json<const D: usize>(t: Tensor<D>) -> Value {
     let shape = t.dims().to_vec();
-    let data = t.into_data().to_vec::<f32>().expect("f32 tensor");
+    let data = t.into_data().try_to_vec::<f32>().expect("f32 tensor");
     json!({"shape": shape, "data": data})
 }
 
@@ -236,10 +239,7 @@ fn time_ms(iters: usize, mut run: impl FnMut()) -> Vec<f64> {
 /// One burn training step (Adam, cross-entropy, whole network), as the main job trains.
 struct BurnTrainer {
     module: coinfer_split::NetModule,
-    optimizer: burn::optim::adaptor::OptimizerAdaptor<
-        burn::optim::Adam,
-        coinfer_split::NetModule,
-    >,
+    optimizer: ModuleOptimizer,
     x: Tensor<4>,
     labels: Tensor<1, Int>,
 }
@@ -313,7 +313,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let mut rows: Vec<Row> = Vec::new();
-    let mut row = |rows: &mut Vec<Row>, framework: &str, phase, threads, batch, samples: Vec<f64>| {
+    let row = |rows: &mut Vec<Row>, framework: &str, phase, threads, batch, samples: Vec<f64>| {
         match rows.iter_mut().find(|r| {
             r.framework == framework && r.phase == phase && r.threads == threads && r.batch == batch
         }) {
@@ -327,8 +327,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         }
     };
-    let inputs: Vec<(usize, Tensor<4>)> = args
-        .batches
+    let batches = if args.no_infer { &[][..] } else { &args.batches[..] };
+    let inputs: Vec<(usize, Tensor<4>)> = batches
         .iter()
         .map(|&b| {
             (

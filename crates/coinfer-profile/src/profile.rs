@@ -9,7 +9,6 @@ use coinfer_split::NetSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::cost::NetCost;
-use crate::ProfileError;
 use crate::error::{Result, check_non_negative, check_positive};
 use crate::measure::ProfileTable;
 use crate::preset;

@@ -13,7 +13,7 @@ use crate::frame::{
 };
 use crate::server::check_digest;
 use crate::shaping::{LinkShaping, ShapedWriter};
-use coinfer_split::Network;
+use coinfer_split::{InferenceNetwork, Network};
 
 /// Device client options.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +179,8 @@ pub struct DeviceClient {
     reader: TcpStream,
     writer: ShapedWriter<TcpStream>,
     device_half: Network,
+    /// `device_half` with batch norm folded: what [`infer`](Self::infer) runs.
+    device_fast: InferenceNetwork,
     codec: SharedCodec,
     plan: PlanTag,
     config: ClientConfig,
@@ -265,6 +267,7 @@ impl DeviceClient {
         Ok(DeviceClient {
             reader,
             writer: ShapedWriter::new(stream, config.shaping),
+            device_fast: InferenceNetwork::from_network(&device)?,
             device_half: device,
             codec,
             plan: PlanTag::of(&digest),
@@ -304,7 +307,7 @@ impl DeviceClient {
             });
         }
         let start = Instant::now();
-        let feature = self.device_half.forward(x)?;
+        let feature = self.device_fast.forward(x)?;
         let dims = feature.dims();
         let device_done = Instant::now();
         let payload = self.codec.encode(feature)?;

@@ -24,7 +24,7 @@ use crate::frame::{
     codec_to_wire, read_frame, write_frame,
 };
 use crate::worker::{Job, Worker};
-use coinfer_split::Network;
+use coinfer_split::{InferenceNetwork, Network};
 
 /// Requests that may wait for the worker before connection threads block (back-pressure).
 const QUEUE_DEPTH: usize = 1024;
@@ -291,7 +291,8 @@ impl EdgeServer {
             open: Mutex::new(HashMap::new()),
         });
         let worker = Worker {
-            edge: self.edge,
+            // Batch norm folded once here; every request then runs the inference form.
+            edge: InferenceNetwork::from_network(&self.edge)?,
             codec: self.codec,
             device,
             classes: self.classes,

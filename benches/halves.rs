@@ -28,7 +28,8 @@ fn halves(c: &mut Criterion) {
     for threads in [1, cores] {
         let pool = Threads::new(threads).unwrap();
         for batch in [1, 64] {
-            let x = Tensor::<4>::random([batch, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+            let x =
+                Tensor::<4>::random([batch, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
             for split in [1, 3, 5] {
                 let (device_half, edge_half) = net.clone().split(split).unwrap();
                 let device_half = InferenceNetwork::from_network(&device_half).unwrap();

@@ -15,7 +15,8 @@
 //! One JSON object per line on stdout with `--json` (a markdown table without), progress and
 //! skipped peers on stderr:
 //! `{"framework": "burn-flex", "threads": 1, "batch": 1, "median_ms": .., "p10_ms": .., "p90_ms": ..}`
-//! and `{"framework": .., "phase": "train", "threads": .., "batch": 64, "median_ms": .., ..}`.
+//! (`burn-flex` runs the [`InferenceNetwork`]; `burn-flex-unfolded` the same weights with batch
+//! norm as separate ops, i.e. the gain of folding) and `{"framework": .., "phase": "train", "threads": .., "batch": 64, "median_ms": .., ..}`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ struct Args {
     /// Batch sizes of the forward pass (comma separated).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 64])]
     batches: Vec<usize>,
+    /// Threads of the training step (both frameworks).
+    #[arg(long, default_value_t = 1)]
+    train_threads: usize,
     /// Skip the training step.
     #[arg(long)]
     no_train: bool,
@@ -162,7 +166,12 @@ impl PeerWorker {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| eprintln!("peers skipped: cannot start `{python} {}`: {e}", script.display()))
+            .map_err(|e| {
+                eprintln!(
+                    "peers skipped: cannot start `{python} {}`: {e}",
+                    script.display()
+                )
+            })
             .ok()?;
         let stdin = child.stdin.take()?;
         let stdout = BufReader::new(child.stdout.take()?);
@@ -254,7 +263,10 @@ impl BurnTrainer {
         let [c, h, w] = net.spec().input.dims();
         let x = Tensor::<4>::random([batch, c, h, w], Distribution::Normal(0.0, 1.0), &ad);
         let labels = Tensor::<1, Int>::from_data(
-            TensorData::new((0..batch as i64).map(|i| i % 10).collect::<Vec<i64>>(), [batch]),
+            TensorData::new(
+                (0..batch as i64).map(|i| i % 10).collect::<Vec<i64>>(),
+                [batch],
+            ),
             &ad,
         );
         BurnTrainer {
@@ -313,10 +325,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let mut rows: Vec<Row> = Vec::new();
-    let row = |rows: &mut Vec<Row>, framework: &str, phase, threads, batch, samples: Vec<f64>| {
-        match rows.iter_mut().find(|r| {
-            r.framework == framework && r.phase == phase && r.threads == threads && r.batch == batch
-        }) {
+    let row =
+        |rows: &mut Vec<Row>, framework: &str, phase, threads, batch, samples: Vec<f64>| match rows
+            .iter_mut()
+            .find(|r| {
+                r.framework == framework
+                    && r.phase == phase
+                    && r.threads == threads
+                    && r.batch == batch
+            }) {
             Some(r) => r.samples.extend(samples),
             None => rows.push(Row {
                 framework: framework.to_string(),
@@ -325,9 +342,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 batch,
                 samples,
             }),
-        }
+        };
+    let batches = if args.no_infer {
+        &[][..]
+    } else {
+        &args.batches[..]
     };
-    let batches = if args.no_infer { &[][..] } else { &args.batches[..] };
     let inputs: Vec<(usize, Tensor<4>)> = batches
         .iter()
         .map(|&b| {
@@ -342,7 +362,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|&t| Threads::new(t).map(|pool| (t, pool)))
         .collect::<Result<_, _>>()?;
-    let train_threads = *args.threads.iter().max().unwrap_or(&1);
+    let train_threads = args.train_threads;
+    let train_pool = Threads::new(train_threads)?;
     let mut trainer = (!args.no_train).then(|| BurnTrainer::new(&net, 64, &device));
     let torch_trains = frameworks.iter().any(|f| f == "torch") && !args.no_train;
 
@@ -361,6 +382,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if record {
                     row(&mut rows, "burn-flex", "infer", *threads, *batch, samples);
                 }
+                // The training form in eval mode (batch norm as separate ops): the gain of folding.
+                let samples = pool.install(|| {
+                    time_ms(iters, || {
+                        let _ = net.forward(x.clone()).expect("input fits").into_data();
+                    })
+                });
+                if record {
+                    row(
+                        &mut rows,
+                        "burn-flex-unfolded",
+                        "infer",
+                        *threads,
+                        *batch,
+                        samples,
+                    );
+                }
                 for framework in &frameworks {
                     let samples = peers.as_mut().expect("frameworks come from the worker").samples(
                         json!({"cmd": "infer", "framework": framework, "threads": threads, "batch": batch, "iters": iters}),
@@ -372,8 +409,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         if let Some(trainer) = trainer.as_mut() {
-            let pool = &pools.iter().find(|(t, _)| *t == train_threads).expect("listed").1;
-            let samples = pool.install(|| time_ms(1, || trainer.step()));
+            let samples = train_pool.install(|| time_ms(1, || trainer.step()));
             if record {
                 row(&mut rows, "burn-flex", "train", train_threads, 64, samples);
             }

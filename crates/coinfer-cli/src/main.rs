@@ -20,7 +20,8 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// CPU threads burn's kernels may use (search, serve, infer); all cores when absent. A
-    /// phone-like device wants 1, an edge server its core count.
+    /// phone-like device wants 1, an edge server its core count. Takes effect when built with
+    /// `--features coinfer-split/parallel` (burn-flex's rayon); burn is single-threaded without.
     #[arg(long, global = true)]
     threads: Option<usize>,
 }
@@ -49,12 +50,14 @@ fn main() {
         Some(threads) => coinfer_automl::split::Threads::init_global(threads),
         None => Ok(()),
     };
-    let result = threads.map_err(Into::into).and_then(|()| match cli.command {
-        Command::Search(args) => search::run(*args),
-        Command::Serve(args) => runtime::serve(args),
-        Command::Infer(args) => runtime::infer(args),
-        Command::Plot { report } => search::replot(&report),
-    });
+    let result = threads
+        .map_err(Into::into)
+        .and_then(|()| match cli.command {
+            Command::Search(args) => search::run(*args),
+            Command::Serve(args) => runtime::serve(args),
+            Command::Infer(args) => runtime::infer(args),
+            Command::Plot { report } => search::replot(&report),
+        });
     if let Err(error) = result {
         eprintln!("error: {error}");
         let mut source = error.source();

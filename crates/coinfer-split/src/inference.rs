@@ -409,9 +409,7 @@ mod tests {
         // would be almost the identity and prove little.
         let device = Device::flex();
         device.seed(7);
-        let plain = Network::new(zoo::resnet_mini(10), &device)
-            .unwrap()
-            .valid();
+        let plain = Network::new(zoo::resnet_mini(10), &device).unwrap().valid();
         let (spec, module) = plain.clone().into_parts();
         let module = randomise_running_stats(module.map(&mut RandomiseNorms), &device);
         let random = Network::from_parts(spec, module).unwrap();
@@ -423,7 +421,10 @@ mod tests {
             .zip(b.iter::<f32>())
             .map(|(p, q)| (p - q).abs())
             .fold(0.0, f32::max);
-        assert!(diff > 1e-2, "randomised statistics barely moved the logits ({diff})");
+        assert!(
+            diff > 1e-2,
+            "randomised statistics barely moved the logits ({diff})"
+        );
     }
 
     #[test]

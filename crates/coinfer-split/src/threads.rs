@@ -1,10 +1,12 @@
 //! How many CPU threads burn's flex backend may use.
 //!
-//! burn-flex parallelises its matrix products and reductions with rayon: it uses whatever rayon
+//! Built with this crate's `parallel` feature (burn-flex's `rayon` and `simd`), burn-flex
+//! parallelises its matrix products, convolutions and reductions with rayon, on whatever rayon
 //! pool the calling code runs in (the global pool, one thread per core, unless told otherwise).
 //! A phone wants one thread per request, an edge server all its cores for a batch: [`Threads`]
 //! is a pool of a chosen size to run work in, and [`Threads::init_global`] sizes the global pool
-//! once per process (the CLI's `--threads`).
+//! once per process (the CLI's `--threads`). Without `parallel` (the default, so that the
+//! workspace builds burn once) burn-flex runs single-threaded whatever the pool's size.
 //!
 //! ```
 //! use burn::prelude::*;

@@ -10,7 +10,7 @@ use coinfer_profile::{Breakdown, CodecCompute, LatencyModel, PlanCost};
 use coinfer_sparsity::{
     Calibration, PruneRatios, PruneRecovery, prune, prune_spec, prune_with_recovery,
 };
-use coinfer_split::{NetSpec, Network};
+use coinfer_split::{InferenceNetwork, NetSpec, Network};
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
@@ -640,6 +640,9 @@ impl PlanEvaluator {
         let split = self.space.candidates[decision.candidate].split;
         let codec = self.bank.entry(decision.candidate, decision.codec)?;
         let (device_half, edge_half) = network.split(split)?;
+        // Folded once per decision, then run on every validation batch.
+        let device_half = InferenceNetwork::from_network(&device_half)?;
+        let edge_half = InferenceNetwork::from_network(&edge_half)?;
         correctness(&self.validation, |images| {
             let feature = device_half.forward(images)?;
             let received = codec.codec.codec().roundtrip(feature)?;

@@ -28,6 +28,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads burn's kernels may use (search, serve, infer); all cores when absent. A
+    /// phone-like device wants 1, an edge server its core count. Takes effect when built with
+    /// `--features coinfer-split/parallel` (burn-flex's rayon); burn is single-threaded without.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -60,17 +65,23 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Search(args) => search::run(*args),
-        Command::Profile(args) => profile::run(args),
-        Command::Serve(args) => runtime::serve(args),
-        Command::Infer(args) => runtime::infer(args),
-        Command::Sweep(args) => sweep::run(*args),
-        Command::Plot {
-            sweep: Some(sweep), ..
-        } => sweep::replot(&sweep),
-        Command::Plot { report, .. } => search::replot(&report),
+    let threads = match cli.threads {
+        Some(threads) => coinfer_automl::split::Threads::init_global(threads),
+        None => Ok(()),
     };
+    let result = threads
+        .map_err(Into::into)
+        .and_then(|()| match cli.command {
+            Command::Search(args) => search::run(*args),
+            Command::Profile(args) => profile::run(args),
+            Command::Serve(args) => runtime::serve(args),
+            Command::Infer(args) => runtime::infer(args),
+            Command::Sweep(args) => sweep::run(*args),
+            Command::Plot {
+                sweep: Some(sweep), ..
+            } => sweep::replot(&sweep),
+            Command::Plot { report, .. } => search::replot(&report),
+        });
     if let Err(error) = result {
         eprintln!("error: {error}");
         let mut source = error.source();

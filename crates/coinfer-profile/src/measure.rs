@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use coinfer_split::{BlockSpec, FeatureShape, NetSpec, Network};
+use coinfer_split::{BlockSpec, FeatureShape, InferenceNetwork, NetSpec, Network};
 use serde::{Deserialize, Serialize};
 
 use crate::cost::NetCost;
@@ -368,8 +368,17 @@ fn random_input(shape: FeatureShape, batch: usize, device: &Device) -> Tensor<4>
     Tensor::random([batch, c, h, w], Distribution::Normal(0.0, 1.0), device)
 }
 
-/// Measures every block of `network` alone on `device` (inference mode, random input of the
-/// block's real shape) and returns the table.
+/// `network` on `device` in the form a deployment runs: batch norm folded (see
+/// [`InferenceNetwork`]).
+fn inference_form(network: &Network, device: &Device) -> Result<InferenceNetwork> {
+    Ok(InferenceNetwork::from_network(
+        &network.valid().to_device(device),
+    )?)
+}
+
+/// Measures every block of `network` alone on `device` in inference form (batch norm folded
+/// into the convolutions, as deployed; random input of the block's real shape) and returns the
+/// table.
 ///
 /// ```
 /// use burn::prelude::*;
@@ -391,10 +400,10 @@ pub fn measure_blocks(
     device: &Device,
 ) -> Result<ProfileTable> {
     config.check()?;
-    let net = network.valid().to_device(device);
+    let net = inference_form(network, device)?;
     let spec = net.spec();
     let cost = NetCost::of(spec)?;
-    let blocks = &net.module().blocks;
+    let blocks = &net.blocks;
     let inputs: Vec<Tensor<4>> = cost
         .blocks
         .iter()
@@ -441,14 +450,12 @@ pub fn measure_forward(
     device: &Device,
 ) -> Result<TimingStats> {
     config.check()?;
-    let net = network.valid().to_device(device);
+    let net = inference_form(network, device)?;
     let input = random_input(net.spec().input, config.batch_size, device);
     let what = || format!("forward of {}", net.spec().name);
     let mut samples = Vec::with_capacity(config.repeats);
     for round in 0..config.warmup + config.repeats {
-        let seconds = timed(device, &what, || {
-            net.module().forward_features(input.clone())
-        })?;
+        let seconds = timed(device, &what, || net.forward_unchecked(input.clone()))?;
         if round >= config.warmup {
             samples.push(seconds);
         }

@@ -14,7 +14,7 @@ use crate::frame::{
 };
 use crate::server::{Token, check_digest, check_token};
 use crate::shaping::{LinkShaping, ShapedWriter};
-use coinfer_split::Network;
+use coinfer_split::{InferenceNetwork, Network};
 
 /// Device client options.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +201,8 @@ impl InferResult {
 pub struct DeviceClient {
     link: Link,
     device_half: Network,
+    /// `device_half` with batch norm folded: what [`infer`](Self::infer) runs.
+    device_fast: InferenceNetwork,
     codec: SharedCodec,
     digest: String,
     feature: [usize; 3],
@@ -258,6 +260,7 @@ impl DeviceClient {
         let link = Link::open(&addrs, &digest, codec.id(), feature, &config)?;
         Ok(DeviceClient {
             link,
+            device_fast: InferenceNetwork::from_network(&device)?,
             device_half: device,
             plan: PlanTag::of(&digest),
             codec,
@@ -298,7 +301,7 @@ impl DeviceClient {
     /// [`ClientConfig::retries`] times with doubling backoff.
     pub fn infer(&mut self, x: Tensor<4>) -> Result<InferResult, RuntimeError> {
         let start = Instant::now();
-        let feature = self.device_half.forward(x)?;
+        let feature = self.device_fast.forward(x)?;
         let dims = feature.dims();
         let device_done = Instant::now();
         let payload = self.codec.encode(feature)?;

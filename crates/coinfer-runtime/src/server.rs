@@ -30,7 +30,7 @@ use crate::frame::{
     PlanTag, codec_to_wire, read_frame_admitted, split_hello, write_frame,
 };
 use crate::worker::{Job, Worker};
-use coinfer_split::Network;
+use coinfer_split::{InferenceNetwork, Network};
 
 /// Requests that may wait for the worker before connection threads block (back-pressure).
 const QUEUE_DEPTH: usize = 1024;
@@ -400,7 +400,8 @@ impl EdgeServer {
             in_flight: AtomicUsize::new(0),
         });
         let worker = Worker {
-            edge: self.edge,
+            // Batch norm folded once here; every request then runs the inference form.
+            edge: InferenceNetwork::from_network(&self.edge)?,
             codec: self.codec,
             device,
             classes: self.classes,

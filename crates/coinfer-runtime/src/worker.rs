@@ -14,7 +14,7 @@ use crate::SharedCodec;
 use crate::error::ErrorCode;
 use crate::frame::EdgeTiming;
 use crate::server::Stats;
-use coinfer_split::Network;
+use coinfer_split::InferenceNetwork;
 
 /// One Infer request handed from a connection thread to the worker.
 pub(crate) struct Job {
@@ -39,7 +39,7 @@ pub(crate) type Reply = Result<Answer, (ErrorCode, String)>;
 
 /// The worker's state.
 pub(crate) struct Worker {
-    pub(crate) edge: Network,
+    pub(crate) edge: InferenceNetwork,
     pub(crate) codec: SharedCodec,
     pub(crate) device: Device,
     pub(crate) classes: usize,

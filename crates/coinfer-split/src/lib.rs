@@ -30,13 +30,17 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod inference;
 pub mod model;
 mod network;
 mod spec;
+mod threads;
 pub mod train;
 pub mod zoo;
 
 pub use error::SplitError;
+pub use inference::InferenceNetwork;
 pub use model::NetModule;
 pub use network::{Network, fingerprint};
 pub use spec::{BlockSpec, FeatureShape, NetSpec};
+pub use threads::Threads;

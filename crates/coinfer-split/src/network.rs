@@ -107,25 +107,11 @@ impl Network {
 
     /// Runs a network that ends in its classifier and returns `[B, classes]` logits.
     pub fn logits(&self, x: Tensor<4>) -> Result<Tensor<2>, SplitError> {
-        let y = self.forward(x)?;
-        let [batch, classes, h, w] = y.dims();
-        if h != 1 || w != 1 {
-            return Err(SplitError::NoClassifierHead {
-                shape: [classes, h, w],
-            });
-        }
-        Ok(y.reshape([batch, classes]))
+        into_logits(self.forward(x)?)
     }
 
     fn check_input(&self, x: &Tensor<4>) -> Result<(), SplitError> {
-        let dims = x.dims();
-        if dims[1..] != self.spec.input.dims() {
-            return Err(SplitError::InputShape {
-                expected: self.spec.input.dims(),
-                got: dims.to_vec(),
-            });
-        }
-        Ok(())
+        check_input(&self.spec, x)
     }
 
     /// Cuts after `at` blocks into `(device half, edge half)`; `at = 0` gives an empty device
@@ -313,6 +299,29 @@ impl Network {
     pub fn num_params(&self) -> usize {
         self.module.num_params()
     }
+}
+
+/// Fails unless `x` is `[B, ..spec.input]`.
+pub(crate) fn check_input(spec: &NetSpec, x: &Tensor<4>) -> Result<(), SplitError> {
+    let dims = x.dims();
+    if dims[1..] != spec.input.dims() {
+        return Err(SplitError::InputShape {
+            expected: spec.input.dims(),
+            got: dims.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// `[B, classes, 1, 1]` → `[B, classes]`; fails on a feature map that is not a classifier output.
+pub(crate) fn into_logits(y: Tensor<4>) -> Result<Tensor<2>, SplitError> {
+    let [batch, classes, h, w] = y.dims();
+    if h != 1 || w != 1 {
+        return Err(SplitError::NoClassifierHead {
+            shape: [classes, h, w],
+        });
+    }
+    Ok(y.reshape([batch, classes]))
 }
 
 /// A stable 64-bit fingerprint of `bytes` as 16 hex digits (FNV-1a; not a cryptographic

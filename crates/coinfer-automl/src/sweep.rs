@@ -70,7 +70,7 @@ impl SweepGrid {
             rates_bps: (0..10)
                 .map(|i| 1e4 * 10f64.powf(i as f64 * 4.0 / 9.0))
                 .collect(),
-            device_flops_per_s: vec![5e7, 2e8, 1e9, 1e10],
+            device_flops_per_s: vec![5e7, 1e8, 1e9, 1e10],
             rtts_s: vec![0.0, 0.01, 0.03],
             device_overhead_s: DEFAULT_DEVICE_OVERHEAD_S,
             per_message_overhead_bytes: DEFAULT_MESSAGE_OVERHEAD_BYTES,

@@ -54,15 +54,19 @@ pub struct SearchArgs {
     /// Backbone training epochs (when training).
     #[arg(long, default_value_t = 8)]
     pub(crate) backbone_epochs: usize,
-    /// Device compute profile: a preset (device-1gflops, device-10gflops, this-machine) or a
+    /// Device compute profile: a preset (device-mcu, device-1gflops, device-10gflops,
+    /// this-machine) or a
     /// ComputeProfile JSON file.
-    #[arg(long, default_value = "device-1gflops")]
+    #[arg(long, default_value = "device-mcu")]
     pub(crate) device: String,
-    /// Link profile: a preset (link-1mbps, link-10mbps, link-100mbps) or a LinkProfile JSON file.
-    #[arg(long, default_value = "link-10mbps")]
+    /// Link profile: a preset (link-802154, link-ble, link-1mbps, link-10mbps, link-100mbps)
+    /// or a LinkProfile JSON file. The paper's regime is `--device device-1gflops --link
+    /// link-10mbps --edge edge-gpu`.
+    #[arg(long, default_value = "link-802154")]
     pub(crate) link: String,
-    /// Edge compute profile: a preset (edge-gpu, edge-cpu, this-machine) or a JSON file.
-    #[arg(long, default_value = "edge-gpu")]
+    /// Edge compute profile: a preset (edge-gateway, edge-gpu, edge-h200-eager,
+    /// edge-h200-graph, edge-cpu, this-machine) or a JSON file.
+    #[arg(long, default_value = "edge-gateway")]
     pub(crate) edge: String,
     /// Reward: `within-tolerance` (the fastest plan within --tolerance-points of the
     /// backbone's accuracy, decided by a paired comparison on the validation images),
@@ -89,11 +93,16 @@ pub struct SearchArgs {
     /// Validation images every plan is scored on.
     #[arg(long, default_value_t = coinfer_automl::DEFAULT_VALIDATION_IMAGES)]
     pub(crate) validation_images: usize,
-    /// Autoencoder ratios r (comma separated; `--ae-ratios` alone for quantizers only).
-    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "2,4,8,16")]
+    /// Channel ratios r of the 1×1 autoencoders (comma separated; `--ae-ratios` alone for
+    /// none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "4,16")]
     pub(crate) ae_ratios: Vec<u16>,
+    /// Channel ratios of the spatial (stride-2, 3×3, batch-norm) autoencoders (comma
+    /// separated; `--spatial-ratios` alone for none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "8,16")]
+    pub(crate) spatial_ratios: Vec<u16>,
     /// Epochs per autoencoder.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 5)]
     pub(crate) ae_epochs: usize,
     /// Fine-tuning epochs of the chosen plan [default: 1, or the --config file's].
     #[arg(long)]
@@ -147,6 +156,7 @@ fn search_config(args: &SearchArgs) -> CliResult<SearchConfig> {
                 validation_images: args.validation_images,
                 codecs: CodecSetup {
                     ae_ratios: args.ae_ratios.clone(),
+                    spatial_ratios: args.spatial_ratios.clone(),
                     ae_epochs: args.ae_epochs,
                     ..CodecSetup::default()
                 },
@@ -287,7 +297,7 @@ fn write(path: &Path, text: &str) -> CliResult<()> {
 
 /// Refuses numeric options no search can use, before anything is trained or written.
 fn check_flags(args: &SearchArgs) -> CliResult<()> {
-    let autoencoders = !args.ae_ratios.is_empty();
+    let autoencoders = !args.ae_ratios.is_empty() || !args.spatial_ratios.is_empty();
     let positive = [
         ("--episodes", args.episodes.unwrap_or(1)),
         ("--validation-images", args.validation_images),
@@ -301,7 +311,7 @@ fn check_flags(args: &SearchArgs) -> CliResult<()> {
     if args.backbone.is_none() && args.backbone_epochs == 0 {
         return Err("--backbone-epochs must be at least 1 when no --backbone is given".into());
     }
-    if args.ae_ratios.contains(&0) {
+    if args.ae_ratios.contains(&0) || args.spatial_ratios.contains(&0) {
         return Err("--ae-ratios: a ratio must be at least 1".into());
     }
     if let Some(ms) = args.budget_ms
@@ -576,7 +586,10 @@ mod tests {
     #[test]
     fn without_a_config_file_the_documented_defaults_apply() {
         let config = search_config(&parse(&[])).unwrap();
-        assert_eq!(overridable(&config), (300, 50, 1, 1, 1, 500));
+        assert_eq!(
+            overridable(&config),
+            (300, 50, 1, 1, 1, coinfer_automl::DEFAULT_VALIDATION_IMAGES)
+        );
         let config =
             search_config(&parse(&["--episodes", "5", "--validation-images", "50"])).unwrap();
         assert_eq!(overridable(&config), (5, 50, 1, 1, 1, 50));

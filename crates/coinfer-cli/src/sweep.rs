@@ -23,7 +23,7 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',')]
     rates_kbps: Vec<f64>,
     /// Device throughputs of the grid, GFLOP/s.
-    #[arg(long, value_delimiter = ',', default_value = "0.05,0.2,1,10")]
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,1,10")]
     device_gflops: Vec<f64>,
     /// Round-trip times of the grid, milliseconds.
     #[arg(long, value_delimiter = ',', default_value = "0,10,30")]

@@ -149,7 +149,8 @@ fn search_refuses_every_bad_numeric_flag_before_training() {
         ("--ae-epochs", &["0", "-1"]),
         ("--backbone-epochs", &["0", "-1"]),
         ("--finetune-epochs", &["-1", "x"]),
-        ("--random-seeds", &["-3", "x"]),
+        ("--spatial-ratios", &["0", "-2", "x"]),
+        ("--tolerance-points", &["x"]),
         ("--exhaustive-levels", &["-1", "1e9"]),
         ("--budget-ms", &["nan", "-1", "inf", "0", "x"]),
     ];

@@ -86,6 +86,7 @@ fn measured_profile_then_cifar10_search_on_the_sample() {
         "--warmup",
         "1",
         "--ae-ratios",
+        "--spatial-ratios",
         "--finetune-epochs",
         "0",
         "--no-baselines",

@@ -312,7 +312,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (name, diff) in reply["max_abs_diff"].as_object().into_iter().flatten() {
             let diff = diff.as_f64().unwrap_or(f64::NAN);
             eprintln!("peer {name}: max |logit − burn's| = {diff:.2e}");
-            if !(diff < 1e-3) {
+            if diff.is_nan() || diff >= 1e-3 {
                 return Err(format!("peer {name} disagrees with burn by {diff}").into());
             }
         }

@@ -95,8 +95,15 @@ fn an_exported_plan_serves_over_tcp_with_the_in_process_result() {
     .unwrap();
     let result = client.infer(x).unwrap();
     let got = result.logits_tensor(&device);
+    // The runtime runs the halves in inference form (batch norm folded into the convolutions),
+    // which reorders the float arithmetic: equal to the in-process result up to rounding,
+    // relative to the logits' scale.
+    let scale = expected.clone().abs().max().into_scalar::<f32>().max(1.0);
     let diff = (got - expected).abs().max().into_scalar::<f32>();
-    assert!(diff <= 1e-5, "max |diff| = {diff}");
+    assert!(
+        diff <= 2e-5 * scale.max(10.0),
+        "max |diff| = {diff} (scale {scale})"
+    );
     client.close();
 
     // A device holding another plan is refused at the handshake.

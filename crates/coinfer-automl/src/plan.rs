@@ -214,6 +214,10 @@ impl SplitPlan {
     }
 }
 
+fn recovery_before_it_existed() -> PruneRecovery {
+    PruneRecovery::None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,8 +285,4 @@ mod tests {
         let back: SplitPlan = serde_json::from_str(&json).unwrap();
         assert_eq!(back.codec, codec);
     }
-}
-
-fn recovery_before_it_existed() -> PruneRecovery {
-    PruneRecovery::None
 }

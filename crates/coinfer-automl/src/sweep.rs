@@ -63,7 +63,7 @@ pub struct SweepGrid {
 
 impl SweepGrid {
     /// The default grid: 10 log-spaced rates from 10 kbit/s to 100 Mbit/s, devices of 0.05,
-    /// 0.2, 1 and 10 GFLOP/s (a weak microcontroller to a mid-range phone), RTTs of 0, 10 and
+    /// 0.1, 1 and 10 GFLOP/s (a weak microcontroller to a mid-range phone), RTTs of 0, 10 and
     /// 30 ms: 120 points.
     pub fn default_grid(edge: ComputeProfile) -> SweepGrid {
         SweepGrid {

@@ -311,8 +311,11 @@ fn check_flags(args: &SearchArgs) -> CliResult<()> {
     if args.backbone.is_none() && args.backbone_epochs == 0 {
         return Err("--backbone-epochs must be at least 1 when no --backbone is given".into());
     }
-    if args.ae_ratios.contains(&0) || args.spatial_ratios.contains(&0) {
+    if args.ae_ratios.contains(&0) {
         return Err("--ae-ratios: a ratio must be at least 1".into());
+    }
+    if args.spatial_ratios.contains(&0) {
+        return Err("--spatial-ratios: a ratio must be at least 1".into());
     }
     if let Some(ms) = args.budget_ms
         && !(ms.is_finite() && ms > 0.0)

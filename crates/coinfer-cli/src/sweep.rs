@@ -18,7 +18,7 @@ type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 pub struct SweepArgs {
     #[command(flatten)]
     search: SearchArgs,
-    /// Link rates of the grid, kbit/s (default: 9 values, two per decade, 10 kbit/s to
+    /// Link rates of the grid, kbit/s (default: 10 log-spaced values, 10 kbit/s to
     /// 100 Mbit/s).
     #[arg(long, value_delimiter = ',')]
     rates_kbps: Vec<f64>,

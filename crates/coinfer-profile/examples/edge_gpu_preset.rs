@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use coinfer_profile::{
-    BlockTiming, ComputePreset, ComputeProfile, NetCost, PresetModel, ProfileTable, TimingStats,
+    BlockTiming, ComputeProfile, NetCost, ProfileTable, TimingStats,
+    preset::{ComputePreset, PresetModel},
 };
 use coinfer_split::{NetSpec, zoo};
 use serde::Deserialize;

@@ -150,7 +150,7 @@ pub enum InferenceBlock {
     /// Convolution with folded batch norm, then ReLU.
     ConvRelu(FoldedConv),
     /// Residual basic block.
-    Basic(FoldedBasicBlock),
+    Basic(Box<FoldedBasicBlock>),
     /// Max pooling.
     MaxPool(MaxPool2d),
     /// Average pooling.
@@ -182,11 +182,11 @@ impl InferenceBlock {
                     }
                     None => None,
                 };
-                InferenceBlock::Basic(FoldedBasicBlock {
+                InferenceBlock::Basic(Box::new(FoldedBasicBlock {
                     conv1,
                     conv2,
                     shortcut,
-                })
+                }))
             }
             Block::MaxPool(pool) => InferenceBlock::MaxPool(pool.clone()),
             Block::AvgPool(pool) => InferenceBlock::AvgPool(pool.clone()),
@@ -289,11 +289,14 @@ impl InferenceNetwork {
             .into_iter()
             .map(|block| match block {
                 InferenceBlock::ConvRelu(c) => InferenceBlock::ConvRelu(conv(c)),
-                InferenceBlock::Basic(b) => InferenceBlock::Basic(FoldedBasicBlock {
-                    conv1: conv(b.conv1),
-                    conv2: conv(b.conv2),
-                    shortcut: b.shortcut.map(conv),
-                }),
+                InferenceBlock::Basic(b) => {
+                    let b = *b;
+                    InferenceBlock::Basic(Box::new(FoldedBasicBlock {
+                        conv1: conv(b.conv1),
+                        conv2: conv(b.conv2),
+                        shortcut: b.shortcut.map(conv),
+                    }))
+                }
                 InferenceBlock::Linear(l) => InferenceBlock::Linear(InferenceLinear {
                     weight: l.weight.to_device(device),
                     bias: l.bias.map(|b| b.to_device(device)),

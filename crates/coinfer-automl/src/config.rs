@@ -45,7 +45,18 @@ pub struct SearchConfig {
     pub recovery: PruneRecovery,
     /// Training images (never validation or test ones) that recovery fits on.
     pub calibration_images: usize,
+    /// Re-ranking: how many of the fastest plans that are faster than the search's answer
+    /// and at most [`RERANK_SLACK`] beyond the accuracy tolerance get a short three-step
+    /// fine-tune before the final choice (0: none). Only with
+    /// [`Reward::FastestWithinTolerance`](crate::Reward::FastestWithinTolerance).
+    pub rerank: usize,
+    /// Epochs of each of the three steps of a re-ranking fine-tune.
+    pub rerank_epochs: usize,
 }
+
+/// How far (fraction of accuracy) beyond the tolerance a plan may drop before fine-tuning and
+/// still be re-ranked: three points, what three-step fine-tuning typically recovers.
+pub const RERANK_SLACK: f64 = 0.03;
 
 impl Default for SearchConfig {
     fn default() -> Self {
@@ -63,6 +74,8 @@ impl Default for SearchConfig {
             seed: 17,
             recovery: PruneRecovery::default(),
             calibration_images: DEFAULT_CALIBRATION_IMAGES,
+            rerank: 3,
+            rerank_epochs: 1,
         }
     }
 }
@@ -141,6 +154,12 @@ impl SearchConfig {
                     "recovery `{}` fits on calibration images: at least 1",
                     self.recovery
                 ),
+            });
+        }
+        if self.rerank > 0 && self.rerank_epochs == 0 {
+            return Err(AutomlError::InvalidConfig {
+                field: "rerank_epochs",
+                reason: "re-ranking fine-tunes: at least 1 epoch (or rerank = 0)".into(),
             });
         }
         self.finetune.check()?;
@@ -242,6 +261,36 @@ mod tests {
             };
             assert_eq!(rejected(config), "max_prune");
         }
+    }
+
+    #[test]
+    fn recovery_without_calibration_images_is_rejected() {
+        let config = SearchConfig {
+            calibration_images: 0,
+            ..SearchConfig::default()
+        };
+        assert_eq!(rejected(config), "calibration_images");
+        let none = SearchConfig {
+            calibration_images: 0,
+            recovery: PruneRecovery::None,
+            ..SearchConfig::default()
+        };
+        assert!(none.check().is_ok());
+    }
+
+    #[test]
+    fn re_ranking_without_epochs_is_rejected() {
+        let config = SearchConfig {
+            rerank_epochs: 0,
+            ..SearchConfig::default()
+        };
+        assert_eq!(rejected(config), "rerank_epochs");
+        let off = SearchConfig {
+            rerank: 0,
+            rerank_epochs: 0,
+            ..SearchConfig::default()
+        };
+        assert!(off.check().is_ok());
     }
 
     #[test]

@@ -629,6 +629,19 @@ impl PlanEvaluator {
         })
     }
 
+    /// Validation accuracy and paired comparison with the backbone of any model, run as
+    /// `logits_of` on the validation images (e.g. a fine-tuned plan).
+    pub fn score_model(
+        &self,
+        logits_of: impl FnMut(Tensor<4>) -> Result<Tensor<2>, AutomlError>,
+    ) -> Result<(f32, PairedDrop), AutomlError> {
+        let correct = correctness(&self.validation, logits_of)?;
+        Ok((
+            fraction_true(&correct),
+            PairedDrop::between(&self.backbone_correct, &correct),
+        ))
+    }
+
     /// Validation accuracy of a decision: device half → encode → decode → edge half.
     pub fn accuracy(&self, decision: &Decision) -> Result<f32, AutomlError> {
         Ok(fraction_true(&self.correctness(decision)?))

@@ -30,6 +30,9 @@ pub struct SearchReport {
     pub backbone_accuracy: f32,
     /// Test accuracy of the unpruned backbone.
     pub backbone_test_accuracy: f32,
+    /// Plans re-ranked by their fine-tuned validation accuracy before the final choice.
+    #[serde(default)]
+    pub reranked: Vec<Reranked>,
     /// Wall time of the session's phases (codecs, search, baselines, fine-tuning), seconds.
     pub seconds: f64,
     /// Wall time of every phase (absent in reports written before it was recorded).
@@ -166,6 +169,24 @@ fn breakdown_row(name: &str, b: &Breakdown) -> String {
     )
 }
 
+/// One plan tried by re-ranking: its validation accuracy before and after a short three-step
+/// fine-tune.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reranked {
+    /// Split point.
+    pub split: usize,
+    /// Codec.
+    pub codec: coinfer_codec::CodecId,
+    /// Predicted latency, seconds.
+    pub latency_s: f64,
+    /// Validation accuracy as scored by the search (no fine-tuning).
+    pub accuracy_before: f32,
+    /// Validation accuracy after the short fine-tune.
+    pub accuracy_after: f32,
+    /// Whether it then met the accuracy tolerance.
+    pub feasible: bool,
+}
+
 impl SearchReport {
     /// What the search says a user should deploy, in one paragraph: the chosen plan and its
     /// speed-up over the fixed plans (device-only, the raw image to the edge) and the best
@@ -272,6 +293,25 @@ impl SearchReport {
         let _ = writeln!(md, "| predicted latency | {} ms |\n", ms(p.predicted.total));
 
         let _ = writeln!(md, "## Verdict\n\n{}\n", self.verdict());
+        if !self.reranked.is_empty() {
+            let _ = writeln!(
+                md,
+                "## Re-ranking by fine-tuned accuracy\n\n| split | codec | latency (ms) | val. accuracy before | after a short fine-tune | within tolerance |\n|---|---|---|---|---|---|"
+            );
+            for r in &self.reranked {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.2}% | {:.2}% | {} |",
+                    r.split,
+                    r.codec,
+                    ms(r.latency_s),
+                    100.0 * r.accuracy_before,
+                    100.0 * r.accuracy_after,
+                    if r.feasible { "yes" } else { "no" }
+                );
+            }
+            let _ = writeln!(md);
+        }
         let _ = writeln!(md, "## Latency breakdown (ms, predicted)\n");
         let _ = writeln!(
             md,

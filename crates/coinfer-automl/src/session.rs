@@ -18,12 +18,14 @@ use crate::builder::CoInference;
 use crate::checkpoint::{AGENT_DIR, resume, save_records};
 use crate::codecs::{CodecProgress, build_codecs};
 use crate::config::CheckedSearchConfig;
+use crate::config::RERANK_SLACK;
 use crate::config::split_validation;
 use crate::env::{CoInferenceEnv, EpisodeRecord};
+use crate::evaluator::Evaluation;
 use crate::evaluator::{PlanEvaluator, ValidationSet};
 use crate::finetune::{FineTuneProgress, ThreeStepConfig, fine_tune, fine_tune_three_steps};
 use crate::plan::{PlanArtifacts, SplitPlan};
-use crate::report::{PhaseTimes, SearchReport};
+use crate::report::{PhaseTimes, Reranked, SearchReport};
 use crate::reward::Reward;
 use crate::space::{Decision, SearchSpace};
 use burn::prelude::Device;
@@ -272,6 +274,7 @@ impl SearchSession<'_> {
                 (decision, score) = (candidate, candidate_score);
             }
         }
+        let (decision, score, reranked) = self.rerank(decision, score)?;
         let plan = self.finalize(&decision, score, out, |_, _, _| {})?;
         let search = self.search;
         let norm = &search.norm;
@@ -292,7 +295,104 @@ impl SearchSession<'_> {
             backbone_test_accuracy,
             seconds: self.phases.session_s(),
             phases: self.phases.clone(),
+            reranked,
         })
+    }
+
+    /// Re-ranking (a cheap guard against validation noise and against scoring plans before
+    /// fine-tuning): the [`rerank`](crate::SearchConfig::rerank) fastest distinct plans that
+    /// are faster than `decision`, have a device half and drop at most
+    /// [`RERANK_SLACK`](crate::config::RERANK_SLACK) beyond the tolerance get a short
+    /// three-step fine-tune; the fastest whose *fine-tuned* validation accuracy meets the
+    /// reward replaces `decision`. Returns the choice, its score and what was tried.
+    fn rerank(
+        &mut self,
+        decision: Decision,
+        score: f32,
+    ) -> Result<(Decision, f32, Vec<Reranked>), AutomlError> {
+        let search = self.search;
+        let reward = search.reward;
+        let Reward::FastestWithinTolerance {
+            tolerance,
+            confidence,
+        } = reward
+        else {
+            return Ok((decision, score, Vec::new()));
+        };
+        if search.config.rerank == 0 || search.config.finetune.epochs == 0 {
+            return Ok((decision, score, Vec::new()));
+        }
+        let start = Instant::now();
+        let current = self.evaluator.evaluate(&decision)?.latency.total;
+        let mut candidates: Vec<Evaluation> = self
+            .evaluator
+            .evaluated()
+            .into_iter()
+            .filter(|e| {
+                e.split > 0
+                    && e.latency.total < current
+                    && e.paired.mean() <= f64::from(tolerance) + RERANK_SLACK
+            })
+            .cloned()
+            .collect();
+        candidates.sort_by(|a, b| a.latency.total.total_cmp(&b.latency.total));
+        candidates.truncate(search.config.rerank);
+        let epochs = search.config.rerank_epochs;
+        let config = ThreeStepConfig {
+            device_epochs: epochs,
+            codec_epochs: epochs,
+            joint_epochs: epochs,
+            batch_size: search.config.finetune.batch_size,
+            seed: search.config.finetune.seed,
+            ..search.config.three_step.clone()
+        };
+        let mut tried = Vec::new();
+        let mut best = (decision, score);
+        for evaluation in candidates {
+            let candidate = self.evaluator.decision_of(&evaluation)?;
+            let pruned = self.evaluator.pruned_network(&candidate)?;
+            let autoencoder = self
+                .evaluator
+                .bank()
+                .codec(candidate.candidate, candidate.codec)
+                .and_then(|c| c.autoencoder().cloned());
+            let outcome = fine_tune_three_steps(
+                &search.model,
+                &pruned,
+                evaluation.split,
+                evaluation.codec,
+                autoencoder.as_ref(),
+                &self.train,
+                &search.data.test,
+                &search.norm,
+                &config,
+                &search.backend,
+                |_: &FineTuneProgress| {},
+            )?;
+            let codec: SharedCodec = match &outcome.autoencoder {
+                Some(ae) => Arc::new(ae.clone()),
+                None => coinfer_codec::fixed_codec(evaluation.codec)?,
+            };
+            let (accuracy, paired) = self.evaluator.score_model(|images| {
+                let feature = outcome.device_half.forward(images)?;
+                let received = codec.roundtrip(feature)?;
+                Ok(outcome.edge_half.logits(received)?)
+            })?;
+            let tuned_score = reward.score_parts(accuracy, evaluation.latency.total, &paired);
+            tried.push(Reranked {
+                split: evaluation.split,
+                codec: evaluation.codec,
+                latency_s: evaluation.latency.total,
+                accuracy_before: evaluation.accuracy,
+                accuracy_after: accuracy,
+                feasible: paired.upper_bound(confidence) <= f64::from(tolerance),
+            });
+            if tuned_score > best.1 {
+                best = (candidate, tuned_score);
+            }
+        }
+        self.phases.finetune_s += start.elapsed().as_secs_f64();
+        Ok((best.0, best.1, tried))
     }
 
     /// Fine-tunes a decision's device half (and autoencoder), measures test accuracy with the

@@ -480,7 +480,9 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         )?;
     }
 
-    println!("fine-tuning the best plan...");
+    println!(
+        "re-ranking the fastest plans near the tolerance by their fine-tuned accuracy, then fine-tuning the chosen plan (three steps)..."
+    );
     let mut report = session.report(run, baselines, Some(&out))?;
     report.phases.training_s = training_s;
     report.phases.profiling_s = profiling_s;

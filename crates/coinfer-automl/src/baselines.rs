@@ -118,13 +118,7 @@ impl Baseline {
                 best_of(name, evaluator, reward, decisions)
             }
             Baseline::Neurosurgeon => {
-                let decisions = unpruned(evaluator, |split, id| {
-                    id == if split == 0 {
-                        CodecId::quant(8, false)
-                    } else {
-                        CodecId::Float32
-                    }
-                });
+                let decisions = unpruned(evaluator, uncompressed);
                 with_device_only(
                     best_of(name, evaluator, reward, decisions)?,
                     evaluator,
@@ -133,13 +127,7 @@ impl Baseline {
             }
             Baseline::PruningOnly => {
                 let ratios = grid_levels(evaluator.space().max_prune, settings.grid_levels);
-                let decisions = uniform_ratios(evaluator, &ratios, |split, id| {
-                    id == if split == 0 {
-                        CodecId::quant(8, false)
-                    } else {
-                        CodecId::Float32
-                    }
-                });
+                let decisions = uniform_ratios(evaluator, &ratios, uncompressed);
                 with_device_only(
                     best_of(name, evaluator, reward, decisions)?,
                     evaluator,
@@ -250,6 +238,16 @@ fn with_device_only(
         result.reward = device.reward;
     }
     Ok(result)
+}
+
+/// Whether `id` sends the feature at `split` uncompressed: the raw 8-bit image at the input,
+/// float32 elsewhere (what Neurosurgeon and pruning-only send).
+fn uncompressed(split: usize, id: CodecId) -> bool {
+    id == if split == 0 {
+        CodecId::quant(8, false)
+    } else {
+        CodecId::Float32
+    }
 }
 
 /// Split 0 with every input codec `keep` accepts.

@@ -23,7 +23,9 @@ use crate::config::split_validation;
 use crate::env::{CoInferenceEnv, EpisodeRecord};
 use crate::evaluator::Evaluation;
 use crate::evaluator::{PlanEvaluator, ValidationSet};
-use crate::finetune::{FineTuneProgress, ThreeStepConfig, fine_tune, fine_tune_three_steps};
+use crate::finetune::{
+    FineTuneProgress, ThreeStepConfig, ThreeStepOutcome, fine_tune, fine_tune_three_steps,
+};
 use crate::plan::{PlanArtifacts, SplitPlan};
 use crate::report::{PhaseTimes, Reranked, SearchReport};
 use crate::reward::Reward;
@@ -299,6 +301,37 @@ impl SearchSession<'_> {
         })
     }
 
+    /// The three-step fine-tune of a decision's pruned network and codec, with distillation
+    /// from the dense backbone.
+    fn three_steps(
+        &self,
+        decision: &Decision,
+        config: &ThreeStepConfig,
+        progress: impl FnMut(&FineTuneProgress),
+    ) -> Result<ThreeStepOutcome, AutomlError> {
+        let search = self.search;
+        let pruned = self.evaluator.pruned_network(decision)?;
+        let split = self.evaluator.space().candidates[decision.candidate].split;
+        let autoencoder = self
+            .evaluator
+            .bank()
+            .codec(decision.candidate, decision.codec)
+            .and_then(|c| c.autoencoder().cloned());
+        fine_tune_three_steps(
+            &search.model,
+            &pruned,
+            split,
+            self.evaluator.space().codec_id(decision),
+            autoencoder.as_ref(),
+            &self.train,
+            &search.data.test,
+            &search.norm,
+            config,
+            &search.backend,
+            progress,
+        )
+    }
+
     /// Re-ranking (a cheap guard against validation noise and against scoring plans before
     /// fine-tuning): the [`rerank`](crate::SearchConfig::rerank) fastest distinct plans that
     /// are faster than `decision`, have a device half and drop at most
@@ -350,25 +383,7 @@ impl SearchSession<'_> {
         let mut best = (decision, score);
         for evaluation in candidates {
             let candidate = self.evaluator.decision_of(&evaluation)?;
-            let pruned = self.evaluator.pruned_network(&candidate)?;
-            let autoencoder = self
-                .evaluator
-                .bank()
-                .codec(candidate.candidate, candidate.codec)
-                .and_then(|c| c.autoencoder().cloned());
-            let outcome = fine_tune_three_steps(
-                &search.model,
-                &pruned,
-                evaluation.split,
-                evaluation.codec,
-                autoencoder.as_ref(),
-                &self.train,
-                &search.data.test,
-                &search.norm,
-                &config,
-                &search.backend,
-                |_: &FineTuneProgress| {},
-            )?;
+            let outcome = self.three_steps(&candidate, &config, |_| {})?;
             let codec: SharedCodec = match &outcome.autoencoder {
                 Some(ae) => Arc::new(ae.clone()),
                 None => coinfer_codec::fixed_codec(evaluation.codec)?,
@@ -428,19 +443,8 @@ impl SearchSession<'_> {
                     ..search.config.three_step.clone()
                 };
                 let mut progress = progress;
-                let outcome = fine_tune_three_steps(
-                    &search.model,
-                    &pruned,
-                    split,
-                    evaluation.codec,
-                    autoencoder.as_ref(),
-                    &self.train,
-                    &search.data.test,
-                    &search.norm,
-                    &config,
-                    &search.backend,
-                    |p: &FineTuneProgress| progress(p.done, p.total, p.loss),
-                )?;
+                let outcome =
+                    self.three_steps(decision, &config, |p| progress(p.done, p.total, p.loss))?;
                 (
                     outcome.device_half,
                     outcome.edge_half,

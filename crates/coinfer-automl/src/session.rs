@@ -91,12 +91,21 @@ impl CoInference {
 
     /// The calibration set of pruning recovery: a class-balanced sample of the training
     /// part (never the validation or test images), normalised as the network's inputs.
+    /// Each class gives its share of `calibration_images`, or all it has when it is rarer (a
+    /// tiny training part may lack some classes altogether).
     fn calibration(&self, train: &ImageDataset) -> Result<Calibration, AutomlError> {
-        let classes = train.num_classes().max(1);
-        // Small training sets cap the sample at their rarest class.
-        let rarest = train.class_counts().into_iter().min().unwrap_or(0);
-        let per_class = self.config.calibration_images.div_ceil(classes).min(rarest);
-        let sample = train.class_balanced_subset(per_class, self.config.seed)?;
+        let present = train.class_counts().into_iter().filter(|&n| n > 0).count();
+        if present == 0 {
+            return Err(AutomlError::InvalidConfig {
+                field: "validation_images",
+                reason: format!(
+                    "{} leaves no training image to calibrate pruning recovery with",
+                    self.config.validation_images
+                ),
+            });
+        }
+        let per_class = self.config.calibration_images.div_ceil(present);
+        let sample = train.class_capped_subset(per_class, self.config.seed);
         let n = sample.len().min(self.config.calibration_images);
         let indices: Vec<usize> = (0..n).collect();
         let (images, _) = sample.batch(&indices, &self.norm, &self.backend)?;

@@ -143,25 +143,38 @@ impl ImageDataset {
     ///
     /// Fails with [`DataError::NotEnoughItems`] when a class has fewer than `per_class` images.
     pub fn class_balanced_subset(&self, per_class: usize, seed: u64) -> Result<ImageDataset> {
+        if let Some((class, available)) = self
+            .class_counts()
+            .into_iter()
+            .enumerate()
+            .find(|&(_, n)| n < per_class)
+        {
+            return Err(DataError::NotEnoughItems {
+                class,
+                wanted: per_class,
+                available,
+            });
+        }
+        Ok(self.class_capped_subset(per_class, seed))
+    }
+
+    /// A subset with at most `per_class` images of every class (all of a rarer class), drawn
+    /// at random (seeded) within each class; the result keeps the original order of the images.
+    /// Unlike [`class_balanced_subset`](Self::class_balanced_subset) it never fails: small or
+    /// lopsided datasets (a class with no image at all) give what they have.
+    pub fn class_capped_subset(&self, per_class: usize, seed: u64) -> ImageDataset {
         let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.num_classes];
         for (i, &l) in self.labels.iter().enumerate() {
             by_class[l as usize].push(i);
         }
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut chosen = Vec::with_capacity(per_class * self.num_classes);
-        for (class, mut members) in by_class.into_iter().enumerate() {
-            if members.len() < per_class {
-                return Err(DataError::NotEnoughItems {
-                    class,
-                    wanted: per_class,
-                    available: members.len(),
-                });
-            }
+        let mut chosen = Vec::with_capacity(per_class.saturating_mul(self.num_classes));
+        for mut members in by_class {
             members.shuffle(&mut rng);
-            chosen.extend_from_slice(&members[..per_class]);
+            chosen.extend_from_slice(&members[..per_class.min(members.len())]);
         }
         chosen.sort_unstable();
-        Ok(self.gather(&chosen))
+        self.gather(&chosen)
     }
 
     /// Splits into two disjoint datasets: a random (seeded) `fraction` of the images, rounded
@@ -300,6 +313,19 @@ mod tests {
                 available: 3
             })
         ));
+    }
+
+    #[test]
+    fn class_capped_subset_takes_what_a_rare_class_has() {
+        let ds = toy(); // class counts 4, 3, 3
+        assert_eq!(ds.class_capped_subset(4, 5).class_counts(), vec![4, 3, 3]);
+        assert_eq!(ds.class_capped_subset(2, 5).class_counts(), vec![2, 2, 2]);
+        assert!(ds.class_capped_subset(0, 5).is_empty());
+        // The same draw as the balanced subset where that one succeeds.
+        assert_eq!(
+            ds.class_capped_subset(3, 9).labels(),
+            ds.class_balanced_subset(3, 9).unwrap().labels()
+        );
     }
 
     #[test]

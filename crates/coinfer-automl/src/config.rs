@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::AutomlError;
 use crate::codecs::{CheckedCodecSetup, CodecSetup};
 use crate::finetune::{FineTuneConfig, ThreeStepConfig};
+use crate::refine::{CheckedRefineConfig, RefineConfig};
 use coinfer_sparsity::PruneRecovery;
 
 /// Default number of validation images every plan is scored on: enough that a one-point
@@ -52,6 +53,8 @@ pub struct SearchConfig {
     pub rerank: usize,
     /// Epochs of each of the three steps of a re-ranking fine-tune.
     pub rerank_epochs: usize,
+    /// Local refinement of the answer after the agent (hill climbing from its best plans).
+    pub refine: RefineConfig,
 }
 
 /// How far (fraction of accuracy) beyond the tolerance a plan may drop before fine-tuning and
@@ -76,6 +79,7 @@ impl Default for SearchConfig {
             calibration_images: DEFAULT_CALIBRATION_IMAGES,
             rerank: 3,
             rerank_epochs: 1,
+            refine: RefineConfig::default(),
         }
     }
 }
@@ -86,6 +90,7 @@ impl Default for SearchConfig {
 pub struct CheckedSearchConfig {
     config: SearchConfig,
     codecs: CheckedCodecSetup,
+    refine: CheckedRefineConfig,
 }
 
 impl Deref for CheckedSearchConfig {
@@ -100,6 +105,11 @@ impl CheckedSearchConfig {
     /// The checked codec setup.
     pub fn codecs(&self) -> &CheckedCodecSetup {
         &self.codecs
+    }
+
+    /// The checked refinement settings.
+    pub fn refine(&self) -> &CheckedRefineConfig {
+        &self.refine
     }
 
     /// The plain settings back (to edit and check again).
@@ -166,9 +176,11 @@ impl SearchConfig {
         self.three_step.check()?;
         self.ddpg.check()?;
         let codecs = self.codecs.clone().check()?;
+        let refine = self.refine.check()?;
         Ok(CheckedSearchConfig {
             config: self,
             codecs,
+            refine,
         })
     }
 }

@@ -41,7 +41,8 @@
 //! | [`agent`] | `coinfer-agent` | DDPG and the `Environment` trait |
 //!
 //! The glue lives in [`space`], [`evaluator`], [`env`], [`reward`], [`codecs`],
-//! [`baselines`], [`finetune`], [`plan`] and [`sweep`] (the regime map); the search itself is a [`SearchConfig`]
+//! [`baselines`], [`finetune`], [`plan`], [`refine`] (local search after the agent) and
+//! [`sweep`] (the regime map); the search itself is a [`SearchConfig`]
 //! (`config.rs`), checked by the [`CoInferenceBuilder`] (`builder.rs`) into a [`CoInference`],
 //! prepared into a [`SearchSession`] (`session.rs`: DDPG, baselines, fine-tuning, export;
 //! checkpoints in `checkpoint.rs`) that writes a [`SearchReport`] (`report.rs`).
@@ -64,6 +65,7 @@ mod error;
 pub mod evaluator;
 pub mod finetune;
 pub mod plan;
+pub mod refine;
 pub mod report;
 pub mod reward;
 mod session;

@@ -9,6 +9,7 @@ use crate::baselines::{Baseline, BaselineResult};
 use crate::env::EpisodeRecord;
 use crate::evaluator::{Evaluation, PlanEvaluator};
 use crate::plan::SplitPlan;
+use crate::refine::Refinement;
 use crate::space::Decision;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,9 @@ pub struct SearchReport {
     /// Plans re-ranked by their fine-tuned validation accuracy before the final choice.
     #[serde(default)]
     pub reranked: Vec<Reranked>,
+    /// The local refinement of the answer after the agent (absent in older reports).
+    #[serde(default)]
+    pub refinement: Option<Refinement>,
     /// Wall time of the session's phases (codecs, search, baselines, fine-tuning), seconds.
     pub seconds: f64,
     /// Wall time of every phase (absent in reports written before it was recorded).
@@ -293,6 +297,27 @@ impl SearchReport {
         let _ = writeln!(md, "| predicted latency | {} ms |\n", ms(p.predicted.total));
 
         let _ = writeln!(md, "## Verdict\n\n{}\n", self.verdict());
+        if let Some(r) = &self.refinement {
+            let plan = |e: &Evaluation| {
+                format!(
+                    "split {}, {}, ratios {:?}: {} ms, {:.2}%",
+                    e.split,
+                    e.codec,
+                    e.prune_ratios,
+                    ms(e.latency.total),
+                    100.0 * e.accuracy
+                )
+            };
+            let _ = writeln!(
+                md,
+                "## Local refinement\n\nFrom the best plan of the agent and the trivial plans ({}) \
+                 to {} ({} moves, {} more plans evaluated).\n",
+                plan(&r.start),
+                plan(&r.best),
+                r.moves,
+                r.evaluations
+            );
+        }
         if !self.reranked.is_empty() {
             let _ = writeln!(
                 md,

@@ -27,6 +27,7 @@ use crate::finetune::{
     FineTuneProgress, ThreeStepConfig, ThreeStepOutcome, fine_tune, fine_tune_three_steps,
 };
 use crate::plan::{PlanArtifacts, SplitPlan};
+use crate::refine::{Refinement, refine};
 use crate::report::{PhaseTimes, Reranked, SearchReport};
 use crate::reward::Reward;
 use crate::space::{Decision, SearchSpace};
@@ -270,21 +271,10 @@ impl SearchSession<'_> {
         baselines: Vec<BaselineResult>,
         out: Option<&Path>,
     ) -> Result<SearchReport, AutomlError> {
-        let best = run.best().ok_or_else(|| AutomlError::InvalidConfig {
-            field: "episodes",
-            reason: "the search ran no episode".into(),
-        })?;
-        // The raw input with any input codec is a plan of the space the agent may have
-        // missed; it costs one (cached) evaluation each to make sure (see
-        // [`SearchSession::answer`]).
+        let refinement = self.answer(&run.records, false)?;
         let reward = self.search.reward;
-        let (mut decision, mut score) = (best.decision.clone(), best.reward);
-        for candidate in crate::baselines::input_codecs(&self.evaluator, |_| true)? {
-            let candidate_score = reward.score(&self.evaluator.evaluate(&candidate)?);
-            if candidate_score > score {
-                (decision, score) = (candidate, candidate_score);
-            }
-        }
+        let decision = self.evaluator.decision_of(&refinement.best)?;
+        let score = reward.score(&refinement.best);
         let (decision, score, reranked) = self.rerank(decision, score)?;
         let plan = self.finalize(&decision, score, out, |_, _, _| {})?;
         let search = self.search;
@@ -307,7 +297,46 @@ impl SearchSession<'_> {
             seconds: self.phases.session_s(),
             phases: self.phases.clone(),
             reranked,
+            refinement: Some(refinement),
         })
+    }
+
+    /// The search's answer from the agent's episodes: the best plan, under the reward, of the
+    /// agent's plans and the trivial ones — the raw input sent with every input codec and, with
+    /// `with_device_only`, device-only (outside the plan space: nothing to deploy on the
+    /// edge) — refined by local search ([`crate::refine`]) from the best
+    /// `config.refine.starts` of them. The trivial plans cost one (cached) evaluation each;
+    /// without them the answer could be wrong exactly where co-inference does not pay.
+    ///
+    /// # Errors
+    /// [`AutomlError::InvalidConfig`] when there is no episode.
+    pub fn answer(
+        &mut self,
+        records: &[EpisodeRecord],
+        with_device_only: bool,
+    ) -> Result<Refinement, AutomlError> {
+        if records.is_empty() {
+            return Err(AutomlError::InvalidConfig {
+                field: "episodes",
+                reason: "the search ran no episode".into(),
+            });
+        }
+        let mut starts: Vec<Evaluation> = records.iter().map(|r| r.evaluation.clone()).collect();
+        for decision in crate::baselines::input_codecs(&self.evaluator, |_| true)? {
+            starts.push(self.evaluator.evaluate(&decision)?);
+        }
+        if with_device_only {
+            starts.push(self.evaluator.device_only()?);
+        }
+        let start = Instant::now();
+        let refinement = refine(
+            &mut self.evaluator,
+            &self.search.reward,
+            &starts,
+            self.search.config.refine(),
+        )?;
+        self.phases.search_s += start.elapsed().as_secs_f64();
+        Ok(refinement)
     }
 
     /// The three-step fine-tune of a decision's pruned network and codec, with distillation

@@ -9,9 +9,10 @@
 //! (and evaluates the plans no earlier point asked for).
 //!
 //! The search's answer at a point is the best of the agent's plans and the trivial plans —
-//! device-only and the image sent with each input codec ([`SearchSession::answer`]): device-only
-//! has no split to search (it is split point L, outside the agent's space), and a tool that
-//! cannot say "don't offload" or "just send the image" where that is right is wrong there.
+//! device-only and the image sent with each input codec — refined by local search
+//! ([`SearchSession::answer`], [`crate::refine`]): device-only has no split to search (it is
+//! split point L, outside the agent's space), and a tool that cannot say "don't offload" or
+//! "just send the image" where that is right is wrong there.
 //!
 //! ```no_run
 //! # use coinfer_automl::prelude::*;
@@ -34,8 +35,8 @@ use coinfer_profile::{ComputeProfile, LatencyModel, LinkProfile};
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
-use crate::baselines::{Baseline, BaselineSettings, input_codecs};
-use crate::env::{CoInferenceEnv, STATE_DIM};
+use crate::baselines::{Baseline, BaselineSettings};
+use crate::env::{CoInferenceEnv, EpisodeRecord, STATE_DIM};
 use crate::evaluator::Evaluation;
 use crate::session::SearchSession;
 
@@ -201,11 +202,11 @@ pub struct SweepPoint {
     pub device_flops_per_s: f64,
     /// Round-trip time, seconds.
     pub rtt_s: f64,
-    /// The search's answer (best of the agent's plans and device-only).
+    /// The search's answer (best of the agent's plans and the trivial ones, refined).
     pub searched: SweepPlan,
     /// Every baseline's best plan, in [`Baseline::ALL`] order.
     pub baselines: Vec<SweepBaseline>,
-    /// Distinct plans the agent evaluated at this point.
+    /// Distinct plans the search (the agent and the refinement) asked for at this point.
     pub agent_evaluations: usize,
 }
 
@@ -281,8 +282,10 @@ impl SearchSession<'_> {
         for (index, &(rate, flops, rtt)) in all.iter().enumerate().skip(points.len()) {
             self.evaluator()
                 .set_latency_model(grid.model(rate, flops, rtt)?)?;
-            let (best, agent_evaluations) = self.agent_best(episodes)?;
-            let searched = self.answer(best)?;
+            let records = self.agent_records(episodes)?;
+            let searched = self.answer(&records, true)?.best;
+            // The search's cost: the plans the agent and the refinement asked for.
+            let agent_evaluations = self.evaluator().session_evaluations();
             let baselines = Baseline::ALL
                 .iter()
                 .map(|&baseline| {
@@ -322,28 +325,9 @@ impl SearchSession<'_> {
         })
     }
 
-    /// The search's answer given the agent's best plan: the best, under the reward, of that
-    /// plan, device-only and the raw input sent with every input codec. The trivial plans cost
-    /// one evaluation each (cached), and without them the answer could be wrong exactly where
-    /// co-inference does not pay.
-    pub fn answer(&mut self, agent_best: Evaluation) -> Result<Evaluation, AutomlError> {
-        let reward = self.reward();
-        let mut best = agent_best;
-        let mut candidates = vec![self.evaluator().device_only()?];
-        for decision in input_codecs(self.evaluator(), |_| true)? {
-            candidates.push(self.evaluator().evaluate(&decision)?);
-        }
-        for candidate in candidates {
-            if reward.score(&candidate) > reward.score(&best) {
-                best = candidate;
-            }
-        }
-        Ok(best)
-    }
-
     /// A fresh agent (the session's DDPG settings and seed) run for `episodes` episodes on the
-    /// current latency model: its best plan and the distinct plans it evaluated.
-    fn agent_best(&mut self, episodes: usize) -> Result<(Evaluation, usize), AutomlError> {
+    /// current latency model, in a fresh evaluator session: its episodes.
+    fn agent_records(&mut self, episodes: usize) -> Result<Vec<EpisodeRecord>, AutomlError> {
         let mut config = self.config().ddpg.clone();
         config.warmup_episodes = config.warmup_episodes.min(episodes / 2);
         let reward = self.reward();
@@ -354,17 +338,7 @@ impl SearchSession<'_> {
         for _ in 0..episodes {
             agent.run_episode(&mut env)?;
         }
-        let evaluations = env.evaluations();
-        let best = env
-            .into_records()
-            .into_iter()
-            .max_by(|a, b| a.reward.total_cmp(&b.reward))
-            .map(|r| r.evaluation)
-            .ok_or_else(|| AutomlError::InvalidConfig {
-                field: "sweep.episodes",
-                reason: "the agent ran no episode".into(),
-            })?;
-        Ok((best, evaluations))
+        Ok(env.into_records())
     }
 }
 

@@ -42,6 +42,10 @@ fn config(episodes: usize) -> SearchConfig {
             epochs: 1,
             ..Default::default()
         },
+        refine: coinfer_automl::refine::RefineConfig {
+            max_evaluations: 20,
+            ..Default::default()
+        },
         ..SearchConfig::default()
     }
 }
@@ -200,6 +204,87 @@ fn the_same_plan_is_evaluated_once() {
         "pruning must remove device FLOPs"
     );
     assert!(third.latency.device > first.latency.device);
+}
+
+#[test]
+fn refinement_climbs_to_a_plan_no_single_move_improves_within_its_budget() {
+    use coinfer_automl::refine::{RefineConfig, refine};
+    let reward = Reward::ErrorLogLatency;
+    let search = search(reward, config(1));
+    let mut session = search.prepare(|_| {}).unwrap();
+    let ev = session.evaluator();
+    ev.begin_session();
+    // A poor start: the image sent as float32.
+    let space = ev.space().clone();
+    let float32 = space.candidates[0]
+        .family
+        .entries
+        .iter()
+        .position(|e| e.id == CodecId::Float32)
+        .unwrap();
+    let start = ev
+        .evaluate(&Decision {
+            candidate: 0,
+            prune_ratios: Vec::new(),
+            codec: float32,
+        })
+        .unwrap();
+    let config = RefineConfig {
+        starts: 1,
+        max_evaluations: 400,
+        ratio_step: 0.2,
+    }
+    .check()
+    .unwrap();
+    let refined = refine(ev, &reward, std::slice::from_ref(&start), &config).unwrap();
+    assert_eq!(refined.start, start);
+    assert!(refined.improved(&reward), "{refined:?}");
+    assert!(refined.moves >= 1);
+    assert!(refined.evaluations <= 400);
+    assert!(refined.best.latency.total < start.latency.total);
+
+    // A local optimum: no other codec and no single ratio moved by a step beats it.
+    let best = ev.decision_of(&refined.best).unwrap();
+    let score = reward.score(&refined.best);
+    let family = space.candidates[best.candidate].family.len();
+    let mut neighbours: Vec<Decision> = (0..family)
+        .map(|codec| Decision {
+            codec,
+            ..best.clone()
+        })
+        .collect();
+    for layer in 0..best.prune_ratios.len() {
+        for delta in [-0.2, 0.2] {
+            let mut ratios = best.prune_ratios.clone();
+            ratios[layer] = (ratios[layer] + delta).clamp(0.0, space.max_prune);
+            neighbours.push(Decision {
+                prune_ratios: ratios,
+                ..best.clone()
+            });
+        }
+    }
+    for neighbour in neighbours {
+        let evaluation = ev.evaluate(&neighbour).unwrap();
+        assert!(
+            reward.score(&evaluation) <= score,
+            "{neighbour:?} beats the refined plan {:?}",
+            refined.best
+        );
+    }
+
+    // A budget of one plan stops after one new plan.
+    let mut session = search.prepare(|_| {}).unwrap();
+    let ev = session.evaluator();
+    ev.begin_session();
+    let start = ev.evaluate(&ev.decision_of(&start).unwrap()).unwrap();
+    let tight = RefineConfig {
+        max_evaluations: 1,
+        ..*config
+    }
+    .check()
+    .unwrap();
+    let refined = refine(ev, &reward, &[start], &tight).unwrap();
+    assert_eq!(refined.evaluations, 1);
 }
 
 #[test]

@@ -107,6 +107,10 @@ pub struct SearchArgs {
     /// Fine-tuning epochs of the chosen plan [default: 1, or the --config file's].
     #[arg(long)]
     pub(crate) finetune_epochs: Option<usize>,
+    /// Most plans the local refinement after the agent may evaluate (0: it only revisits
+    /// plans already evaluated) [default: 150, or the --config file's].
+    #[arg(long)]
+    pub(crate) refine_evaluations: Option<usize>,
     /// Skip the baselines.
     #[arg(long)]
     pub(crate) no_baselines: bool,
@@ -117,8 +121,8 @@ pub struct SearchArgs {
     /// Resume an interrupted search of the same run from its checkpoint.
     #[arg(long)]
     pub(crate) resume: bool,
-    /// A SearchConfig JSON file. Its values stand, except episodes, warm-up, seed and
-    /// fine-tune epochs given on the command line.
+    /// A SearchConfig JSON file. Its values stand, except episodes, warm-up, seed, fine-tune
+    /// epochs and the refinement budget given on the command line.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
 }
@@ -142,7 +146,8 @@ const DEFAULT_SEED: u64 = 1;
 const DEFAULT_FINETUNE_EPOCHS: usize = 1;
 
 /// The search configuration: the `--config` file (or the command-line options and defaults),
-/// then episodes, warm-up, seed and fine-tune epochs from the command line where given.
+/// then episodes, warm-up, seed, fine-tune epochs and the refinement budget from the command
+/// line where given.
 fn search_config(args: &SearchArgs) -> CliResult<SearchConfig> {
     let mut config = match &args.config {
         Some(path) => {
@@ -181,6 +186,9 @@ fn search_config(args: &SearchArgs) -> CliResult<SearchConfig> {
     }
     if let Some(epochs) = args.finetune_epochs {
         config.finetune.epochs = epochs;
+    }
+    if let Some(evaluations) = args.refine_evaluations {
+        config.refine.max_evaluations = evaluations;
     }
     // Fail before training a backbone, not after.
     config.clone().check()?;
@@ -564,12 +572,16 @@ mod tests {
         file.ddpg.warmup_episodes = 3;
         file.ddpg.seed = 11;
         file.finetune.epochs = 4;
+        file.refine.max_evaluations = 33;
         let path = std::env::temp_dir().join(format!("coinfer-config-{}.json", std::process::id()));
         std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
         let p = path.to_str().unwrap();
 
         let config = search_config(&parse(&["--config", p])).unwrap();
         assert_eq!(overridable(&config), (7, 3, 11, 11, 4, 123));
+        assert_eq!(config.refine.max_evaluations, 33);
+        let config = search_config(&parse(&["--config", p, "--refine-evaluations", "0"])).unwrap();
+        assert_eq!(config.refine.max_evaluations, 0);
 
         let config =
             search_config(&parse(&["--config", p, "--episodes", "9", "--seed", "2"])).unwrap();

@@ -149,6 +149,7 @@ fn search_refuses_every_bad_numeric_flag_before_training() {
         ("--ae-epochs", &["0", "-1"]),
         ("--backbone-epochs", &["0", "-1"]),
         ("--finetune-epochs", &["-1", "x"]),
+        ("--refine-evaluations", &["-1", "x"]),
         ("--spatial-ratios", &["0", "-2", "x"]),
         ("--tolerance-points", &["x"]),
         ("--exhaustive-levels", &["-1", "1e9"]),

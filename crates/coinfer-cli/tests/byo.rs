@@ -87,6 +87,8 @@ fn measured_profile_then_cifar10_search_on_the_sample() {
         "1",
         "--ae-ratios",
         "--spatial-ratios",
+        "--refine-evaluations",
+        "5",
         "--finetune-epochs",
         "0",
         "--no-baselines",

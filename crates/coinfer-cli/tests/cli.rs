@@ -129,6 +129,8 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
             "--spatial-ratios",
             "--finetune-epochs",
             "1",
+            "--refine-evaluations",
+            "10",
             "--exhaustive-levels",
             "0",
         ];

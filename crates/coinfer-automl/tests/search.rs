@@ -288,6 +288,60 @@ fn refinement_climbs_to_a_plan_no_single_move_improves_within_its_budget() {
 }
 
 #[test]
+fn re_ranking_fine_tunes_only_faster_plans_and_keeps_the_fastest_that_then_fits() {
+    let reward = Reward::FastestWithinTolerance {
+        tolerance: 0.0,
+        confidence: 0.5,
+    };
+    let cfg = SearchConfig {
+        rerank: 2,
+        rerank_epochs: 1,
+        ..config(30)
+    };
+    // A fast device and a slow edge: pruned deep splits are the fast plans, and some of them
+    // lose a little accuracy (the ones re-ranking is for).
+    let search = CoInference::builder()
+        .model(backbone())
+        .data(small_data())
+        .device(ComputeProfile::analytic(1e12, 1e-6).unwrap())
+        .link(LinkProfile::new(1e6, 0.0, 80).unwrap())
+        .edge(ComputeProfile::analytic(1e8, 1e-6).unwrap())
+        .reward(reward)
+        .config(cfg)
+        .backend(Device::flex())
+        .build()
+        .unwrap();
+    let mut session = search.prepare(|_| {}).unwrap();
+    let run = session.run_ddpg(None, |_| {}).unwrap();
+    let report = session.report(run, Vec::new(), None).unwrap();
+    let answer = report.refinement.as_ref().unwrap().best.clone();
+    assert!(
+        !report.reranked.is_empty(),
+        "nothing re-ranked: the test proves nothing"
+    );
+    assert!(report.reranked.len() <= 2);
+    for pair in report.reranked.windows(2) {
+        assert!(pair[0].latency_s <= pair[1].latency_s, "fastest first");
+    }
+    for r in &report.reranked {
+        assert!(r.latency_s < answer.latency.total, "{r:?} is not faster");
+        assert!(r.split > 0, "only plans with a device half are fine-tuned");
+    }
+    // The fastest plan that fits after its fine-tune replaces the answer; none: it stands.
+    match report.reranked.iter().find(|r| r.feasible) {
+        Some(winner) => {
+            assert_eq!(report.plan.predicted.total, winner.latency_s);
+            assert_eq!(report.plan.split, winner.split);
+        }
+        None => {
+            assert_eq!(report.plan.predicted.total, answer.latency.total);
+            assert_eq!(report.plan.split, answer.split);
+        }
+    }
+    assert!(report.to_markdown().contains("Re-ranking"));
+}
+
+#[test]
 fn an_interrupted_search_resumes_where_it_stopped() {
     let dir = std::env::temp_dir().join(format!("coinfer-resume-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();

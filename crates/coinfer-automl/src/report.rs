@@ -311,7 +311,7 @@ impl SearchReport {
             let _ = writeln!(
                 md,
                 "## Local refinement\n\nFrom the best plan of the agent and the trivial plans ({}) \
-                 to {} ({} moves, {} more plans evaluated).\n",
+                 to {} ({} moves, {} plans evaluated beyond the agent's).\n",
                 plan(&r.start),
                 plan(&r.best),
                 r.moves,

@@ -321,6 +321,12 @@ impl SearchSession<'_> {
                 reason: "the search ran no episode".into(),
             });
         }
+        // Charge a fresh session with the agent's plans, so that the refinement's budget and
+        // its count are the plans beyond the agent's (whoever evaluated them first).
+        self.evaluator.begin_session();
+        for record in records {
+            self.evaluator.charge(&record.decision)?;
+        }
         let mut starts: Vec<Evaluation> = records.iter().map(|r| r.evaluation.clone()).collect();
         for decision in crate::baselines::input_codecs(&self.evaluator, |_| true)? {
             starts.push(self.evaluator.evaluate(&decision)?);

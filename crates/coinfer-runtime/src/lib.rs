@@ -21,6 +21,8 @@ mod error;
 mod frame;
 mod server;
 mod shaping;
+mod tls;
+mod transport;
 mod worker;
 
 pub use client::{ClientConfig, DeviceClient, InferResult, MAX_BACKOFF, Timing};
@@ -32,6 +34,7 @@ pub use frame::{
 };
 pub use server::{EdgeServer, MAX_TOKEN_LEN, ServerConfig, ServerHandle, ServerStats, Token};
 pub use shaping::{LinkShaping, ShapedWriter, TokenBucket};
+pub use tls::{ClientTls, ClientTlsConfig, ServerTls, ServerTlsConfig, TlsConfigError, TlsFailure};
 
 #[cfg(test)]
 mod tests {

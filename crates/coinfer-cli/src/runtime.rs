@@ -11,7 +11,7 @@ use coinfer_automl::profile::{ComputeProfile, LatencyModel, LinkProfile, PlanCos
 use coinfer_automl::profile::{MeasureConfig, measure_blocks};
 use coinfer_automl::runtime::{
     ClientConfig, ClientTls, ClientTlsConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig,
-    ServerTls, ServerTlsConfig, Timing, Token, TlsConfigError,
+    ServerTls, ServerTlsConfig, Timing, TlsConfigError, Token,
 };
 use coinfer_automl::split::Network;
 use serde::Serialize;
@@ -197,11 +197,9 @@ fn parse_rate(text: &str) -> CliResult<f64> {
 
 /// Rewrites a TLS option's name in `error` into the flag that set it.
 fn name_flags(error: TlsConfigError, flags: &[(&str, &str)]) -> String {
-    flags
-        .iter()
-        .fold(error.to_string(), |text, (field, flag)| {
-            text.replace(&format!("`{field}`"), &format!("`{flag}`"))
-        })
+    flags.iter().fold(error.to_string(), |text, (field, flag)| {
+        text.replace(&format!("`{field}`"), &format!("`{flag}`"))
+    })
 }
 
 /// Server TLS from `--tls-cert`, `--tls-key` and `--tls-client-ca`.
@@ -250,7 +248,9 @@ fn client_tls(args: &InferArgs) -> CliResult<Option<ClientTls>> {
 /// The host part of `host:port` (`[v6]:port` → `v6`).
 fn server_host(server: &str) -> String {
     let host = server.rsplit_once(':').map_or(server, |(host, _)| host);
-    host.trim_start_matches('[').trim_end_matches(']').to_string()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 /// Runs the edge server until killed.
@@ -285,16 +285,16 @@ pub fn serve(args: ServeArgs) -> CliResult<()> {
         config,
     )?;
     println!(
-        "serving plan {} (split {}, codec {}) on {}{}",
+        "serving plan {} (split {}, codec {}){} on {}",
         digest,
         deployed.plan.split,
         deployed.plan.codec,
-        server.local_addr(),
         match &args.tls_cert {
             None => "",
             Some(_) if args.tls_client_ca.is_some() => " with mutual TLS",
             Some(_) => " with TLS",
-        }
+        },
+        server.local_addr()
     );
     server.serve()?;
     Ok(())

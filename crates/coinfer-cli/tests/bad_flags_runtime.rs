@@ -227,9 +227,24 @@ fn tls_flags_with_missing_or_unusable_files_are_named() {
     let missing = missing.to_str().unwrap();
     // The plan file exists but holds no PEM: it stands for any file that is not a certificate.
     let serve = ["serve", "--plan", plan, "--addr", "127.0.0.1:0"];
-    refused(&with(&serve, &["--tls-key", plan]), "--tls-cert", missing, "--tls-cert");
-    refused(&with(&serve, &["--tls-key", plan]), "--tls-cert", plan, "no certificate");
-    refused(&with(&serve, &["--tls-cert", plan]), "--tls-key", missing, "--tls-key");
+    refused(
+        &with(&serve, &["--tls-key", plan]),
+        "--tls-cert",
+        missing,
+        "--tls-cert",
+    );
+    refused(
+        &with(&serve, &["--tls-key", plan]),
+        "--tls-cert",
+        plan,
+        "no certificate",
+    );
+    refused(
+        &with(&serve, &["--tls-cert", plan]),
+        "--tls-key",
+        missing,
+        "--tls-key",
+    );
     refused(
         &with(&serve, &["--tls-cert", plan, "--tls-key", plan]),
         "--tls-client-ca",

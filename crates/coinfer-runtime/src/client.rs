@@ -517,13 +517,11 @@ impl Link {
         let mut stream = match &config.tls {
             None => Transport::Plain(socket),
             Some(tls) => {
-                let connection = tls
-                    .connection(peer.ip())
-                    .map_err(|e| RuntimeError::Tls {
-                        during: "starting TLS",
-                        failure: crate::TlsFailure::of(&e),
-                        source: e,
-                    })?;
+                let connection = tls.connection(peer.ip()).map_err(|e| RuntimeError::Tls {
+                    during: "starting TLS",
+                    failure: crate::TlsFailure::of(&e),
+                    source: e,
+                })?;
                 let mut stream = Transport::tls(connection, socket);
                 stream.handshake()?;
                 stream

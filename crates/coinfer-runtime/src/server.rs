@@ -871,12 +871,7 @@ enum Next {
 impl<'a> Connection<'a> {
     /// Configures the socket and, on a TLS server, runs the TLS handshake under the Hello
     /// deadline; `None` when the connection ended there (refused, timed out, gone).
-    fn open(
-        tcp: TcpStream,
-        id: u64,
-        shared: &'a Shared,
-        jobs: SyncSender<Job>,
-    ) -> Option<Self> {
+    fn open(tcp: TcpStream, id: u64, shared: &'a Shared, jobs: SyncSender<Job>) -> Option<Self> {
         let config = &shared.config;
         let accepted = Instant::now();
         let hello_deadline = accepted + config.hello_timeout;

@@ -44,7 +44,9 @@ pub enum TlsConfigError {
         reason: String,
     },
     /// The PEM holds no `CERTIFICATE` section.
-    #[error("TLS option `{field}` ({origin}): no certificate (expected a `-----BEGIN CERTIFICATE-----` section)")]
+    #[error(
+        "TLS option `{field}` ({origin}): no certificate (expected a `-----BEGIN CERTIFICATE-----` section)"
+    )]
     NoCertificate {
         /// The option.
         field: &'static str,
@@ -52,7 +54,9 @@ pub enum TlsConfigError {
         origin: String,
     },
     /// The PEM holds no private key section.
-    #[error("TLS option `{field}` ({origin}): no private key (expected a `-----BEGIN PRIVATE KEY-----`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` section)")]
+    #[error(
+        "TLS option `{field}` ({origin}): no private key (expected a `-----BEGIN PRIVATE KEY-----`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` section)"
+    )]
     NoPrivateKey {
         /// The option.
         field: &'static str,
@@ -61,7 +65,9 @@ pub enum TlsConfigError {
     },
     /// The private key does not belong to the certificate, or rustls cannot use the pair
     /// (unsupported key type).
-    #[error("TLS options `{cert_field}` ({cert_origin}) and `{key_field}` ({key_origin}): {reason}")]
+    #[error(
+        "TLS options `{cert_field}` ({cert_origin}) and `{key_field}` ({key_origin}): {reason}"
+    )]
     KeyMismatch {
         /// The certificate option.
         cert_field: &'static str,
@@ -421,7 +427,10 @@ impl ClientTls {
         self.config.client_auth_cert_resolver.has_certs()
     }
 
-    pub(crate) fn connection(&self, peer: IpAddr) -> Result<rustls::ClientConnection, rustls::Error> {
+    pub(crate) fn connection(
+        &self,
+        peer: IpAddr,
+    ) -> Result<rustls::ClientConnection, rustls::Error> {
         let name = self
             .server_name
             .clone()
@@ -553,12 +562,23 @@ mod tests {
             .check()
             .unwrap_err();
         assert!(
-            matches!(err, TlsConfigError::Read { field: "cert_chain", .. }),
+            matches!(
+                err,
+                TlsConfigError::Read {
+                    field: "cert_chain",
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
-        let err = ClientTlsConfig::new("/nonexistent/ca.pem").check().unwrap_err();
-        assert!(matches!(err, TlsConfigError::Read { field: "ca", .. }), "{err}");
+        let err = ClientTlsConfig::new("/nonexistent/ca.pem")
+            .check()
+            .unwrap_err();
+        assert!(
+            matches!(err, TlsConfigError::Read { field: "ca", .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -566,14 +586,29 @@ mod tests {
         let text = b"just text, no PEM";
         let err = ServerTls::from_pem(text, text, None).unwrap_err();
         assert!(
-            matches!(err, TlsConfigError::NoCertificate { field: "cert_chain", .. }),
+            matches!(
+                err,
+                TlsConfigError::NoCertificate {
+                    field: "cert_chain",
+                    ..
+                }
+            ),
             "{err}"
         );
         let err = ClientTls::from_pem(text, None, None).unwrap_err();
-        assert!(matches!(err, TlsConfigError::NoCertificate { field: "ca", .. }), "{err}");
+        assert!(
+            matches!(err, TlsConfigError::NoCertificate { field: "ca", .. }),
+            "{err}"
+        );
         let err = Pem::memory("private_key", text).private_key().unwrap_err();
         assert!(
-            matches!(err, TlsConfigError::NoPrivateKey { field: "private_key", .. }),
+            matches!(
+                err,
+                TlsConfigError::NoPrivateKey {
+                    field: "private_key",
+                    ..
+                }
+            ),
             "{err}"
         );
     }

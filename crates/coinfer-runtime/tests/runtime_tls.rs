@@ -232,7 +232,13 @@ fn bad_certificate_files_are_named() {
         .check()
         .unwrap_err();
     assert!(
-        matches!(err, TlsConfigError::Read { field: "cert_chain", .. }),
+        matches!(
+            err,
+            TlsConfigError::Read {
+                field: "cert_chain",
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("missing.pem"), "{err}");
@@ -241,14 +247,26 @@ fn bad_certificate_files_are_named() {
         .check()
         .unwrap_err();
     assert!(
-        matches!(err, TlsConfigError::NoCertificate { field: "cert_chain", .. }),
+        matches!(
+            err,
+            TlsConfigError::NoCertificate {
+                field: "cert_chain",
+                ..
+            }
+        ),
         "{err}"
     );
     let err = ServerTlsConfig::new(&pki.server_cert, &pki.server_cert)
         .check()
         .unwrap_err();
     assert!(
-        matches!(err, TlsConfigError::NoPrivateKey { field: "private_key", .. }),
+        matches!(
+            err,
+            TlsConfigError::NoPrivateKey {
+                field: "private_key",
+                ..
+            }
+        ),
         "{err}"
     );
     // The client's key with the server's certificate.
@@ -262,7 +280,13 @@ fn bad_certificate_files_are_named() {
         .check()
         .unwrap_err();
     assert!(
-        matches!(err, TlsConfigError::NoCertificate { field: "client_ca", .. }),
+        matches!(
+            err,
+            TlsConfigError::NoCertificate {
+                field: "client_ca",
+                ..
+            }
+        ),
         "{err}"
     );
     let err = ClientTlsConfig::new(&pki.ca)

@@ -465,7 +465,7 @@ impl DeviceClient {
         self.open = false;
         let bye = Frame::bye(self.plan, self.codec.id());
         let _ = write_frame(&mut self.link.stream, &bye);
-        let _ = self.link.stream.shutdown();
+        self.link.stream.shutdown();
     }
 }
 

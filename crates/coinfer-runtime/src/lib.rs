@@ -6,7 +6,9 @@
 //! small binary protocol ([`Frame`]: magic, version, request id, plan tag, codec, shape,
 //! payload, CRC32); a handshake refuses clients built for another plan (digest), codec or split
 //! point. An uplink of a given rate and delay can be emulated on loopback ([`LinkShaping`]) so
-//! measured latency can be compared with the latency model. The protocol, the threading model
+//! measured latency can be compared with the latency model. Connections may run over TLS, with
+//! client certificates for mutual TLS ([`ServerTlsConfig`], [`ClientTlsConfig`]), and a
+//! deployment [`Token`] in the Hello. The protocol, the threading model
 //! and measurements are in `docs/runtime.md`; [`EdgeServer`] and [`DeviceClient`] have
 //! runnable examples.
 //!

@@ -159,6 +159,49 @@ impl fmt::Display for TlsFailure {
 }
 
 /// The edge server's TLS options, unchecked: PEM files.
+///
+/// ```
+/// use std::sync::Arc;
+/// use burn::prelude::*;
+/// use coinfer_codec::Float32Codec;
+/// use coinfer_runtime::{
+///     ClientConfig, ClientTlsConfig, DeviceClient, EdgeServer, RuntimeError, ServerConfig,
+///     ServerTlsConfig, TlsFailure,
+/// };
+/// use coinfer_split::{Network, zoo};
+///
+/// // A self-signed certificate for "localhost", written as PEM files.
+/// let dir = std::env::temp_dir().join(format!("coinfer-tls-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+/// std::fs::write(dir.join("cert.pem"), certified.cert.pem())?;
+/// std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem())?;
+///
+/// let device = Device::flex();
+/// let net = Network::new(zoo::resnet_mini(10), &device)?.valid();
+/// let (device_half, edge_half) = net.split(3)?;
+/// let codec = Arc::new(Float32Codec);
+/// let tls = ServerTlsConfig::new(dir.join("cert.pem"), dir.join("key.pem")).check()?;
+/// let config = ServerConfig { tls: Some(tls), ..ServerConfig::default() };
+/// let server = EdgeServer::bind("127.0.0.1:0", edge_half, codec.clone(), "plan-1", config)?.spawn()?;
+///
+/// // The client trusts the certificate and checks the name "localhost".
+/// let tls = ClientTlsConfig::new(dir.join("cert.pem")).with_server_name("localhost").check()?;
+/// let config = ClientConfig { tls: Some(tls), ..ClientConfig::default() };
+/// let mut client = DeviceClient::connect(server.local_addr(), device_half.clone(), codec.clone(), "plan-1", config)?;
+/// client.infer(Tensor::<4>::zeros([1, 1, 28, 28], &device))?;
+///
+/// // A client expecting another name refuses the server.
+/// let tls = ClientTlsConfig::new(dir.join("cert.pem")).with_server_name("edge.example").check()?;
+/// let config = ClientConfig { tls: Some(tls), ..ClientConfig::default() };
+/// let refused = DeviceClient::connect(server.local_addr(), device_half, codec, "plan-1", config);
+/// assert!(matches!(
+///     refused,
+///     Err(RuntimeError::Tls { failure: TlsFailure::PeerCertificateRejected, .. })
+/// ));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerTlsConfig {
     /// The server's certificate chain (leaf first), PEM.

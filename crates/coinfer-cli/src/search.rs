@@ -115,7 +115,8 @@ pub struct SearchArgs {
     /// levels^layers).
     #[arg(long, default_value_t = 2)]
     pub(crate) exhaustive_levels: usize,
-    /// Resume an interrupted search of the same run from its checkpoint.
+    /// Resume an interrupted search of the same run from its checkpoint (the one it left in
+    /// `<results>/.<run>.partial/`, else the finished run's, to run more episodes).
     #[arg(long)]
     pub(crate) resume: bool,
     /// A SearchConfig JSON file. Its values stand, except episodes, warm-up, seed and

@@ -7,15 +7,19 @@
 mod runtime_common;
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use coinfer_codec::CodecId;
 use coinfer_runtime::{
-    ClientConfig, ClientTls, ClientTlsConfig, DeviceClient, ErrorCode, RuntimeError, ServerConfig,
-    ServerTls, ServerTlsConfig, TlsConfigError, TlsFailure, Token,
+    ClientConfig, ClientTls, ClientTlsConfig, DeviceClient, ErrorCode, Frame, FrameBody,
+    RuntimeError, ServerConfig, ServerTls, ServerTlsConfig, TlsConfigError, TlsFailure, Token,
+    encode_frame, read_frame,
 };
 use runtime_common::certs::{Pki, pki};
 use runtime_common::*;
+use rustls_pki_types::pem::PemObject;
 
 const QUANT: CodecId = CodecId::Quant {
     bits: 8,
@@ -303,4 +307,69 @@ fn bad_certificate_files_are_named() {
     let ca = std::fs::read(&pki.ca).unwrap();
     assert!(ClientTls::from_pem(&ca, Some("localhost"), None).is_ok());
     let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// A raw TLS connection (rustls directly), trusting the test CA.
+fn raw_tls(
+    pki: &Pki,
+    addr: std::net::SocketAddr,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&pki.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    rustls::StreamOwned::new(connection, tcp)
+}
+
+#[test]
+fn a_frame_trickled_in_tls_records_is_cut_by_the_frame_deadline() {
+    // Each byte written goes out as its own TLS record, so the socket is never idle: only the
+    // frame deadline, enforced on the socket under TLS, can end the trickle.
+    let fx = fixture();
+    let pki = pki("trickle");
+    let server = spawn(
+        &fx,
+        codec(QUANT),
+        ServerConfig {
+            tls: Some(server_tls(&pki, false)),
+            frame_timeout: Duration::from_millis(500),
+            ..ServerConfig::default()
+        },
+    );
+    let mut stream = raw_tls(&pki, server.local_addr());
+    let hello = Frame::hello(&fx.digest, QUANT, FEATURE).unwrap();
+    stream.write_all(&encode_frame(&hello).unwrap()).unwrap();
+    let reply = read_frame(&mut stream, 1 << 20).unwrap();
+    assert!(matches!(reply.body, FrameBody::Hello { .. }), "{reply:?}");
+    let (frame, _) = infer_frame(&fx, codec(QUANT).as_ref(), 1, 3);
+    let bytes = encode_frame(&frame).unwrap();
+    // 40 bytes 100 ms apart: 4 s, far past the 0.5 s deadline.
+    for byte in &bytes[..40] {
+        if stream
+            .write_all(std::slice::from_ref(byte))
+            .and_then(|()| stream.flush())
+            .is_err()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(stream.read(&mut buf), Ok(0) | Err(_)),
+        "the server closed the trickling connection"
+    );
+    let stats = server.shutdown().unwrap();
+    assert_eq!(stats.timed_out, 1, "{stats:?}");
 }

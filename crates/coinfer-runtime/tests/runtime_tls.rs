@@ -124,38 +124,38 @@ fn mutual_tls_refuses_clients_without_a_good_certificate_and_serves_the_others()
     let addr = server.local_addr();
     assert!(server_tls(&pki, true).requires_client_certificate());
 
-    let no_certificate = ClientTlsConfig::new(&pki.ca).check().unwrap();
-    assert_eq!(
-        tls_failure(client_with(&fx, addr, Some(no_certificate), None)),
-        TlsFailure::CertificateRefusedByPeer
-    );
-    let other_ca_certificate = ClientTlsConfig::new(&pki.ca)
-        .with_client_identity(&pki.other_client_cert, &pki.other_client_key)
-        .check()
-        .unwrap();
-    assert_eq!(
-        tls_failure(client_with(&fx, addr, Some(other_ca_certificate), None)),
-        TlsFailure::CertificateRefusedByPeer
-    );
-    // A client that trusts another CA rejects the server's certificate itself.
-    let wrong_trust = ClientTlsConfig::new(&pki.other_ca)
-        .with_client_identity(&pki.client_cert, &pki.client_key)
-        .check()
-        .unwrap();
-    assert_eq!(
-        tls_failure(client_with(&fx, addr, Some(wrong_trust), None)),
-        TlsFailure::PeerCertificateRejected
-    );
-    // So does one that expects another name.
-    let wrong_name = ClientTlsConfig::new(&pki.ca)
-        .with_server_name("edge.example")
-        .with_client_identity(&pki.client_cert, &pki.client_key)
-        .check()
-        .unwrap();
-    assert_eq!(
-        tls_failure(client_with(&fx, addr, Some(wrong_name), None)),
-        TlsFailure::PeerCertificateRejected
-    );
+    let refusals = [
+        // No client certificate, and one from an unrelated CA: the server refuses.
+        (
+            ClientTlsConfig::new(&pki.ca),
+            TlsFailure::CertificateRefusedByPeer,
+        ),
+        (
+            ClientTlsConfig::new(&pki.ca)
+                .with_client_identity(&pki.other_client_cert, &pki.other_client_key),
+            TlsFailure::CertificateRefusedByPeer,
+        ),
+        // A client that trusts another CA, or expects another name, refuses the server.
+        (
+            ClientTlsConfig::new(&pki.other_ca)
+                .with_client_identity(&pki.client_cert, &pki.client_key),
+            TlsFailure::PeerCertificateRejected,
+        ),
+        (
+            ClientTlsConfig::new(&pki.ca)
+                .with_server_name("edge.example")
+                .with_client_identity(&pki.client_cert, &pki.client_key),
+            TlsFailure::PeerCertificateRejected,
+        ),
+    ];
+    for (config, expected) in refusals {
+        let tls = config.check().unwrap();
+        assert_eq!(
+            tls_failure(client_with(&fx, addr, Some(tls), None)),
+            expected,
+            "{config:?}"
+        );
+    }
 
     let good = ClientTlsConfig::new(&pki.ca)
         .with_client_identity(&pki.client_cert, &pki.client_key)
@@ -228,81 +228,74 @@ fn the_token_still_applies_under_tls() {
     server.shutdown().unwrap();
 }
 
+/// The kind of a TLS option error and the option it names.
+fn culprit(err: &TlsConfigError) -> (&'static str, &'static str) {
+    match err {
+        TlsConfigError::Read { field, .. } => ("Read", field),
+        TlsConfigError::NoCertificate { field, .. } => ("NoCertificate", field),
+        TlsConfigError::NoPrivateKey { field, .. } => ("NoPrivateKey", field),
+        TlsConfigError::KeyMismatch { key_field, .. } => ("KeyMismatch", key_field),
+        TlsConfigError::BadServerName { .. } => ("BadServerName", "server_name"),
+        other => panic!("unexpected {other}"),
+    }
+}
+
 #[test]
 fn bad_certificate_files_are_named() {
     let pki = pki("files");
     let missing = pki.dir.join("missing.pem");
-    let err = ServerTlsConfig::new(&missing, &pki.server_key)
-        .check()
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TlsConfigError::Read {
-                field: "cert_chain",
-                ..
-            }
+    let server = |cert, key| ServerTlsConfig::new(cert, key);
+    let cases = [
+        (
+            server(&missing, &pki.server_key).check().err(),
+            ("Read", "cert_chain"),
         ),
-        "{err}"
-    );
+        // A key where the certificate should be, a certificate where the key should be.
+        (
+            server(&pki.server_key, &pki.server_key).check().err(),
+            ("NoCertificate", "cert_chain"),
+        ),
+        (
+            server(&pki.server_cert, &pki.server_cert).check().err(),
+            ("NoPrivateKey", "private_key"),
+        ),
+        // The client's key with the server's certificate.
+        (
+            server(&pki.server_cert, &pki.client_key).check().err(),
+            ("KeyMismatch", "private_key"),
+        ),
+        (
+            server(&pki.server_cert, &pki.server_key)
+                .with_client_ca(&pki.server_key)
+                .check()
+                .err(),
+            ("NoCertificate", "client_ca"),
+        ),
+        (
+            ClientTlsConfig::new(&pki.ca)
+                .with_client_identity(&pki.client_cert, &pki.server_key)
+                .check()
+                .err(),
+            ("KeyMismatch", "client_key"),
+        ),
+        (
+            ClientTlsConfig::new(&pki.ca)
+                .with_server_name("not a name!")
+                .check()
+                .err(),
+            ("BadServerName", "server_name"),
+        ),
+    ];
+    for (err, expected) in cases {
+        let err = err.expect("a bad file is refused");
+        assert_eq!(culprit(&err), expected, "{err}");
+    }
+    let err = server(&missing, &pki.server_key).check().unwrap_err();
     assert!(err.to_string().contains("missing.pem"), "{err}");
-    // A key file where the certificate should be, and a certificate where the key should be.
-    let err = ServerTlsConfig::new(&pki.server_key, &pki.server_key)
+    let err = server(&pki.server_cert, &pki.client_key)
         .check()
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TlsConfigError::NoCertificate {
-                field: "cert_chain",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let err = ServerTlsConfig::new(&pki.server_cert, &pki.server_cert)
-        .check()
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TlsConfigError::NoPrivateKey {
-                field: "private_key",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    // The client's key with the server's certificate.
-    let err = ServerTlsConfig::new(&pki.server_cert, &pki.client_key)
-        .check()
-        .unwrap_err();
-    assert!(matches!(err, TlsConfigError::KeyMismatch { .. }), "{err}");
     assert!(err.to_string().contains("does not belong"), "{err}");
-    let err = ServerTlsConfig::new(&pki.server_cert, &pki.server_key)
-        .with_client_ca(&pki.server_key)
-        .check()
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TlsConfigError::NoCertificate {
-                field: "client_ca",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let err = ClientTlsConfig::new(&pki.ca)
-        .with_client_identity(&pki.client_cert, &pki.server_key)
-        .check()
-        .unwrap_err();
-    assert!(matches!(err, TlsConfigError::KeyMismatch { .. }), "{err}");
-    let err = ClientTlsConfig::new(&pki.ca)
-        .with_server_name("not a name!")
-        .check()
-        .unwrap_err();
-    assert!(matches!(err, TlsConfigError::BadServerName { .. }), "{err}");
     // In-memory PEM works the same way.
     let ca = std::fs::read(&pki.ca).unwrap();
     assert!(ClientTls::from_pem(&ca, Some("localhost"), None).is_ok());

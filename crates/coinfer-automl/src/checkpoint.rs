@@ -40,3 +40,30 @@ pub(crate) fn resume(
     };
     Ok((agent, records))
 }
+
+/// What a DDPG checkpoint holds, read without starting a search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckpointSummary {
+    /// Episodes the checkpointed agent finished (a resumed search starts after them).
+    pub episodes_done: usize,
+    /// The best reward of those episodes (`None` before the first).
+    pub best_reward: Option<f32>,
+}
+
+/// Reads and checks the DDPG checkpoint in `dir` — the folder
+/// [`SearchSession::run_ddpg`](crate::SearchSession::run_ddpg) saves to and resumes from —
+/// so a caller can report a corrupt checkpoint before the expensive steps of a search, and
+/// show where a resumed search starts.
+///
+/// # Errors
+/// [`AutomlError`] naming the file that cannot be read or parsed (agent state, networks,
+/// replay buffer, episode records).
+pub fn inspect_checkpoint(dir: &Path, device: &Device) -> Result<CheckpointSummary, AutomlError> {
+    let (agent, mut records) = resume(dir, device)?;
+    let episodes_done = agent.episodes_done();
+    records.truncate(episodes_done);
+    Ok(CheckpointSummary {
+        episodes_done,
+        best_reward: records.iter().map(|r| r.reward).reduce(f32::max),
+    })
+}

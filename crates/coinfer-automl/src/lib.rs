@@ -74,6 +74,7 @@ pub mod sweep;
 
 pub use baselines::{Baseline, BaselineResult, BaselineSettings};
 pub use builder::{CoInference, CoInferenceBuilder};
+pub use checkpoint::{CheckpointSummary, inspect_checkpoint};
 pub use config::{
     CheckedSearchConfig, DEFAULT_CALIBRATION_IMAGES, DEFAULT_VALIDATION_IMAGES, SearchConfig,
     split_validation,

@@ -10,7 +10,8 @@ use coinfer_automl::evaluator::codec_compute;
 use coinfer_automl::profile::{ComputeProfile, LatencyModel, LinkProfile, PlanCost};
 use coinfer_automl::profile::{MeasureConfig, measure_blocks};
 use coinfer_automl::runtime::{
-    ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig, Timing, Token,
+    ClientConfig, ClientTls, ClientTlsConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig,
+    ServerTls, ServerTlsConfig, Timing, TlsConfigError, Token,
 };
 use coinfer_automl::split::Network;
 use serde::Serialize;
@@ -62,6 +63,15 @@ pub struct ServeArgs {
     /// variable; none when unset, and then anyone who knows the plan digest is served).
     #[arg(long)]
     token: Option<String>,
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs `--tls-key`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by these CAs (PEM): mutual TLS. Needs `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// burn backend to run the edge half on (must be compiled in: flex, ndarray, wgpu).
     #[arg(long, value_enum, default_value = "flex")]
     backend: BackendChoice,
@@ -90,6 +100,18 @@ pub struct InferArgs {
     /// variable).
     #[arg(long)]
     token: Option<String>,
+    /// Connect with TLS, trusting the CAs in this PEM file to sign the server's certificate.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the host of `--server`).
+    #[arg(long, requires = "tls_ca")]
+    tls_server_name: Option<String>,
+    /// Present this client certificate (PEM) to a mutual-TLS server; needs `--tls-client-key`.
+    #[arg(long, requires_all = ["tls_ca", "tls_client_key"])]
+    tls_client_cert: Option<PathBuf>,
+    /// The private key of `--tls-client-cert` (PEM).
+    #[arg(long, requires = "tls_client_cert")]
+    tls_client_key: Option<PathBuf>,
     /// Retries of a request on a new connection when the connection is lost.
     #[arg(long, default_value_t = 3)]
     retries: u32,
@@ -173,8 +195,67 @@ fn parse_rate(text: &str) -> CliResult<f64> {
     Ok(rate)
 }
 
+/// Rewrites a TLS option's name in `error` into the flag that set it.
+fn name_flags(error: TlsConfigError, flags: &[(&str, &str)]) -> String {
+    flags.iter().fold(error.to_string(), |text, (field, flag)| {
+        text.replace(&format!("`{field}`"), &format!("`{flag}`"))
+    })
+}
+
+/// Server TLS from `--tls-cert`, `--tls-key` and `--tls-client-ca`.
+fn server_tls(args: &ServeArgs) -> CliResult<Option<ServerTls>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let config = ServerTlsConfig {
+        cert_chain: cert.clone(),
+        private_key: key.clone(),
+        client_ca: args.tls_client_ca.clone(),
+    };
+    let flags = [
+        ("cert_chain", "--tls-cert"),
+        ("private_key", "--tls-key"),
+        ("client_ca", "--tls-client-ca"),
+    ];
+    Ok(Some(config.check().map_err(|e| name_flags(e, &flags))?))
+}
+
+/// Client TLS from `--tls-ca`, `--tls-server-name` (default: the host of `--server`) and
+/// `--tls-client-cert` / `--tls-client-key`.
+fn client_tls(args: &InferArgs) -> CliResult<Option<ClientTls>> {
+    let Some(ca) = &args.tls_ca else {
+        return Ok(None);
+    };
+    let config = ClientTlsConfig {
+        ca: ca.clone(),
+        server_name: Some(
+            args.tls_server_name
+                .clone()
+                .unwrap_or_else(|| server_host(&args.server)),
+        ),
+        client_cert: args.tls_client_cert.clone(),
+        client_key: args.tls_client_key.clone(),
+    };
+    let flags = [
+        ("ca", "--tls-ca"),
+        ("server_name", "--tls-server-name"),
+        ("client_cert", "--tls-client-cert"),
+        ("client_key", "--tls-client-key"),
+    ];
+    Ok(Some(config.check().map_err(|e| name_flags(e, &flags))?))
+}
+
+/// The host part of `host:port` (`[v6]:port` → `v6`).
+fn server_host(server: &str) -> String {
+    let host = server.rsplit_once(':').map_or(server, |(host, _)| host);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
+
 /// Runs the edge server until killed.
 pub fn serve(args: ServeArgs) -> CliResult<()> {
+    let tls = server_tls(&args)?;
     let device = args.backend.device()?;
     let deployed = SplitPlan::deploy(&args.plan, &device)?;
     let digest = deployed.plan.digest();
@@ -192,6 +273,7 @@ pub fn serve(args: ServeArgs) -> CliResult<()> {
             .checked_mul(1 << 20)
             .ok_or("--max-in-flight-mib is too large")?,
         token: token(args.token),
+        tls,
         ..ServerConfig::default()
     };
     config.check()?;
@@ -203,10 +285,15 @@ pub fn serve(args: ServeArgs) -> CliResult<()> {
         config,
     )?;
     println!(
-        "serving plan {} (split {}, codec {}) on {}",
+        "serving plan {} (split {}, codec {}){} on {}",
         digest,
         deployed.plan.split,
         deployed.plan.codec,
+        match &args.tls_cert {
+            None => "",
+            Some(_) if args.tls_client_ca.is_some() => " with mutual TLS",
+            Some(_) => " with TLS",
+        },
         server.local_addr()
     );
     server.serve()?;
@@ -251,6 +338,7 @@ struct InferSummary {
 
 /// Sends test images through a running server and compares with the latency model.
 pub fn infer(args: InferArgs) -> CliResult<()> {
+    let tls = client_tls(&args)?;
     let device = args.backend.device()?;
     let deployed = SplitPlan::deploy(&args.plan, &device)?;
     let plan = deployed.plan.clone();
@@ -281,6 +369,7 @@ pub fn infer(args: InferArgs) -> CliResult<()> {
         ClientConfig {
             shaping,
             token: token(args.token),
+            tls,
             retries: args.retries,
             ..ClientConfig::default()
         },
@@ -405,4 +494,17 @@ pub fn infer(args: InferArgs) -> CliResult<()> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_name_defaults_to_the_host_of_the_address() {
+        assert_eq!(server_host("edge.local:7878"), "edge.local");
+        assert_eq!(server_host("127.0.0.1:7878"), "127.0.0.1");
+        assert_eq!(server_host("[::1]:7878"), "::1");
+        assert_eq!(server_host("edge"), "edge");
+    }
 }

@@ -13,7 +13,8 @@ use coinfer_automl::profile::{MeasureConfig, ProfileTable, measure_blocks};
 use coinfer_automl::split::train::{EVAL_BATCH_SIZE, TrainConfig, evaluate, train_classifier};
 use coinfer_automl::split::{Network, zoo};
 use coinfer_automl::{
-    Baseline, BaselineSettings, CoInference, Reward, SearchConfig, SearchReport, split_validation,
+    Baseline, BaselineSettings, CheckpointSummary, CoInference, Reward, SearchConfig, SearchReport,
+    inspect_checkpoint, split_validation,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -118,7 +119,8 @@ pub struct SearchArgs {
     /// levels^layers).
     #[arg(long, default_value_t = 2)]
     pub(crate) exhaustive_levels: usize,
-    /// Resume an interrupted search of the same run from its checkpoint.
+    /// Resume an interrupted search of the same run from its checkpoint (the one it left in
+    /// `<results>/.<run>.partial/`, else the finished run's, to run more episodes).
     #[arg(long)]
     pub(crate) resume: bool,
     /// A SearchConfig JSON file. Its values stand, except episodes, warm-up, seed, fine-tune
@@ -413,28 +415,37 @@ pub fn prepare_session<'a>(
     Ok(session)
 }
 
-/// Runs the main job.
+/// Runs the main job. Everything is written into a staging folder beside the run's
+/// (`<results>/.<run>.partial`) and renamed over `<results>/<run>` only when the search has
+/// finished, so a search that fails leaves an earlier run of the same name as it was; an
+/// interrupted search leaves its checkpoint there for `--resume`.
 pub fn run(args: SearchArgs) -> CliResult<()> {
     let start = Instant::now();
     let device = Device::flex();
+    check_flags(&args)?;
     let out = args.results.join(&args.run);
-    let built = build_search(&args, &device, &out)?;
+    let staging = stage(&out, args.resume)?;
+    let checkpoint = staging.join("checkpoint");
+    // A corrupt checkpoint is reported now, before the backbone, the profile and the codecs.
+    let resumed = resumed_from(&checkpoint, &out, args.resume, &device)?;
+    let built = build_search(&args, &device, &staging)?;
     let (training_s, profiling_s) = (built.training_s, built.profiling_s);
-    let mut session = prepare_session(&built.search, &out)?;
+    let mut session = prepare_session(&built.search, &staging)?;
 
-    let checkpoint = out.join("checkpoint");
-    if !args.resume && checkpoint.exists() {
-        std::fs::remove_dir_all(&checkpoint)
-            .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
-    }
-    if args.resume && !checkpoint.join("agent").exists() {
-        println!(
-            "--resume: no checkpoint in {}, the search starts from episode 0",
-            checkpoint.display()
-        );
-    }
     let episodes_bar = bar(session.config().episodes as u64, "DDPG search");
     let mut best = f32::NEG_INFINITY;
+    if let Some(resumed) = resumed {
+        // The bar starts at the checkpoint's episode, its best reward includes the earlier
+        // episodes.
+        episodes_bar.set_position(resumed.episodes_done as u64);
+        if let Some(reward) = resumed.best_reward {
+            best = reward;
+            episodes_bar.set_prefix(format!(
+                "best reward {best:.4} (resumed after episode {})",
+                resumed.episodes_done
+            ));
+        }
+    }
     let run = session.run_ddpg(Some(&checkpoint), |record| {
         best = best.max(record.reward);
         // A resumed search starts at its checkpoint's episode, not at 0.
@@ -483,7 +494,7 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
         session.finalize(
             &decision,
             edge_only.reward,
-            Some(&out.join("edge-only")),
+            Some(&staging.join("edge-only")),
             |_, _, _| {},
         )?;
     }
@@ -491,20 +502,109 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
     println!(
         "re-ranking the fastest plans near the tolerance by their fine-tuned accuracy, then fine-tuning the chosen plan (three steps)..."
     );
-    let mut report = session.report(run, baselines, Some(&out))?;
+    let mut report = session.report(run, baselines, Some(&staging))?;
     report.phases.training_s = training_s;
     report.phases.profiling_s = profiling_s;
     let json = serde_json::to_string_pretty(&report)?;
-    write(&out.join("report.json"), &json)?;
+    write(&staging.join("report.json"), &json)?;
     let mut md = report.to_markdown();
     md.push_str(&format!(
         "\nTotal wall time of `coinfer search`: {:.1} s.\n",
         start.elapsed().as_secs_f64()
     ));
-    write(&out.join("report.md"), &md)?;
-    draw_plots(&report, &out)?;
+    write(&staging.join("report.md"), &md)?;
+    draw_plots(&report, &staging)?;
+    publish(&staging, &out)?;
     println!("{md}");
     println!("results in {}", out.display());
+    Ok(())
+}
+
+/// `<results>/.<run>.<what>`: a sibling of the run's folder.
+fn sibling(out: &Path, what: &str) -> PathBuf {
+    let name = out
+        .file_name()
+        .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+    out.with_file_name(format!(".{name}.{what}"))
+}
+
+/// Prepares the staging folder of the run at `out`: a fresh one, or with `resume` the one an
+/// interrupted search left (its checkpoint), else a copy of the finished run's checkpoint.
+fn stage(out: &Path, resume: bool) -> CliResult<PathBuf> {
+    let staging = sibling(out, "partial");
+    let io = |path: &Path, e: std::io::Error| format!("{}: {e}", path.display());
+    if !resume && staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;
+    }
+    let checkpoint = staging.join("checkpoint");
+    let finished = out.join("checkpoint");
+    if resume && !checkpoint.exists() && finished.join("agent").exists() {
+        copy_dir(&finished, &checkpoint)?;
+    }
+    Ok(staging)
+}
+
+/// Copies a folder tree (a checkpoint: a few small files).
+fn copy_dir(from: &Path, to: &Path) -> CliResult<()> {
+    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// With `--resume`: reads and checks the checkpoint (a corrupt one is an error naming its
+/// file), or says that there is none.
+fn resumed_from(
+    checkpoint: &Path,
+    out: &Path,
+    resume: bool,
+    device: &Device,
+) -> CliResult<Option<CheckpointSummary>> {
+    if !resume {
+        return Ok(None);
+    }
+    if !checkpoint.join("agent").exists() {
+        println!(
+            "--resume: no checkpoint in {} (nor an interrupted search in {}), the search starts \
+             from episode 0",
+            out.join("checkpoint").display(),
+            checkpoint.display()
+        );
+        return Ok(None);
+    }
+    let summary = inspect_checkpoint(checkpoint, device)
+        .map_err(|e| format!("--resume: the checkpoint cannot be used: {e}"))?;
+    println!(
+        "--resume: the checkpoint holds {} episodes, the search goes on from there",
+        summary.episodes_done
+    );
+    Ok(Some(summary))
+}
+
+/// Replaces the run's folder `out` with the finished `staging` one.
+fn publish(staging: &Path, out: &Path) -> CliResult<()> {
+    let io = |path: &Path, e: std::io::Error| format!("{}: {e}", path.display());
+    let old = sibling(out, "old");
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+    }
+    if out.exists() {
+        std::fs::rename(out, &old).map_err(|e| io(out, e))?;
+    }
+    if let Err(e) = std::fs::rename(staging, out) {
+        // Put the earlier run back.
+        let _ = std::fs::rename(&old, out);
+        return Err(io(staging, e).into());
+    }
+    let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }
 
@@ -536,6 +636,39 @@ fn write_codec_table(session: &mut coinfer_automl::SearchSession<'_>, out: &Path
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn a_run_is_replaced_only_when_it_is_published() {
+        let results = std::env::temp_dir().join(format!("coinfer-stage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&results);
+        let out = results.join("run");
+        std::fs::create_dir_all(out.join("checkpoint").join("agent")).unwrap();
+        std::fs::write(out.join("report.md"), "earlier").unwrap();
+        std::fs::write(out.join("checkpoint").join("agent").join("a"), "state").unwrap();
+        // A new search stages beside the run; until it is published the run is as it was.
+        let staging = stage(&out, false).unwrap();
+        assert_eq!(staging, results.join(".run.partial"));
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("report.md"), "new").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("report.md")).unwrap(),
+            "earlier"
+        );
+        // A fresh search discards what an earlier one left in staging.
+        assert!(!stage(&out, false).unwrap().exists());
+        // --resume starts from the finished run's checkpoint.
+        let staging = stage(&out, true).unwrap();
+        let copied = staging.join("checkpoint").join("agent").join("a");
+        assert_eq!(std::fs::read_to_string(copied).unwrap(), "state");
+        std::fs::write(staging.join("report.md"), "new").unwrap();
+        publish(&staging, &out).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("report.md")).unwrap(),
+            "new"
+        );
+        assert!(!staging.exists() && !sibling(&out, "old").exists());
+        let _ = std::fs::remove_dir_all(&results);
+    }
 
     #[derive(Parser)]
     struct Cli {

@@ -213,3 +213,76 @@ fn a_search_refused_after_profiling_writes_nothing_into_an_existing_run() {
     assert_eq!(std::fs::read_dir(&run).unwrap().count(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `base` followed by `extra`.
+fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(extra).copied().collect()
+}
+
+#[test]
+fn tls_flags_with_missing_or_unusable_files_are_named() {
+    let dir = scratch("tls-flags");
+    let plan = write_plan(&dir);
+    let plan = plan.to_str().unwrap();
+    let missing = dir.join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    // The plan file exists but holds no PEM: it stands for any file that is not a certificate.
+    let serve = ["serve", "--plan", plan, "--addr", "127.0.0.1:0"];
+    refused(
+        &with(&serve, &["--tls-key", plan]),
+        "--tls-cert",
+        missing,
+        "--tls-cert",
+    );
+    refused(
+        &with(&serve, &["--tls-key", plan]),
+        "--tls-cert",
+        plan,
+        "no certificate",
+    );
+    refused(
+        &with(&serve, &["--tls-cert", plan]),
+        "--tls-key",
+        missing,
+        "--tls-key",
+    );
+    refused(
+        &with(&serve, &["--tls-cert", plan, "--tls-key", plan]),
+        "--tls-client-ca",
+        missing,
+        "--tls-client-ca",
+    );
+    // A certificate without its key (and a client CA without a certificate) is a usage error.
+    refused(&serve, "--tls-cert", plan, "--tls-key");
+    refused(&serve, "--tls-client-ca", plan, "--tls-cert");
+
+    let infer = ["infer", "--plan", plan, "--server", "127.0.0.1:9"];
+    refused(&infer, "--tls-ca", missing, "--tls-ca");
+    refused(&infer, "--tls-ca", plan, "no certificate");
+    refused(
+        &with(&infer, &["--tls-ca", plan, "--tls-client-key", plan]),
+        "--tls-client-cert",
+        missing,
+        "--tls-client-cert",
+    );
+    refused(
+        &with(&infer, &["--tls-ca", plan, "--tls-client-cert", plan]),
+        "--tls-client-key",
+        missing,
+        "--tls-client-key",
+    );
+    refused(
+        &with(&infer, &["--tls-ca", plan]),
+        "--tls-server-name",
+        "not a name!",
+        "--tls-server-name",
+    );
+    refused(&infer, "--tls-server-name", "edge", "--tls-ca");
+    refused(
+        &with(&infer, &["--tls-ca", plan]),
+        "--tls-client-cert",
+        plan,
+        "--tls-client-key",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -79,6 +79,23 @@ fn expect_code(args: &[&str], code: i32) -> Output {
     out
 }
 
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
 fn json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
@@ -170,18 +187,48 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
     let resumed = search("6", &["--resume"], 0);
     let stdout = text(&resumed.stdout);
     assert!(stdout.contains("backbone: reusing"), "{stdout}");
+    assert!(
+        stdout.contains("--resume: the checkpoint holds 4 episodes"),
+        "{stdout}"
+    );
     let report = json(&out.join("report.json"));
     let rewards = episode_rewards(&report);
     assert_eq!(rewards.len(), 6);
     assert_eq!(rewards[..4], first_rewards[..]);
 
-    // A bad option that only the search itself can judge: exit 1 with a named cause.
+    // A bad option that only the search itself can judge: exit 1 with a named cause, and the
+    // earlier run's files are untouched.
+    let before = snapshot(&out);
     let bad = search("2", &["--reward", "budget"], 1);
     let stderr = text(&bad.stderr);
     assert!(
         stderr.contains("--reward budget needs --budget-ms"),
         "{stderr}"
     );
+    assert!(
+        snapshot(&out) == before,
+        "a failed search changed the earlier run"
+    );
+
+    // An interrupted search left a corrupt checkpoint: --resume names it before profiling or
+    // training anything, and the earlier run is untouched.
+    let leftover = results
+        .join(".tiny.partial")
+        .join("checkpoint")
+        .join("agent");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("agent.json"), "{ not json").unwrap();
+    let corrupt = search("8", &["--resume"], 1);
+    let (stdout, stderr) = (text(&corrupt.stdout), text(&corrupt.stderr));
+    assert!(stderr.contains("checkpoint cannot be used"), "{stderr}");
+    assert!(stderr.contains("agent.json"), "{stderr}");
+    assert!(!stdout.contains("profiling"), "{stdout}");
+    assert!(
+        snapshot(&out) == before,
+        "a failed resume changed the earlier run"
+    );
+    // Without --resume the leftover is discarded.
+    std::fs::remove_dir_all(results.join(".tiny.partial")).unwrap();
 
     // plot: redraws the SVGs from report.json.
     for svg in ["reward.svg", "scatter.svg", "breakdown.svg"] {

@@ -1,7 +1,8 @@
 //! [`DeviceClient`]: runs the device half, encodes the split feature, sends it to an edge
 //! server and returns the logits with a timing breakdown.
 
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,9 @@ use crate::frame::{
     DEFAULT_MAX_FRAME, Frame, FrameBody, PlanTag, encode_frame, read_frame, write_frame,
 };
 use crate::server::{Token, check_digest, check_token};
-use crate::shaping::{LinkShaping, ShapedWriter};
+use crate::shaping::LinkShaping;
+use crate::tls::ClientTls;
+use crate::transport::{Socket, Transport};
 use coinfer_split::{InferenceNetwork, Network};
 
 /// Device client options.
@@ -32,6 +35,9 @@ pub struct ClientConfig {
     /// The deployment token presented in the Hello (servers started with a token refuse
     /// clients without it).
     pub token: Option<Token>,
+    /// TLS to the server (its CA, the name to check, an optional client certificate);
+    /// `None` speaks plain TCP. The shaped link carries the TLS records.
+    pub tls: Option<ClientTls>,
     /// How many times one request is retried on a new connection when the connection fails
     /// (reset, timeout, server gone) or the server answers `Busy` / `ShuttingDown`; inference
     /// is idempotent, so a retried request gives the same answer.
@@ -52,6 +58,7 @@ impl Default for ClientConfig {
             max_frame: DEFAULT_MAX_FRAME,
             shaping: None,
             token: None,
+            tls: None,
             retries: 3,
             retry_backoff: Duration::from_millis(50),
         }
@@ -216,8 +223,7 @@ pub struct DeviceClient {
 
 /// One greeted connection.
 struct Link {
-    reader: TcpStream,
-    writer: ShapedWriter<TcpStream>,
+    stream: Transport<rustls::ClientConnection>,
     peer: SocketAddr,
 }
 
@@ -429,17 +435,18 @@ impl DeviceClient {
 
     fn drop_link(&mut self) {
         self.open = false;
-        let _ = self.link.reader.shutdown(Shutdown::Both);
+        self.link.stream.shutdown();
     }
 
     /// Sends one frame over the (shaped) link and reads the reply; closes on failure.
     fn exchange(&mut self, bytes: &[u8]) -> Result<Frame, RuntimeError> {
-        let result = self
-            .link
-            .writer
-            .send_message(bytes)
+        let stream = &mut self.link.stream;
+        stream.socket_mut().begin_message();
+        let result = stream
+            .write_all(bytes)
+            .and_then(|()| stream.flush())
             .map_err(|e| RuntimeError::io("sending a frame", e))
-            .and_then(|()| read_frame(&mut self.link.reader, self.config.max_frame));
+            .and_then(|()| read_frame(stream, self.config.max_frame));
         if result.is_err() {
             self.drop_link();
         }
@@ -457,8 +464,8 @@ impl DeviceClient {
         }
         self.open = false;
         let bye = Frame::bye(self.plan, self.codec.id());
-        let _ = write_frame(&mut self.link.writer.get_ref(), &bye);
-        let _ = self.link.reader.shutdown(Shutdown::Both);
+        let _ = write_frame(&mut self.link.stream, &bye);
+        self.link.stream.shutdown();
     }
 }
 
@@ -506,8 +513,22 @@ impl Link {
             Some(token) => Frame::hello_with_token(digest, token.expose(), codec, feature)?,
             None => Frame::hello(digest, codec, feature)?,
         };
-        write_frame(&mut &stream, &hello)?;
-        let reply = read_frame(&mut &stream, config.max_frame)?;
+        let socket = Socket::new(stream, config.shaping);
+        let mut stream = match &config.tls {
+            None => Transport::Plain(socket),
+            Some(tls) => {
+                let connection = tls.connection(peer.ip()).map_err(|e| RuntimeError::Tls {
+                    during: "starting TLS",
+                    failure: crate::TlsFailure::of(&e),
+                    source: e,
+                })?;
+                let mut stream = Transport::tls(connection, socket);
+                stream.handshake()?;
+                stream
+            }
+        };
+        write_frame(&mut stream, &hello)?;
+        let reply = read_frame(&mut stream, config.max_frame)?;
         match reply.body {
             FrameBody::Hello {
                 digest: ref server_digest,
@@ -535,14 +556,7 @@ impl Link {
                 });
             }
         }
-        let reader = stream
-            .try_clone()
-            .map_err(|e| RuntimeError::io("cloning the socket", e))?;
-        Ok(Link {
-            reader,
-            writer: ShapedWriter::new(stream, config.shaping),
-            peer,
-        })
+        Ok(Link { stream, peer })
     }
 }
 

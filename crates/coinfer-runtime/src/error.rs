@@ -7,6 +7,8 @@ use coinfer_codec::CodecError;
 
 use coinfer_split::SplitError;
 
+use crate::tls::{TlsConfigError, TlsFailure};
+
 /// The typed reason carried by an error frame (`u16` on the wire, see `docs/runtime.md`).
 ///
 /// Codes a peer sends that this build does not know decode as [`ErrorCode::Unrecognized`], so
@@ -47,6 +49,8 @@ pub enum ErrorCode {
     Timeout,
     /// The client did not present the deployment's token (or presented another one).
     Unauthorized,
+    /// The server speaks TLS only and the client sent a plain-TCP frame.
+    TlsRequired,
     /// A code this build does not know.
     Unrecognized(u16),
 }
@@ -72,6 +76,7 @@ impl ErrorCode {
             Self::ShuttingDown => 15,
             Self::Timeout => 16,
             Self::Unauthorized => 17,
+            Self::TlsRequired => 18,
             Self::Unrecognized(code) => code,
         }
     }
@@ -97,6 +102,7 @@ impl ErrorCode {
             15 => Self::ShuttingDown,
             16 => Self::Timeout,
             17 => Self::Unauthorized,
+            18 => Self::TlsRequired,
             other => Self::Unrecognized(other),
         }
     }
@@ -217,6 +223,21 @@ pub enum RuntimeError {
         /// What was being done.
         during: &'static str,
     },
+    /// TLS failed on a live connection (handshake or record): `failure` says which side
+    /// refused what, e.g. a client certificate from a CA the server does not trust.
+    #[error("TLS failed during {during}: {failure}: {source}")]
+    Tls {
+        /// What was being done.
+        during: &'static str,
+        /// Which side refused what.
+        failure: TlsFailure,
+        /// rustls' error.
+        #[source]
+        source: rustls::Error,
+    },
+    /// A TLS option (certificate, key or CA file) cannot be used.
+    #[error(transparent)]
+    TlsConfig(#[from] TlsConfigError),
     /// The edge server refused the handshake (plan digest, codec or feature shape differ).
     #[error("the edge server refused the handshake ({code}): {message}")]
     HandshakeRefused {
@@ -302,9 +323,14 @@ impl RuntimeError {
             Self::Oversized { .. } => ErrorCode::Oversized,
             Self::Truncated { .. } | Self::ConnectionClosed => ErrorCode::Truncated,
             Self::UnknownKind { .. } => ErrorCode::UnknownKind,
-            Self::BadField { .. } | Self::Encode(_) | Self::InvalidConfig { .. } => {
-                ErrorCode::BadField
-            }
+            Self::BadField { .. }
+            | Self::Encode(_)
+            | Self::InvalidConfig { .. }
+            | Self::TlsConfig(_) => ErrorCode::BadField,
+            Self::Tls { failure, .. } => match failure {
+                TlsFailure::NotTls => ErrorCode::TlsRequired,
+                _ => ErrorCode::Unauthorized,
+            },
             Self::ShapeMismatch { .. } => ErrorCode::ShapeMismatch,
             Self::Timeout { .. } => ErrorCode::Timeout,
             Self::HandshakeRefused { code, .. } | Self::Remote { code, .. } => *code,
@@ -315,8 +341,19 @@ impl RuntimeError {
     }
 
     /// Wraps an I/O error, turning timeouts into [`RuntimeError::Timeout`].
+    /// TLS failures (rustls errors carried by the I/O error) become [`RuntimeError::Tls`].
     pub(crate) fn io(context: &'static str, source: std::io::Error) -> Self {
         use std::io::ErrorKind;
+        if let Some(tls) = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            return Self::Tls {
+                during: context,
+                failure: TlsFailure::of(tls),
+                source: tls.clone(),
+            };
+        }
         match source.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => Self::Timeout { during: context },
             _ => Self::Io {
@@ -333,7 +370,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_unknown_codes_survive() {
-        for code in 1..=17 {
+        for code in 1..=18 {
             let parsed = ErrorCode::from_code(code);
             assert!(!matches!(parsed, ErrorCode::Unrecognized(_)), "{code}");
             assert_eq!(parsed.code(), code);

@@ -6,7 +6,9 @@
 //! small binary protocol ([`Frame`]: magic, version, request id, plan tag, codec, shape,
 //! payload, CRC32); a handshake refuses clients built for another plan (digest), codec or split
 //! point. An uplink of a given rate and delay can be emulated on loopback ([`LinkShaping`]) so
-//! measured latency can be compared with the latency model. The protocol, the threading model
+//! measured latency can be compared with the latency model. Connections may run over TLS, with
+//! client certificates for mutual TLS ([`ServerTlsConfig`], [`ClientTlsConfig`]), and a
+//! deployment [`Token`] in the Hello. The protocol, the threading model
 //! and measurements are in `docs/runtime.md`; [`EdgeServer`] and [`DeviceClient`] have
 //! runnable examples.
 //!
@@ -21,6 +23,8 @@ mod error;
 mod frame;
 mod server;
 mod shaping;
+mod tls;
+mod transport;
 mod worker;
 
 pub use client::{ClientConfig, DeviceClient, InferResult, MAX_BACKOFF, Timing};
@@ -32,6 +36,7 @@ pub use frame::{
 };
 pub use server::{EdgeServer, MAX_TOKEN_LEN, ServerConfig, ServerHandle, ServerStats, Token};
 pub use shaping::{LinkShaping, ShapedWriter, TokenBucket};
+pub use tls::{ClientTls, ClientTlsConfig, ServerTls, ServerTlsConfig, TlsConfigError, TlsFailure};
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@
 //! allocating), and a global budget of frame bytes held by all connections at once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
@@ -26,9 +26,11 @@ use coinfer_codec::CodecId;
 use crate::SharedCodec;
 use crate::error::{ErrorCode, RuntimeError};
 use crate::frame::{
-    CRC_LEN, DEFAULT_MAX_FRAME, Frame, FrameBody, FrameHead, FrameKind, HEADER_LEN, MAX_DIGEST_LEN,
-    PlanTag, codec_to_wire, read_frame_admitted, split_hello, write_frame,
+    CRC_LEN, DEFAULT_MAX_FRAME, Frame, FrameBody, FrameHead, FrameKind, HEADER_LEN, MAGIC,
+    MAX_DIGEST_LEN, PlanTag, codec_to_wire, read_frame_admitted, split_hello, write_frame,
 };
+use crate::tls::ServerTls;
+use crate::transport::{Clock, Socket, Transport};
 use crate::worker::{Job, Worker};
 use coinfer_split::{InferenceNetwork, Network};
 
@@ -75,6 +77,10 @@ pub struct ServerConfig {
     /// The deployment token every client must present in its Hello (`Unauthorized`
     /// otherwise); `None` serves anyone who knows the plan digest.
     pub token: Option<Token>,
+    /// TLS (and, with a client CA, mutual TLS) on every connection; `None` serves plain TCP.
+    /// The TLS handshake counts against `hello_timeout`; a plain-TCP client gets a
+    /// `TlsRequired` error frame.
+    pub tls: Option<ServerTls>,
     /// Dynamic batching: merge the requests that reach the worker within this window of the
     /// first one into a single forward pass. `None` (the default) runs each request alone;
     /// `Some(Duration::ZERO)` merges only requests already waiting.
@@ -97,6 +103,7 @@ impl Default for ServerConfig {
             max_request_batch: 64,
             max_in_flight_bytes: 256 << 20,
             token: None,
+            tls: None,
             batch_window: None,
             max_batch: 16,
             max_connections: 1024,
@@ -176,6 +183,8 @@ pub struct ServerStats {
     pub timed_out: u64,
     /// Frames refused on their header: over the batch cap or the global byte budget.
     pub over_budget: u64,
+    /// Connections closed in the TLS handshake (a certificate refused, not TLS at all).
+    pub tls_refused: u64,
     /// Result frames sent.
     pub results: u64,
     /// Error frames sent.
@@ -196,6 +205,7 @@ pub(crate) struct Stats {
     evicted: AtomicU64,
     timed_out: AtomicU64,
     over_budget: AtomicU64,
+    tls_refused: AtomicU64,
     results: AtomicU64,
     errors: AtomicU64,
     pub(crate) forward_passes: AtomicU64,
@@ -212,6 +222,7 @@ impl Stats {
             evicted: get(&self.evicted),
             timed_out: get(&self.timed_out),
             over_budget: get(&self.over_budget),
+            tls_refused: get(&self.tls_refused),
             results: get(&self.results),
             errors: get(&self.errors),
             forward_passes: get(&self.forward_passes),
@@ -616,12 +627,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, jobs: SyncSender<Job>
         reap(&mut connections, &shared, false);
         if connections.len() >= shared.config.max_connections {
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-            refuse(
-                stream,
-                &shared,
-                ErrorCode::Busy,
-                "too many connections, retry later",
-            );
+            refuse_busy(stream, &shared, "too many connections, retry later");
             continue;
         }
         next_id += 1;
@@ -648,9 +654,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, jobs: SyncSender<Job>
             .name(format!("coinfer-edge-conn-{id}"))
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
-                let result =
-                    Connection::new(stream, id, &conn_shared, conn_jobs).map(Connection::run);
-                drop(result);
+                if let Some(connection) = Connection::open(stream, id, &conn_shared, conn_jobs) {
+                    connection.run();
+                }
                 lock(&conn_shared.unauthenticated).remove(&id);
                 lock(&conn_shared.open).remove(&id);
             });
@@ -662,12 +668,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, jobs: SyncSender<Job>
             Err(_) => {
                 lock(&shared.unauthenticated).remove(&id);
                 if let Some(stream) = lock(&shared.open).remove(&id) {
-                    refuse(
-                        stream,
-                        &shared,
-                        ErrorCode::Busy,
-                        "cannot start a connection thread",
-                    );
+                    refuse_busy(stream, &shared, "cannot start a connection thread");
                 }
             }
         }
@@ -697,6 +698,59 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Wraps a new connection in TLS and runs the handshake under the Hello deadline. A client
+/// that opens with a plain frame gets a plain `TlsRequired` error frame; a refused handshake
+/// (rustls has sent its alert) is lingered on so the alert reaches the peer.
+fn secure(
+    shared: &Shared,
+    tls: &ServerTls,
+    socket: Socket,
+    hello_deadline: Instant,
+) -> Option<Transport<rustls::ServerConnection>> {
+    let wait = hello_deadline.saturating_duration_since(Instant::now());
+    let mut first = [0u8; 1];
+    let peeked = socket
+        .tcp()
+        .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+        .and_then(|()| socket.tcp().peek(&mut first));
+    match peeked {
+        Ok(1) if first[0] == MAGIC[0] => {
+            let tcp = Transport::<rustls::ServerConnection>::Plain(socket).close(CLOSE_GRACE);
+            refuse(
+                tcp,
+                shared,
+                ErrorCode::TlsRequired,
+                "this server speaks TLS only: connect with TLS (coinfer infer --tls-ca)",
+            );
+            return None;
+        }
+        Ok(1) => {}
+        Ok(_) => return None,
+        Err(_) => {
+            shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+    }
+    let connection = tls.connection().ok()?;
+    let mut stream = Transport::tls(connection, socket);
+    match stream.handshake() {
+        Ok(()) => Some(stream),
+        Err(RuntimeError::Timeout { .. }) => {
+            shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+        Err(RuntimeError::Tls { .. }) => {
+            shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+            linger_close(stream.close(CLOSE_GRACE));
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// How long sending a TLS `close_notify` may take when closing.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
 /// Answers a connection we will not serve with one error frame, then closes it.
 fn refuse(stream: TcpStream, shared: &Shared, code: ErrorCode, message: &str) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
@@ -705,6 +759,17 @@ fn refuse(stream: TcpStream, shared: &Shared, code: ErrorCode, message: &str) {
         shared.stats.errors.fetch_add(1, Ordering::Relaxed);
     }
     linger_close(stream);
+}
+
+/// Refuses a connection the accept thread cannot take: a `Busy` error frame on plain TCP; on
+/// a TLS server (where the client expects a TLS handshake, not a frame) the socket is closed
+/// without a reply, which the client sees as a lost connection and retries.
+fn refuse_busy(stream: TcpStream, shared: &Shared, message: &str) {
+    if shared.config.tls.is_some() {
+        let _ = stream.shutdown(Shutdown::Both);
+    } else {
+        refuse(stream, shared, ErrorCode::Busy, message);
+    }
 }
 
 /// Closes after an error reply without losing it: half-close, then drain what the peer still
@@ -726,45 +791,12 @@ fn linger_close(stream: TcpStream) {
 
 /// One client connection, served on its own thread.
 struct Connection<'a> {
-    stream: TcpStream,
+    stream: Transport<rustls::ServerConnection>,
     id: u64,
     accepted: Instant,
     shared: &'a Shared,
     jobs: SyncSender<Job>,
     greeted: bool,
-}
-
-/// Reads a socket under two clocks: the idle timeout per read, and a deadline for the frame
-/// being read (from its first byte, or from the accept until the Hello is in).
-struct Deadlined<'s> {
-    stream: &'s TcpStream,
-    idle: Duration,
-    frame: Duration,
-    deadline: Option<Instant>,
-}
-
-impl Read for Deadlined<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let wait = match self.deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(std::io::Error::new(
-                        ErrorKind::TimedOut,
-                        "the frame missed its deadline",
-                    ));
-                }
-                left.min(self.idle)
-            }
-            None => self.idle,
-        };
-        self.stream.set_read_timeout(Some(wait))?;
-        let n = (&*self.stream).read(buf)?;
-        if n > 0 && self.deadline.is_none() {
-            self.deadline = Some(Instant::now() + self.frame);
-        }
-        Ok(n)
-    }
 }
 
 /// Frame bytes a connection holds against [`Shared::in_flight`]; released on drop.
@@ -837,22 +869,30 @@ enum Next {
 }
 
 impl<'a> Connection<'a> {
-    fn new(
-        stream: TcpStream,
-        id: u64,
-        shared: &'a Shared,
-        jobs: SyncSender<Job>,
-    ) -> Result<Self, RuntimeError> {
+    /// Configures the socket and, on a TLS server, runs the TLS handshake under the Hello
+    /// deadline; `None` when the connection ended there (refused, timed out, gone).
+    fn open(tcp: TcpStream, id: u64, shared: &'a Shared, jobs: SyncSender<Job>) -> Option<Self> {
         let config = &shared.config;
-        stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(Some(config.read_timeout)))
-            .and_then(|()| stream.set_write_timeout(Some(config.write_timeout)))
-            .map_err(|e| RuntimeError::io("configuring the socket", e))?;
-        Ok(Self {
+        let accepted = Instant::now();
+        let hello_deadline = accepted + config.hello_timeout;
+        tcp.set_nodelay(true)
+            .and_then(|()| tcp.set_read_timeout(Some(config.read_timeout)))
+            .and_then(|()| tcp.set_write_timeout(Some(config.write_timeout)))
+            .ok()?;
+        let mut socket = Socket::new(tcp, None);
+        socket.set_clock(Clock {
+            idle: config.read_timeout,
+            frame: config.frame_timeout,
+            deadline: Some(hello_deadline),
+        });
+        let stream = match &config.tls {
+            None => Transport::Plain(socket),
+            Some(tls) => secure(shared, tls, socket, hello_deadline)?,
+        };
+        Some(Self {
             stream,
             id,
-            accepted: Instant::now(),
+            accepted,
             shared,
             jobs,
             greeted: false,
@@ -864,19 +904,18 @@ impl<'a> Connection<'a> {
         let config = &shared.config;
         let next = loop {
             let greeted = self.greeted;
-            let mut reader = Deadlined {
-                stream: &self.stream,
+            self.stream.socket_mut().set_clock(Clock {
                 idle: config.read_timeout,
                 frame: config.frame_timeout,
                 deadline: (!greeted).then(|| self.accepted + config.hello_timeout),
-            };
+            });
             let max_frame = if greeted {
                 shared.max_frame
             } else {
                 shared.max_frame.min(PRE_HELLO_MAX_FRAME)
             };
             let mut refusal = None;
-            let read = read_frame_admitted(&mut reader, max_frame, |head| {
+            let read = read_frame_admitted(&mut self.stream, max_frame, |head| {
                 admit(shared, greeted, head).map_err(|r| {
                     refusal = Some(r);
                     RuntimeError::ConnectionClosed
@@ -899,6 +938,11 @@ impl<'a> Connection<'a> {
                     shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
                     Next::Close
                 }
+                // The TLS layer broke (rustls sent its alert): no frame can follow.
+                Err(RuntimeError::Tls { .. }) => {
+                    shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+                    Next::LingerClose
+                }
                 Err(e) if e.keeps_stream_in_sync() => {
                     self.reply_error(e.request_id().unwrap_or(0), e.code(), &e.to_string())
                 }
@@ -915,10 +959,11 @@ impl<'a> Connection<'a> {
                 break next;
             }
         };
+        let stream = self.stream.close(CLOSE_GRACE);
         match next {
-            Next::LingerClose => linger_close(self.stream),
+            Next::LingerClose => linger_close(stream),
             Next::Continue | Next::Close => {
-                let _ = self.stream.shutdown(Shutdown::Both);
+                let _ = stream.shutdown(Shutdown::Both);
             }
         }
     }
@@ -932,7 +977,7 @@ impl<'a> Connection<'a> {
             code,
             message,
         );
-        match write_frame(&mut &self.stream, &frame) {
+        match write_frame(&mut self.stream, &frame) {
             Ok(_) => {
                 self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
                 Next::Continue
@@ -1050,7 +1095,7 @@ impl<'a> Connection<'a> {
                 return Next::LingerClose;
             }
         };
-        match write_frame(&mut &self.stream, &reply) {
+        match write_frame(&mut self.stream, &reply) {
             Ok(_) => {
                 self.greeted = true;
                 lock(&shared.unauthenticated).remove(&self.id);
@@ -1099,7 +1144,7 @@ impl<'a> Connection<'a> {
                 logits: answer.logits,
             },
         };
-        match write_frame(&mut &self.stream, &frame) {
+        match write_frame(&mut self.stream, &frame) {
             Ok(_) => {
                 self.shared.stats.results.fetch_add(1, Ordering::Relaxed);
                 Next::Continue

@@ -153,14 +153,21 @@ impl<W: Write> ShapedWriter<W> {
     /// # Errors
     /// The inner writer's errors.
     pub fn send_message(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.begin_message();
+        self.write_all(bytes)?;
+        self.flush()
+    }
+
+    /// Starts a message on the emulated link: sleeps the added delay and empties the bucket,
+    /// so the bytes written next take their full `8·n / rate` (what
+    /// [`send_message`](Self::send_message) does before writing).
+    pub fn begin_message(&mut self) {
         if let Some(shaping) = self.shaping.filter(|s| !s.added_delay.is_zero()) {
             thread::sleep(shaping.added_delay);
         }
         if let Some(bucket) = &mut self.bucket {
             bucket.drain();
         }
-        self.write_all(bytes)?;
-        self.flush()
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

@@ -76,8 +76,8 @@ pub use baselines::{Baseline, BaselineResult, BaselineSettings};
 pub use builder::{CoInference, CoInferenceBuilder};
 pub use checkpoint::{CheckpointSummary, inspect_checkpoint};
 pub use config::{
-    CheckedSearchConfig, DEFAULT_CALIBRATION_IMAGES, DEFAULT_VALIDATION_IMAGES, SearchConfig,
-    split_validation,
+    CheckedSearchConfig, DEFAULT_CALIBRATION_IMAGES, DEFAULT_VALIDATION_IMAGES, RERANK_SLACK,
+    SearchConfig, split_validation,
 };
 pub use error::AutomlError;
 pub use evaluator::PairedDrop;

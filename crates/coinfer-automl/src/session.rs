@@ -379,7 +379,7 @@ impl SearchSession<'_> {
     /// Re-ranking (a cheap guard against validation noise and against scoring plans before
     /// fine-tuning): the [`rerank`](crate::SearchConfig::rerank) fastest distinct plans that
     /// are faster than `decision`, have a device half and drop at most
-    /// [`RERANK_SLACK`](crate::config::RERANK_SLACK) beyond the tolerance get a short
+    /// [`RERANK_SLACK`](crate::RERANK_SLACK) beyond the tolerance get a short
     /// three-step fine-tune; the fastest whose *fine-tuned* validation accuracy meets the
     /// reward replaces `decision`. Returns the choice, its score and what was tried.
     fn rerank(

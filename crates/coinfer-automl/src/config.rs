@@ -47,12 +47,11 @@ pub struct SearchConfig {
     /// Training images (never validation or test ones) that recovery fits on.
     pub calibration_images: usize,
     /// Re-ranking: how many of the fastest plans that are faster than the search's answer
-    /// and at most [`RERANK_SLACK`] beyond the accuracy tolerance get a short three-step
-    /// fine-tune before the final choice (0: none). Only with
+    /// and at most [`RERANK_SLACK`] beyond the accuracy tolerance get the three-step
+    /// fine-tune the answer would get ([`three_step`](Self::three_step)) before the final
+    /// choice (0: none; nothing either when `finetune.epochs` is 0). Only with
     /// [`Reward::FastestWithinTolerance`](crate::Reward::FastestWithinTolerance).
     pub rerank: usize,
-    /// Epochs of each of the three steps of a re-ranking fine-tune.
-    pub rerank_epochs: usize,
     /// Local refinement of the answer after the agent (hill climbing from its best plans).
     pub refine: RefineConfig,
 }
@@ -78,7 +77,6 @@ impl Default for SearchConfig {
             recovery: PruneRecovery::default(),
             calibration_images: DEFAULT_CALIBRATION_IMAGES,
             rerank: 3,
-            rerank_epochs: 1,
             refine: RefineConfig::default(),
         }
     }
@@ -164,12 +162,6 @@ impl SearchConfig {
                     "recovery `{}` fits on calibration images: at least 1",
                     self.recovery
                 ),
-            });
-        }
-        if self.rerank > 0 && self.rerank_epochs == 0 {
-            return Err(AutomlError::InvalidConfig {
-                field: "rerank_epochs",
-                reason: "re-ranking fine-tunes: at least 1 epoch (or rerank = 0)".into(),
             });
         }
         self.finetune.check()?;
@@ -288,21 +280,6 @@ mod tests {
             ..SearchConfig::default()
         };
         assert!(none.check().is_ok());
-    }
-
-    #[test]
-    fn re_ranking_without_epochs_is_rejected() {
-        let config = SearchConfig {
-            rerank_epochs: 0,
-            ..SearchConfig::default()
-        };
-        assert_eq!(rejected(config), "rerank_epochs");
-        let off = SearchConfig {
-            rerank: 0,
-            rerank_epochs: 0,
-            ..SearchConfig::default()
-        };
-        assert!(off.check().is_ok());
     }
 
     #[test]

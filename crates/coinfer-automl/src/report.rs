@@ -185,7 +185,7 @@ pub struct Reranked {
     pub latency_s: f64,
     /// Validation accuracy as scored by the search (no fine-tuning).
     pub accuracy_before: f32,
-    /// Validation accuracy after the short fine-tune.
+    /// Validation accuracy after the three-step fine-tune.
     pub accuracy_after: f32,
     /// Whether it then met the accuracy tolerance.
     pub feasible: bool,
@@ -321,7 +321,7 @@ impl SearchReport {
         if !self.reranked.is_empty() {
             let _ = writeln!(
                 md,
-                "## Re-ranking by fine-tuned accuracy\n\n| split | codec | latency (ms) | val. accuracy before | after a short fine-tune | within tolerance |\n|---|---|---|---|---|---|"
+                "## Re-ranking by fine-tuned accuracy\n\n| split | codec | latency (ms) | val. accuracy before | after the three-step fine-tune | within tolerance |\n|---|---|---|---|---|---|"
             );
             for r in &self.reranked {
                 let _ = writeln!(

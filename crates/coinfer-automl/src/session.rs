@@ -376,11 +376,23 @@ impl SearchSession<'_> {
         )
     }
 
-    /// Re-ranking (a cheap guard against validation noise and against scoring plans before
+    /// The three-step fine-tune every plan with a device half gets (re-ranked plans and the
+    /// answer alike): [`SearchConfig::three_step`](crate::SearchConfig::three_step) with the
+    /// batch size and seed of `finetune`.
+    fn three_step_config(&self) -> ThreeStepConfig {
+        let config = &self.search.config;
+        ThreeStepConfig {
+            batch_size: config.finetune.batch_size,
+            seed: config.finetune.seed,
+            ..config.three_step.clone()
+        }
+    }
+
+    /// Re-ranking (a guard against validation noise and against scoring plans before
     /// fine-tuning): the [`rerank`](crate::SearchConfig::rerank) fastest distinct plans that
     /// are faster than `decision`, have a device half and drop at most
-    /// [`RERANK_SLACK`](crate::RERANK_SLACK) beyond the tolerance get a short
-    /// three-step fine-tune; the fastest whose *fine-tuned* validation accuracy meets the
+    /// [`RERANK_SLACK`](crate::RERANK_SLACK) beyond the tolerance get the three-step
+    /// fine-tune the answer would get; the fastest whose *fine-tuned* validation accuracy meets the
     /// reward replaces `decision`. Returns the choice, its score and what was tried.
     fn rerank(
         &mut self,
@@ -414,15 +426,7 @@ impl SearchSession<'_> {
             .collect();
         candidates.sort_by(|a, b| a.latency.total.total_cmp(&b.latency.total));
         candidates.truncate(search.config.rerank);
-        let epochs = search.config.rerank_epochs;
-        let config = ThreeStepConfig {
-            device_epochs: epochs,
-            codec_epochs: epochs,
-            joint_epochs: epochs,
-            batch_size: search.config.finetune.batch_size,
-            seed: search.config.finetune.seed,
-            ..search.config.three_step.clone()
-        };
+        let config = self.three_step_config();
         let mut tried = Vec::new();
         let mut best = (decision, score);
         for evaluation in candidates {
@@ -481,11 +485,7 @@ impl SearchSession<'_> {
         // input (split 0) has nothing to train.
         let (device_half, edge_half, tuned_ae, steps) =
             if split > 0 && search.config.finetune.epochs > 0 {
-                let config = ThreeStepConfig {
-                    batch_size: search.config.finetune.batch_size,
-                    seed: search.config.finetune.seed,
-                    ..search.config.three_step.clone()
-                };
+                let config = self.three_step_config();
                 let mut progress = progress;
                 let outcome =
                     self.three_steps(decision, &config, |p| progress(p.done, p.total, p.loss))?;

@@ -295,7 +295,6 @@ fn re_ranking_fine_tunes_only_faster_plans_and_keeps_the_fastest_that_then_fits(
     };
     let cfg = SearchConfig {
         rerank: 2,
-        rerank_epochs: 1,
         ..config(30)
     };
     // A fast device and a slow edge: pruned deep splits are the fast plans, and some of them

@@ -3,8 +3,11 @@
 //!
 //! DDPG samples the space; with a few dozen episodes it can end next to a better plan without
 //! landing on it (a pruning ratio one step too low, the neighbouring codec, the next split).
-//! Refinement walks from each start to its best neighbour under the same reward, until no
-//! neighbour is better or the evaluation budget is spent. A plan's neighbours are:
+//! Refinement walks from each start to its best neighbour under the same reward — a tabu
+//! walk: never back to a plan it walked through, and on even when that neighbour is no
+//! better, for up to `patience` moves without a new best (one block more on the device may
+//! cost a little before pruning that block pays) — until the evaluation budget is spent.
+//! A plan's neighbours are:
 //!
 //! - every other codec of its split;
 //! - each prunable layer's ratio one step up or down, and at 0 and at `max_prune`;
@@ -44,6 +47,9 @@ pub struct RefineConfig {
     pub max_evaluations: usize,
     /// Step of a pruning-ratio move.
     pub ratio_step: f32,
+    /// Moves a walk may make without beating its best plan before it stops (0: plain hill
+    /// climbing, which stops at the first plan no neighbour beats).
+    pub patience: usize,
 }
 
 impl Default for RefineConfig {
@@ -52,6 +58,7 @@ impl Default for RefineConfig {
             starts: 3,
             max_evaluations: 150,
             ratio_step: 0.1,
+            patience: 3,
         }
     }
 }
@@ -110,8 +117,19 @@ enum Position {
     Plan(Decision),
 }
 
-/// Climbs from each of `starts` (best score first; at most `config.starts` distinct ones) to
-/// a local optimum of `reward`, within `config.max_evaluations` plans in all that the
+/// What makes two positions the same plan: split candidate, filters kept, codec (`None`:
+/// device-only).
+type PlanIdentity = Option<(usize, Vec<usize>, usize)>;
+
+fn identity(evaluator: &PlanEvaluator, position: &Position) -> PlanIdentity {
+    match position {
+        Position::DeviceOnly => None,
+        Position::Plan(d) => Some((d.candidate, evaluator.space().kept(d), d.codec)),
+    }
+}
+
+/// Walks from each of `starts` (best score first; at most `config.starts` distinct ones)
+/// towards better plans under `reward` (see the [module docs](self)), within `config.max_evaluations` plans in all that the
 /// evaluator's current session had not asked for yet (see
 /// [`PlanEvaluator::begin_session`]), and returns the best plan seen. A start that is
 /// neither device-only nor a plan of the evaluator's space is an error.
@@ -141,41 +159,60 @@ pub fn refine(
         }
     }
     let budget_start = evaluator.session_evaluations();
+    let out_of_budget =
+        |e: &PlanEvaluator| e.session_evaluations() - budget_start >= config.max_evaluations;
     let mut best = first.clone();
     let mut moves = 0;
-    let mut climbed: Vec<Position> = Vec::new();
+    // Plans walked through (by identity: two ratios that keep the same filters are one plan).
+    let mut visited: Vec<PlanIdentity> = Vec::new();
     for (mut position, start) in positions {
-        if climbed.contains(&position) {
+        if visited.contains(&identity(evaluator, &position)) {
             continue;
         }
         let mut current = start.clone();
+        let mut walk_best = start.clone();
+        let mut stale = 0;
         loop {
-            climbed.push(position.clone());
+            visited.push(identity(evaluator, &position));
+            // The best neighbour not walked through yet, better or not (a tabu walk: it may
+            // cross a plateau or a small dip on the way to a better plan).
             let mut step: Option<(Position, Evaluation)> = None;
             for neighbour in neighbours(evaluator, &position, config.ratio_step, device_only) {
-                if evaluator.session_evaluations() - budget_start >= config.max_evaluations {
+                if out_of_budget(evaluator) {
                     break;
+                }
+                if visited.contains(&identity(evaluator, &neighbour)) {
+                    continue;
                 }
                 let evaluation = match &neighbour {
                     Position::DeviceOnly => evaluator.device_only()?,
                     Position::Plan(decision) => evaluator.evaluate(decision)?,
                 };
-                let to_beat = step.as_ref().map_or(&current, |(_, e)| e);
-                if reward.score(&evaluation) > reward.score(to_beat) {
+                if step
+                    .as_ref()
+                    .is_none_or(|(_, e)| reward.score(&evaluation) > reward.score(e))
+                {
                     step = Some((neighbour, evaluation));
                 }
             }
             let Some((next, evaluation)) = step else {
                 break;
             };
-            moves += 1;
-            (position, current) = (next, evaluation);
-            if climbed.contains(&position) {
+            let improves = reward.score(&evaluation) > reward.score(&walk_best);
+            if !improves && (stale >= config.patience || out_of_budget(evaluator)) {
                 break;
             }
+            moves += 1;
+            (position, current) = (next, evaluation);
+            if improves {
+                walk_best = current.clone();
+                stale = 0;
+            } else {
+                stale += 1;
+            }
         }
-        if reward.score(&current) > reward.score(&best) {
-            best = current;
+        if reward.score(&walk_best) > reward.score(&best) {
+            best = walk_best;
         }
     }
     Ok(Refinement {

@@ -95,8 +95,8 @@ fn split_anywhere_equals_whole_resnet18_cifar() {
     check_every_split(zoo::resnet18_cifar(10), &Device::flex());
 }
 
-/// Stem, a depthwise-separable block, seven inverted residuals (three with an identity
-/// shortcut), the 1×1 conv and the head: every one of its 14 split points.
+/// Stem, a depthwise-separable block, four inverted residuals (one with an identity
+/// shortcut), the 1×1 conv and the head: every one of its 11 split points.
 #[test]
 fn split_anywhere_equals_whole_mobilenetv2_mini() {
     check_every_split(zoo::mobilenetv2_mini(10), &Device::flex());

@@ -287,13 +287,10 @@ pub fn block_cost(
             let project = conv_bn(mid, out, 1, out_pixels);
             // ReLU6 (min and max) after the expansion and the depthwise convolution; the add
             // of the identity shortcut.
-            let residual = BlockSpec::inverted_residual_adds_input(
-                input.channels,
-                out_channels,
-                stride,
-            );
-            let elementwise = 2 * mid * (in_pixels + out_pixels)
-                + if residual { out_elements } else { 0 };
+            let residual =
+                BlockSpec::inverted_residual_adds_input(input.channels, out_channels, stride);
+            let elementwise =
+                2 * mid * (in_pixels + out_pixels) + if residual { out_elements } else { 0 };
             (
                 expand.macs + depthwise.macs + project.macs,
                 expand.flops + depthwise.flops + project.flops + elementwise,

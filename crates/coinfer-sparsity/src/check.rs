@@ -129,8 +129,7 @@ pub fn check_weights(network: &Network) -> Result<(), SparsityError> {
                 )
                 .map_err(mismatch)?;
                 check_bn("bn3", &m.bn3, out_channels).map_err(mismatch)?;
-                let residual =
-                    BlockSpec::inverted_residual_adds_input(input, out_channels, stride);
+                let residual = BlockSpec::inverted_residual_adds_input(input, out_channels, stride);
                 if m.residual != residual {
                     return Err(mismatch(format!(
                         "the module's residual flag is {} but the spec implies {residual} \
@@ -195,7 +194,12 @@ fn check_conv(name: &str, conv: &Conv2d, dims: [usize; 4], stride: usize) -> Res
 }
 
 /// A 3×3 depthwise convolution of `channels` (weight `[channels, 1, 3, 3]`, one group per channel).
-fn check_depthwise(name: &str, conv: &Conv2d, channels: usize, stride: usize) -> Result<(), String> {
+fn check_depthwise(
+    name: &str,
+    conv: &Conv2d,
+    channels: usize,
+    stride: usize,
+) -> Result<(), String> {
     check_grouped_conv(name, conv, [channels, 1, 3, 3], stride, channels)
 }
 

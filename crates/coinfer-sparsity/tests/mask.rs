@@ -66,6 +66,42 @@ fn mask_layers_follow_the_spec() {
 }
 
 #[test]
+fn mobilenet_mask_layers_follow_the_spec_and_masks_land_in_them() {
+    let spec = zoo::mobilenetv2_mini(10);
+    let layers = mask_layers(&spec).unwrap();
+    let names: Vec<(usize, &str)> = layers.iter().take(8).map(|l| (l.block, l.name)).collect();
+    assert_eq!(
+        names,
+        [
+            (0, "conv"),
+            (1, "depthwise"),
+            (1, "pointwise"),
+            (2, "expand"),
+            (2, "depthwise"),
+            (2, "project"),
+            (3, "expand"),
+            (3, "depthwise"),
+        ]
+    );
+    let net = Network::new(spec, &Device::flex()).unwrap().valid();
+    let sizes: Vec<usize> = mask_weights(&net).iter().map(Vec::len).collect();
+    assert_eq!(sizes, layers.iter().map(|l| l.weights).collect::<Vec<_>>());
+    let targets: Vec<f32> = (0..layers.len()).map(|i| (i as f32 * 0.37) % 1.0).collect();
+    let (masked, _) = magnitude_mask(&net, &MaskSparsity::PerLayer(targets.clone())).unwrap();
+    for ((weights, target), layer) in mask_weights(&masked).iter().zip(&targets).zip(&layers) {
+        let zeros = weights.iter().filter(|&&w| w == 0.0).count();
+        assert!(
+            (zeros as f64 - f64::from(*target) * weights.len() as f64).abs() <= 1.0,
+            "block {} {}: {zeros} zeros of {} for {target}",
+            layer.block,
+            layer.name,
+            weights.len()
+        );
+    }
+    assert_eq!(masked.logits(input()).unwrap().dims(), [2, 10]);
+}
+
+#[test]
 fn global_mask_reaches_the_target_with_the_smallest_weights() {
     let net = network();
     let original = mask_weights(&net);

@@ -424,8 +424,7 @@ fn kill_filters(net: Network, block: usize, dead: &[usize]) -> Network {
         }
         let c = beta.len();
         bn.beta = Param::from_tensor(Tensor::from_data(TensorData::new(beta, [c]), &device));
-        bn.running_mean =
-            RunningState::new(Tensor::from_data(TensorData::new(mean, [c]), &device));
+        bn.running_mean = RunningState::new(Tensor::from_data(TensorData::new(mean, [c]), &device));
     };
     // The depthwise convolution of the same inverted residual, or of the next
     // depthwise-separable block, turns zero channels into its batch norm's shift.
@@ -487,7 +486,11 @@ fn pruning_dead_filters_keeps_the_outputs() {
 
 #[test]
 fn pruned_networks_run_at_several_ratios() {
-    for spec in [zoo::resnet_mini(10), chain_spec(), zoo::mobilenetv2_mini(10)] {
+    for spec in [
+        zoo::resnet_mini(10),
+        chain_spec(),
+        zoo::mobilenetv2_mini(10),
+    ] {
         let net = network(spec);
         let x = input(&net, 2);
         let mut last_macs = total(net.spec()).macs;

@@ -12,7 +12,9 @@
 //!
 //! and each convolution then runs with its bias added in the same kernel call, followed by the
 //! ReLU. A basic block with a projection shortcut adds the shortcut's folded bias to its second
-//! convolution's bias, so the whole block is three convolutions, one add and two ReLUs. burn has
+//! convolution's bias, so the whole block is three convolutions, one add and two ReLUs.
+//! Depthwise-separable blocks and inverted residuals fold every convolution (depthwise ones
+//! too: one output channel per filter) the same way. burn has
 //! no fused convolution + ReLU op, so the ReLU stays a separate (cheap, elementwise) op.
 //!
 //! ```

@@ -513,7 +513,10 @@ mod tests {
                 blocks: vec![bad.clone()],
             };
             assert!(
-                matches!(spec.shapes(), Err(SplitError::InvalidBlock { index: 0, .. })),
+                matches!(
+                    spec.shapes(),
+                    Err(SplitError::InvalidBlock { index: 0, .. })
+                ),
                 "{bad:?}"
             );
         }

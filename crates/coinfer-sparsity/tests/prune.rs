@@ -517,6 +517,15 @@ fn pruned_networks_run_at_several_ratios() {
     }
 }
 
+/// The blocks of `spec`'s prunable layers.
+fn prunable_blocks(spec: &NetSpec) -> Vec<usize> {
+    prunable_layers(spec)
+        .unwrap()
+        .iter()
+        .map(|l| l.block)
+        .collect()
+}
+
 fn residual_spec(stem: usize, out: usize) -> NetSpec {
     NetSpec {
         name: format!("residual-{stem}-{out}"),
@@ -542,11 +551,7 @@ fn residual_spec(stem: usize, out: usize) -> NetSpec {
 fn identity_shortcut_and_unread_convs_are_not_prunable() {
     // A conv feeding an identity-shortcut block is tied to the residual sum.
     let identity = residual_spec(8, 8);
-    let blocks: Vec<usize> = prunable_layers(&identity)
-        .unwrap()
-        .iter()
-        .map(|l| l.block)
-        .collect();
+    let blocks = prunable_blocks(&identity);
     assert_eq!(blocks, [1]);
     let err = prune_spec(&identity, &PruneRatios::ByBlock(BTreeMap::from([(0, 0.5)]))).unwrap_err();
     match &err {
@@ -562,11 +567,7 @@ fn identity_shortcut_and_unread_convs_are_not_prunable() {
     }
     // A stride-1 projection from more to fewer channels could turn into an identity.
     let shrink = residual_spec(16, 8);
-    let blocks: Vec<usize> = prunable_layers(&shrink)
-        .unwrap()
-        .iter()
-        .map(|l| l.block)
-        .collect();
+    let blocks = prunable_blocks(&shrink);
     assert_eq!(blocks, [1]);
     let err = prune_spec(&shrink, &PruneRatios::ByBlock(BTreeMap::from([(0, 0.5)]))).unwrap_err();
     assert!(
@@ -575,11 +576,7 @@ fn identity_shortcut_and_unread_convs_are_not_prunable() {
     );
     // From fewer to more channels the projection survives any pruning.
     let grow = residual_spec(4, 8);
-    let blocks: Vec<usize> = prunable_layers(&grow)
-        .unwrap()
-        .iter()
-        .map(|l| l.block)
-        .collect();
+    let blocks = prunable_blocks(&grow);
     assert_eq!(blocks, [0, 1]);
     let net = network(grow);
     let pruned = prune(&net, &PruneRatios::Uniform(0.5)).unwrap();
@@ -588,11 +585,7 @@ fn identity_shortcut_and_unread_convs_are_not_prunable() {
 
     // A device half ending in a conv: nothing reads it, so it is not prunable there.
     let (device, _) = chain_spec().split(3).unwrap();
-    let blocks: Vec<usize> = prunable_layers(&device)
-        .unwrap()
-        .iter()
-        .map(|l| l.block)
-        .collect();
+    let blocks = prunable_blocks(&device);
     assert_eq!(blocks, [0]);
     let err = prune_spec(&device, &PruneRatios::ByBlock(BTreeMap::from([(2, 0.5)]))).unwrap_err();
     assert!(
@@ -708,16 +701,9 @@ fn mobile_spec(stem: usize, pointwise: usize, out: usize) -> NetSpec {
 
 #[test]
 fn channels_added_by_an_inverted_residual_are_not_prunable() {
-    let prunable = |spec: &NetSpec| -> Vec<usize> {
-        prunable_layers(spec)
-            .unwrap()
-            .iter()
-            .map(|l| l.block)
-            .collect()
-    };
     // Identity shortcut: the pointwise output is added to the block's output.
     let identity = mobile_spec(8, 8, 8);
-    assert_eq!(prunable(&identity), [0, 2]);
+    assert_eq!(prunable_blocks(&identity), [0, 2]);
     let err = prune_spec(&identity, &PruneRatios::ByBlock(BTreeMap::from([(1, 0.5)]))).unwrap_err();
     match &err {
         SparsityError::NotPrunable {
@@ -731,10 +717,10 @@ fn channels_added_by_an_inverted_residual_are_not_prunable() {
         other => panic!("unexpected {other}"),
     }
     // Stride 1 from more to fewer channels: pruning could switch the shortcut on.
-    assert_eq!(prunable(&mobile_spec(8, 16, 8)), [0, 2]);
+    assert_eq!(prunable_blocks(&mobile_spec(8, 16, 8)), [0, 2]);
     // From fewer to more channels there is never a shortcut.
     let grow = mobile_spec(8, 4, 8);
-    assert_eq!(prunable(&grow), [0, 1, 2]);
+    assert_eq!(prunable_blocks(&grow), [0, 1, 2]);
     let net = network(grow);
     let pruned = prune(&net, &PruneRatios::Uniform(0.5)).unwrap();
     check_weights(&pruned).unwrap();

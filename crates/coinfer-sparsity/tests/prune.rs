@@ -517,6 +517,18 @@ fn pruned_networks_run_at_several_ratios() {
     }
 }
 
+/// Global pooling, flatten and a 10-class linear layer.
+fn head() -> [BlockSpec; 3] {
+    [
+        BlockSpec::GlobalAvgPool,
+        BlockSpec::Flatten,
+        BlockSpec::Linear {
+            out_features: 10,
+            relu: false,
+        },
+    ]
+}
+
 /// The blocks of `spec`'s prunable layers.
 fn prunable_blocks(spec: &NetSpec) -> Vec<usize> {
     prunable_layers(spec)
@@ -537,13 +549,10 @@ fn residual_spec(stem: usize, out: usize) -> NetSpec {
                 out_channels: out,
                 stride: 1,
             },
-            BlockSpec::GlobalAvgPool,
-            BlockSpec::Flatten,
-            BlockSpec::Linear {
-                out_features: 10,
-                relu: false,
-            },
-        ],
+        ]
+        .into_iter()
+        .chain(head())
+        .collect(),
     }
 }
 
@@ -689,13 +698,10 @@ fn mobile_spec(stem: usize, pointwise: usize, out: usize) -> NetSpec {
                 out_channels: out,
                 stride: 1,
             },
-            BlockSpec::GlobalAvgPool,
-            BlockSpec::Flatten,
-            BlockSpec::Linear {
-                out_features: 10,
-                relu: false,
-            },
-        ],
+        ]
+        .into_iter()
+        .chain(head())
+        .collect(),
     }
 }
 

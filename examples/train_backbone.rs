@@ -1,9 +1,11 @@
-//! Trains the default backbone (compact ResNet, 28×28 grey) on Fashion-MNIST and reports test
-//! accuracy and wall time.
+//! Trains a zoo backbone (default: the compact ResNet, 28×28 grey) on Fashion-MNIST and reports
+//! test accuracy and wall time; the last stdout line is one JSON object with the figures
+//! (model, parameters, multiply-accumulates, FLOPs, epochs, test accuracy, training seconds).
 //!
 //! ```text
 //! cargo run --release --example train_backbone                 # embedded 6k/1k subset
 //! cargo run --release --example train_backbone -- --full       # full 60k/10k from disk
+//! cargo run --release --example train_backbone -- --model mobilenetv2-mini
 //! ```
 
 use std::path::PathBuf;
@@ -11,6 +13,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use clap::Parser;
+use coinfer_automl::profile::NetCost;
 use coinfer_data::{Normalization, embedded, fashion_mnist};
 use coinfer_split::train::{TrainConfig, evaluate, train_classifier};
 use coinfer_split::{Network, zoo};
@@ -110,9 +113,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.epochs,
         train_s
     );
-    if let Some(out) = args.out {
-        trained.save(&out)?;
+    if let Some(out) = &args.out {
+        trained.save(out)?;
         println!("saved to {}", out.display());
     }
+    let cost = NetCost::of(trained.spec())?.totals();
+    println!(
+        "{}",
+        serde_json::json!({
+            "model": trained.spec().name,
+            "data": if args.full { "fashion-mnist-full" } else { "fashion-mnist-subset" },
+            "params": trained.num_params(),
+            "macs": cost.macs,
+            "flops": cost.flops,
+            "epochs": config.epochs,
+            "seed": args.seed,
+            "test_accuracy": accuracy,
+            "train_s": train_s,
+        })
+    );
     Ok(())
 }

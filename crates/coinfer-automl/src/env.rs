@@ -138,6 +138,10 @@ impl<'a> CoInferenceEnv<'a> {
                 let (kernel, stride) = match spec.blocks[layer.block] {
                     BlockSpec::ConvBnRelu { kernel, stride, .. } => (kernel, stride),
                     BlockSpec::BasicBlock { stride, .. } => (3, stride),
+                    // The pruned layer is a 1×1 convolution (pointwise or expansion); the
+                    // stride is the block's (its depthwise convolution's).
+                    BlockSpec::DepthwiseSeparable { stride, .. }
+                    | BlockSpec::InvertedResidual { stride, .. } => (1, stride),
                     _ => (1, 1),
                 };
                 s[1] = 1.0;

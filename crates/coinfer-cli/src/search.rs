@@ -44,7 +44,8 @@ pub struct SearchArgs {
     /// burn backend to run on (must be compiled in: cargo features flex, ndarray, wgpu).
     #[arg(long, value_enum, default_value = "flex")]
     pub(crate) backend: BackendChoice,
-    /// Backbone from the zoo (resnet-mini for 28×28 grey images).
+    /// Backbone from the zoo: resnet-mini or mobilenetv2-mini for 28×28 grey images,
+    /// resnet18-cifar or mobilenetv2-cifar for 32×32 colour images.
     #[arg(long, default_value = "resnet-mini")]
     pub(crate) model: String,
     /// Load this trained backbone (`Network::save` file) instead of training one. It should

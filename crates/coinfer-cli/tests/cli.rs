@@ -346,3 +346,54 @@ fn bad_flags_exit_with_2_and_bad_inputs_with_1() {
         assert!(stderr.contains(culprit), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn search_runs_unchanged_on_the_mobilenet_backbone() {
+    let dir = scratch("mobilenet");
+    let data = tiny_data(&dir);
+    let results = dir.join("results");
+    expect_code(
+        &[
+            "search",
+            "--model",
+            "mobilenetv2-mini",
+            "--results",
+            results.to_str().unwrap(),
+            "--run",
+            "mobile",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--backbone-epochs",
+            "1",
+            "--validation-images",
+            "40",
+            "--episodes",
+            "3",
+            "--warmup",
+            "1",
+            "--ae-ratios",
+            "--spatial-ratios",
+            "--finetune-epochs",
+            "0",
+            "--no-baselines",
+            "--exhaustive-levels",
+            "0",
+        ],
+        0,
+    );
+    let report = json(&results.join("mobile").join("report.json"));
+    assert_eq!(report["plan"]["model"], "mobilenetv2-mini");
+    assert_eq!(episode_rewards(&report).len(), 3);
+    // Every scored plan cuts inside the 11-block network and keeps a channel count for each
+    // ratio it chose.
+    let evaluated = report["evaluated"].as_array().unwrap();
+    assert!(!evaluated.is_empty());
+    for evaluation in evaluated {
+        assert!(evaluation["split"].as_u64().unwrap() <= 11, "{evaluation}");
+        assert_eq!(
+            evaluation["prune_ratios"].as_array().unwrap().len(),
+            evaluation["kept"].as_array().unwrap().len(),
+            "{evaluation}"
+        );
+    }
+}

@@ -208,6 +208,17 @@ fn conv_bn(in_channels: u64, out_channels: u64, kernel: u64, out_pixels: u64) ->
     }
 }
 
+/// Work of a 3×3 depthwise convolution of `channels` followed by batch norm.
+fn depthwise_bn(channels: u64, out_pixels: u64) -> ConvBn {
+    // One input channel per filter: a 1 → 1 convolution, `channels` times.
+    let one = conv_bn(1, 1, 3, out_pixels);
+    ConvBn {
+        macs: channels * one.macs,
+        flops: channels * one.flops,
+        params: channels * one.params,
+    }
+}
+
 /// The cost of `block` (at position `index`) mapping `input` to `output`; the shapes must be the
 /// ones [`NetSpec::shapes`] infers.
 pub fn block_cost(
@@ -250,6 +261,42 @@ pub fn block_cost(
                 first.params + second.params + sc_params,
             )
         }
+        BlockSpec::DepthwiseSeparable { out_channels, .. } => {
+            let out = out_channels as u64;
+            // The depthwise convolution is `c_in` separate 3×3 filters of one channel each.
+            let depthwise = depthwise_bn(c_in, out_pixels);
+            let pointwise = conv_bn(c_in, out, 1, out_pixels);
+            // ReLU6 (min and max) after the depthwise convolution, ReLU after the pointwise.
+            let elementwise = 2 * c_in * out_pixels + out_elements;
+            (
+                depthwise.macs + pointwise.macs,
+                depthwise.flops + pointwise.flops + elementwise,
+                depthwise.params + pointwise.params,
+            )
+        }
+        BlockSpec::InvertedResidual {
+            expand_channels,
+            out_channels,
+            stride,
+        } => {
+            let (mid, out) = (expand_channels as u64, out_channels as u64);
+            // The expansion runs at the input's resolution, the rest at the output's.
+            let in_pixels = (input.height * input.width) as u64;
+            let expand = conv_bn(c_in, mid, 1, in_pixels);
+            let depthwise = depthwise_bn(mid, out_pixels);
+            let project = conv_bn(mid, out, 1, out_pixels);
+            // ReLU6 (min and max) after the expansion and the depthwise convolution; the add
+            // of the identity shortcut.
+            let residual =
+                BlockSpec::inverted_residual_adds_input(input.channels, out_channels, stride);
+            let elementwise =
+                2 * mid * (in_pixels + out_pixels) + if residual { out_elements } else { 0 };
+            (
+                expand.macs + depthwise.macs + project.macs,
+                expand.flops + depthwise.flops + project.flops + elementwise,
+                expand.params + depthwise.params + project.params,
+            )
+        }
         BlockSpec::MaxPool { kernel, .. } => {
             let window = (kernel * kernel) as u64;
             (0, window.saturating_sub(1) * out_elements, 0)
@@ -290,7 +337,12 @@ mod tests {
     #[test]
     fn params_equal_burn_num_params_for_the_zoo() {
         let device = Device::flex();
-        for spec in [zoo::resnet_mini(10), zoo::resnet18_cifar(10)] {
+        for spec in [
+            zoo::resnet_mini(10),
+            zoo::resnet18_cifar(10),
+            zoo::mobilenetv2_mini(10),
+            zoo::mobilenetv2_cifar(10),
+        ] {
             let cost = NetCost::of(&spec).unwrap();
             let net = Network::new(spec.clone(), &device).unwrap();
             for (i, block) in cost.blocks.iter().enumerate() {

@@ -323,6 +323,15 @@ fn skeleton(block: &BlockSpec) -> BlockSpec {
             out_channels: 0,
             stride,
         },
+        BlockSpec::DepthwiseSeparable { stride, .. } => BlockSpec::DepthwiseSeparable {
+            out_channels: 0,
+            stride,
+        },
+        BlockSpec::InvertedResidual { stride, .. } => BlockSpec::InvertedResidual {
+            expand_channels: 0,
+            out_channels: 0,
+            stride,
+        },
         BlockSpec::Linear { relu, .. } => BlockSpec::Linear {
             out_features: 0,
             relu,

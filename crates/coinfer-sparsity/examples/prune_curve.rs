@@ -184,6 +184,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let layer_name = |block: usize, kind: PrunableKind| match kind {
         PrunableKind::ConvBnRelu => format!("block{block}.conv"),
         PrunableKind::BasicBlockInner => format!("block{block}.conv1"),
+        PrunableKind::DepthwiseSeparablePointwise => format!("block{block}.pointwise"),
+        PrunableKind::InvertedResidualExpand => format!("block{block}.expand"),
     };
     let mut targets: Vec<Target> = vec![("uniform".into(), Box::new(PruneRatios::Uniform))];
     for layer in &layers {

@@ -6,7 +6,7 @@
 //! test images), normalised exactly as the network's inputs are.
 
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, relu6};
 use coinfer_split::Network;
 use coinfer_split::model::Block;
 
@@ -55,6 +55,15 @@ pub(crate) enum DenseOutputs {
         conv1: Tensor<4>,
         conv2: Tensor<4>,
         shortcut: Option<Tensor<4>>,
+    },
+    /// A depthwise-separable block: its pointwise convolution (the depthwise convolution is never
+    /// refitted).
+    DepthwiseSeparable { pointwise: Tensor<4> },
+    /// An inverted residual: its expansion and projection (the depthwise convolution is never
+    /// refitted).
+    InvertedResidual {
+        expand: Tensor<4>,
+        project: Tensor<4>,
     },
     /// A linear layer (bias included, before any ReLU), on the flattened input.
     Linear { linear: Tensor<2> },
@@ -166,6 +175,27 @@ fn trace_block(block: &Block, x: Tensor<4>) -> (Tensor<4>, DenseOutputs) {
                     shortcut,
                 },
             )
+        }
+        Block::DepthwiseSeparable(m) => {
+            let mid = relu6(m.bn1.forward(m.depthwise.forward(x)));
+            let pointwise = m.pointwise.forward(mid);
+            (
+                relu(m.bn2.forward(pointwise.clone())),
+                DenseOutputs::DepthwiseSeparable { pointwise },
+            )
+        }
+        Block::InvertedResidual(m) => {
+            let skip = m.residual.then(|| x.clone());
+            let expand = m.expand.forward(x);
+            let mid = relu6(m.bn1.forward(expand.clone()));
+            let mid = relu6(m.bn2.forward(m.depthwise.forward(mid)));
+            let project = m.project.forward(mid);
+            let y = m.bn3.forward(project.clone());
+            let y = match skip {
+                Some(skip) => y + skip,
+                None => y,
+            };
+            (y, DenseOutputs::InvertedResidual { expand, project })
         }
         Block::Linear(m) => {
             let [batch, features, _, _] = x.dims();

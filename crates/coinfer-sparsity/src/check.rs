@@ -94,6 +94,50 @@ pub fn check_weights(network: &Network) -> Result<(), SparsityError> {
                     }
                 }
             }
+            (
+                &BlockSpec::DepthwiseSeparable {
+                    out_channels,
+                    stride,
+                },
+                Block::DepthwiseSeparable(m),
+            ) => {
+                check_depthwise("depthwise", &m.depthwise, input, stride).map_err(mismatch)?;
+                check_bn("bn1", &m.bn1, input).map_err(mismatch)?;
+                check_conv("pointwise", &m.pointwise, [out_channels, input, 1, 1], 1)
+                    .map_err(mismatch)?;
+                check_bn("bn2", &m.bn2, out_channels).map_err(mismatch)?;
+            }
+            (
+                &BlockSpec::InvertedResidual {
+                    expand_channels,
+                    out_channels,
+                    stride,
+                },
+                Block::InvertedResidual(m),
+            ) => {
+                check_conv("expand", &m.expand, [expand_channels, input, 1, 1], 1)
+                    .map_err(mismatch)?;
+                check_bn("bn1", &m.bn1, expand_channels).map_err(mismatch)?;
+                check_depthwise("depthwise", &m.depthwise, expand_channels, stride)
+                    .map_err(mismatch)?;
+                check_bn("bn2", &m.bn2, expand_channels).map_err(mismatch)?;
+                check_conv(
+                    "project",
+                    &m.project,
+                    [out_channels, expand_channels, 1, 1],
+                    1,
+                )
+                .map_err(mismatch)?;
+                check_bn("bn3", &m.bn3, out_channels).map_err(mismatch)?;
+                let residual = BlockSpec::inverted_residual_adds_input(input, out_channels, stride);
+                if m.residual != residual {
+                    return Err(mismatch(format!(
+                        "the module's residual flag is {} but the spec implies {residual} \
+                         ({input} → {out_channels} channels, stride {stride})",
+                        m.residual
+                    )));
+                }
+            }
             (&BlockSpec::Linear { out_features, relu }, Block::Linear(m)) => {
                 let dims = m.linear.weight.dims();
                 if dims != [input, out_features] {
@@ -135,6 +179,8 @@ fn module_kind(block: &Block) -> &'static str {
     match block {
         Block::ConvBnRelu(_) => "conv_bn_relu",
         Block::Basic(_) => "basic_block",
+        Block::DepthwiseSeparable(_) => "depthwise_separable",
+        Block::InvertedResidual(_) => "inverted_residual",
         Block::MaxPool(_) => "max_pool",
         Block::AvgPool(_) => "avg_pool",
         Block::GlobalAvgPool(_) => "global_avg_pool",
@@ -144,12 +190,35 @@ fn module_kind(block: &Block) -> &'static str {
 }
 
 fn check_conv(name: &str, conv: &Conv2d, dims: [usize; 4], stride: usize) -> Result<(), String> {
+    check_grouped_conv(name, conv, dims, stride, 1)
+}
+
+/// A 3×3 depthwise convolution of `channels` (weight `[channels, 1, 3, 3]`, one group per channel).
+fn check_depthwise(
+    name: &str,
+    conv: &Conv2d,
+    channels: usize,
+    stride: usize,
+) -> Result<(), String> {
+    check_grouped_conv(name, conv, [channels, 1, 3, 3], stride, channels)
+}
+
+fn check_grouped_conv(
+    name: &str,
+    conv: &Conv2d,
+    dims: [usize; 4],
+    stride: usize,
+    groups: usize,
+) -> Result<(), String> {
     let got = conv.weight.dims();
     if got != dims {
         return Err(format!("{name} weight is {got:?}, expected {dims:?}"));
     }
-    if conv.groups != 1 {
-        return Err(format!("{name} has {} groups, expected 1", conv.groups));
+    if conv.groups != groups {
+        return Err(format!(
+            "{name} has {} groups, expected {groups}",
+            conv.groups
+        ));
     }
     if conv.stride != [stride, stride] {
         return Err(format!(

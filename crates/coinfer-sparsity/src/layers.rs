@@ -36,6 +36,12 @@ pub enum PrunableKind {
     ConvBnRelu,
     /// The inner `conv1` of a [`BlockSpec::BasicBlock`]; pruning lowers its `mid_channels`.
     BasicBlockInner,
+    /// The pointwise convolution of a [`BlockSpec::DepthwiseSeparable`]; pruning lowers its
+    /// `out_channels`.
+    DepthwiseSeparablePointwise,
+    /// The expansion convolution of a [`BlockSpec::InvertedResidual`]; pruning lowers its
+    /// `expand_channels`.
+    InvertedResidualExpand,
 }
 
 /// One layer whose filters structured pruning can remove.
@@ -48,7 +54,8 @@ pub struct PrunableLayer {
     /// Its current number of filters (output channels).
     pub channels: usize,
     /// The block whose input channels shrink with it: `block` itself for a basic block's
-    /// inner convolution, a later block for a conv-bn-relu. Pruning a layer whose consumer
+    /// inner convolution and an inverted residual's expansion, a later block for a
+    /// conv-bn-relu and a depthwise-separable block. Pruning a layer whose consumer
     /// lies past a split point changes the edge half too, so prune the whole network and then
     /// split it.
     pub consumer: usize,
@@ -57,10 +64,16 @@ pub struct PrunableLayer {
 /// The block that reads a prunable layer's output channels and must lose the same inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Consumer {
-    /// `conv2` of the same basic block.
-    InnerConv2,
+    /// Layers of the same block: `conv2` of a basic block; the depthwise convolution (its
+    /// filters) and the projection (its inputs) of an inverted residual.
+    Own,
     /// The convolution of the `ConvBnRelu` at this block.
     Conv(usize),
+    /// The depthwise convolution (its filters) and the pointwise convolution (its inputs) of
+    /// the depthwise-separable block at this block.
+    Depthwise(usize),
+    /// The expansion convolution of the inverted residual at this block.
+    Expand(usize),
     /// `conv1` and the projection shortcut of the basic block at this block.
     Projection(usize),
     /// The linear layer at this block, after a flatten of `spatial = height × width` per channel.
@@ -73,11 +86,14 @@ pub(crate) enum Consumer {
 }
 
 impl Consumer {
-    /// The consumer's block index; `own` for the inner convolution of a basic block.
+    /// The consumer's block index; `own` for layers of the same block.
     fn block(self, own: usize) -> usize {
         match self {
-            Consumer::InnerConv2 => own,
-            Consumer::Conv(block) | Consumer::Projection(block) => block,
+            Consumer::Own => own,
+            Consumer::Conv(block)
+            | Consumer::Depthwise(block)
+            | Consumer::Expand(block)
+            | Consumer::Projection(block) => block,
             Consumer::Linear { block, .. } => block,
         }
     }
@@ -136,14 +152,31 @@ pub(crate) fn layer_at(
                 channels: mid_channels,
                 consumer: block,
             },
-            Consumer::InnerConv2,
+            Consumer::Own,
         )),
-        BlockSpec::ConvBnRelu { out_channels, .. } => {
+        BlockSpec::InvertedResidual {
+            expand_channels, ..
+        } => Ok((
+            PrunableLayer {
+                block,
+                kind: PrunableKind::InvertedResidualExpand,
+                channels: expand_channels,
+                consumer: block,
+            },
+            Consumer::Own,
+        )),
+        BlockSpec::ConvBnRelu { out_channels, .. }
+        | BlockSpec::DepthwiseSeparable { out_channels, .. } => {
             let consumer = conv_consumer(spec, shapes, block).map_err(not_prunable)?;
+            let kind = if matches!(block_spec, BlockSpec::ConvBnRelu { .. }) {
+                PrunableKind::ConvBnRelu
+            } else {
+                PrunableKind::DepthwiseSeparablePointwise
+            };
             Ok((
                 PrunableLayer {
                     block,
-                    kind: PrunableKind::ConvBnRelu,
+                    kind,
                     channels: out_channels,
                     consumer: consumer.block(block),
                 },
@@ -151,13 +184,15 @@ pub(crate) fn layer_at(
             ))
         }
         _ => Err(not_prunable(
-            "only convolutions (conv_bn_relu, the inner conv of basic_block) have filters to remove"
+            "only convolutions (conv_bn_relu, the inner conv of basic_block, the pointwise conv \
+             of depthwise_separable, the expansion of inverted_residual) have filters to remove"
                 .into(),
         )),
     }
 }
 
-/// The block reading the output of the `ConvBnRelu` at `block`, skipping pooling.
+/// The block reading the output of the `ConvBnRelu` or depthwise-separable block at `block`,
+/// skipping pooling.
 fn conv_consumer(
     spec: &NetSpec,
     shapes: &[FeatureShape],
@@ -167,6 +202,28 @@ fn conv_consumer(
         match *next_spec {
             BlockSpec::MaxPool { .. } | BlockSpec::AvgPool { .. } | BlockSpec::GlobalAvgPool => {}
             BlockSpec::ConvBnRelu { .. } => return Ok(Consumer::Conv(next)),
+            BlockSpec::DepthwiseSeparable { .. } => return Ok(Consumer::Depthwise(next)),
+            BlockSpec::InvertedResidual {
+                out_channels,
+                stride,
+                ..
+            } => {
+                let in_channels = shapes[next].channels;
+                return if stride != 1 || in_channels < out_channels {
+                    Ok(Consumer::Expand(next))
+                } else if in_channels == out_channels {
+                    Err(format!(
+                        "its channels feed block {next}, an inverted residual with an identity \
+                         shortcut, so they are tied to the residual sum"
+                    ))
+                } else {
+                    Err(format!(
+                        "its channels feed block {next}, a stride-1 inverted residual from \
+                         {in_channels} to {out_channels} channels that would start adding its \
+                         input if pruned down to {out_channels}"
+                    ))
+                };
+            }
             BlockSpec::BasicBlock {
                 out_channels,
                 stride,

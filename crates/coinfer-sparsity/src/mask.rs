@@ -34,7 +34,8 @@ pub enum MaskSparsity {
 pub struct MaskLayer {
     /// Block index in the spec.
     pub block: usize,
-    /// Which weight of the block: `conv`, `conv1`, `conv2`, `shortcut` or `linear`.
+    /// Which weight of the block: `conv`, `conv1`, `conv2`, `shortcut`, `depthwise`,
+    /// `pointwise`, `expand`, `project` or `linear`.
     pub name: &'static str,
     /// Number of weights in it.
     pub weights: usize,
@@ -65,7 +66,8 @@ pub struct MaskReport {
 }
 
 /// The weight tensors [`magnitude_mask`] works on, in block order (within a basic block:
-/// `conv1`, `conv2`, then the projection shortcut if there is one).
+/// `conv1`, `conv2`, then the projection shortcut if there is one; within a depthwise-separable
+/// block `depthwise`, `pointwise`; within an inverted residual `expand`, `depthwise`, `project`).
 pub fn mask_layers(spec: &NetSpec) -> Result<Vec<MaskLayer>, SparsityError> {
     let shapes = spec.shapes()?;
     let mut layers = Vec::new();
@@ -94,6 +96,19 @@ pub fn mask_layers(spec: &NetSpec) -> Result<Vec<MaskLayer>, SparsityError> {
                 if stride != 1 || c_in != out_channels {
                     push("shortcut", c_in * out_channels);
                 }
+            }
+            BlockSpec::DepthwiseSeparable { out_channels, .. } => {
+                push("depthwise", 9 * c_in);
+                push("pointwise", c_in * out_channels);
+            }
+            BlockSpec::InvertedResidual {
+                expand_channels,
+                out_channels,
+                ..
+            } => {
+                push("expand", c_in * expand_channels);
+                push("depthwise", 9 * expand_channels);
+                push("project", expand_channels * out_channels);
             }
             BlockSpec::Linear { out_features, .. } => push("linear", c_in * out_features),
             _ => {}
@@ -141,6 +156,15 @@ fn weights_mut(blocks: &mut [Block]) -> Vec<WeightMut<'_>> {
                 if let Some(p) = &mut m.shortcut {
                     weights.push(WeightMut::Conv(&mut p.conv.weight));
                 }
+            }
+            Block::DepthwiseSeparable(m) => {
+                weights.push(WeightMut::Conv(&mut m.depthwise.weight));
+                weights.push(WeightMut::Conv(&mut m.pointwise.weight));
+            }
+            Block::InvertedResidual(m) => {
+                weights.push(WeightMut::Conv(&mut m.expand.weight));
+                weights.push(WeightMut::Conv(&mut m.depthwise.weight));
+                weights.push(WeightMut::Conv(&mut m.project.weight));
             }
             Block::Linear(m) => weights.push(WeightMut::Linear(&mut m.linear.weight)),
             _ => {}

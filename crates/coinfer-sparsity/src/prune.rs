@@ -9,8 +9,11 @@
 //! the ratios of the others (the "independent" strategy of Li et al., *Pruning Filters for
 //! Efficient ConvNets*, 2017). Removed with a filter are its batch-norm entries (γ, β,
 //! running mean and variance) and its input slice in the consumer: the next convolution, the
-//! inner `conv2` of a basic block, the `conv1` and projection shortcut of a basic block, or the
-//! `height × width` rows of a linear layer after a flatten.
+//! inner `conv2` of a basic block, the `conv1` and projection shortcut of a basic block, the
+//! expansion of an inverted residual, the `height × width` rows of a linear layer after a
+//! flatten; a depthwise convolution reading the removed channels (in the next
+//! depthwise-separable block, or in the same inverted residual after its expansion) loses the
+//! same filters, with their batch-norm entries, and the layer after it the same inputs.
 //!
 //! Sliced tensors become new parameters (fresh ids, so no optimizer state of the dense network
 //! can be applied to them by mistake); tensors that do not change are shared with the input
@@ -19,7 +22,9 @@
 use burn::module::RunningState;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
-use coinfer_split::model::{BasicBlock, Block, ConvBnRelu, LinearBlock, Projection};
+use coinfer_split::model::{
+    BasicBlock, Block, ConvBnRelu, DepthwiseSeparable, InvertedResidual, LinearBlock, Projection,
+};
 use coinfer_split::{BlockSpec, NetModule, NetSpec, Network};
 
 use crate::check::check_weights;
@@ -57,9 +62,13 @@ fn pruned_spec(spec: &NetSpec, layers: &[ResolvedLayer]) -> NetSpec {
     let mut pruned = spec.clone();
     for resolved in layers {
         match &mut pruned.blocks[resolved.layer.block] {
-            BlockSpec::ConvBnRelu { out_channels, .. } => *out_channels = resolved.kept,
+            BlockSpec::ConvBnRelu { out_channels, .. }
+            | BlockSpec::DepthwiseSeparable { out_channels, .. } => *out_channels = resolved.kept,
             BlockSpec::BasicBlock { mid_channels, .. } => *mid_channels = resolved.kept,
-            // `layer_at` only returns the two kinds above.
+            BlockSpec::InvertedResidual {
+                expand_channels, ..
+            } => *expand_channels = resolved.kept,
+            // `layer_at` only returns the kinds above.
             _ => {}
         }
     }
@@ -115,6 +124,10 @@ pub(crate) fn prune_keeping(
         let conv = match (&module.blocks[block], resolved.layer.kind) {
             (Block::ConvBnRelu(m), PrunableKind::ConvBnRelu) => &m.conv,
             (Block::Basic(m), PrunableKind::BasicBlockInner) => &m.conv1,
+            (Block::DepthwiseSeparable(m), PrunableKind::DepthwiseSeparablePointwise) => {
+                &m.pointwise
+            }
+            (Block::InvertedResidual(m), PrunableKind::InvertedResidualExpand) => &m.expand,
             // check_weights has matched every block with its spec; kept as an error, not a panic.
             _ => {
                 return Err(SparsityError::WeightsMismatch {
@@ -126,8 +139,11 @@ pub(crate) fn prune_keeping(
         };
         let keep = strongest_filters(conv, resolved.kept)?;
         match resolved.consumer {
-            Consumer::InnerConv2 => {}
-            Consumer::Conv(next) | Consumer::Projection(next) => {
+            Consumer::Own => {}
+            Consumer::Conv(next)
+            | Consumer::Depthwise(next)
+            | Consumer::Expand(next)
+            | Consumer::Projection(next) => {
                 in_keep[next] = Some(keep.clone());
             }
             Consumer::Linear {
@@ -201,6 +217,22 @@ fn prune_block(block: &Block, out: Option<&[usize]>, input: Option<&[usize]>) ->
                 bn: p.bn.clone(),
             }),
         }),
+        Block::DepthwiseSeparable(m) => Block::DepthwiseSeparable(DepthwiseSeparable {
+            // The depthwise filters follow the input channels one to one.
+            depthwise: prune_depthwise(&m.depthwise, input),
+            bn1: prune_bn(&m.bn1, input),
+            pointwise: prune_conv(&m.pointwise, out, input),
+            bn2: prune_bn(&m.bn2, out),
+        }),
+        Block::InvertedResidual(m) => Block::InvertedResidual(InvertedResidual {
+            expand: prune_conv(&m.expand, out, input),
+            bn1: prune_bn(&m.bn1, out),
+            depthwise: prune_depthwise(&m.depthwise, out),
+            bn2: prune_bn(&m.bn2, out),
+            project: prune_conv(&m.project, None, out),
+            bn3: m.bn3.clone(),
+            residual: m.residual,
+        }),
         Block::Linear(m) => Block::Linear(LinearBlock {
             linear: Linear {
                 weight: match input {
@@ -238,6 +270,18 @@ fn prune_conv(conv: &Conv2d, out: Option<&[usize]>, input: Option<&[usize]>) -> 
         dilation: conv.dilation,
         groups: conv.groups,
         padding: conv.padding.clone(),
+    }
+}
+
+/// A depthwise convolution (one filter per channel) restricted to `channels`: its filters and
+/// its group count shrink together.
+fn prune_depthwise(conv: &Conv2d, channels: Option<&[usize]>) -> Conv2d {
+    let Some(channels) = channels else {
+        return conv.clone();
+    };
+    Conv2d {
+        groups: channels.len(),
+        ..prune_conv(conv, Some(channels), None)
     }
 }
 

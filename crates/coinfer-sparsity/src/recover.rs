@@ -5,21 +5,27 @@
 //! [`Calibration`] is made; each call then runs one pass of the pruned network over the
 //! calibration images, block by block, in order. At every block, with [`PruneRecovery::Reconstruct`], each layer
 //! that lost input channels (the consumer of a pruned layer: the next convolution, the inner
-//! `conv2` of a basic block, `conv1` and the projection shortcut of the next basic block, or the
-//! linear layer after a flatten) is refitted by ridge least squares so that, fed with the
+//! `conv2` of a basic block, `conv1` and the projection shortcut of the next basic block, the
+//! pointwise convolution of a depthwise-separable block, the expansion or the projection of an
+//! inverted residual, or the linear layer after a flatten) is refitted by ridge least squares so that, fed with the
 //! **pruned** network's actual input, it reproduces the **dense** network's output of that
 //! layer (pre-batch-norm; see [`crate::reconstruct`]). Then, with either
 //! [`PruneRecovery::BatchNorm`] or [`PruneRecovery::Reconstruct`], every batch norm of the block
-//! gets the exact mean and variance of its input over the calibration images. Because the
+//! gets the exact mean and variance of its input over the calibration images. Depthwise
+//! convolutions are never refitted (one filter per channel: pruning removes whole filters, so
+//! a kept one reads the same channel as in the dense network); their batch norms are
+//! re-estimated like every other. Because the
 //! pass goes in order, each block is repaired on the output of the already-repaired blocks
 //! before it.
 
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, relu6};
 use coinfer_split::Network;
-use coinfer_split::model::{BasicBlock, Block, ConvBnRelu, LinearBlock};
+use coinfer_split::model::{
+    BasicBlock, Block, ConvBnRelu, DepthwiseSeparable, InvertedResidual, LinearBlock,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{Calibration, DenseOutputs};
@@ -132,11 +138,24 @@ pub fn prune_with_recovery(
                     shortcut,
                 },
             ) => repair.basic(m, [conv1, conv2], shortcut.as_ref(), x)?,
+            (Block::DepthwiseSeparable(m), DenseOutputs::DepthwiseSeparable { pointwise }) => {
+                repair.depthwise_separable(m, pointwise, x)?
+            }
+            (Block::InvertedResidual(m), DenseOutputs::InvertedResidual { expand, project }) => {
+                repair.inverted_residual(m, [expand, project], x)?
+            }
             (Block::Linear(m), DenseOutputs::Linear { linear }) => repair.linear(m, linear, x)?,
             (block, _) => block.forward(x),
         };
     }
     Ok(Network::from_parts(spec, module)?)
+}
+
+/// Runs `conv`, re-estimates `bn` on its output and returns the batch norm's output.
+fn recalibrate((conv, bn): (&Conv2d, &mut BatchNorm), input: Tensor<4>) -> Tensor<4> {
+    let z = conv.forward(input);
+    *bn = reestimate_batch_norm(bn, &z);
+    bn.forward(z)
 }
 
 /// Repairs one block of the pruned network, given its input in the pruned network and the
@@ -171,9 +190,7 @@ impl Repair<'_> {
                 }
             })?;
         }
-        let z = conv.forward(input);
-        *bn = reestimate_batch_norm(bn, &z);
-        Ok(bn.forward(z))
+        Ok(recalibrate((conv, bn), input))
     }
 
     /// The dense output `y` restricted to the kept filters of this block's pruned layer.
@@ -232,6 +249,59 @@ impl Repair<'_> {
             self.kept_filters.is_some(),
         )?;
         Ok(relu(y + skip))
+    }
+
+    /// The depthwise convolution is never refitted: each of its filters reads one channel, so
+    /// a kept channel sees the same filter as in the dense network (pruning the block before
+    /// removes whole filters, never part of one); only its batch norm is re-estimated. The
+    /// pointwise convolution is refitted when the depthwise filters before it were removed.
+    fn depthwise_separable(
+        &self,
+        m: &mut DepthwiseSeparable,
+        target: &Tensor<4>,
+        x: Tensor<4>,
+    ) -> Result<Tensor<4>, SparsityError> {
+        let mid = relu6(recalibrate((&m.depthwise, &mut m.bn1), x));
+        let y = self.conv_bn(
+            "pointwise",
+            (&mut m.pointwise, &mut m.bn2),
+            mid,
+            || self.restrict(target),
+            self.lost_inputs,
+        )?;
+        Ok(relu(y))
+    }
+
+    /// The expansion is refitted when the block lost inputs, the projection when the expansion
+    /// lost filters (with the depthwise filters after them); the depthwise convolution is never
+    /// refitted (see [`depthwise_separable`](Self::depthwise_separable)). Every batch norm is
+    /// re-estimated.
+    fn inverted_residual(
+        &self,
+        m: &mut InvertedResidual,
+        [target_expand, target_project]: [&Tensor<4>; 2],
+        x: Tensor<4>,
+    ) -> Result<Tensor<4>, SparsityError> {
+        let skip = m.residual.then(|| x.clone());
+        let mid = relu6(self.conv_bn(
+            "expand",
+            (&mut m.expand, &mut m.bn1),
+            x,
+            || self.restrict(target_expand),
+            self.lost_inputs,
+        )?);
+        let mid = relu6(recalibrate((&m.depthwise, &mut m.bn2), mid));
+        let y = self.conv_bn(
+            "project",
+            (&mut m.project, &mut m.bn3),
+            mid,
+            || target_project.clone(),
+            self.kept_filters.is_some(),
+        )?;
+        Ok(match skip {
+            Some(skip) => y + skip,
+            None => y,
+        })
     }
 
     fn linear(

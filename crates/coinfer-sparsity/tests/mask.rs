@@ -12,6 +12,12 @@ fn network() -> Network {
         .valid()
 }
 
+fn mobilenet() -> Network {
+    Network::new(zoo::mobilenetv2_mini(10), &Device::flex())
+        .unwrap()
+        .valid()
+}
+
 fn vals<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().unwrap()
 }
@@ -66,6 +72,28 @@ fn mask_layers_follow_the_spec() {
 }
 
 #[test]
+fn mobilenet_mask_layers_follow_the_spec_and_masks_land_in_them() {
+    let spec = zoo::mobilenetv2_mini(10);
+    let layers = mask_layers(&spec).unwrap();
+    let names: Vec<(usize, &str)> = layers.iter().take(8).map(|l| (l.block, l.name)).collect();
+    assert_eq!(
+        names,
+        [
+            (0, "conv"),
+            (1, "depthwise"),
+            (1, "pointwise"),
+            (2, "expand"),
+            (2, "depthwise"),
+            (2, "project"),
+            (3, "expand"),
+            (3, "depthwise"),
+        ]
+    );
+    let sizes: Vec<usize> = mask_weights(&mobilenet()).iter().map(Vec::len).collect();
+    assert_eq!(sizes, layers.iter().map(|l| l.weights).collect::<Vec<_>>());
+}
+
+#[test]
 fn global_mask_reaches_the_target_with_the_smallest_weights() {
     let net = network();
     let original = mask_weights(&net);
@@ -103,10 +131,15 @@ fn global_mask_reaches_the_target_with_the_smallest_weights() {
 
 #[test]
 fn per_layer_mask_reaches_each_target() {
-    let net = network();
+    for net in [network(), mobilenet()] {
+        per_layer_mask_reaches_each_target_of(&net);
+    }
+}
+
+fn per_layer_mask_reaches_each_target_of(net: &Network) {
     let layers = mask_layers(net.spec()).unwrap();
     let targets: Vec<f32> = (0..layers.len()).map(|i| (i as f32 * 0.37) % 1.0).collect();
-    let (masked, report) = magnitude_mask(&net, &MaskSparsity::PerLayer(targets.clone())).unwrap();
+    let (masked, report) = magnitude_mask(net, &MaskSparsity::PerLayer(targets.clone())).unwrap();
     let after = mask_weights(&masked);
     // One report entry and one weight vector per maskable layer, in block order, so the zip
     // below pairs each target with its own layer and skips none.

@@ -116,6 +116,15 @@ fn network(spec: NetSpec) -> Network {
                     p.bn = random_bn(&p.bn, &device);
                 }
             }
+            Block::DepthwiseSeparable(m) => {
+                m.bn1 = random_bn(&m.bn1, &device);
+                m.bn2 = random_bn(&m.bn2, &device);
+            }
+            Block::InvertedResidual(m) => {
+                m.bn1 = random_bn(&m.bn1, &device);
+                m.bn2 = random_bn(&m.bn2, &device);
+                m.bn3 = random_bn(&m.bn3, &device);
+            }
             _ => {}
         }
     }
@@ -211,7 +220,13 @@ fn pruned_costs_match_hand_count_and_num_params() {
 
 #[test]
 fn analytic_params_equal_num_params_for_the_zoo() {
-    for spec in [zoo::resnet_mini(10), chain_spec(), zoo::resnet18_cifar(10)] {
+    for spec in [
+        zoo::resnet_mini(10),
+        chain_spec(),
+        zoo::resnet18_cifar(10),
+        zoo::mobilenetv2_mini(10),
+        zoo::mobilenetv2_cifar(10),
+    ] {
         let net = Network::new(spec.clone(), &Device::flex()).unwrap();
         assert_eq!(
             total(&spec).params as usize,
@@ -236,6 +251,7 @@ fn ratio_zero_is_bit_identical() {
     for spec in [
         zoo::resnet_mini(10),
         zoo::resnet18_cifar(10),
+        zoo::mobilenetv2_mini(10),
         chain_spec(),
         hand_spec(),
     ] {
@@ -388,33 +404,61 @@ fn keeps_filters_with_largest_l1_norm_in_order() {
 
 /// Makes the given filters of a prunable layer dead: zero weights (so the smallest L1 norm)
 /// and a batch norm that maps them to −1, which the ReLU turns into exactly 0.
+/// Makes `dead` filters of the prunable layer at `block` output exactly zero after their
+/// activation (zero weights, batch norm mapping them to −1 before a ReLU or ReLU6), and so
+/// every depthwise channel reading them: pruning them must then leave the outputs unchanged.
 fn kill_filters(net: Network, block: usize, dead: &[usize]) -> Network {
     let device = Device::flex();
+    let consumer = prunable_layers(net.spec())
+        .unwrap()
+        .into_iter()
+        .find(|l| l.block == block)
+        .expect("a prunable layer")
+        .consumer;
     let (spec, mut module) = net.into_parts();
+    let kill_bn = |bn: &mut BatchNorm| {
+        let (mut beta, mut mean) = (vals(bn.beta.val()), vals(bn.running_mean.value()));
+        for &f in dead {
+            beta[f] = -1.0;
+            mean[f] = 0.0;
+        }
+        let c = beta.len();
+        bn.beta = Param::from_tensor(Tensor::from_data(TensorData::new(beta, [c]), &device));
+        bn.running_mean = RunningState::new(Tensor::from_data(TensorData::new(mean, [c]), &device));
+    };
+    // The depthwise convolution of the same inverted residual, or of the next
+    // depthwise-separable block, turns zero channels into its batch norm's shift.
+    match &mut module.blocks[consumer] {
+        Block::InvertedResidual(m) => kill_bn(&mut m.bn2),
+        Block::DepthwiseSeparable(m) if consumer != block => kill_bn(&mut m.bn1),
+        _ => {}
+    }
     let (conv, bn) = match &mut module.blocks[block] {
         Block::ConvBnRelu(m) => (&mut m.conv, &mut m.bn),
         Block::Basic(m) => (&mut m.conv1, &mut m.bn1),
+        Block::DepthwiseSeparable(m) => (&mut m.pointwise, &mut m.bn2),
+        Block::InvertedResidual(m) => (&mut m.expand, &mut m.bn1),
         _ => panic!("block {block} has no prunable conv"),
     };
     let dims = conv.weight.dims();
     let per_filter = dims[1] * dims[2] * dims[3];
     let mut w = vals(conv.weight.val());
-    let (mut beta, mut mean) = (vals(bn.beta.val()), vals(bn.running_mean.value()));
     for &f in dead {
         w[f * per_filter..(f + 1) * per_filter].fill(0.0);
-        beta[f] = -1.0;
-        mean[f] = 0.0;
     }
-    let c = beta.len();
     conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, dims), &device));
-    bn.beta = Param::from_tensor(Tensor::from_data(TensorData::new(beta, [c]), &device));
-    bn.running_mean = RunningState::new(Tensor::from_data(TensorData::new(mean, [c]), &device));
+    kill_bn(bn);
     Network::from_parts(spec, module).unwrap()
 }
 
 #[test]
 fn pruning_dead_filters_keeps_the_outputs() {
-    for spec in [chain_spec(), zoo::resnet_mini(10), hand_spec()] {
+    for spec in [
+        chain_spec(),
+        zoo::resnet_mini(10),
+        hand_spec(),
+        zoo::mobilenetv2_mini(10),
+    ] {
         let name = spec.name.clone();
         let mut net = network(spec);
         let layers = prunable_layers(net.spec()).unwrap();
@@ -442,7 +486,11 @@ fn pruning_dead_filters_keeps_the_outputs() {
 
 #[test]
 fn pruned_networks_run_at_several_ratios() {
-    for spec in [zoo::resnet_mini(10), chain_spec()] {
+    for spec in [
+        zoo::resnet_mini(10),
+        chain_spec(),
+        zoo::mobilenetv2_mini(10),
+    ] {
         let net = network(spec);
         let x = input(&net, 2);
         let mut last_macs = total(net.spec()).macs;
@@ -469,6 +517,27 @@ fn pruned_networks_run_at_several_ratios() {
     }
 }
 
+/// Global pooling, flatten and a 10-class linear layer.
+fn head() -> [BlockSpec; 3] {
+    [
+        BlockSpec::GlobalAvgPool,
+        BlockSpec::Flatten,
+        BlockSpec::Linear {
+            out_features: 10,
+            relu: false,
+        },
+    ]
+}
+
+/// The blocks of `spec`'s prunable layers.
+fn prunable_blocks(spec: &NetSpec) -> Vec<usize> {
+    prunable_layers(spec)
+        .unwrap()
+        .iter()
+        .map(|l| l.block)
+        .collect()
+}
+
 fn residual_spec(stem: usize, out: usize) -> NetSpec {
     NetSpec {
         name: format!("residual-{stem}-{out}"),
@@ -480,13 +549,10 @@ fn residual_spec(stem: usize, out: usize) -> NetSpec {
                 out_channels: out,
                 stride: 1,
             },
-            BlockSpec::GlobalAvgPool,
-            BlockSpec::Flatten,
-            BlockSpec::Linear {
-                out_features: 10,
-                relu: false,
-            },
-        ],
+        ]
+        .into_iter()
+        .chain(head())
+        .collect(),
     }
 }
 
@@ -494,11 +560,7 @@ fn residual_spec(stem: usize, out: usize) -> NetSpec {
 fn identity_shortcut_and_unread_convs_are_not_prunable() {
     // A conv feeding an identity-shortcut block is tied to the residual sum.
     let identity = residual_spec(8, 8);
-    let blocks: Vec<usize> = prunable_layers(&identity)
-        .unwrap()
-        .iter()
-        .map(|l| l.block)
-        .collect();
+    let blocks = prunable_blocks(&identity);
     assert_eq!(blocks, [1]);
     let err = prune_spec(&identity, &PruneRatios::ByBlock(BTreeMap::from([(0, 0.5)]))).unwrap_err();
     match &err {
@@ -514,11 +576,7 @@ fn identity_shortcut_and_unread_convs_are_not_prunable() {
     }
     // A stride-1 projection from more to fewer channels could turn into an identity.
     let shrink = residual_spec(16, 8);
-    let blocks: Vec<usize> = prunable_layers(&shrink)
-        .unwrap()
-        .iter()
-        .map(|l| l.block)
-        .collect();
+    let blocks = prunable_blocks(&shrink);
     assert_eq!(blocks, [1]);
     let err = prune_spec(&shrink, &PruneRatios::ByBlock(BTreeMap::from([(0, 0.5)]))).unwrap_err();
     assert!(
@@ -527,11 +585,7 @@ fn identity_shortcut_and_unread_convs_are_not_prunable() {
     );
     // From fewer to more channels the projection survives any pruning.
     let grow = residual_spec(4, 8);
-    let blocks: Vec<usize> = prunable_layers(&grow)
-        .unwrap()
-        .iter()
-        .map(|l| l.block)
-        .collect();
+    let blocks = prunable_blocks(&grow);
     assert_eq!(blocks, [0, 1]);
     let net = network(grow);
     let pruned = prune(&net, &PruneRatios::Uniform(0.5)).unwrap();
@@ -540,17 +594,151 @@ fn identity_shortcut_and_unread_convs_are_not_prunable() {
 
     // A device half ending in a conv: nothing reads it, so it is not prunable there.
     let (device, _) = chain_spec().split(3).unwrap();
-    let blocks: Vec<usize> = prunable_layers(&device)
-        .unwrap()
-        .iter()
-        .map(|l| l.block)
-        .collect();
+    let blocks = prunable_blocks(&device);
     assert_eq!(blocks, [0]);
     let err = prune_spec(&device, &PruneRatios::ByBlock(BTreeMap::from([(2, 0.5)]))).unwrap_err();
     assert!(
         matches!(err, SparsityError::NotPrunable { block: 2, .. }),
         "{err}"
     );
+}
+
+#[test]
+fn mobilenet_prunes_expansions_and_pointwise_filters_never_bottlenecks() {
+    let spec = zoo::mobilenetv2_mini(10);
+    let layers = prunable_layers(&spec).unwrap();
+    let summary: Vec<(usize, PrunableKind, usize, usize)> = layers
+        .iter()
+        .map(|l| (l.block, l.kind, l.channels, l.consumer))
+        .collect();
+    // Stem → depthwise-separable block 1 → inverted residual 2 (16 → 24 channels: no
+    // shortcut); the expansions of blocks 2–5 shrink their own block; the last 1×1 conv feeds
+    // the linear head.
+    assert_eq!(
+        summary,
+        [
+            (0, PrunableKind::ConvBnRelu, 16, 1),
+            (1, PrunableKind::DepthwiseSeparablePointwise, 16, 2),
+            (2, PrunableKind::InvertedResidualExpand, 96, 2),
+            (3, PrunableKind::InvertedResidualExpand, 144, 3),
+            (4, PrunableKind::InvertedResidualExpand, 192, 4),
+            (5, PrunableKind::InvertedResidualExpand, 192, 5),
+            (6, PrunableKind::ConvBnRelu, 256, 9),
+        ]
+    );
+    let net = network(spec.clone());
+    let pruned = prune(&net, &PruneRatios::Uniform(0.5)).unwrap();
+    check_weights(&pruned).unwrap();
+    let expected: Vec<BlockSpec> = spec
+        .blocks
+        .iter()
+        .map(|block| match *block {
+            BlockSpec::ConvBnRelu {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+            } => BlockSpec::ConvBnRelu {
+                out_channels: out_channels / 2,
+                kernel,
+                stride,
+                padding,
+            },
+            BlockSpec::DepthwiseSeparable {
+                out_channels,
+                stride,
+            } => BlockSpec::DepthwiseSeparable {
+                out_channels: out_channels / 2,
+                stride,
+            },
+            // Outputs (bottlenecks) keep their width, residual or not.
+            BlockSpec::InvertedResidual {
+                expand_channels,
+                out_channels,
+                stride,
+            } => BlockSpec::InvertedResidual {
+                expand_channels: expand_channels / 2,
+                out_channels,
+                stride,
+            },
+            ref other => other.clone(),
+        })
+        .collect();
+    assert_eq!(pruned.spec().blocks, expected);
+    // The depthwise convolutions lost the same filters (weights and groups).
+    match (&pruned.module().blocks[1], &pruned.module().blocks[4]) {
+        (Block::DepthwiseSeparable(ds), Block::InvertedResidual(ir)) => {
+            assert_eq!(ds.depthwise.weight.dims(), [8, 1, 3, 3]);
+            assert_eq!(ds.depthwise.groups, 8);
+            assert_eq!(ds.pointwise.weight.dims(), [8, 8, 1, 1]);
+            assert_eq!(ir.expand.weight.dims(), [96, 32, 1, 1]);
+            assert_eq!(ir.depthwise.weight.dims(), [96, 1, 3, 3]);
+            assert_eq!(ir.depthwise.groups, 96);
+            assert_eq!(ir.project.weight.dims(), [32, 96, 1, 1]);
+            assert!(ir.residual);
+        }
+        other => panic!("unexpected blocks {other:?}"),
+    }
+    assert_eq!(pruned.logits(input(&pruned, 2)).unwrap().dims(), [2, 10]);
+}
+
+/// conv → depthwise-separable → inverted residual (`in → out`, stride 1) → head.
+fn mobile_spec(stem: usize, pointwise: usize, out: usize) -> NetSpec {
+    NetSpec {
+        name: format!("mobile-{stem}-{pointwise}-{out}"),
+        input: FeatureShape::image(1, 8, 8),
+        blocks: vec![
+            conv(stem),
+            BlockSpec::DepthwiseSeparable {
+                out_channels: pointwise,
+                stride: 1,
+            },
+            BlockSpec::InvertedResidual {
+                expand_channels: 4 * pointwise,
+                out_channels: out,
+                stride: 1,
+            },
+        ]
+        .into_iter()
+        .chain(head())
+        .collect(),
+    }
+}
+
+#[test]
+fn channels_added_by_an_inverted_residual_are_not_prunable() {
+    // Identity shortcut: the pointwise output is added to the block's output.
+    let identity = mobile_spec(8, 8, 8);
+    assert_eq!(prunable_blocks(&identity), [0, 2]);
+    let err = prune_spec(&identity, &PruneRatios::ByBlock(BTreeMap::from([(1, 0.5)]))).unwrap_err();
+    match &err {
+        SparsityError::NotPrunable {
+            block,
+            kind,
+            reason,
+        } => {
+            assert_eq!((*block, *kind), (1, "depthwise_separable"));
+            assert!(reason.contains("identity shortcut"), "{reason}");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    // Stride 1 from more to fewer channels: pruning could switch the shortcut on.
+    assert_eq!(prunable_blocks(&mobile_spec(8, 16, 8)), [0, 2]);
+    // From fewer to more channels there is never a shortcut.
+    let grow = mobile_spec(8, 4, 8);
+    assert_eq!(prunable_blocks(&grow), [0, 1, 2]);
+    let net = network(grow);
+    let pruned = prune(&net, &PruneRatios::Uniform(0.5)).unwrap();
+    check_weights(&pruned).unwrap();
+    assert_eq!(
+        pruned.spec().blocks[2],
+        BlockSpec::InvertedResidual {
+            expand_channels: 8,
+            out_channels: 8,
+            stride: 1,
+        }
+    );
+    assert_eq!(pruned.logits(input(&pruned, 2)).unwrap().dims(), [2, 10]);
 }
 
 #[test]

@@ -12,7 +12,9 @@
 //!
 //! and each convolution then runs with its bias added in the same kernel call, followed by the
 //! ReLU. A basic block with a projection shortcut adds the shortcut's folded bias to its second
-//! convolution's bias, so the whole block is three convolutions, one add and two ReLUs. burn has
+//! convolution's bias, so the whole block is three convolutions, one add and two ReLUs.
+//! Depthwise-separable blocks and inverted residuals fold every convolution (depthwise ones
+//! too: one output channel per filter) the same way. burn has
 //! no fused convolution + ReLU op, so the ReLU stays a separate (cheap, elementwise) op.
 //!
 //! ```
@@ -37,7 +39,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, relu6};
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
@@ -133,6 +135,46 @@ impl FoldedBasicBlock {
     }
 }
 
+/// A depthwise-separable convolution in inference form.
+#[derive(Debug, Clone)]
+pub struct FoldedDepthwiseSeparable {
+    /// Depthwise convolution (groups = channels; ReLU6 follows).
+    pub depthwise: FoldedConv,
+    /// Pointwise convolution (ReLU follows).
+    pub pointwise: FoldedConv,
+}
+
+impl FoldedDepthwiseSeparable {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.pointwise.forward(relu6(self.depthwise.forward(x))))
+    }
+}
+
+/// An inverted residual block in inference form.
+#[derive(Debug, Clone)]
+pub struct FoldedInvertedResidual {
+    /// 1×1 expansion (ReLU6 follows).
+    pub expand: FoldedConv,
+    /// 3×3 depthwise convolution (ReLU6 follows).
+    pub depthwise: FoldedConv,
+    /// 1×1 linear projection (no activation).
+    pub project: FoldedConv,
+    /// Whether the input is added to the output.
+    pub residual: bool,
+}
+
+impl FoldedInvertedResidual {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let skip = self.residual.then(|| x.clone());
+        let y = relu6(self.expand.forward(x));
+        let y = self.project.forward(relu6(self.depthwise.forward(y)));
+        match skip {
+            Some(skip) => y + skip,
+            None => y,
+        }
+    }
+}
+
 /// A fully connected layer in inference form, weight stored `[in, out]`.
 #[derive(Debug, Clone)]
 pub struct InferenceLinear {
@@ -151,6 +193,10 @@ pub enum InferenceBlock {
     ConvRelu(FoldedConv),
     /// Residual basic block.
     Basic(Box<FoldedBasicBlock>),
+    /// Depthwise-separable convolution.
+    DepthwiseSeparable(Box<FoldedDepthwiseSeparable>),
+    /// MobileNetV2 inverted residual.
+    InvertedResidual(Box<FoldedInvertedResidual>),
     /// Max pooling.
     MaxPool(MaxPool2d),
     /// Average pooling.
@@ -188,6 +234,20 @@ impl InferenceBlock {
                     shortcut,
                 }))
             }
+            Block::DepthwiseSeparable(b) => {
+                InferenceBlock::DepthwiseSeparable(Box::new(FoldedDepthwiseSeparable {
+                    depthwise: FoldedConv::fold(&b.depthwise, &b.bn1, &what("depthwise"))?,
+                    pointwise: FoldedConv::fold(&b.pointwise, &b.bn2, &what("pointwise"))?,
+                }))
+            }
+            Block::InvertedResidual(b) => {
+                InferenceBlock::InvertedResidual(Box::new(FoldedInvertedResidual {
+                    expand: FoldedConv::fold(&b.expand, &b.bn1, &what("expand"))?,
+                    depthwise: FoldedConv::fold(&b.depthwise, &b.bn2, &what("depthwise"))?,
+                    project: FoldedConv::fold(&b.project, &b.bn3, &what("project"))?,
+                    residual: b.residual,
+                }))
+            }
             Block::MaxPool(pool) => InferenceBlock::MaxPool(pool.clone()),
             Block::AvgPool(pool) => InferenceBlock::AvgPool(pool.clone()),
             Block::GlobalAvgPool(pool) => InferenceBlock::GlobalAvgPool(pool.clone()),
@@ -205,6 +265,8 @@ impl InferenceBlock {
         match self {
             InferenceBlock::ConvRelu(conv) => relu(conv.forward(x)),
             InferenceBlock::Basic(block) => block.forward(x),
+            InferenceBlock::DepthwiseSeparable(block) => block.forward(x),
+            InferenceBlock::InvertedResidual(block) => block.forward(x),
             InferenceBlock::MaxPool(pool) => pool.forward(x),
             InferenceBlock::AvgPool(pool) => pool.forward(x),
             InferenceBlock::GlobalAvgPool(pool) => pool.forward(x),
@@ -297,6 +359,21 @@ impl InferenceNetwork {
                         shortcut: b.shortcut.map(conv),
                     }))
                 }
+                InferenceBlock::DepthwiseSeparable(b) => {
+                    InferenceBlock::DepthwiseSeparable(Box::new(FoldedDepthwiseSeparable {
+                        depthwise: conv(b.depthwise),
+                        pointwise: conv(b.pointwise),
+                    }))
+                }
+                InferenceBlock::InvertedResidual(b) => {
+                    let b = *b;
+                    InferenceBlock::InvertedResidual(Box::new(FoldedInvertedResidual {
+                        expand: conv(b.expand),
+                        depthwise: conv(b.depthwise),
+                        project: conv(b.project),
+                        residual: b.residual,
+                    }))
+                }
                 InferenceBlock::Linear(l) => InferenceBlock::Linear(InferenceLinear {
                     weight: l.weight.to_device(device),
                     bias: l.bias.map(|b| b.to_device(device)),
@@ -371,6 +448,15 @@ mod tests {
                         fresh(&mut p.bn, device);
                     }
                 }
+                Block::DepthwiseSeparable(b) => {
+                    fresh(&mut b.bn1, device);
+                    fresh(&mut b.bn2, device);
+                }
+                Block::InvertedResidual(b) => {
+                    fresh(&mut b.bn1, device);
+                    fresh(&mut b.bn2, device);
+                    fresh(&mut b.bn3, device);
+                }
                 _ => {}
             }
         }
@@ -404,6 +490,16 @@ mod tests {
     #[test]
     fn folded_resnet18_matches_at_every_split() {
         assert_folds_at_every_split(zoo::resnet18_cifar(10), [1, 3, 32, 32]);
+    }
+
+    #[test]
+    fn folded_mobilenetv2_mini_matches_at_every_split() {
+        assert_folds_at_every_split(zoo::mobilenetv2_mini(10), [2, 1, 28, 28]);
+    }
+
+    #[test]
+    fn folded_mobilenetv2_cifar_matches_at_every_split() {
+        assert_folds_at_every_split(zoo::mobilenetv2_cifar(10), [1, 3, 32, 32]);
     }
 
     #[test]

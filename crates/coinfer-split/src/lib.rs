@@ -2,10 +2,11 @@
 //! half.
 //!
 //! A [`NetSpec`] is plain serde data (ordered blocks: conv-bn-relu, residual basic block,
-//! pooling, flatten, linear) with shape inference and validation. [`Network`] keeps a spec and
+//! depthwise-separable convolution, MobileNetV2 inverted residual, pooling, flatten, linear)
+//! with shape inference and validation. [`Network`] keeps a spec and
 //! its burn weights together; [`Network::split`] cuts it at any block boundary so that
 //! `edge(device(x))` equals the whole network's output. The [`zoo`] has the default compact
-//! ResNet for 28×28 images and ResNet-18 for CIFAR-10; [`train`] trains and evaluates them on
+//! ResNet for 28×28 images, ResNet-18 for CIFAR-10 and compact MobileNetV2s for both; [`train`] trains and evaluates them on
 //! `coinfer-data` datasets.
 //!
 //! ```

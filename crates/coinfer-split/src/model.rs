@@ -7,6 +7,7 @@ use burn::nn::pool::{
 };
 use burn::nn::{BatchNorm, BatchNormConfig, Identity, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
+use burn::tensor::activation::relu6;
 
 use crate::SplitError;
 use crate::spec::{BlockSpec, FeatureShape, NetSpec};
@@ -24,6 +25,16 @@ fn conv(
         .with_padding(PaddingConfig2d::Explicit(
             padding, padding, padding, padding,
         ))
+        .with_bias(false)
+        .init(device)
+}
+
+/// A 3×3 depthwise convolution (one filter per channel, padding 1, no bias).
+fn depthwise(channels: usize, stride: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([channels, channels], [3, 3])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_groups(channels)
         .with_bias(false)
         .init(device)
 }
@@ -84,6 +95,58 @@ impl BasicBlock {
     }
 }
 
+/// Depthwise-separable convolution (see [`BlockSpec::DepthwiseSeparable`]).
+#[derive(Module, Debug)]
+pub struct DepthwiseSeparable {
+    /// 3×3 depthwise convolution (`in → in`, groups = in, carries the stride).
+    pub depthwise: Conv2d,
+    /// Batch norm after `depthwise` (ReLU6 follows).
+    pub bn1: BatchNorm,
+    /// 1×1 pointwise convolution (`in → out`); the one pruning shrinks.
+    pub pointwise: Conv2d,
+    /// Batch norm after `pointwise` (ReLU follows).
+    pub bn2: BatchNorm,
+}
+
+impl DepthwiseSeparable {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = relu6(self.bn1.forward(self.depthwise.forward(x)));
+        Relu::new().forward(self.bn2.forward(self.pointwise.forward(y)))
+    }
+}
+
+/// MobileNetV2 inverted residual (see [`BlockSpec::InvertedResidual`]).
+#[derive(Module, Debug)]
+pub struct InvertedResidual {
+    /// 1×1 expansion convolution (`in → expand`); the one pruning shrinks.
+    pub expand: Conv2d,
+    /// Batch norm after `expand` (ReLU6 follows).
+    pub bn1: BatchNorm,
+    /// 3×3 depthwise convolution (`expand → expand`, groups = expand, carries the stride).
+    pub depthwise: Conv2d,
+    /// Batch norm after `depthwise` (ReLU6 follows).
+    pub bn2: BatchNorm,
+    /// 1×1 linear projection (`expand → out`).
+    pub project: Conv2d,
+    /// Batch norm after `project` (no activation).
+    pub bn3: BatchNorm,
+    /// Whether the block's input is added to its output (stride 1, `in == out`).
+    pub residual: bool,
+}
+
+impl InvertedResidual {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let skip = self.residual.then(|| x.clone());
+        let y = relu6(self.bn1.forward(self.expand.forward(x)));
+        let y = relu6(self.bn2.forward(self.depthwise.forward(y)));
+        let y = self.bn3.forward(self.project.forward(y));
+        match skip {
+            Some(skip) => y + skip,
+            None => y,
+        }
+    }
+}
+
 /// Fully connected layer, optionally followed by a ReLU, on a `[B, n, 1, 1]` activation.
 #[derive(Module, Debug)]
 pub struct LinearBlock {
@@ -101,6 +164,10 @@ pub enum Block {
     ConvBnRelu(ConvBnRelu),
     /// See [`BlockSpec::BasicBlock`].
     Basic(BasicBlock),
+    /// See [`BlockSpec::DepthwiseSeparable`].
+    DepthwiseSeparable(DepthwiseSeparable),
+    /// See [`BlockSpec::InvertedResidual`].
+    InvertedResidual(InvertedResidual),
     /// See [`BlockSpec::MaxPool`].
     MaxPool(MaxPool2d),
     /// See [`BlockSpec::AvgPool`].
@@ -151,6 +218,32 @@ impl Block {
                     shortcut,
                 })
             }
+            BlockSpec::DepthwiseSeparable {
+                out_channels,
+                stride,
+            } => Block::DepthwiseSeparable(DepthwiseSeparable {
+                depthwise: depthwise(input.channels, stride, device),
+                bn1: batch_norm(input.channels, device),
+                pointwise: conv(input.channels, out_channels, 1, 1, 0, device),
+                bn2: batch_norm(out_channels, device),
+            }),
+            BlockSpec::InvertedResidual {
+                expand_channels,
+                out_channels,
+                stride,
+            } => Block::InvertedResidual(InvertedResidual {
+                expand: conv(input.channels, expand_channels, 1, 1, 0, device),
+                bn1: batch_norm(expand_channels, device),
+                depthwise: depthwise(expand_channels, stride, device),
+                bn2: batch_norm(expand_channels, device),
+                project: conv(expand_channels, out_channels, 1, 1, 0, device),
+                bn3: batch_norm(out_channels, device),
+                residual: BlockSpec::inverted_residual_adds_input(
+                    input.channels,
+                    out_channels,
+                    stride,
+                ),
+            }),
             BlockSpec::MaxPool {
                 kernel,
                 stride,
@@ -191,6 +284,8 @@ impl Block {
         match self {
             Block::ConvBnRelu(block) => block.forward(x),
             Block::Basic(block) => block.forward(x),
+            Block::DepthwiseSeparable(block) => block.forward(x),
+            Block::InvertedResidual(block) => block.forward(x),
             Block::MaxPool(pool) => pool.forward(x),
             Block::AvgPool(pool) => pool.forward(x),
             Block::GlobalAvgPool(pool) => pool.forward(x),

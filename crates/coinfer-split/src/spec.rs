@@ -78,6 +78,36 @@ pub enum BlockSpec {
         /// Stride of the first convolution and of the projection shortcut.
         stride: usize,
     },
+    /// Depthwise-separable convolution (MobileNetV1): a 3×3 depthwise convolution (one filter
+    /// per input channel, stride `stride`, padding 1) → batch norm → ReLU6, then a 1×1
+    /// pointwise convolution to `out_channels` → batch norm → ReLU.
+    ///
+    /// Pruning removes pointwise filters (`out_channels`); the next block loses the matching
+    /// input channels.
+    DepthwiseSeparable {
+        /// Output channels of the pointwise convolution.
+        out_channels: usize,
+        /// Stride of the depthwise convolution.
+        stride: usize,
+    },
+    /// MobileNetV2 inverted residual with a linear bottleneck: a 1×1 expansion convolution to
+    /// `expand_channels` → batch norm → ReLU6, a 3×3 depthwise convolution (stride `stride`,
+    /// padding 1) → batch norm → ReLU6, a 1×1 projection to `out_channels` → batch norm with no
+    /// activation, plus the block's input when the stride is 1 and the input has
+    /// `out_channels` channels (identity shortcut; otherwise there is none).
+    ///
+    /// The expansion convolution is always present (also for an expansion factor of 1).
+    /// `expand_channels` is `t · in_channels` in a dense network, smaller once pruning removed
+    /// expansion filters (the depthwise convolution and the projection's inputs shrink with
+    /// them; the output stays tied to the bottleneck).
+    InvertedResidual {
+        /// Channels after the expansion (the depthwise convolution's width).
+        expand_channels: usize,
+        /// Output channels of the projection.
+        out_channels: usize,
+        /// Stride of the depthwise convolution.
+        stride: usize,
+    },
     /// Max pooling.
     MaxPool {
         /// Square window size.
@@ -110,11 +140,23 @@ pub enum BlockSpec {
 }
 
 impl BlockSpec {
+    /// Whether an [`InvertedResidual`](BlockSpec::InvertedResidual) with this `stride` and
+    /// `out_channels` adds its input (identity shortcut) when it gets `in_channels` channels.
+    pub fn inverted_residual_adds_input(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+    ) -> bool {
+        stride == 1 && in_channels == out_channels
+    }
+
     /// A short lowercase name of the block kind, as used in tables.
     pub fn kind(&self) -> &'static str {
         match self {
             BlockSpec::ConvBnRelu { .. } => "conv_bn_relu",
             BlockSpec::BasicBlock { .. } => "basic_block",
+            BlockSpec::DepthwiseSeparable { .. } => "depthwise_separable",
+            BlockSpec::InvertedResidual { .. } => "inverted_residual",
             BlockSpec::MaxPool { .. } => "max_pool",
             BlockSpec::AvgPool { .. } => "avg_pool",
             BlockSpec::GlobalAvgPool => "global_avg_pool",
@@ -194,6 +236,26 @@ impl BlockSpec {
             } => {
                 needs_image("a residual block")?;
                 positive("mid_channels", mid_channels)?;
+                positive("out_channels", out_channels)?;
+                let (h, w) = window(3, stride, 1)?;
+                Ok(FeatureShape::image(out_channels, h, w))
+            }
+            BlockSpec::DepthwiseSeparable {
+                out_channels,
+                stride,
+            } => {
+                needs_image("a depthwise-separable convolution")?;
+                positive("out_channels", out_channels)?;
+                let (h, w) = window(3, stride, 1)?;
+                Ok(FeatureShape::image(out_channels, h, w))
+            }
+            BlockSpec::InvertedResidual {
+                expand_channels,
+                out_channels,
+                stride,
+            } => {
+                needs_image("an inverted residual block")?;
+                positive("expand_channels", expand_channels)?;
                 positive("out_channels", out_channels)?;
                 let (h, w) = window(3, stride, 1)?;
                 Ok(FeatureShape::image(out_channels, h, w))
@@ -376,6 +438,104 @@ mod tests {
         // stem + 8 basic blocks end at 512 × 4 × 4 before global pooling.
         let before_pool = shapes[shapes.len() - 4];
         assert_eq!(before_pool, FeatureShape::image(512, 4, 4));
+    }
+
+    #[test]
+    fn mobilenetv2_mini_shapes_chain() {
+        let spec = zoo::mobilenetv2_mini(10);
+        spec.check().unwrap();
+        let shapes: Vec<[usize; 3]> = spec.shapes().unwrap().iter().map(|s| s.dims()).collect();
+        // By hand: 3×3 stride-2 convolutions with padding 1 map 28 → 14 (stem) → 7
+        // (depthwise-separable block) → 4 (second inverted residual); the rest keeps the size.
+        let expected = [
+            [1, 28, 28],
+            [16, 14, 14],
+            [16, 7, 7],
+            [24, 7, 7],
+            [32, 4, 4],
+            [32, 4, 4],
+            [64, 4, 4],
+            [256, 4, 4],
+            [256, 1, 1],
+            [256, 1, 1],
+            [10, 1, 1],
+        ];
+        assert_eq!(shapes, expected);
+        // Expansion factor 6 of each block's input.
+        let expands: Vec<usize> = spec
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                BlockSpec::InvertedResidual {
+                    expand_channels, ..
+                } => Some(*expand_channels),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(expands, [96, 144, 192, 192]);
+    }
+
+    #[test]
+    fn mobilenetv2_cifar_shapes_chain() {
+        let spec = zoo::mobilenetv2_cifar(10);
+        spec.check().unwrap();
+        let shapes = spec.shapes().unwrap();
+        let before_pool = shapes[shapes.len() - 4];
+        assert_eq!(before_pool, FeatureShape::image(640, 4, 4));
+        assert_eq!(shapes[2], FeatureShape::image(16, 32, 32));
+    }
+
+    #[test]
+    fn zero_widths_of_mobile_blocks_are_rejected() {
+        for bad in [
+            BlockSpec::DepthwiseSeparable {
+                out_channels: 0,
+                stride: 1,
+            },
+            BlockSpec::DepthwiseSeparable {
+                out_channels: 4,
+                stride: 0,
+            },
+            BlockSpec::InvertedResidual {
+                expand_channels: 0,
+                out_channels: 4,
+                stride: 1,
+            },
+            BlockSpec::InvertedResidual {
+                expand_channels: 4,
+                out_channels: 0,
+                stride: 1,
+            },
+        ] {
+            let spec = NetSpec {
+                name: "bad".into(),
+                input: FeatureShape::image(2, 8, 8),
+                blocks: vec![bad.clone()],
+            };
+            assert!(
+                matches!(
+                    spec.shapes(),
+                    Err(SplitError::InvalidBlock { index: 0, .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let flat = NetSpec {
+            name: "bad".into(),
+            input: FeatureShape::image(2, 8, 8),
+            blocks: vec![
+                BlockSpec::Flatten,
+                BlockSpec::InvertedResidual {
+                    expand_channels: 4,
+                    out_channels: 4,
+                    stride: 1,
+                },
+            ],
+        };
+        assert!(matches!(
+            flat.shapes(),
+            Err(SplitError::InvalidBlock { index: 1, .. })
+        ));
     }
 
     #[test]

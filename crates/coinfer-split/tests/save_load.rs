@@ -17,18 +17,20 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 fn save_then_load_gives_the_same_outputs_and_digest() {
     let device = Device::flex();
     device.seed(5);
-    let net = Network::new(zoo::resnet_mini(10), &device).unwrap().valid();
-    let dir = temp_dir("roundtrip");
-    let path = dir.join("net.cfnet");
-    net.save(&path).unwrap();
-    let loaded = Network::load(&path, &device).unwrap();
-    assert_eq!(loaded.spec(), net.spec());
-    assert_eq!(loaded.digest(), net.digest());
-    let x = Tensor::<4>::random([2, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
-    let a = net.logits(x.clone()).unwrap();
-    let b = loaded.valid().logits(x).unwrap();
-    assert_eq!(a.into_data(), b.into_data());
-    std::fs::remove_dir_all(dir).ok();
+    for spec in [zoo::resnet_mini(10), zoo::mobilenetv2_mini(10)] {
+        let net = Network::new(spec, &device).unwrap().valid();
+        let dir = temp_dir(&format!("roundtrip-{}", net.spec().name));
+        let path = dir.join("net.cfnet");
+        net.save(&path).unwrap();
+        let loaded = Network::load(&path, &device).unwrap();
+        assert_eq!(loaded.spec(), net.spec());
+        assert_eq!(loaded.digest(), net.digest());
+        let x = Tensor::<4>::random([2, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+        let a = net.logits(x.clone()).unwrap();
+        let b = loaded.valid().logits(x).unwrap();
+        assert_eq!(a.into_data(), b.into_data());
+        std::fs::remove_dir_all(dir).ok();
+    }
 }
 
 #[test]

@@ -36,6 +36,20 @@ fn every_block_kind() -> NetSpec {
                 out_channels: 12,
                 stride: 2,
             },
+            BlockSpec::DepthwiseSeparable {
+                out_channels: 10,
+                stride: 1,
+            },
+            BlockSpec::InvertedResidual {
+                expand_channels: 30,
+                out_channels: 10,
+                stride: 1,
+            },
+            BlockSpec::InvertedResidual {
+                expand_channels: 20,
+                out_channels: 12,
+                stride: 2,
+            },
             BlockSpec::AvgPool {
                 kernel: 3,
                 stride: 1,
@@ -79,6 +93,18 @@ fn split_anywhere_equals_whole_resnet_mini() {
 #[test]
 fn split_anywhere_equals_whole_resnet18_cifar() {
     check_every_split(zoo::resnet18_cifar(10), &Device::flex());
+}
+
+/// Stem, a depthwise-separable block, four inverted residuals (one with an identity
+/// shortcut), the 1×1 conv and the head: every one of its 11 split points.
+#[test]
+fn split_anywhere_equals_whole_mobilenetv2_mini() {
+    check_every_split(zoo::mobilenetv2_mini(10), &Device::flex());
+}
+
+#[test]
+fn split_anywhere_equals_whole_mobilenetv2_cifar() {
+    check_every_split(zoo::mobilenetv2_cifar(10), &Device::flex());
 }
 
 #[test]

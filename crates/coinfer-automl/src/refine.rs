@@ -169,7 +169,6 @@ pub fn refine(
         if visited.contains(&identity(evaluator, &position)) {
             continue;
         }
-        let mut current = start.clone();
         let mut walk_best = start.clone();
         let mut stale = 0;
         loop {
@@ -203,9 +202,9 @@ pub fn refine(
                 break;
             }
             moves += 1;
-            (position, current) = (next, evaluation);
+            position = next;
             if improves {
-                walk_best = current.clone();
+                walk_best = evaluation;
                 stale = 0;
             } else {
                 stale += 1;

@@ -225,6 +225,10 @@ impl SearchReport {
             self.plan.codec,
             ms(chosen)
         );
+        if self.baselines.is_empty() {
+            text.push_str(" No baselines were run, so nothing says how much faster it is.");
+            return text;
+        }
         for b in self.baselines.iter() {
             let speedup = b.best.latency.total / chosen;
             let _ = write!(text, " {}: {:.2}×;", b.name, speedup);

@@ -30,7 +30,7 @@ struct Cli {
     command: Command,
     /// CPU threads burn's kernels may use (search, serve, infer); all cores when absent. A
     /// phone-like device wants 1, an edge server its core count. Takes effect when built with
-    /// `--features coinfer-split/parallel` (burn-flex's rayon); burn is single-threaded without.
+    /// `--features parallel` (burn-flex's rayon); burn is single-threaded without.
     #[arg(long, global = true)]
     threads: Option<usize>,
 }

@@ -79,6 +79,32 @@ fn expect_code(args: &[&str], code: i32) -> Output {
     out
 }
 
+/// `coinfer search` on tiny settings (one backbone epoch, 40 validation images, fixed codecs,
+/// a 10-plan refinement, no exhaustive grid) into `results/run`, plus `extra`; expects `code`.
+fn tiny_search(results: &Path, run: &str, data: &Path, extra: &[&str], code: i32) -> Output {
+    let mut args = vec![
+        "search",
+        "--results",
+        results.to_str().unwrap(),
+        "--run",
+        run,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--backbone-epochs",
+        "1",
+        "--validation-images",
+        "40",
+        "--ae-ratios",
+        "--spatial-ratios",
+        "--refine-evaluations",
+        "10",
+        "--exhaustive-levels",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    expect_code(&args, code)
+}
+
 /// Every file under `dir` with its bytes.
 fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     let mut files = std::collections::BTreeMap::new();
@@ -127,32 +153,15 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
     let results = dir.join("results");
     let search = |episodes: &str, extra: &[&str], code: i32| {
         let mut args = vec![
-            "search",
-            "--results",
-            results.to_str().unwrap(),
-            "--run",
-            "tiny",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--backbone-epochs",
-            "1",
-            "--validation-images",
-            "40",
             "--episodes",
             episodes,
             "--warmup",
             "2",
-            "--ae-ratios",
-            "--spatial-ratios",
             "--finetune-epochs",
             "1",
-            "--refine-evaluations",
-            "10",
-            "--exhaustive-levels",
-            "0",
         ];
         args.extend_from_slice(extra);
-        expect_code(&args, code)
+        tiny_search(&results, "tiny", &data, &args, code)
     };
 
     let first = search("4", &[], 0);
@@ -352,32 +361,20 @@ fn search_runs_unchanged_on_the_mobilenet_backbone() {
     let dir = scratch("mobilenet");
     let data = tiny_data(&dir);
     let results = dir.join("results");
-    expect_code(
+    tiny_search(
+        &results,
+        "mobile",
+        &data,
         &[
-            "search",
             "--model",
             "mobilenetv2-mini",
-            "--results",
-            results.to_str().unwrap(),
-            "--run",
-            "mobile",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--backbone-epochs",
-            "1",
-            "--validation-images",
-            "40",
             "--episodes",
             "3",
             "--warmup",
             "1",
-            "--ae-ratios",
-            "--spatial-ratios",
             "--finetune-epochs",
             "0",
             "--no-baselines",
-            "--exhaustive-levels",
-            "0",
         ],
         0,
     );

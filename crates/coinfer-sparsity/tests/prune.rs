@@ -539,20 +539,25 @@ fn prunable_blocks(spec: &NetSpec) -> Vec<usize> {
 }
 
 fn residual_spec(stem: usize, out: usize) -> NetSpec {
-    NetSpec {
-        name: format!("residual-{stem}-{out}"),
-        input: FeatureShape::image(1, 8, 8),
-        blocks: vec![
+    small_spec(
+        format!("residual-{stem}-{out}"),
+        [
             conv(stem),
             BlockSpec::BasicBlock {
                 mid_channels: out,
                 out_channels: out,
                 stride: 1,
             },
-        ]
-        .into_iter()
-        .chain(head())
-        .collect(),
+        ],
+    )
+}
+
+/// An 8×8 grey network of `body` followed by the classifier head.
+fn small_spec(name: String, body: impl IntoIterator<Item = BlockSpec>) -> NetSpec {
+    NetSpec {
+        name,
+        input: FeatureShape::image(1, 8, 8),
+        blocks: body.into_iter().chain(head()).collect(),
     }
 }
 
@@ -684,10 +689,9 @@ fn mobilenet_prunes_expansions_and_pointwise_filters_never_bottlenecks() {
 
 /// conv → depthwise-separable → inverted residual (`in → out`, stride 1) → head.
 fn mobile_spec(stem: usize, pointwise: usize, out: usize) -> NetSpec {
-    NetSpec {
-        name: format!("mobile-{stem}-{pointwise}-{out}"),
-        input: FeatureShape::image(1, 8, 8),
-        blocks: vec![
+    small_spec(
+        format!("mobile-{stem}-{pointwise}-{out}"),
+        [
             conv(stem),
             BlockSpec::DepthwiseSeparable {
                 out_channels: pointwise,
@@ -698,11 +702,8 @@ fn mobile_spec(stem: usize, pointwise: usize, out: usize) -> NetSpec {
                 out_channels: out,
                 stride: 1,
             },
-        ]
-        .into_iter()
-        .chain(head())
-        .collect(),
-    }
+        ],
+    )
 }
 
 #[test]

@@ -561,24 +561,30 @@ fn small_spec(name: String, body: impl IntoIterator<Item = BlockSpec>) -> NetSpe
     }
 }
 
-#[test]
-fn identity_shortcut_and_unread_convs_are_not_prunable() {
-    // A conv feeding an identity-shortcut block is tied to the residual sum.
-    let identity = residual_spec(8, 8);
-    let blocks = prunable_blocks(&identity);
-    assert_eq!(blocks, [1]);
-    let err = prune_spec(&identity, &PruneRatios::ByBlock(BTreeMap::from([(0, 0.5)]))).unwrap_err();
+/// Pruning block `at` of `spec` is refused as `NotPrunable` (a `layer`) because of an
+/// identity shortcut.
+fn refused_near_a_shortcut(spec: &NetSpec, at: usize, layer: &str) {
+    let err = prune_spec(spec, &PruneRatios::ByBlock(BTreeMap::from([(at, 0.5)]))).unwrap_err();
     match &err {
         SparsityError::NotPrunable {
             block,
             kind,
             reason,
         } => {
-            assert_eq!((*block, *kind), (0, "conv_bn_relu"));
+            assert_eq!((*block, *kind), (at, layer));
             assert!(reason.contains("identity shortcut"), "{reason}");
         }
         other => panic!("unexpected {other}"),
     }
+}
+
+#[test]
+fn identity_shortcut_and_unread_convs_are_not_prunable() {
+    // A conv feeding an identity-shortcut block is tied to the residual sum.
+    let identity = residual_spec(8, 8);
+    let blocks = prunable_blocks(&identity);
+    assert_eq!(blocks, [1]);
+    refused_near_a_shortcut(&identity, 0, "conv_bn_relu");
     // A stride-1 projection from more to fewer channels could turn into an identity.
     let shrink = residual_spec(16, 8);
     let blocks = prunable_blocks(&shrink);
@@ -711,18 +717,7 @@ fn channels_added_by_an_inverted_residual_are_not_prunable() {
     // Identity shortcut: the pointwise output is added to the block's output.
     let identity = mobile_spec(8, 8, 8);
     assert_eq!(prunable_blocks(&identity), [0, 2]);
-    let err = prune_spec(&identity, &PruneRatios::ByBlock(BTreeMap::from([(1, 0.5)]))).unwrap_err();
-    match &err {
-        SparsityError::NotPrunable {
-            block,
-            kind,
-            reason,
-        } => {
-            assert_eq!((*block, *kind), (1, "depthwise_separable"));
-            assert!(reason.contains("identity shortcut"), "{reason}");
-        }
-        other => panic!("unexpected {other}"),
-    }
+    refused_near_a_shortcut(&identity, 1, "depthwise_separable");
     // Stride 1 from more to fewer channels: pruning could switch the shortcut on.
     assert_eq!(prunable_blocks(&mobile_spec(8, 16, 8)), [0, 2]);
     // From fewer to more channels there is never a shortcut.

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use burn::prelude::Device;
 use coinfer_agent::{AgentError, Ddpg, DdpgConfig, Environment, Step};
 
+mod common;
+use common::small_config;
+
 /// Targets of the "sequence of ratios" problem, away from the untrained policy's 0.5.
 const TARGETS: [f32; 4] = [0.1, 0.9, 0.25, 0.7];
 
@@ -76,17 +79,6 @@ impl Environment for Ratios {
             0.0
         };
         Ok(Step::new(self.state(applied), reward, done, action).with_applied_action(applied))
-    }
-}
-
-fn small_config(seed: u64) -> DdpgConfig {
-    DdpgConfig {
-        hidden: vec![64, 64],
-        warmup_episodes: 20,
-        noise_decay: 0.99,
-        updates_per_step: 4,
-        seed,
-        ..DdpgConfig::default()
     }
 }
 

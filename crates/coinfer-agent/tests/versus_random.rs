@@ -7,7 +7,10 @@
 //! budget, while DDPG learns each step's target from the shared reward.
 
 use burn::prelude::Device;
-use coinfer_agent::{Ddpg, DdpgConfig, Environment, Step};
+use coinfer_agent::{Ddpg, Environment, Step};
+
+mod common;
+use common::small_config;
 
 const TARGETS: [f32; 6] = [0.1, 0.9, 0.25, 0.7, 0.15, 0.8];
 /// Finished episodes each method may evaluate.
@@ -91,14 +94,7 @@ fn random_best(seed: u64) -> f32 {
 
 /// Best reward DDPG found in `BUDGET` episodes (its warm-up episodes included).
 fn ddpg_best(seed: u64) -> f32 {
-    let config = DdpgConfig {
-        hidden: vec![64, 64],
-        warmup_episodes: 20,
-        noise_decay: 0.99,
-        updates_per_step: 4,
-        seed,
-        ..DdpgConfig::default()
-    };
+    let config = small_config(seed);
     let mut env = Targets::default();
     let mut agent = Ddpg::new(config, env.state_dim(), &Device::flex()).unwrap();
     let mut episodes = 0;

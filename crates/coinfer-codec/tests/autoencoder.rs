@@ -9,6 +9,15 @@ use coinfer_codec::{
 };
 
 const CHANNELS: usize = 8;
+
+/// burn's random generator is process-wide and the tests of this file run in parallel: each
+/// test holds this lock for its whole run, so that a seeded test draws the same numbers every
+/// time (they take well under a second together).
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 const CLASSES: usize = 4;
 const SIDE: usize = 4;
 
@@ -101,6 +110,7 @@ fn train(
 
 #[test]
 fn training_through_a_frozen_edge_reduces_the_loss_and_restores_accuracy() {
+    let _rng = serial();
     let device = Device::default();
     // The caller's edge is an inference copy: plain (non-autodiff) weights act as constants.
     let weights = edge_weights(&device);
@@ -130,6 +140,7 @@ fn training_through_a_frozen_edge_reduces_the_loss_and_restores_accuracy() {
 
 #[test]
 fn an_edge_with_autodiff_parameters_trains_too_and_is_not_stepped() {
+    let _rng = serial();
     let device = Device::default();
     let weights = edge_weights(&device).autodiff().require_grad();
     let before = weights.clone().inner().into_data();
@@ -171,6 +182,7 @@ impl EdgeNet {
 
 #[test]
 fn a_valid_edge_module_with_batch_norm_passes_gradients_and_stays_unchanged() {
+    let _rng = serial();
     let device = Device::default();
     device.seed(1);
     // The caller trained the edge on the autodiff device and hands over `valid()`.
@@ -192,6 +204,7 @@ fn a_valid_edge_module_with_batch_norm_passes_gradients_and_stays_unchanged() {
 
 #[test]
 fn an_edge_that_leaves_the_graph_is_an_error_not_a_panic() {
+    let _rng = serial();
     let device = Device::default();
     let edge = |x: Tensor<4>| {
         let batch = x.dims()[0];
@@ -208,6 +221,7 @@ fn an_edge_that_leaves_the_graph_is_an_error_not_a_panic() {
 
 #[test]
 fn training_rejects_bad_batches_and_options() {
+    let _rng = serial();
     let device = Device::default();
     let weights = edge_weights(&device);
     let edge = |x: Tensor<4>| edge_forward(x, &weights);
@@ -256,6 +270,7 @@ fn training_rejects_bad_batches_and_options() {
 
 #[test]
 fn config_checks_each_field() {
+    let _rng = serial();
     assert!(AutoencoderConfig::new(0, 4).check().is_err());
     assert!(AutoencoderConfig::new(8, 0).check().is_err());
     assert!(AutoencoderConfig::new(8, 70_000).check().is_err());
@@ -269,6 +284,7 @@ fn config_checks_each_field() {
 
 #[test]
 fn payload_round_trip_is_exact_and_sized_as_announced() {
+    let _rng = serial();
     let device = Device::default();
     device.seed(5);
     // Every bit width, with and without entropy coding, cycling through the ratios.
@@ -327,6 +343,7 @@ fn payload_round_trip_is_exact_and_sized_as_announced() {
 
 #[test]
 fn save_and_load_reproduce_the_codec() {
+    let _rng = serial();
     let device = Device::default();
     device.seed(21);
     let config = AutoencoderConfig::new(8, 4).with_bits(3).with_kernel(3);
@@ -364,6 +381,7 @@ fn save_and_load_reproduce_the_codec() {
 
 #[test]
 fn foreign_payloads_and_shapes_are_refused() {
+    let _rng = serial();
     let device = Device::default();
     let codec = AutoencoderCodec::init(AutoencoderConfig::new(8, 4).with_bits(4), &device).unwrap();
     let other = AutoencoderCodec::init(AutoencoderConfig::new(8, 2).with_bits(4), &device).unwrap();
@@ -405,6 +423,7 @@ fn foreign_payloads_and_shapes_are_refused() {
 
 #[test]
 fn codecs_can_be_shared_across_threads() {
+    let _rng = serial();
     fn shareable<T: Send + Sync>() {}
     shareable::<AutoencoderCodec>();
     shareable::<QuantCodec>();
@@ -413,6 +432,7 @@ fn codecs_can_be_shared_across_threads() {
 
 #[test]
 fn the_config_sets_bits_and_relu_of_wrapped_weights() {
+    let _rng = serial();
     let device = Device::default();
     let trained_at_two = AutoencoderConfig::new(8, 4).with_bits(2);
     let model = trained_at_two.init(&device).unwrap();

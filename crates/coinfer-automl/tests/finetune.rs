@@ -11,12 +11,22 @@ use coinfer_automl::finetune::{FineTuneStep, ThreeStepConfig, fine_tune_three_st
 use coinfer_automl::split::train::{TrainConfig, train_classifier};
 use coinfer_automl::split::{Network, zoo};
 
+/// burn's random generator is process-wide and the tests of this file run in parallel: each
+/// test holds this lock for its whole run, so that a seeded test draws the same numbers every
+/// time.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// burn's seed is process-wide: the tests of this file take turns so that each one's seeded
 /// initialisation and batch order are the same from run to run.
 static SEEDED: Mutex<()> = Mutex::new(());
 
 #[test]
 fn spatial_and_channel_autoencoders_round_trip_every_zoo_feature_shape() {
+    let _rng = serial();
     let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
     device.seed(3);
@@ -71,6 +81,7 @@ fn weights(codec: &AutoencoderCodec) -> Vec<f32> {
 
 #[test]
 fn steps_one_and_two_train_their_part_only_and_step_three_moves_the_edge() {
+    let _rng = serial();
     let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
     device.seed(21);
@@ -163,6 +174,7 @@ fn steps_one_and_two_train_their_part_only_and_step_three_moves_the_edge() {
 
 #[test]
 fn fixed_codecs_skip_the_codec_step_and_bad_settings_are_errors() {
+    let _rng = serial();
     let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex();
     device.seed(22);

@@ -8,6 +8,15 @@ use coinfer_codec::{
     train_autoencoder,
 };
 
+/// burn's random generator is process-wide and the tests of this file run in parallel: each
+/// test holds this lock for its whole run, so that a seeded test draws the same numbers every
+/// time.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn spatial(channels: usize, ratio: usize, bits: u8) -> AutoencoderConfig {
     AutoencoderConfig::new(channels, ratio)
         .with_bits(bits)
@@ -26,6 +35,7 @@ fn feature(shape: [usize; 4], device: &Device) -> Tensor<4> {
 
 #[test]
 fn round_trip_gives_the_exact_shape_for_odd_and_even_sizes() {
+    let _rng = serial();
     let device = Device::default();
     device.seed(11);
     for (shape, latent) in [
@@ -48,6 +58,7 @@ fn round_trip_gives_the_exact_shape_for_odd_and_even_sizes() {
 
 #[test]
 fn every_bit_width_round_trips_and_sizes_come_from_the_payload() {
+    let _rng = serial();
     let device = Device::default();
     device.seed(12);
     let x = feature([1, 16, 7, 7], &device);
@@ -69,6 +80,7 @@ fn every_bit_width_round_trips_and_sizes_come_from_the_payload() {
 
 #[test]
 fn entropy_coding_never_makes_a_spatial_payload_larger() {
+    let _rng = serial();
     let device = Device::default();
     device.seed(13);
     let x = feature([4, 16, 14, 14], &device);
@@ -99,6 +111,7 @@ fn entropy_coding_never_makes_a_spatial_payload_larger() {
 
 #[test]
 fn save_and_load_keep_batch_norm_and_stride() {
+    let _rng = serial();
     let device = Device::default();
     device.seed(14);
     let dir = std::env::temp_dir().join(format!("coinfer-spatial-{}", std::process::id()));
@@ -120,6 +133,7 @@ fn save_and_load_keep_batch_norm_and_stride() {
 
 #[test]
 fn stride_other_than_one_or_two_is_a_typed_error() {
+    let _rng = serial();
     for stride in [0, 3] {
         let err = spatial(8, 2, 4).with_stride(stride).check().unwrap_err();
         assert!(
@@ -137,6 +151,7 @@ fn stride_other_than_one_or_two_is_a_typed_error() {
 
 #[test]
 fn weights_without_batch_norm_do_not_fit_a_batch_norm_config() {
+    let _rng = serial();
     let device = Device::default();
     let plain = AutoencoderConfig::new(8, 2)
         .with_kernel(3)
@@ -149,6 +164,7 @@ fn weights_without_batch_norm_do_not_fit_a_batch_norm_config() {
 
 #[test]
 fn distillation_parameters_are_checked() {
+    let _rng = serial();
     for bad in [-0.1, 1.5, f32::NAN] {
         let err = TrainOptions::new()
             .with_distill_weight(bad)
@@ -204,6 +220,7 @@ fn class_batch(device: &Device, batch: usize, seed: usize) -> (Tensor<4>, Tensor
 
 #[test]
 fn spatial_training_with_distillation_learns_and_checks_teacher_shapes() {
+    let _rng = serial();
     let device = Device::default();
     device.seed(15);
     let data: Vec<_> = (0..6).map(|i| class_batch(&device, 32, i)).collect();

@@ -15,6 +15,15 @@ use coinfer_sparsity::{
 use coinfer_split::model::Block;
 use coinfer_split::{BlockSpec, FeatureShape, NetSpec, Network, zoo};
 
+/// burn's random generator is process-wide and the tests of this file run in parallel: each
+/// test holds this lock for its whole run, so that a seeded test draws the same numbers every
+/// time.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn device() -> Device {
     Device::flex()
 }
@@ -105,6 +114,7 @@ fn assert_reconstruction_helps(dense: &Network, cases: [(usize, Probe); 2]) {
 
 #[test]
 fn reconstruction_lowers_the_consumer_error_on_held_out_images() {
+    let _rng = serial();
     // Measured: about 0.07× (stem consumer) and 0.6× (inner conv2) of plain pruning's error.
     assert_reconstruction_helps(&resnet_mini(), [(0, stem_consumer), (2, inner_consumer)]);
 }
@@ -138,6 +148,7 @@ fn expansion_consumer(net: &Network, x: Tensor<4>) -> Tensor<4> {
 
 #[test]
 fn reconstruction_lowers_the_consumer_error_of_pruned_mobilenet_layers() {
+    let _rng = serial();
     // Measured: about 0.4× (expansion after pruned pointwise filters) and 0.5× (projection
     // after a pruned expansion) of plain pruning's error.
     assert_reconstruction_helps(
@@ -148,6 +159,7 @@ fn reconstruction_lowers_the_consumer_error_of_pruned_mobilenet_layers() {
 
 #[test]
 fn ratio_zero_without_recovery_is_the_same_network() {
+    let _rng = serial();
     let device = device();
     device.seed(5);
     let net = Network::new(zoo::resnet_mini(10), &device).unwrap();
@@ -204,6 +216,7 @@ fn chain() -> Network {
 
 #[test]
 fn every_recovery_runs_on_conv_and_linear_consumers() {
+    let _rng = serial();
     let net = chain();
     let device = device();
     let images = Tensor::<4>::random([64, 1, 8, 8], Distribution::Normal(0.0, 1.0), &device);
@@ -235,6 +248,7 @@ fn every_recovery_runs_on_conv_and_linear_consumers() {
 
 #[test]
 fn recovery_names_serialise_and_reconstruct_is_the_default() {
+    let _rng = serial();
     assert_eq!(PruneRecovery::default(), PruneRecovery::Reconstruct);
     for (recovery, name) in PruneRecovery::ALL
         .into_iter()
@@ -253,6 +267,7 @@ fn recovery_names_serialise_and_reconstruct_is_the_default() {
 
 #[test]
 fn an_empty_calibration_is_rejected() {
+    let _rng = serial();
     let net = chain();
     let err = Calibration::new(&net, Tensor::<4>::zeros([0, 1, 8, 8], &device())).unwrap_err();
     assert!(
@@ -263,6 +278,7 @@ fn an_empty_calibration_is_rejected() {
 
 #[test]
 fn calibration_images_of_another_shape_are_rejected() {
+    let _rng = serial();
     let net = chain();
     for dims in [[4, 1, 9, 8], [4, 3, 8, 8]] {
         let err = Calibration::new(&net, Tensor::<4>::zeros(dims, &device())).unwrap_err();
@@ -278,6 +294,7 @@ fn calibration_images_of_another_shape_are_rejected() {
 
 #[test]
 fn a_non_finite_calibration_image_is_rejected() {
+    let _rng = serial();
     let net = chain();
     let mut values = vec![0.5f32; 4 * 64];
     values[2 * 64 + 10] = f32::NAN;
@@ -291,6 +308,7 @@ fn a_non_finite_calibration_image_is_rejected() {
 
 #[test]
 fn a_calibration_of_another_network_is_rejected() {
+    let _rng = serial();
     let net = chain();
     let calibration = Calibration::new(&net, Tensor::<4>::zeros([2, 1, 8, 8], &device())).unwrap();
     let other = prune(&net, &PruneRatios::Uniform(0.5)).unwrap();
@@ -306,6 +324,7 @@ fn a_calibration_of_another_network_is_rejected() {
 
 #[test]
 fn bad_ratios_are_rejected_with_recovery_too() {
+    let _rng = serial();
     let net = chain();
     let calibration = Calibration::new(&net, Tensor::<4>::zeros([2, 1, 8, 8], &device())).unwrap();
     let err = prune_with_recovery(

@@ -6,6 +6,15 @@ use coinfer_data::{Normalization, embedded};
 use coinfer_split::train::{TrainConfig, train_classifier};
 use coinfer_split::{Network, zoo};
 
+/// burn's random generator is process-wide and the tests of this file run in parallel: each
+/// test holds this lock for its whole run, so that a seeded test draws the same numbers every
+/// time.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Mean cross-entropy of `net` on the whole of `data`, computed here from the logits.
 fn mean_cross_entropy(
     net: &Network,
@@ -29,6 +38,7 @@ fn mean_cross_entropy(
 
 #[test]
 fn a_few_steps_on_a_tiny_subset_lower_the_loss_and_change_the_weights() {
+    let _rng = serial();
     let device = Device::flex();
     device.seed(3);
     let data = embedded::fashion_mnist_subset()
@@ -66,6 +76,7 @@ fn a_few_steps_on_a_tiny_subset_lower_the_loss_and_change_the_weights() {
 
 #[test]
 fn a_dataset_with_more_classes_than_the_network_is_refused() {
+    let _rng = serial();
     let device = Device::flex();
     let data = embedded::fashion_mnist_subset()
         .unwrap()

@@ -1,4 +1,4 @@
-//! burn (flex, inference form) side by side with PyTorch and ONNX Runtime on the default backbone,
+//! coinfer's inference form (CPU kernels) and burn (flex) side by side with PyTorch and ONNX Runtime on the default backbone,
 //! interleaved: forward at batch 1 and 64 for each thread count, and one Adam training step at
 //! batch 64 (burn and PyTorch).
 //!
@@ -14,9 +14,10 @@
 //!
 //! One JSON object per line on stdout with `--json` (a markdown table without), progress and
 //! skipped peers on stderr:
-//! `{"framework": "burn-flex", "threads": 1, "batch": 1, "median_ms": .., "p10_ms": .., "p90_ms": ..}`
-//! (`burn-flex` runs the [`InferenceNetwork`]; `burn-flex-unfolded` the same weights with batch
-//! norm as separate ops, i.e. the gain of folding) and `{"framework": .., "phase": "train", "threads": .., "batch": 64, "median_ms": .., ..}`.
+//! `{"framework": "coinfer", "threads": 1, "batch": 1, "median_ms": .., "p10_ms": .., "p90_ms": ..}`
+//! (`coinfer` runs the [`InferenceNetwork`] as deployed, on its CPU kernels; `burn-flex` the
+//! same folded network as burn-flex ops, i.e. the gain of the kernels; `burn-flex-unfolded` the
+//! same weights with batch norm as separate ops, i.e. the gain of folding) and `{"framework": .., "phase": "train", "threads": .., "batch": 64, "median_ms": .., ..}`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -380,6 +381,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     })
                 });
                 if record {
+                    row(&mut rows, "coinfer", "infer", *threads, *batch, samples);
+                }
+                // The same folded network as burn-flex ops: the gain of the CPU kernels.
+                let samples = pool.install(|| {
+                    time_ms(iters, || {
+                        let _ = fast.forward_burn_ops(x.clone()).into_data();
+                    })
+                });
+                if record {
                     row(&mut rows, "burn-flex", "infer", *threads, *batch, samples);
                 }
                 // The training form in eval mode (batch norm as separate ops): the gain of folding.
@@ -444,6 +454,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "| {} | {} | {} | {} | {median:.3} | {p10:.3} | {p90:.3} |",
                 r.framework, r.phase, r.threads, r.batch
             );
+        }
+    }
+    // The targets as ratios of medians of this run: the deployed form against each
+    // peer at the same threads and batch, and burn's training step against PyTorch's.
+    let median_of = |framework: &str, phase: &str, threads: usize, batch: usize| {
+        rows.iter()
+            .find(|r| {
+                r.framework == framework
+                    && r.phase == phase
+                    && r.threads == threads
+                    && r.batch == batch
+            })
+            .map(|r| r.stats().0)
+    };
+    let mut ratios = Vec::new();
+    for r in rows.iter().filter(|r| r.framework == "coinfer") {
+        for peer in ["onnxruntime", "torch"] {
+            if let Some(theirs) = median_of(peer, "infer", r.threads, r.batch) {
+                ratios.push(("coinfer", peer, "infer", r.threads, r.batch, r.stats().0 / theirs));
+            }
+        }
+    }
+    if let (Some(ours), Some(theirs)) = (
+        median_of("burn-flex", "train", train_threads, 64),
+        median_of("torch", "train", train_threads, 64),
+    ) {
+        ratios.push(("burn-flex", "torch", "train", train_threads, 64, ours / theirs));
+    }
+    for (ours, peer, phase, threads, batch, ratio) in ratios {
+        if args.json {
+            println!(
+                "{}",
+                json!({"ratio": format!("{ours}/{peer}"), "phase": phase, "threads": threads,
+                       "batch": batch, "value": round3(ratio)})
+            );
+        } else {
+            println!("{ours}/{peer}, {phase}, {threads} thread(s), batch {batch}: {ratio:.2}×");
         }
     }
     Ok(())

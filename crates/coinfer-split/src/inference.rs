@@ -43,10 +43,19 @@ use burn::tensor::activation::{relu, relu6};
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::tensor::TensorData;
+
 use crate::SplitError;
 use crate::model::Block;
 use crate::network::Network;
-use crate::spec::NetSpec;
+use crate::spec::{BlockSpec, NetSpec};
+
+mod cpu;
+
+use cpu::{CpuBlock, CpuConv, CpuLinear, CpuNetwork, Planes, Window};
 
 /// A convolution with its batch norm folded in: weight `[out, in, k, k]`, bias `[out]`.
 #[derive(Debug, Clone)]
@@ -94,6 +103,40 @@ impl FoldedConv {
             weight,
             bias,
             options,
+        })
+    }
+
+    /// The same convolution on host buffers; `keep_bias: false` drops the bias (a projection
+    /// shortcut whose bias was merged into the block's last convolution).
+    fn to_cpu(&self, what: &str, keep_bias: bool) -> Result<CpuConv, SplitError> {
+        let [out_channels, per_group, kernel, kernel_w] = self.weight.dims();
+        let o = &self.options;
+        let padding = o.padding[0].0;
+        let square = kernel == kernel_w
+            && o.stride[0] == o.stride[1]
+            && o.padding.iter().all(|&(a, b)| a == padding && b == padding)
+            && o.dilation == [1, 1];
+        let depthwise = o.groups > 1;
+        let grouping_fits = !depthwise || (o.groups == out_channels && per_group == 1);
+        if !square || !grouping_fits {
+            return Err(SplitError::Weights(format!(
+                "{what}: the CPU kernels run square, undilated, dense or depthwise convolutions only"
+            )));
+        }
+        let bias = if keep_bias {
+            host_values(&self.bias, what)?
+        } else {
+            vec![0.0; out_channels]
+        };
+        Ok(CpuConv {
+            weight: host_values(&self.weight, what)?,
+            bias,
+            out_channels,
+            in_channels: per_group * o.groups,
+            kernel,
+            stride: o.stride[0],
+            padding,
+            depthwise,
         })
     }
 
@@ -289,14 +332,119 @@ impl InferenceBlock {
     }
 }
 
+/// A tensor's values on the host, as `f32`.
+fn host_values<const D: usize>(tensor: &Tensor<D>, what: &str) -> Result<Vec<f32>, SplitError> {
+    tensor
+        .to_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| SplitError::Weights(format!("{what}: reading the weights: {e:?}")))
+}
+
+/// Whether tensors on `device` live in host memory and carry no autodiff graph: the devices
+/// the CPU kernels serve.
+fn is_host(device: &Device) -> bool {
+    if device.is_autodiff() {
+        return false;
+    }
+    #[cfg(feature = "flex")]
+    if *device == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "ndarray")]
+    if *device == Device::ndarray() {
+        return true;
+    }
+    false
+}
+
+impl InferenceBlock {
+    /// The same block on host buffers.
+    fn to_cpu(&self, spec: &BlockSpec, index: usize) -> Result<CpuBlock, SplitError> {
+        let what = |part: &str| format!("block {index} ({part})");
+        Ok(match (self, spec) {
+            (InferenceBlock::ConvRelu(conv), _) => CpuBlock::ConvRelu(conv.to_cpu(&what("conv"), true)?),
+            (InferenceBlock::Basic(b), _) => CpuBlock::Basic {
+                conv1: b.conv1.to_cpu(&what("conv1"), true)?,
+                conv2: b.conv2.to_cpu(&what("conv2"), true)?,
+                shortcut: match &b.shortcut {
+                    Some(projection) => Some(projection.to_cpu(&what("shortcut"), false)?),
+                    None => None,
+                },
+            },
+            (InferenceBlock::DepthwiseSeparable(b), _) => CpuBlock::DepthwiseSeparable {
+                depthwise: b.depthwise.to_cpu(&what("depthwise"), true)?,
+                pointwise: b.pointwise.to_cpu(&what("pointwise"), true)?,
+            },
+            (InferenceBlock::InvertedResidual(b), _) => CpuBlock::InvertedResidual {
+                expand: b.expand.to_cpu(&what("expand"), true)?,
+                depthwise: b.depthwise.to_cpu(&what("depthwise"), true)?,
+                project: b.project.to_cpu(&what("project"), true)?,
+                residual: b.residual,
+            },
+            (
+                InferenceBlock::MaxPool(_),
+                &BlockSpec::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                },
+            ) => CpuBlock::MaxPool(Window {
+                kernel,
+                stride,
+                padding,
+            }),
+            (
+                InferenceBlock::AvgPool(_),
+                &BlockSpec::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                },
+            ) => CpuBlock::AvgPool(Window {
+                kernel,
+                stride,
+                padding,
+            }),
+            (InferenceBlock::GlobalAvgPool(_), _) => CpuBlock::GlobalAvgPool,
+            (InferenceBlock::Flatten, _) => CpuBlock::Flatten,
+            (InferenceBlock::Linear(linear), _) => {
+                let [in_features, out_features] = linear.weight.dims();
+                CpuBlock::Linear(CpuLinear {
+                    weight: host_values(&linear.weight, &what("linear"))?,
+                    bias: match &linear.bias {
+                        Some(bias) => Some(host_values(bias, &what("linear bias"))?),
+                        None => None,
+                    },
+                    in_features,
+                    out_features,
+                    relu: linear.relu,
+                })
+            }
+            (InferenceBlock::MaxPool(_) | InferenceBlock::AvgPool(_), other) => {
+                return Err(SplitError::Weights(format!(
+                    "{}: a pooling module where the spec has a {} block",
+                    what("pool"),
+                    other.kind()
+                )));
+            }
+        })
+    }
+}
+
 /// A network (or one half of a split network) in inference form: see the [module
 /// docs](self). Built once from a trained [`Network`]; its outputs equal the training form's
 /// inference outputs (batch norm on running statistics) up to float rounding.
+///
+/// On the CPU backends (flex, ndarray) it runs on the inference form's own kernels (see
+/// [`Self::runs_cpu_kernels`]); on other devices (wgpu) as burn ops.
 #[derive(Debug, Clone)]
 pub struct InferenceNetwork {
     spec: NetSpec,
     /// The blocks, in execution order (one per spec block).
     pub blocks: Vec<InferenceBlock>,
+    /// The same network on host buffers, when its weights live on a CPU backend.
+    cpu: Option<Arc<CpuNetwork>>,
 }
 
 impl InferenceNetwork {
@@ -306,16 +454,26 @@ impl InferenceNetwork {
     /// disagree on the channel count or a convolution uses `Same` padding.
     pub fn from_network(network: &Network) -> Result<InferenceNetwork, SplitError> {
         let module = network.module().valid();
+        let on_host = module.devices().iter().all(is_host);
         let blocks = module
             .blocks
             .iter()
             .enumerate()
             .map(|(index, block)| InferenceBlock::from_block(block, index))
-            .collect::<Result<_, _>>()?;
-        Ok(InferenceNetwork {
-            spec: network.spec().clone(),
-            blocks,
-        })
+            .collect::<Result<Vec<_>, _>>()?;
+        let spec = network.spec().clone();
+        let cpu = if on_host {
+            Some(Arc::new(cpu_form(&spec, &blocks)?))
+        } else {
+            None
+        };
+        Ok(InferenceNetwork { spec, blocks, cpu })
+    }
+
+    /// Whether [`forward`](Self::forward) runs the CPU kernels on inputs from a CPU backend
+    /// (true when the weights live on flex or ndarray).
+    pub fn runs_cpu_kernels(&self) -> bool {
+        self.cpu.is_some()
     }
 
     /// The network's spec (unchanged by folding).
@@ -331,6 +489,27 @@ impl InferenceNetwork {
 
     /// Runs every block without checking the input shape (the caller did).
     pub fn forward_unchecked(&self, x: Tensor<4>) -> Tensor<4> {
+        let device = x.device();
+        match &self.cpu {
+            Some(cpu) if is_host(&device) => {
+                let dims = x.dims();
+                let data = x.into_data();
+                match data.as_slice::<f32>() {
+                    Ok(values) => {
+                        let (out, dims) = cpu.forward(Planes::from_nchw(values, dims)).into_nchw();
+                        Tensor::from_data(TensorData::new(out, dims), &device)
+                    }
+                    // Not f32 (a half-precision input): burn converts it on the way.
+                    Err(_) => self.forward_burn_ops(Tensor::from_data(data, &device)),
+                }
+            }
+            _ => self.forward_burn_ops(x),
+        }
+    }
+
+    /// Runs every block as burn ops, whatever the device (the path of GPU backends; on the CPU
+    /// it is the reference the CPU kernels are tested and benchmarked against).
+    pub fn forward_burn_ops(&self, x: Tensor<4>) -> Tensor<4> {
         self.blocks.iter().fold(x, |x, block| block.forward(x))
     }
 
@@ -346,7 +525,7 @@ impl InferenceNetwork {
             bias: c.bias.to_device(device),
             options: c.options,
         };
-        let blocks = self
+        let blocks: Vec<InferenceBlock> = self
             .blocks
             .into_iter()
             .map(|block| match block {
@@ -382,11 +561,33 @@ impl InferenceNetwork {
                 other => other,
             })
             .collect();
+        // Same values on every device, so a CPU form built before stays valid.
+        let cpu = if is_host(device) {
+            self.cpu
+                .or_else(|| cpu_form(&self.spec, &blocks).ok().map(Arc::new))
+        } else {
+            None
+        };
         InferenceNetwork {
             spec: self.spec,
             blocks,
+            cpu,
         }
     }
+}
+
+/// The CPU kernels' form of `blocks`, checked against `spec`.
+fn cpu_form(spec: &NetSpec, blocks: &[InferenceBlock]) -> Result<CpuNetwork, SplitError> {
+    let cpu = CpuNetwork {
+        blocks: blocks
+            .iter()
+            .zip(&spec.blocks)
+            .enumerate()
+            .map(|(index, (block, block_spec))| block.to_cpu(block_spec, index))
+            .collect::<Result<_, _>>()?,
+    };
+    cpu.check(spec)?;
+    Ok(cpu)
 }
 
 #[cfg(test)]
@@ -500,6 +701,119 @@ mod tests {
     #[test]
     fn folded_mobilenetv2_cifar_matches_at_every_split() {
         assert_folds_at_every_split(zoo::mobilenetv2_cifar(10), [1, 3, 32, 32]);
+    }
+
+    /// Every block kind, odd sizes, padding in pools, a pruned basic block, two linear layers.
+    fn every_kind() -> NetSpec {
+        use crate::spec::FeatureShape;
+        NetSpec {
+            name: "every-kind".into(),
+            input: FeatureShape::image(3, 17, 15),
+            blocks: vec![
+                BlockSpec::ConvBnRelu {
+                    out_channels: 6,
+                    kernel: 5,
+                    stride: 1,
+                    padding: 2,
+                },
+                BlockSpec::MaxPool {
+                    kernel: 3,
+                    stride: 2,
+                    padding: 1,
+                },
+                BlockSpec::BasicBlock {
+                    mid_channels: 5,
+                    out_channels: 8,
+                    stride: 2,
+                },
+                BlockSpec::BasicBlock {
+                    mid_channels: 3,
+                    out_channels: 8,
+                    stride: 1,
+                },
+                BlockSpec::DepthwiseSeparable {
+                    out_channels: 12,
+                    stride: 2,
+                },
+                BlockSpec::InvertedResidual {
+                    expand_channels: 20,
+                    out_channels: 12,
+                    stride: 1,
+                },
+                BlockSpec::InvertedResidual {
+                    expand_channels: 24,
+                    out_channels: 7,
+                    stride: 2,
+                },
+                BlockSpec::AvgPool {
+                    kernel: 3,
+                    stride: 1,
+                    padding: 1,
+                },
+                BlockSpec::Flatten,
+                BlockSpec::Linear {
+                    out_features: 16,
+                    relu: true,
+                },
+                BlockSpec::Linear {
+                    out_features: 10,
+                    relu: false,
+                },
+            ],
+        }
+    }
+
+    /// The CPU kernels against burn's ops on the same folded weights, at every split point.
+    fn assert_cpu_kernels_match_burn_ops(spec: NetSpec, input: [usize; 4]) {
+        let device = Device::flex();
+        device.seed(11);
+        let net = randomised(spec, &device);
+        let x = Tensor::<4>::random(input, Distribution::Normal(0.0, 1.0), &device);
+        for at in 0..=net.spec().blocks.len() {
+            let (device_half, edge_half) = net.clone().split(at).unwrap();
+            let device_fast = InferenceNetwork::from_network(&device_half).unwrap();
+            let edge_fast = InferenceNetwork::from_network(&edge_half).unwrap();
+            assert!(device_fast.runs_cpu_kernels() && edge_fast.runs_cpu_kernels());
+            let feature = device_fast.forward(x.clone()).unwrap();
+            let reference = device_fast.forward_burn_ops(x.clone());
+            assert_eq!(feature.dims(), reference.dims(), "split {at}");
+            reference.into_data().assert_approx_eq::<f32>(
+                &feature.clone().into_data(),
+                Tolerance::absolute(1e-4),
+            );
+            let logits = edge_fast.forward(feature.clone()).unwrap().into_data();
+            let reference = edge_fast.forward_burn_ops(feature).into_data();
+            reference.assert_approx_eq::<f32>(&logits, Tolerance::absolute(1e-4));
+        }
+    }
+
+    #[test]
+    fn cpu_kernels_match_burn_ops_on_every_block_kind() {
+        assert_cpu_kernels_match_burn_ops(every_kind(), [1, 3, 17, 15]);
+        assert_cpu_kernels_match_burn_ops(every_kind(), [5, 3, 17, 15]);
+    }
+
+    #[test]
+    fn cpu_kernels_match_burn_ops_on_the_zoo_in_batches() {
+        assert_cpu_kernels_match_burn_ops(zoo::resnet_mini(10), [6, 1, 28, 28]);
+        assert_cpu_kernels_match_burn_ops(zoo::mobilenetv2_mini(10), [3, 1, 28, 28]);
+    }
+
+    #[test]
+    fn threaded_cpu_kernels_give_the_same_logits() {
+        // resnet18 at batch 4 has products above the threshold that splits them by columns.
+        let device = Device::flex();
+        device.seed(3);
+        let net = randomised(zoo::resnet18_cifar(10), &device);
+        let fast = InferenceNetwork::from_network(&net).unwrap();
+        let x = Tensor::<4>::random([4, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let one = crate::Threads::new(1).unwrap();
+        let three = crate::Threads::new(3).unwrap();
+        let a = one.install(|| fast.forward(x.clone()).unwrap().into_data());
+        let b = three.install(|| fast.forward(x.clone()).unwrap().into_data());
+        a.assert_approx_eq::<f32>(&b, Tolerance::absolute(1e-5));
+        let reference = fast.forward_burn_ops(x).into_data();
+        reference.assert_approx_eq::<f32>(&b, Tolerance::absolute(1e-4));
     }
 
     #[test]

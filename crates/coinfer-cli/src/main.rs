@@ -28,9 +28,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// CPU threads burn's kernels may use (search, serve, infer); all cores when absent. A
-    /// phone-like device wants 1, an edge server its core count. Takes effect when built with
-    /// `--features parallel` (burn-flex's rayon); burn is single-threaded without.
+    /// CPU threads inference may use (search, serve, infer, profile); all cores when absent. A
+    /// phone-like device wants 1, an edge server its core count. The inference form's CPU
+    /// kernels split large matrix products over them; burn's own ops (training) use them only
+    /// when built with `--features parallel` (burn-flex's rayon).
     #[arg(long, global = true)]
     threads: Option<usize>,
 }

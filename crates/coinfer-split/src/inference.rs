@@ -363,7 +363,9 @@ impl InferenceBlock {
     fn to_cpu(&self, spec: &BlockSpec, index: usize) -> Result<CpuBlock, SplitError> {
         let what = |part: &str| format!("block {index} ({part})");
         Ok(match (self, spec) {
-            (InferenceBlock::ConvRelu(conv), _) => CpuBlock::ConvRelu(conv.to_cpu(&what("conv"), true)?),
+            (InferenceBlock::ConvRelu(conv), _) => {
+                CpuBlock::ConvRelu(conv.to_cpu(&what("conv"), true)?)
+            }
             (InferenceBlock::Basic(b), _) => CpuBlock::Basic {
                 conv1: b.conv1.to_cpu(&what("conv1"), true)?,
                 conv2: b.conv2.to_cpu(&what("conv2"), true)?,
@@ -777,10 +779,9 @@ mod tests {
             let feature = device_fast.forward(x.clone()).unwrap();
             let reference = device_fast.forward_burn_ops(x.clone());
             assert_eq!(feature.dims(), reference.dims(), "split {at}");
-            reference.into_data().assert_approx_eq::<f32>(
-                &feature.clone().into_data(),
-                Tolerance::absolute(1e-4),
-            );
+            reference
+                .into_data()
+                .assert_approx_eq::<f32>(&feature.clone().into_data(), Tolerance::absolute(1e-4));
             let logits = edge_fast.forward(feature.clone()).unwrap().into_data();
             let reference = edge_fast.forward_burn_ops(feature).into_data();
             reference.assert_approx_eq::<f32>(&logits, Tolerance::absolute(1e-4));

@@ -1,12 +1,16 @@
-//! How many CPU threads burn's flex backend may use.
+//! How many CPU threads inference and burn's flex backend may use.
 //!
-//! Built with this crate's `parallel` feature (burn-flex's `rayon` and `simd`), burn-flex
-//! parallelises its matrix products, convolutions and reductions with rayon, on whatever rayon
-//! pool the calling code runs in (the global pool, one thread per core, unless told otherwise).
+//! The inference form's CPU kernels ([`crate::InferenceNetwork`] on flex or ndarray) split
+//! their large matrix products by columns over the rayon pool the calling code runs in (the
+//! global pool, one thread per core, unless told otherwise); products below about a million
+//! multiply-accumulates (a device half at batch 1) stay on one thread. Built with this crate's
+//! `parallel` feature (burn-flex's `rayon` and `simd`), burn-flex also parallelises its own
+//! ops (training, the burn-ops path) on that pool; without it (the default, so that the
+//! workspace builds burn once) burn-flex runs single-threaded whatever the pool's size.
+//!
 //! A phone wants one thread per request, an edge server all its cores for a batch: [`Threads`]
 //! is a pool of a chosen size to run work in, and [`Threads::init_global`] sizes the global pool
-//! once per process (the CLI's `--threads`). Without `parallel` (the default, so that the
-//! workspace builds burn once) burn-flex runs single-threaded whatever the pool's size.
+//! once per process (the CLI's `--threads`).
 //!
 //! ```
 //! use burn::prelude::*;

@@ -83,7 +83,10 @@ impl Planes {
         if self.batch == 1 || self.channels == 1 {
             return (self.data, dims);
         }
-        (swap_outer(&self.data, self.channels, self.batch, plane), dims)
+        (
+            swap_outer(&self.data, self.channels, self.batch, plane),
+            dims,
+        )
     }
 
     fn plane(&self) -> usize {
@@ -678,13 +681,109 @@ mod tests {
                             for ow in 0..out_w {
                                 let read = (ow * stride + offset) as isize - padding as isize;
                                 let inside = read >= 0 && (read as usize) < width;
-                                assert_eq!(range.contains(&ow), inside, "w{width} s{stride} p{padding} k{kernel} o{offset} ow{ow}");
+                                assert_eq!(
+                                    range.contains(&ow),
+                                    inside,
+                                    "w{width} s{stride} p{padding} k{kernel} o{offset} ow{ow}"
+                                );
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    fn conv(out_channels: usize, in_channels: usize, weights: usize) -> CpuConv {
+        CpuConv {
+            weight: vec![0.5; weights],
+            bias: vec![0.0; out_channels],
+            out_channels,
+            in_channels,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            depthwise: false,
+        }
+    }
+
+    fn one_conv_spec() -> NetSpec {
+        NetSpec {
+            name: "one-conv".into(),
+            input: FeatureShape::image(2, 5, 5),
+            blocks: vec![BlockSpec::ConvBnRelu {
+                out_channels: 4,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn weights_that_do_not_fit_the_spec_are_refused() {
+        let fits = CpuNetwork {
+            blocks: vec![CpuBlock::ConvRelu(conv(4, 2, 4 * 2 * 9))],
+        };
+        assert!(fits.check(&one_conv_spec()).is_ok());
+        for wrong in [
+            CpuBlock::ConvRelu(conv(4, 2, 4 * 2 * 9 - 1)),
+            CpuBlock::ConvRelu(conv(4, 3, 4 * 3 * 9)),
+            CpuBlock::GlobalAvgPool,
+        ] {
+            let net = CpuNetwork {
+                blocks: vec![wrong],
+            };
+            let err = net.check(&one_conv_spec()).unwrap_err();
+            assert!(
+                matches!(&err, SplitError::Weights(what) if what.contains("block 0")),
+                "{err}"
+            );
+        }
+        let too_many = CpuNetwork {
+            blocks: vec![CpuBlock::ConvRelu(conv(4, 2, 72)), CpuBlock::Flatten],
+        };
+        assert!(matches!(
+            too_many.check(&one_conv_spec()),
+            Err(SplitError::Weights(_))
+        ));
+    }
+
+    #[test]
+    fn a_convolution_adds_its_bias_residual_and_activation() {
+        // 1×1 convolution of weight 2 on one channel, bias −1, plus a residual of 0.5, ReLU6:
+        // relu6(2·x − 1 + 0.5) on x = [0, 1, 2, 3] gives [0, 1.5, 3.5, 5.5].
+        let conv = CpuConv {
+            weight: vec![2.0],
+            bias: vec![-1.0],
+            out_channels: 1,
+            in_channels: 1,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+            depthwise: false,
+        };
+        let x = Planes {
+            data: vec![0.0, 1.0, 2.0, 3.0],
+            channels: 1,
+            batch: 1,
+            height: 2,
+            width: 2,
+        };
+        let skip = Planes {
+            data: vec![0.5; 4],
+            ..x.clone()
+        };
+        let y = conv.forward(&x, Some(&skip), Activation::Relu6);
+        assert_eq!(y.data, vec![0.0, 1.5, 3.5, 5.5]);
+        let big = Planes {
+            data: vec![10.0; 4],
+            ..x
+        };
+        assert_eq!(
+            conv.forward(&big, None, Activation::Relu6).data,
+            vec![6.0; 4]
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ use crate::spec::{BlockSpec, NetSpec};
 
 mod cpu;
 
-use cpu::{CpuBlock, CpuConv, CpuLinear, CpuNetwork, Planes, Window};
+use cpu::{CpuBlock, CpuConv, CpuLinear, CpuNetwork, Nhwc, Window};
 
 /// A convolution with its batch norm folded in: weight `[out, in, k, k]`, bias `[out]`.
 #[derive(Debug, Clone)]
@@ -128,16 +128,16 @@ impl FoldedConv {
         } else {
             vec![0.0; out_channels]
         };
-        Ok(CpuConv {
-            weight: host_values(&self.weight, what)?,
+        Ok(CpuConv::new(
+            &host_values(&self.weight, what)?,
             bias,
             out_channels,
-            in_channels: per_group * o.groups,
+            per_group * o.groups,
             kernel,
-            stride: o.stride[0],
+            o.stride[0],
             padding,
             depthwise,
-        })
+        ))
     }
 
     /// Convolution plus bias, without an activation.
@@ -498,7 +498,7 @@ impl InferenceNetwork {
                 let data = x.into_data();
                 match data.as_slice::<f32>() {
                     Ok(values) => {
-                        let (out, dims) = cpu.forward(Planes::from_nchw(values, dims)).into_nchw();
+                        let (out, dims) = cpu.forward(Nhwc::from_nchw(values, dims)).into_nchw();
                         Tensor::from_data(TensorData::new(out, dims), &device)
                     }
                     // Not f32 (a half-precision input): burn converts it on the way.

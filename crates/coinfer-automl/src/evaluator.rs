@@ -2,6 +2,7 @@
 //! on a fixed validation subset, predict the latency; every result cached by plan.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use coinfer_codec::{AutoencoderCodec, CodecId, FeatureCodec, SharedCodec};
@@ -320,6 +321,24 @@ struct PlanKey {
     codec: usize,
 }
 
+/// Most scalars of device-half features [`PreparedHalves`] keeps for the validation set
+/// (64 Mi floats, 256 MiB); larger features are recomputed per codec instead.
+const MAX_CACHED_FEATURES: usize = 1 << 26;
+
+/// A pruned (and repaired) network's halves at one split, folded, with the device half's
+/// output on every validation batch: everything a plan's accuracy needs except its codec.
+/// Plans that differ only in their codec (every baseline enumerates all codecs of one pruned
+/// network in a row) share it, so pruning, least-squares recovery, folding and the device
+/// half run once for them.
+struct PreparedHalves {
+    /// The candidate and kept widths it was built for.
+    key: (usize, Vec<usize>),
+    device_half: InferenceNetwork,
+    edge_half: InferenceNetwork,
+    /// The device half's output per validation batch, unless too large to keep.
+    features: Option<Vec<Tensor<4>>>,
+}
+
 /// Scores decisions of a [`SearchSpace`] on a trained backbone, caching by plan.
 pub struct PlanEvaluator {
     backbone: Network,
@@ -334,6 +353,8 @@ pub struct PlanEvaluator {
     order: Vec<PlanKey>,
     lookups: usize,
     session: HashSet<PlanKey>,
+    /// The last decision's halves (see [`PreparedHalves`]).
+    prepared: Mutex<Option<Arc<PreparedHalves>>>,
 }
 
 impl PlanEvaluator {
@@ -362,6 +383,7 @@ impl PlanEvaluator {
             order: Vec::new(),
             lookups: 0,
             session: HashSet::new(),
+            prepared: Mutex::new(None),
         })
     }
 
@@ -649,19 +671,72 @@ impl PlanEvaluator {
 
     /// Per validation image, whether a decision classifies it right.
     fn correctness(&self, decision: &Decision) -> Result<Vec<bool>, AutomlError> {
+        let codec = self.bank.entry(decision.candidate, decision.codec)?;
+        let halves = self.prepared_halves(decision)?;
+        let mut correct = Vec::with_capacity(self.validation.len());
+        for (index, (images, labels)) in self.validation.batches.iter().enumerate() {
+            let feature = match &halves.features {
+                Some(features) => features[index].clone(),
+                None => halves.device_half.forward(images.clone())?,
+            };
+            let received = codec.codec.codec().roundtrip(feature)?;
+            let logits = halves.edge_half.logits(received)?;
+            correct.extend(hits(logits, labels)?);
+        }
+        Ok(correct)
+    }
+
+    /// The decision's folded halves and device-half features: the last decision's when it
+    /// has the same candidate and kept widths (only its codec differs), else built anew.
+    fn prepared_halves(&self, decision: &Decision) -> Result<Arc<PreparedHalves>, AutomlError> {
+        let key = (decision.candidate, self.space.kept(decision));
+        let mut last = self
+            .prepared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(halves) = last.as_ref().filter(|h| h.key == key) {
+            return Ok(Arc::clone(halves));
+        }
         let network = self.pruned_network(decision)?;
         let split = self.space.candidates[decision.candidate].split;
-        let codec = self.bank.entry(decision.candidate, decision.codec)?;
+        let cut = network.spec().shapes()?[split].elements();
         let (device_half, edge_half) = network.split(split)?;
-        // Folded once per decision, then run on every validation batch.
+        // Folded once per pruned network, then run on every validation batch.
         let device_half = InferenceNetwork::from_network(&device_half)?;
         let edge_half = InferenceNetwork::from_network(&edge_half)?;
-        correctness(&self.validation, |images| {
-            let feature = device_half.forward(images)?;
-            let received = codec.codec.codec().roundtrip(feature)?;
-            Ok(edge_half.logits(received)?)
-        })
+        let features = if cut * self.validation.len() <= MAX_CACHED_FEATURES {
+            let features = self
+                .validation
+                .batches
+                .iter()
+                .map(|(images, _)| device_half.forward(images.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(features)
+        } else {
+            None
+        };
+        let halves = Arc::new(PreparedHalves {
+            key,
+            device_half,
+            edge_half,
+            features,
+        });
+        *last = Some(Arc::clone(&halves));
+        Ok(halves)
     }
+}
+
+/// Per image of a batch, whether `logits` predict its label.
+fn hits(logits: Tensor<2>, labels: &Tensor<1, Int>) -> Result<Vec<bool>, AutomlError> {
+    let predicted = logits.argmax(1).flatten::<1>(0, 1);
+    let hits = predicted
+        .equal(labels.clone())
+        .int()
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .map_err(|e| AutomlError::InvalidDecision(format!("reading predictions: {e:?}")))?;
+    Ok(hits.into_iter().map(|h| h != 0).collect())
 }
 
 /// Per image of `validation`, whether `logits_of` classifies it right.
@@ -671,15 +746,7 @@ fn correctness(
 ) -> Result<Vec<bool>, AutomlError> {
     let mut correct = Vec::with_capacity(validation.len());
     for (images, labels) in &validation.batches {
-        let predicted = logits_of(images.clone())?.argmax(1).flatten::<1>(0, 1);
-        let hits = predicted
-            .equal(labels.clone())
-            .int()
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .map_err(|e| AutomlError::InvalidDecision(format!("reading predictions: {e:?}")))?;
-        correct.extend(hits.into_iter().map(|h| h != 0));
+        correct.extend(hits(logits_of(images.clone())?, labels)?);
     }
     Ok(correct)
 }

@@ -1,5 +1,6 @@
 //! What one request costs on the device at every split point of the default backbone: the
-//! device half's forward pass plus encoding the feature (8-bit per-tensor quantizer), batch 1.
+//! device half's forward pass in inference form (as deployed: batch norm folded, CPU kernels)
+//! plus encoding the feature (8-bit per-tensor quantizer), batch 1.
 //!
 //! ```text
 //! cargo bench --bench device_half
@@ -8,7 +9,7 @@
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use coinfer_automl::codec::{CodecId, fixed_codec};
-use coinfer_automl::split::{Network, zoo};
+use coinfer_automl::split::{InferenceNetwork, Network, zoo};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn device_half(c: &mut Criterion) {
@@ -19,6 +20,7 @@ fn device_half(c: &mut Criterion) {
     let mut group = c.benchmark_group("device_half");
     for split in 1..=5 {
         let (half, _) = net.clone().split(split).unwrap();
+        let half = InferenceNetwork::from_network(&half).unwrap();
         group.bench_function(format!("split{split}/forward+quant8"), |b| {
             b.iter(|| {
                 let feature = half.forward(x.clone()).unwrap();

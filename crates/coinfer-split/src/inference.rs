@@ -434,6 +434,11 @@ impl InferenceBlock {
     }
 }
 
+/// An activation in the layout of the inference form's CPU kernels (channels last), made by
+/// [`InferenceNetwork::host_activation`].
+#[derive(Debug, Clone)]
+pub struct HostActivation(Nhwc);
+
 /// A network (or one half of a split network) in inference form: see the [module
 /// docs](self). Built once from a trained [`Network`]; its outputs equal the training form's
 /// inference outputs (batch norm on running statistics) up to float rounding.
@@ -507,6 +512,53 @@ impl InferenceNetwork {
             }
             _ => self.forward_burn_ops(x),
         }
+    }
+
+    /// `x` in the CPU kernels' own layout, when [`forward`](Self::forward) would run it on
+    /// them (a CPU device and float32 values); `None` otherwise. With
+    /// [`forward_block_host`](Self::forward_block_host) it times blocks without the layout
+    /// conversions a whole forward pass pays only at its two ends.
+    pub fn host_activation(&self, x: Tensor<4>) -> Option<HostActivation> {
+        if self.cpu.is_none() || !is_host(&x.device()) {
+            return None;
+        }
+        let dims = x.dims();
+        let data = x.into_data();
+        let values = data.as_slice::<f32>().ok()?;
+        Some(HostActivation(Nhwc::from_nchw(values, dims)))
+    }
+
+    /// Runs block `index` alone on the CPU kernels, in their layout (see
+    /// [`host_activation`](Self::host_activation)).
+    ///
+    /// Fails with [`SplitError::InvalidOption`] when there is no block `index` or the network
+    /// has no CPU form, and with [`SplitError::InputShape`] when `x` is not the block's input.
+    pub fn forward_block_host(
+        &self,
+        index: usize,
+        x: &HostActivation,
+    ) -> Result<HostActivation, SplitError> {
+        let no_block = || SplitError::InvalidOption {
+            field: "index",
+            reason: format!("no block {index} in a network of {}", self.blocks.len()),
+        };
+        let cpu = self.cpu.as_ref().ok_or_else(|| SplitError::InvalidOption {
+            field: "device",
+            reason: "the network's weights are not on a CPU backend".into(),
+        })?;
+        let shapes = self.spec.shapes()?;
+        let expected = shapes
+            .get(index)
+            .filter(|_| index < self.blocks.len())
+            .ok_or_else(no_block)?;
+        let got = [x.0.channels, x.0.height, x.0.width];
+        if got != expected.dims() {
+            return Err(SplitError::InputShape {
+                expected: expected.dims(),
+                got: got.to_vec(),
+            });
+        }
+        Ok(HostActivation(cpu.forward_block(index, x.0.clone())))
     }
 
     /// Runs every block as burn ops, whatever the device (the path of GPU backends; on the CPU
@@ -815,6 +867,36 @@ mod tests {
         a.assert_approx_eq::<f32>(&b, Tolerance::absolute(1e-5));
         let reference = fast.forward_burn_ops(x).into_data();
         reference.assert_approx_eq::<f32>(&b, Tolerance::absolute(1e-4));
+    }
+
+    #[test]
+    fn host_blocks_chained_give_the_forward_pass() {
+        let device = Device::flex();
+        device.seed(5);
+        let net = randomised(zoo::mobilenetv2_mini(10), &device);
+        let fast = InferenceNetwork::from_network(&net).unwrap();
+        let x = Tensor::<4>::random([2, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+        let mut host = fast.host_activation(x.clone()).unwrap();
+        for index in 0..fast.blocks.len() {
+            host = fast.forward_block_host(index, &host).unwrap();
+        }
+        let HostActivation(last) = host;
+        let (values, dims) = last.into_nchw();
+        let chained = Tensor::<4>::from_data(TensorData::new(values, dims), &device);
+        fast.forward(x.clone())
+            .unwrap()
+            .into_data()
+            .assert_approx_eq::<f32>(&chained.into_data(), Tolerance::absolute(1e-5));
+        // The wrong block for the activation, and a block that does not exist, are refused.
+        let input = fast.host_activation(x).unwrap();
+        assert!(matches!(
+            fast.forward_block_host(1, &input),
+            Err(SplitError::InputShape { .. })
+        ));
+        assert!(matches!(
+            fast.forward_block_host(fast.blocks.len(), &input),
+            Err(SplitError::InvalidOption { field: "index", .. })
+        ));
     }
 
     #[test]

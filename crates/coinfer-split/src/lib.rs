@@ -40,7 +40,7 @@ pub mod train;
 pub mod zoo;
 
 pub use error::SplitError;
-pub use inference::InferenceNetwork;
+pub use inference::{HostActivation, InferenceNetwork};
 pub use model::NetModule;
 pub use network::{Network, fingerprint};
 pub use spec::{BlockSpec, FeatureShape, NetSpec};

@@ -537,6 +537,14 @@ impl CpuNetwork {
         self.blocks.iter().fold(x, |x, block| block.forward(x))
     }
 
+    /// Runs block `index` alone (the caller checked it exists).
+    pub(crate) fn forward_block(&self, index: usize, x: Nhwc) -> Nhwc {
+        match self.blocks.get(index) {
+            Some(block) => block.forward(x),
+            None => x,
+        }
+    }
+
     /// Checks each block's weights against the shapes `spec` implies, so that a forward never
     /// indexes out of bounds.
     pub(crate) fn check(&self, spec: &NetSpec) -> Result<(), SplitError> {

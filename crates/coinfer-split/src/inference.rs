@@ -351,7 +351,9 @@ fn is_host(device: &Device) -> bool {
     if *device == Device::flex() {
         return true;
     }
+    // burn deprecates the ndarray backend; coinfer keeps it optional (docs/backends.md).
     #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
     if *device == Device::ndarray() {
         return true;
     }

@@ -472,7 +472,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for r in rows.iter().filter(|r| r.framework == "coinfer") {
         for peer in ["onnxruntime", "torch"] {
             if let Some(theirs) = median_of(peer, "infer", r.threads, r.batch) {
-                ratios.push(("coinfer", peer, "infer", r.threads, r.batch, r.stats().0 / theirs));
+                ratios.push((
+                    "coinfer",
+                    peer,
+                    "infer",
+                    r.threads,
+                    r.batch,
+                    r.stats().0 / theirs,
+                ));
             }
         }
     }
@@ -480,7 +487,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median_of("burn-flex", "train", train_threads, 64),
         median_of("torch", "train", train_threads, 64),
     ) {
-        ratios.push(("burn-flex", "torch", "train", train_threads, 64, ours / theirs));
+        ratios.push((
+            "burn-flex",
+            "torch",
+            "train",
+            train_threads,
+            64,
+            ours / theirs,
+        ));
     }
     for (ours, peer, phase, threads, batch, ratio) in ratios {
         if args.json {

@@ -607,14 +607,12 @@ fn check_block(
         } => {
             let mid = check_conv(conv1, c, &what("conv1"))?;
             let out = check_conv(conv2, mid, &what("conv2"))?;
-            match shortcut {
-                Some(projection) => {
-                    if check_conv(projection, c, &what("shortcut"))? != out {
-                        return Err(SplitError::Weights(what("shortcut width")));
-                    }
-                }
-                None if out != c => return Err(SplitError::Weights(what("identity shortcut"))),
-                None => {}
+            let skip_width = match shortcut {
+                Some(projection) => check_conv(projection, c, &what("shortcut"))?,
+                None => c,
+            };
+            if skip_width != out {
+                return Err(SplitError::Weights(what("shortcut width")));
             }
         }
         CpuBlock::DepthwiseSeparable {

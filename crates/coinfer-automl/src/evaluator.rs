@@ -322,8 +322,9 @@ struct PlanKey {
 }
 
 /// Most scalars of device-half features [`PreparedHalves`] keeps for the validation set
-/// (64 Mi floats, 256 MiB); larger features are recomputed per codec instead.
-const MAX_CACHED_FEATURES: usize = 1 << 26;
+/// (32 Mi floats, 128 MiB: `resnet-mini`'s largest cut on 1,000 images is 6.3 Mi); larger
+/// features are recomputed per codec instead.
+const MAX_CACHED_FEATURES: usize = 1 << 25;
 
 /// A pruned (and repaired) network's halves at one split, folded, with the device half's
 /// output on every validation batch: everything a plan's accuracy needs except its codec.

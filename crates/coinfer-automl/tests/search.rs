@@ -207,6 +207,37 @@ fn the_same_plan_is_evaluated_once() {
 }
 
 #[test]
+fn codec_variants_of_one_pruned_network_score_as_a_fresh_evaluator_does() {
+    // The evaluator reuses the last pruned network's halves and device-half features for
+    // plans that differ only in their codec; the scores must not depend on that.
+    let search = search(Reward::ErrorLogLatency, config(1));
+    let candidate = 3;
+    let mut shared = search.prepare(|_| {}).unwrap();
+    let ev = shared.evaluator();
+    let layers = ev.space().candidates[candidate].prunable.len();
+    let codecs = ev.space().candidates[candidate].family.entries.len();
+    assert!(codecs >= 2, "the test needs codec variants");
+    // Every codec of one pruned network, then every codec of another: a cache keyed on too
+    // little would score the second network with the first one's features.
+    let decisions: Vec<Decision> = [0.5, 0.0]
+        .into_iter()
+        .flat_map(|ratio| {
+            (0..codecs).map(move |codec| Decision {
+                candidate,
+                prune_ratios: vec![ratio; layers],
+                codec,
+            })
+        })
+        .collect();
+    let in_a_row: Vec<_> = decisions.iter().map(|d| ev.evaluate(d).unwrap()).collect();
+    for (decision, reused) in decisions.iter().zip(&in_a_row).rev() {
+        let mut fresh = search.prepare(|_| {}).unwrap();
+        let alone = fresh.evaluator().evaluate(decision).unwrap();
+        assert_eq!(&alone, reused, "codec {}", decision.codec);
+    }
+}
+
+#[test]
 fn refinement_climbs_to_a_plan_no_single_move_improves_within_its_budget() {
     use coinfer_automl::refine::{RefineConfig, refine};
     let reward = Reward::ErrorLogLatency;

@@ -522,7 +522,7 @@ pub fn run(args: SearchArgs) -> CliResult<()> {
 }
 
 /// `<results>/.<run>.<what>`: a sibling of the run's folder.
-fn sibling(out: &Path, what: &str) -> PathBuf {
+pub(crate) fn sibling(out: &Path, what: &str) -> PathBuf {
     let name = out
         .file_name()
         .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
@@ -591,7 +591,7 @@ fn resumed_from(
 }
 
 /// Replaces the run's folder `out` with the finished `staging` one.
-fn publish(staging: &Path, out: &Path) -> CliResult<()> {
+pub(crate) fn publish(staging: &Path, out: &Path) -> CliResult<()> {
     let io = |path: &Path, e: std::io::Error| format!("{}: {e}", path.display());
     let old = sibling(out, "old");
     if old.exists() {

@@ -8,7 +8,9 @@ use clap::Args;
 use coinfer_automl::sweep::{SweepGrid, load_sweep, save_sweep, sweep_markdown};
 
 use crate::plots;
-use crate::search::{SearchArgs, bar, build_search, compute_profile, prepare_session};
+use crate::search::{
+    SearchArgs, bar, build_search, compute_profile, prepare_session, publish, sibling,
+};
 
 type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -36,14 +38,20 @@ pub struct SweepArgs {
     out: Option<PathBuf>,
 }
 
-/// Runs the sweep.
+/// Runs the sweep. As with `coinfer search`, everything is written into a staging folder
+/// beside the output (`.<run>.partial`) and renamed over it only when the sweep has finished,
+/// so a sweep that fails or is interrupted leaves an earlier one of the same name as it was.
 pub fn run(args: SweepArgs) -> CliResult<()> {
     let start = Instant::now();
     let device = Device::flex();
-    let out = args
+    let published = args
         .out
         .clone()
         .unwrap_or_else(|| args.search.results.join(&args.search.run));
+    let out = sibling(&published, "partial");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
     let built = build_search(&args.search, &device, &out)?;
     let search = built.search;
     let edge = compute_profile(&args.search.edge, &built.table)?;
@@ -57,8 +65,9 @@ pub fn run(args: SweepArgs) -> CliResult<()> {
     let mut session = prepare_session(&search, &out)?;
 
     let json_path = out.join("sweep.json");
-    let resume = if args.search.resume && json_path.exists() {
-        let previous = load_sweep(&json_path)?;
+    let previous_json = published.join("sweep.json");
+    let resume = if args.search.resume && previous_json.exists() {
+        let previous = load_sweep(&previous_json)?;
         println!("resuming: {} points already done", previous.points.len());
         Some(previous)
     } else {
@@ -95,12 +104,13 @@ pub fn run(args: SweepArgs) -> CliResult<()> {
     ));
     std::fs::write(out.join("sweep.md"), &md).map_err(|e| format!("{}: {e}", out.display()))?;
     draw(&report, &out)?;
+    publish(&out, &published)?;
     for point in &report.points {
         println!("{}", serde_json::to_string(point)?);
     }
     eprintln!(
         "sweep written to {} (sweep.json, sweep.md, regime.svg, latency-vs-rate.svg, speedup.svg)",
-        out.display()
+        published.display()
     );
     Ok(())
 }

@@ -394,3 +394,57 @@ fn search_runs_unchanged_on_the_mobilenet_backbone() {
         );
     }
 }
+
+#[test]
+fn a_failed_sweep_leaves_the_earlier_one_as_it_was() {
+    let dir = scratch("sweep-staging");
+    let data = tiny_data(&dir);
+    let results = dir.join("results");
+    let sweep = |gflops: &str, code: i32| {
+        expect_code(
+            &[
+                "sweep",
+                "--results",
+                results.to_str().unwrap(),
+                "--run",
+                "s",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--backbone-epochs",
+                "1",
+                "--validation-images",
+                "40",
+                "--ae-ratios",
+                "--spatial-ratios",
+                "--exhaustive-levels",
+                "0",
+                "--episodes-per-point",
+                "2",
+                "--rates-kbps",
+                "100",
+                "--rtts-ms",
+                "10",
+                "--device-gflops",
+                gflops,
+            ],
+            code,
+        )
+    };
+    sweep("1", 0);
+    let finished = results.join("s");
+    assert!(finished.join("sweep.json").exists() && finished.join("regime.svg").exists());
+    assert!(!results.join(".s.partial").exists(), "staging left behind");
+    // A grid the sweep refuses after building its search (which measures and writes a fresh
+    // profile and codec table): the earlier sweep stays byte for byte.
+    let before = snapshot(&finished);
+    let out = sweep("0", 1);
+    assert!(
+        text(&out.stderr).contains("device"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        before == snapshot(&finished),
+        "the failed sweep changed the earlier one"
+    );
+}

@@ -81,28 +81,45 @@ fn expect_code(args: &[&str], code: i32) -> Output {
 
 /// `coinfer search` on tiny settings (one backbone epoch, 40 validation images, fixed codecs,
 /// a 10-plan refinement, no exhaustive grid) into `results/run`, plus `extra`; expects `code`.
-fn tiny_search(results: &Path, run: &str, data: &Path, extra: &[&str], code: i32) -> Output {
+/// The search options that keep a test's search (or sweep) to seconds.
+const TINY: [&str; 10] = [
+    "--backbone-epochs",
+    "1",
+    "--validation-images",
+    "40",
+    "--ae-ratios",
+    "--spatial-ratios",
+    "--refine-evaluations",
+    "10",
+    "--exhaustive-levels",
+    "0",
+];
+
+/// `coinfer <command>` (search or sweep) with the [`TINY`] options, then `extra`.
+fn tiny(
+    command: &str,
+    results: &Path,
+    run: &str,
+    data: &Path,
+    extra: &[&str],
+    code: i32,
+) -> Output {
     let mut args = vec![
-        "search",
+        command,
         "--results",
         results.to_str().unwrap(),
         "--run",
         run,
         "--data-dir",
         data.to_str().unwrap(),
-        "--backbone-epochs",
-        "1",
-        "--validation-images",
-        "40",
-        "--ae-ratios",
-        "--spatial-ratios",
-        "--refine-evaluations",
-        "10",
-        "--exhaustive-levels",
-        "0",
     ];
+    args.extend_from_slice(&TINY);
     args.extend_from_slice(extra);
     expect_code(&args, code)
+}
+
+fn tiny_search(results: &Path, run: &str, data: &Path, extra: &[&str], code: i32) -> Output {
+    tiny("search", results, run, data, extra, code)
 }
 
 /// Every file under `dir` with its bytes.
@@ -401,34 +418,17 @@ fn a_failed_sweep_leaves_the_earlier_one_as_it_was() {
     let data = tiny_data(&dir);
     let results = dir.join("results");
     let sweep = |gflops: &str, code: i32| {
-        expect_code(
-            &[
-                "sweep",
-                "--results",
-                results.to_str().unwrap(),
-                "--run",
-                "s",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--backbone-epochs",
-                "1",
-                "--validation-images",
-                "40",
-                "--ae-ratios",
-                "--spatial-ratios",
-                "--exhaustive-levels",
-                "0",
-                "--episodes-per-point",
-                "2",
-                "--rates-kbps",
-                "100",
-                "--rtts-ms",
-                "10",
-                "--device-gflops",
-                gflops,
-            ],
-            code,
-        )
+        let grid = [
+            "--episodes-per-point",
+            "2",
+            "--rates-kbps",
+            "100",
+            "--rtts-ms",
+            "10",
+            "--device-gflops",
+            gflops,
+        ];
+        tiny("sweep", &results, "s", &data, &grid, code)
     };
     sweep("1", 0);
     let finished = results.join("s");

@@ -499,20 +499,25 @@ impl InferenceNetwork {
     /// Runs every block without checking the input shape (the caller did).
     pub fn forward_unchecked(&self, x: Tensor<4>) -> Tensor<4> {
         let device = x.device();
-        match &self.cpu {
-            Some(cpu) if is_host(&device) => {
-                let dims = x.dims();
-                let data = x.into_data();
-                match data.as_slice::<f32>() {
-                    Ok(values) => {
-                        let (out, dims) = cpu.forward(Nhwc::from_nchw(values, dims)).into_nchw();
-                        Tensor::from_data(TensorData::new(out, dims), &device)
-                    }
-                    // Not f32 (a half-precision input): burn converts it on the way.
-                    Err(_) => self.forward_burn_ops(Tensor::from_data(data, &device)),
-                }
-            }
-            _ => self.forward_burn_ops(x),
+        match self.route(x) {
+            Route::Kernels(cpu, host) => from_host(cpu.forward(host), &device),
+            Route::BurnOps(x) => self.forward_burn_ops(x),
+        }
+    }
+
+    /// Where `x` runs: on the CPU kernels, converted to their layout, when they serve it (a
+    /// CPU form, a CPU device, float32 values), else as burn ops.
+    fn route(&self, x: Tensor<4>) -> Route<'_> {
+        let device = x.device();
+        let Some(cpu) = self.cpu.as_deref().filter(|_| is_host(&device)) else {
+            return Route::BurnOps(x);
+        };
+        let dims = x.dims();
+        let data = x.into_data();
+        match data.as_slice::<f32>() {
+            Ok(values) => Route::Kernels(cpu, Nhwc::from_nchw(values, dims)),
+            // Not f32 (a half-precision input): burn's ops convert it on the way.
+            Err(_) => Route::BurnOps(Tensor::from_data(data, &device)),
         }
     }
 
@@ -521,13 +526,10 @@ impl InferenceNetwork {
     /// [`forward_block_host`](Self::forward_block_host) it times blocks without the layout
     /// conversions a whole forward pass pays only at its two ends.
     pub fn host_activation(&self, x: Tensor<4>) -> Option<HostActivation> {
-        if self.cpu.is_none() || !is_host(&x.device()) {
-            return None;
+        match self.route(x) {
+            Route::Kernels(_, host) => Some(HostActivation(host)),
+            Route::BurnOps(_) => None,
         }
-        let dims = x.dims();
-        let data = x.into_data();
-        let values = data.as_slice::<f32>().ok()?;
-        Some(HostActivation(Nhwc::from_nchw(values, dims)))
     }
 
     /// Runs block `index` alone on the CPU kernels, in their layout (see
@@ -540,27 +542,11 @@ impl InferenceNetwork {
         index: usize,
         x: &HostActivation,
     ) -> Result<HostActivation, SplitError> {
-        let no_block = || SplitError::InvalidOption {
-            field: "index",
-            reason: format!("no block {index} in a network of {}", self.blocks.len()),
-        };
         let cpu = self.cpu.as_ref().ok_or_else(|| SplitError::InvalidOption {
             field: "device",
             reason: "the network's weights are not on a CPU backend".into(),
         })?;
-        let shapes = self.spec.shapes()?;
-        let expected = shapes
-            .get(index)
-            .filter(|_| index < self.blocks.len())
-            .ok_or_else(no_block)?;
-        let got = [x.0.channels, x.0.height, x.0.width];
-        if got != expected.dims() {
-            return Err(SplitError::InputShape {
-                expected: expected.dims(),
-                got: got.to_vec(),
-            });
-        }
-        Ok(HostActivation(cpu.forward_block(index, x.0.clone())))
+        Ok(HostActivation(cpu.forward_block(index, &x.0)?))
     }
 
     /// Runs every block as burn ops, whatever the device (the path of GPU backends; on the CPU
@@ -634,16 +620,27 @@ impl InferenceNetwork {
 
 /// The CPU kernels' form of `blocks`, checked against `spec`.
 fn cpu_form(spec: &NetSpec, blocks: &[InferenceBlock]) -> Result<CpuNetwork, SplitError> {
-    let cpu = CpuNetwork {
-        blocks: blocks
-            .iter()
-            .zip(&spec.blocks)
-            .enumerate()
-            .map(|(index, (block, block_spec))| block.to_cpu(block_spec, index))
-            .collect::<Result<_, _>>()?,
-    };
-    cpu.check(spec)?;
-    Ok(cpu)
+    let cpu_blocks = blocks
+        .iter()
+        .zip(&spec.blocks)
+        .enumerate()
+        .map(|(index, (block, block_spec))| block.to_cpu(block_spec, index))
+        .collect::<Result<_, _>>()?;
+    CpuNetwork::new(cpu_blocks, spec)
+}
+
+/// Where [`InferenceNetwork::forward_unchecked`] runs an input (see `route`).
+// Moved once per forward pass, never stored: the size difference of the variants is moot.
+#[allow(clippy::large_enum_variant)]
+enum Route<'a> {
+    Kernels(&'a CpuNetwork, Nhwc),
+    BurnOps(Tensor<4>),
+}
+
+/// An activation from the CPU kernels as an NCHW tensor on `device`.
+fn from_host(x: Nhwc, device: &Device) -> Tensor<4> {
+    let (values, dims) = x.into_nchw();
+    Tensor::from_data(TensorData::new(values, dims), device)
 }
 
 #[cfg(test)]
@@ -882,9 +879,7 @@ mod tests {
         for index in 0..fast.blocks.len() {
             host = fast.forward_block_host(index, &host).unwrap();
         }
-        let HostActivation(last) = host;
-        let (values, dims) = last.into_nchw();
-        let chained = Tensor::<4>::from_data(TensorData::new(values, dims), &device);
+        let chained = from_host(host.0, &device);
         fast.forward(x.clone())
             .unwrap()
             .into_data()

@@ -75,7 +75,7 @@ impl Nhwc {
     pub(crate) fn from_nchw(nchw: &[f32], dims: [usize; 4]) -> Nhwc {
         let [batch, channels, height, width] = dims;
         Nhwc {
-            data: transpose_images(nchw, batch, channels, height * width),
+            data: transpose_images(nchw, channels, height * width),
             batch,
             height,
             width,
@@ -90,15 +90,12 @@ impl Nhwc {
         if self.channels == 1 || plane == 1 {
             return (self.data, dims);
         }
-        (
-            transpose_images(&self.data, self.batch, plane, self.channels),
-            dims,
-        )
+        (transpose_images(&self.data, plane, self.channels), dims)
     }
 }
 
-/// Each of `images` `[rows, cols]` matrices transposed to `[cols, rows]`.
-fn transpose_images(data: &[f32], images: usize, rows: usize, cols: usize) -> Vec<f32> {
+/// Each `[rows, cols]` matrix of `data` (one per image) transposed to `[cols, rows]`.
+fn transpose_images(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     if rows == 1 || cols == 1 {
         return data.to_vec();
     }
@@ -106,7 +103,6 @@ fn transpose_images(data: &[f32], images: usize, rows: usize, cols: usize) -> Ve
     for (src, dst) in data
         .chunks_exact(rows * cols)
         .zip(out.chunks_exact_mut(rows * cols))
-        .take(images)
     {
         for (r, row) in src.chunks_exact(cols).enumerate() {
             for (c, &v) in row.iter().enumerate() {
@@ -163,6 +159,43 @@ fn input_index(
         .filter(|&i| i < size)
 }
 
+/// Walks every window of `window` over `x`: for each output position (batch, then rows, then
+/// columns; `out_h × out_w` per image) and each tap `kh · k + kw` of its window, calls
+/// `visit(position, tap, pixel)` with the `C` channels of the input pixel the tap reads, or
+/// `None` where it reads padding.
+fn for_each_tap(
+    x: &Nhwc,
+    window: Window,
+    out_h: usize,
+    out_w: usize,
+    mut visit: impl FnMut(usize, usize, Option<&[f32]>),
+) {
+    let Window {
+        kernel: k,
+        stride: s,
+        padding: p,
+    } = window;
+    let c = x.channels;
+    let mut position = 0;
+    for src in x.data.chunks_exact(x.height * x.width * c) {
+        for oh in 0..out_h {
+            for ow in 0..out_w {
+                for kh in 0..k {
+                    let ih = input_index(oh, kh, s, p, x.height);
+                    for kw in 0..k {
+                        let pixel = match (ih, input_index(ow, kw, s, p, x.width)) {
+                            (Some(ih), Some(iw)) => Some(&src[(ih * x.width + iw) * c..][..c]),
+                            _ => None,
+                        };
+                        visit(position, kh * k + kw, pixel);
+                    }
+                }
+                position += 1;
+            }
+        }
+    }
+}
+
 /// A folded convolution on the host, weights in the kernels' order: `[k, k, C_in, C_out]`
 /// for a dense convolution, `[k, k, C]` for a depthwise one.
 #[derive(Debug, Clone)]
@@ -180,7 +213,7 @@ pub(crate) struct CpuConv {
 
 impl CpuConv {
     /// From burn's weight layout `[C_out, C_in / groups, k, k]` (reordered here) and a bias of
-    /// `C_out`. Sizes are checked by [`CpuNetwork::check`], not here.
+    /// `C_out`. Sizes are checked by [`CpuNetwork::new`], not here.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         weight_oihw: &[f32],
@@ -250,7 +283,7 @@ impl CpuConv {
                 let rhs = MatRef::from_column_major_slice(&x.data, depth, positions);
                 matmul_add(dst, lhs, rhs);
             } else {
-                let patches = im2col(x, k, s, p, out_h, out_w);
+                let patches = im2col(x, self.window(), out_h, out_w);
                 let rhs = MatRef::from_column_major_slice(&patches, depth, positions);
                 matmul_add(dst, lhs, rhs);
             }
@@ -265,59 +298,38 @@ impl CpuConv {
         }
     }
 
+    fn window(&self) -> Window {
+        Window {
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+        }
+    }
+
     /// Accumulates a depthwise convolution (one `k × k` filter per channel) into `out`.
     fn depthwise_into(&self, x: &Nhwc, out: &mut [f32], out_h: usize, out_w: usize) {
-        let (k, s, p, c) = (self.kernel, self.stride, self.padding, x.channels);
-        let image = x.height * x.width * c;
-        let mut at = out.chunks_exact_mut(c);
-        for src in x.data.chunks_exact(image) {
-            for oh in 0..out_h {
-                for ow in 0..out_w {
-                    let Some(dst) = at.next() else { return };
-                    for kh in 0..k {
-                        let Some(ih) = input_index(oh, kh, s, p, x.height) else {
-                            continue;
-                        };
-                        for kw in 0..k {
-                            let Some(iw) = input_index(ow, kw, s, p, x.width) else {
-                                continue;
-                            };
-                            let pixel = &src[(ih * x.width + iw) * c..][..c];
-                            let tap = &self.weight[(kh * k + kw) * c..][..c];
-                            dst.iter_mut()
-                                .zip(pixel.iter().zip(tap))
-                                .for_each(|(d, (&v, &w))| *d += v * w);
-                        }
-                    }
-                }
-            }
-        }
+        let c = x.channels;
+        for_each_tap(x, self.window(), out_h, out_w, |position, tap, pixel| {
+            let Some(pixel) = pixel else { return };
+            let dst = &mut out[position * c..][..c];
+            let weights = &self.weight[tap * c..][..c];
+            dst.iter_mut()
+                .zip(pixel.iter().zip(weights))
+                .for_each(|(d, (&v, &w))| *d += v * w);
+        });
     }
 }
 
 /// `[B·H_out·W_out, k·k·C]`: for every output position, its window's values in `(kh, kw, c)`
 /// order (zero in the padding). Each tap copies a run of `C` contiguous channels.
-fn im2col(x: &Nhwc, k: usize, s: usize, p: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+fn im2col(x: &Nhwc, window: Window, out_h: usize, out_w: usize) -> Vec<f32> {
     let c = x.channels;
-    let image = x.height * x.width * c;
-    let mut patches = Vec::with_capacity(x.batch * out_h * out_w * k * k * c);
-    for src in x.data.chunks_exact(image) {
-        for oh in 0..out_h {
-            for ow in 0..out_w {
-                for kh in 0..k {
-                    let ih = input_index(oh, kh, s, p, x.height);
-                    for kw in 0..k {
-                        match (ih, input_index(ow, kw, s, p, x.width)) {
-                            (Some(ih), Some(iw)) => {
-                                patches.extend_from_slice(&src[(ih * x.width + iw) * c..][..c])
-                            }
-                            _ => patches.resize(patches.len() + c, 0.0),
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let taps = window.kernel * window.kernel;
+    let mut patches = Vec::with_capacity(x.batch * out_h * out_w * taps * c);
+    for_each_tap(x, window, out_h, out_w, |_, _, pixel| match pixel {
+        Some(pixel) => patches.extend_from_slice(pixel),
+        None => patches.resize(patches.len() + c, 0.0),
+    });
     patches
 }
 
@@ -396,28 +408,28 @@ pub(crate) enum CpuBlock {
 }
 
 impl CpuBlock {
-    fn forward(&self, x: Nhwc) -> Nhwc {
+    fn forward(&self, x: &Nhwc) -> Nhwc {
         match self {
-            CpuBlock::ConvRelu(conv) => conv.forward(&x, None, Activation::Relu),
+            CpuBlock::ConvRelu(conv) => conv.forward(x, None, Activation::Relu),
             CpuBlock::Basic {
                 conv1,
                 conv2,
                 shortcut,
             } => {
-                let y = conv1.forward(&x, None, Activation::Relu);
+                let y = conv1.forward(x, None, Activation::Relu);
                 match shortcut {
                     Some(projection) => {
-                        let skip = projection.forward(&x, None, Activation::Identity);
+                        let skip = projection.forward(x, None, Activation::Identity);
                         conv2.forward(&y, Some(&skip), Activation::Relu)
                     }
-                    None => conv2.forward(&y, Some(&x), Activation::Relu),
+                    None => conv2.forward(&y, Some(x), Activation::Relu),
                 }
             }
             CpuBlock::DepthwiseSeparable {
                 depthwise,
                 pointwise,
             } => {
-                let y = depthwise.forward(&x, None, Activation::Relu6);
+                let y = depthwise.forward(x, None, Activation::Relu6);
                 pointwise.forward(&y, None, Activation::Relu)
             }
             CpuBlock::InvertedResidual {
@@ -426,14 +438,14 @@ impl CpuBlock {
                 project,
                 residual,
             } => {
-                let y = expand.forward(&x, None, Activation::Relu6);
+                let y = expand.forward(x, None, Activation::Relu6);
                 let y = depthwise.forward(&y, None, Activation::Relu6);
-                project.forward(&y, residual.then_some(&x), Activation::Identity)
+                project.forward(&y, residual.then_some(x), Activation::Identity)
             }
-            CpuBlock::MaxPool(window) => pool(&x, *window, f32::NEG_INFINITY, f32::max, |m| m),
+            CpuBlock::MaxPool(window) => pool(x, *window, f32::NEG_INFINITY, f32::max, |m| m),
             CpuBlock::AvgPool(window) => {
                 let area = (window.kernel * window.kernel) as f32;
-                pool(&x, *window, 0.0, |a, v| a + v, |sum| sum / area)
+                pool(x, *window, 0.0, |a, v| a + v, |sum| sum / area)
             }
             CpuBlock::GlobalAvgPool => {
                 let (c, plane) = (x.channels, x.height * x.width);
@@ -453,7 +465,7 @@ impl CpuBlock {
                 }
             }
             CpuBlock::Flatten => flatten(x),
-            CpuBlock::Linear(linear) => linear.forward(&x),
+            CpuBlock::Linear(linear) => linear.forward(x),
         }
     }
 }
@@ -466,38 +478,18 @@ fn pool(
     fold: impl Fn(f32, f32) -> f32,
     finish: impl Fn(f32) -> f32,
 ) -> Nhwc {
-    let Window {
-        kernel: k,
-        stride: s,
-        padding: p,
-    } = window;
     let c = x.channels;
-    let out_h = out_size(x.height, k, s, p);
-    let out_w = out_size(x.width, k, s, p);
+    let out_h = out_size(x.height, window.kernel, window.stride, window.padding);
+    let out_w = out_size(x.width, window.kernel, window.stride, window.padding);
     let mut data = vec![init; x.batch * out_h * out_w * c];
-    let mut at = data.chunks_exact_mut(c);
-    for src in x.data.chunks_exact(x.height * x.width * c) {
-        for oh in 0..out_h {
-            for ow in 0..out_w {
-                let Some(dst) = at.next() else { break };
-                for kh in 0..k {
-                    let Some(ih) = input_index(oh, kh, s, p, x.height) else {
-                        continue;
-                    };
-                    for kw in 0..k {
-                        let Some(iw) = input_index(ow, kw, s, p, x.width) else {
-                            continue;
-                        };
-                        let pixel = &src[(ih * x.width + iw) * c..][..c];
-                        dst.iter_mut()
-                            .zip(pixel)
-                            .for_each(|(d, &v)| *d = fold(*d, v));
-                    }
-                }
-                dst.iter_mut().for_each(|v| *v = finish(*v));
-            }
-        }
-    }
+    for_each_tap(x, window, out_h, out_w, |position, _, pixel| {
+        let Some(pixel) = pixel else { return };
+        data[position * c..][..c]
+            .iter_mut()
+            .zip(pixel)
+            .for_each(|(d, &v)| *d = fold(*d, v));
+    });
+    data.iter_mut().for_each(|v| *v = finish(*v));
     Nhwc {
         data,
         batch: x.batch,
@@ -508,64 +500,70 @@ fn pool(
 }
 
 /// `[B, H, W, C]` → `[B, 1, 1, C·H·W]`, feature `c·H·W + h·W + w` as burn's NCHW reshape.
-fn flatten(x: Nhwc) -> Nhwc {
+fn flatten(x: &Nhwc) -> Nhwc {
     let plane = x.height * x.width;
-    let features = x.channels * plane;
-    let data = if plane == 1 {
-        x.data
-    } else {
-        transpose_images(&x.data, x.batch, plane, x.channels)
-    };
     Nhwc {
-        data,
+        data: transpose_images(&x.data, plane, x.channels),
         batch: x.batch,
         height: 1,
         width: 1,
-        channels: features,
+        channels: x.channels * plane,
     }
 }
 
 /// A whole folded network (or half) on the host.
 #[derive(Debug, Clone)]
 pub(crate) struct CpuNetwork {
-    pub(crate) blocks: Vec<CpuBlock>,
+    blocks: Vec<CpuBlock>,
+    /// Each block's input shape (one per block).
+    inputs: Vec<FeatureShape>,
 }
 
 impl CpuNetwork {
-    /// Runs every block.
-    pub(crate) fn forward(&self, x: Nhwc) -> Nhwc {
-        self.blocks.iter().fold(x, |x, block| block.forward(x))
-    }
-
-    /// Runs block `index` alone (the caller checked it exists).
-    pub(crate) fn forward_block(&self, index: usize, x: Nhwc) -> Nhwc {
-        match self.blocks.get(index) {
-            Some(block) => block.forward(x),
-            None => x,
-        }
-    }
-
-    /// Checks each block's weights against the shapes `spec` implies, so that a forward never
-    /// indexes out of bounds.
-    pub(crate) fn check(&self, spec: &NetSpec) -> Result<(), SplitError> {
-        let shapes = spec.shapes()?;
-        if shapes.len() != self.blocks.len() + 1 {
+    /// `blocks` for `spec`, each block's weights checked against the shapes the spec implies,
+    /// so that a forward never indexes out of bounds.
+    pub(crate) fn new(blocks: Vec<CpuBlock>, spec: &NetSpec) -> Result<CpuNetwork, SplitError> {
+        let mut shapes = spec.shapes()?;
+        if shapes.len() != blocks.len() + 1 {
             return Err(SplitError::Weights(format!(
                 "{} CPU blocks for a spec of {} blocks",
-                self.blocks.len(),
+                blocks.len(),
                 spec.blocks.len()
             )));
         }
-        for (index, ((block, input), block_spec)) in self
-            .blocks
-            .iter()
-            .zip(&shapes)
-            .zip(&spec.blocks)
-            .enumerate()
+        for (index, ((block, input), block_spec)) in
+            blocks.iter().zip(&shapes).zip(&spec.blocks).enumerate()
         {
             check_block(block, block_spec, *input, index)?;
         }
-        Ok(())
+        shapes.pop();
+        Ok(CpuNetwork {
+            blocks,
+            inputs: shapes,
+        })
+    }
+
+    /// Runs every block.
+    pub(crate) fn forward(&self, x: Nhwc) -> Nhwc {
+        self.blocks.iter().fold(x, |x, block| block.forward(&x))
+    }
+
+    /// Runs block `index` alone; fails when there is no such block or `x` is not its input.
+    pub(crate) fn forward_block(&self, index: usize, x: &Nhwc) -> Result<Nhwc, SplitError> {
+        let (Some(block), Some(input)) = (self.blocks.get(index), self.inputs.get(index)) else {
+            return Err(SplitError::InvalidOption {
+                field: "index",
+                reason: format!("no block {index} in a network of {}", self.blocks.len()),
+            });
+        };
+        let got = [x.channels, x.height, x.width];
+        if got != input.dims() {
+            return Err(SplitError::InputShape {
+                expected: input.dims(),
+                got: got.to_vec(),
+            });
+        }
+        Ok(block.forward(x))
     }
 }
 
@@ -711,29 +709,22 @@ mod tests {
 
     #[test]
     fn weights_that_do_not_fit_the_spec_are_refused() {
-        let fits = CpuNetwork {
-            blocks: vec![CpuBlock::ConvRelu(conv(4, 2, 4 * 2 * 9))],
-        };
-        assert!(fits.check(&one_conv_spec()).is_ok());
+        let fits = vec![CpuBlock::ConvRelu(conv(4, 2, 4 * 2 * 9))];
+        assert!(CpuNetwork::new(fits, &one_conv_spec()).is_ok());
         for wrong in [
             CpuBlock::ConvRelu(conv(4, 2, 4 * 2 * 9 - 1)),
             CpuBlock::ConvRelu(conv(4, 3, 4 * 3 * 9)),
             CpuBlock::GlobalAvgPool,
         ] {
-            let net = CpuNetwork {
-                blocks: vec![wrong],
-            };
-            let err = net.check(&one_conv_spec()).unwrap_err();
+            let err = CpuNetwork::new(vec![wrong], &one_conv_spec()).unwrap_err();
             assert!(
                 matches!(&err, SplitError::Weights(what) if what.contains("block 0")),
                 "{err}"
             );
         }
-        let too_many = CpuNetwork {
-            blocks: vec![CpuBlock::ConvRelu(conv(4, 2, 72)), CpuBlock::Flatten],
-        };
+        let too_many = vec![CpuBlock::ConvRelu(conv(4, 2, 72)), CpuBlock::Flatten];
         assert!(matches!(
-            too_many.check(&one_conv_spec()),
+            CpuNetwork::new(too_many, &one_conv_spec()),
             Err(SplitError::Weights(_))
         ));
     }

@@ -9,8 +9,8 @@
 //! - **Layout NHWC** (channels last): `data[((b · height + h) · width + w) · channels + c]`.
 //!   A convolution is one matrix product over the whole batch,
 //!   `out[B·H·W, C_out] = patches[B·H·W, k·k·C_in] · W[k·k·C_in, C_out]`, whose three operands
-//!   are the layouts faer's kernels run fastest (measured: 7–43 % faster than channels-first on
-//!   this backbone's shapes). A 1×1 stride-1 convolution needs no im2col (its input *is* the
+//!   are the layouts faer's kernels run fastest (channels-first was slower on this backbone's
+//!   shapes). A 1×1 stride-1 convolution needs no im2col (its input *is* the
 //!   patch matrix), and im2col copies runs of `C_in` contiguous values.
 //! - **Fused epilogues**: the output starts as the bias (plus the residual input for the last
 //!   convolution of a block), the product accumulates into it, and the activation (ReLU or

@@ -38,7 +38,7 @@ fn an_exported_plan_serves_over_tcp_with_the_in_process_result() {
         .backend(device.clone())
         .build()
         .unwrap();
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     // Split after block 2, both device layers pruned, per-tensor 8-bit quantizer.
     let space = session.evaluator().space().clone();
     let candidate = space.candidates.iter().position(|c| c.split == 2).unwrap();

@@ -8,6 +8,8 @@ use coinfer_agent::Ddpg;
 
 use crate::AutomlError;
 use crate::env::EpisodeRecord;
+use crate::observer::Observer;
+use crate::output::RunFolder;
 
 pub(crate) const RECORDS_FILE: &str = "episodes.json";
 pub(crate) const AGENT_DIR: &str = "agent";
@@ -66,4 +68,33 @@ pub fn inspect_checkpoint(dir: &Path, device: &Device) -> Result<CheckpointSumma
         episodes_done,
         best_reward: records.iter().map(|r| r.reward).reduce(f32::max),
     })
+}
+
+/// With `resume`: reads and checks the checkpoint in `folder`'s staging folder (a corrupt one
+/// is an error naming its file), or notes that there is none and the search starts afresh.
+pub(crate) fn resumed_from(
+    folder: &RunFolder,
+    resume: bool,
+    device: &Device,
+    observer: &dyn Observer,
+) -> Result<Option<CheckpointSummary>, AutomlError> {
+    if !resume {
+        return Ok(None);
+    }
+    let checkpoint = folder.checkpoint();
+    if !checkpoint.join(AGENT_DIR).exists() {
+        observer.note(&format!(
+            "resume: no checkpoint in {} (nor an interrupted search in {}), the search starts \
+             from episode 0",
+            folder.published().join("checkpoint").display(),
+            checkpoint.display()
+        ));
+        return Ok(None);
+    }
+    let summary = inspect_checkpoint(&checkpoint, device)?;
+    observer.note(&format!(
+        "resume: the checkpoint holds {} episodes, the search goes on from there",
+        summary.episodes_done
+    ));
+    Ok(Some(summary))
 }

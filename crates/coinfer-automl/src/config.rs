@@ -16,6 +16,9 @@ use coinfer_sparsity::PruneRecovery;
 /// tolerance is not decided by noise (a plan that loses 0.5 point with 15 disagreements on
 /// 1,000 images has a standard error of 0.39 point; on 500 images, 0.55).
 pub const DEFAULT_VALIDATION_IMAGES: usize = 1000;
+/// The default seed of a search (its validation split, the backbone it trains, the agent): the
+/// library's and the CLI's.
+pub const DEFAULT_SEED: u64 = 1;
 /// Default number of calibration images of pruning recovery.
 pub const DEFAULT_CALIBRATION_IMAGES: usize = 256;
 
@@ -54,6 +57,12 @@ pub struct SearchConfig {
     pub rerank: usize,
     /// Local refinement of the answer after the agent (hill climbing from its best plans).
     pub refine: RefineConfig,
+    /// Whether the search runs the baselines (every [`Baseline`](crate::Baseline)) on the same
+    /// evaluator and reward, for its report's comparison.
+    pub baselines: bool,
+    /// Levels per layer of the exhaustive grid baseline (0 skips it; its size grows as
+    /// `levels^layers`).
+    pub exhaustive_levels: usize,
 }
 
 /// How far (fraction of accuracy) beyond the tolerance a plan may drop before fine-tuning and
@@ -66,6 +75,7 @@ impl Default for SearchConfig {
             episodes: 300,
             ddpg: DdpgConfig {
                 warmup_episodes: 50,
+                seed: DEFAULT_SEED,
                 ..DdpgConfig::default()
             },
             max_prune: 0.8,
@@ -73,12 +83,27 @@ impl Default for SearchConfig {
             codecs: CodecSetup::default(),
             finetune: FineTuneConfig::default(),
             three_step: ThreeStepConfig::default(),
-            seed: 17,
+            seed: DEFAULT_SEED,
             recovery: PruneRecovery::default(),
             calibration_images: DEFAULT_CALIBRATION_IMAGES,
             rerank: 3,
             refine: RefineConfig::default(),
+            baselines: true,
+            exhaustive_levels: 2,
         }
+    }
+}
+
+impl SearchConfig {
+    /// Reads a config file (JSON; absent fields take their defaults). Not checked: the
+    /// builder checks it.
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<SearchConfig, AutomlError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(AutomlError::io(path))?;
+        serde_json::from_str(&text).map_err(|e| AutomlError::Json {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
     }
 }
 

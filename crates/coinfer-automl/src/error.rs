@@ -54,6 +54,35 @@ pub enum AutomlError {
         /// What is wrong.
         reason: String,
     },
+    /// An SVG plot could not be drawn.
+    #[error("{path}: cannot draw the plot: {reason}")]
+    Plot {
+        /// The plot's file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The validation images the search would score plans on include images the backbone was
+    /// trained on (its [`TrainedOn`](coinfer_split::TrainedOn) record says so).
+    #[error(
+        "{overlap} of the {validation} validation images are images the backbone was trained on \
+         (it was trained on `{data}` with seed {seed} and {held_out} validation images held out): \
+         plans would be scored on memorised images; {remedy}"
+    )]
+    ValidationOverlap {
+        /// Validation images the backbone saw in training.
+        overlap: usize,
+        /// Validation images asked for.
+        validation: usize,
+        /// The backbone's training data, as recorded.
+        data: String,
+        /// The seed of the backbone's validation split.
+        seed: u64,
+        /// Validation images the backbone held out.
+        held_out: usize,
+        /// What to do about it.
+        remedy: String,
+    },
 }
 
 impl AutomlError {

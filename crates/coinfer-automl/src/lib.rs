@@ -64,27 +64,35 @@ pub mod env;
 mod error;
 pub mod evaluator;
 pub mod finetune;
+mod observer;
+mod output;
+mod pipeline;
 pub mod plan;
+pub mod plots;
 pub mod refine;
 pub mod report;
 pub mod reward;
 mod session;
+mod sources;
 pub mod space;
 pub mod sweep;
 
 pub use baselines::{Baseline, BaselineResult, BaselineSettings};
-pub use builder::{CoInference, CoInferenceBuilder};
+pub use builder::{CoInference, CoInferenceBuilder, OverlapPolicy};
 pub use checkpoint::{CheckpointSummary, inspect_checkpoint};
 pub use config::{
-    CheckedSearchConfig, DEFAULT_CALIBRATION_IMAGES, DEFAULT_VALIDATION_IMAGES, RERANK_SLACK,
-    SearchConfig, split_validation,
+    CheckedSearchConfig, DEFAULT_CALIBRATION_IMAGES, DEFAULT_SEED, DEFAULT_VALIDATION_IMAGES,
+    RERANK_SLACK, SearchConfig, split_validation,
 };
 pub use error::AutomlError;
 pub use evaluator::PairedDrop;
+pub use observer::{Observer, Phase, Silent};
+pub use output::RunFolder;
 pub use plan::{DeployedPlan, PlanArtifacts, SplitPlan};
 pub use report::{PhaseTimes, SearchReport};
 pub use reward::Reward;
 pub use session::{DdpgRun, SearchSession};
+pub use sources::{Backbone, ComputeSource, LinkSource, compute_presets};
 pub use sweep::{SweepGrid, SweepReport};
 
 pub use coinfer_agent as agent;

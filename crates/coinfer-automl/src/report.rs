@@ -42,6 +42,13 @@ pub struct SearchReport {
     /// Wall time of every phase (absent in reports written before it was recorded).
     #[serde(default)]
     pub phases: PhaseTimes,
+    /// The data the search ran on (its label).
+    #[serde(default)]
+    pub data: String,
+    /// How the validation images were chosen, and any warning about them (a backbone without a
+    /// training record, a re-split because the backbone had seen some of them).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// Wall time of each phase of a search, seconds. The session records codecs, search,
@@ -245,9 +252,16 @@ impl SearchReport {
         let _ = writeln!(md, "# coinfer search report\n");
         let _ = writeln!(
             md,
-            "Model `{}` (backbone digest `{}`), profiles: device `{}`, link `{}`, edge `{}`.\n",
-            p.model, p.backbone_digest, p.profiles[0], p.profiles[1], p.profiles[2]
+            "Model `{}` (backbone digest `{}`) on `{}`, profiles: device `{}`, link `{}`, edge \
+             `{}`.\n",
+            p.model, p.backbone_digest, self.data, p.profiles[0], p.profiles[1], p.profiles[2]
         );
+        for note in &self.notes {
+            let _ = writeln!(md, "- {note}");
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(md);
+        }
         let _ = writeln!(md, "## Best plan\n");
         let _ = writeln!(md, "| field | value |\n|---|---|");
         let _ = writeln!(md, "| split (blocks on the device) | {} |", p.split);

@@ -48,6 +48,27 @@ pub enum Reward {
     },
 }
 
+impl std::str::FromStr for Reward {
+    type Err = AutomlError;
+
+    /// `within-tolerance[:POINTS]` (1 point by default), `error-log-latency` or
+    /// `budget:MILLISECONDS`.
+    fn from_str(text: &str) -> Result<Reward, AutomlError> {
+        let (kind, value) = match text.split_once(':') {
+            Some((kind, value)) => {
+                let value: f64 = value.parse().map_err(|_| AutomlError::InvalidConfig {
+                    field: "reward",
+                    reason: format!("`{value}` in `{text}` is not a number"),
+                })?;
+                (kind, Some(value))
+            }
+            None => (text, None),
+        };
+        let points = value.map_or(100.0 * DEFAULT_TOLERANCE, |v| v as f32);
+        Reward::from_options(kind, points, value)
+    }
+}
+
 impl Default for Reward {
     fn default() -> Self {
         Reward::within_tolerance(DEFAULT_TOLERANCE)
@@ -61,6 +82,46 @@ impl Reward {
             tolerance,
             confidence: DEFAULT_CONFIDENCE,
         }
+    }
+
+    /// The reward named `kind` (`within-tolerance`, `error-log-latency` or `budget`) with its
+    /// parameter: the tolerance in accuracy points, or the budget in milliseconds (required
+    /// for `budget`). Checked.
+    ///
+    /// ```
+    /// use coinfer_automl::Reward;
+    ///
+    /// assert_eq!(Reward::from_options("within-tolerance", 1.0, None)?, Reward::within_tolerance(0.01));
+    /// assert!(Reward::from_options("budget", 1.0, None).is_err());
+    /// assert_eq!("budget:10.8".parse::<Reward>()?, Reward::AccuracyUnderBudget { budget_s: 0.0108 });
+    /// # Ok::<(), coinfer_automl::AutomlError>(())
+    /// ```
+    pub fn from_options(
+        kind: &str,
+        tolerance_points: f32,
+        budget_ms: Option<f64>,
+    ) -> Result<Reward, AutomlError> {
+        let reward = match (kind, budget_ms) {
+            ("within-tolerance", _) => Reward::within_tolerance(tolerance_points / 100.0),
+            ("error-log-latency", _) => Reward::ErrorLogLatency,
+            ("budget", Some(ms)) => Reward::AccuracyUnderBudget { budget_s: ms / 1e3 },
+            ("budget", None) => {
+                return Err(AutomlError::InvalidConfig {
+                    field: "reward.budget_s",
+                    reason: "the `budget` reward needs a budget (--budget-ms)".into(),
+                });
+            }
+            (other, _) => {
+                return Err(AutomlError::InvalidConfig {
+                    field: "reward",
+                    reason: format!(
+                        "unknown reward `{other}` (within-tolerance, error-log-latency or budget)"
+                    ),
+                });
+            }
+        };
+        reward.check()?;
+        Ok(reward)
     }
 
     /// Checks the parameters (a positive finite budget; a tolerance in [0, 1); a confidence

@@ -19,13 +19,13 @@ use crate::checkpoint::{AGENT_DIR, resume, save_records};
 use crate::codecs::{CodecProgress, build_codecs};
 use crate::config::CheckedSearchConfig;
 use crate::config::RERANK_SLACK;
-use crate::config::split_validation;
 use crate::env::{CoInferenceEnv, EpisodeRecord};
 use crate::evaluator::Evaluation;
 use crate::evaluator::{PlanEvaluator, ValidationSet};
 use crate::finetune::{
     FineTuneProgress, ThreeStepConfig, ThreeStepOutcome, fine_tune, fine_tune_three_steps,
 };
+use crate::observer::Phase;
 use crate::plan::{PlanArtifacts, SplitPlan};
 use crate::refine::{Refinement, refine};
 use crate::report::{PhaseTimes, Reranked, SearchReport};
@@ -34,13 +34,10 @@ use crate::space::{Decision, SearchSpace};
 use burn::prelude::Device;
 
 impl CoInference {
-    /// Builds the codec families (training the autoencoders) and the plan evaluator.
-    pub fn prepare(
-        &self,
-        progress: impl FnMut(&CodecProgress),
-    ) -> Result<SearchSession<'_>, AutomlError> {
+    /// Builds the codec families (training the autoencoders, reported to the observer as
+    /// [`Phase::Codecs`]) and the plan evaluator.
+    pub fn prepare(&self) -> Result<SearchSession<'_>, AutomlError> {
         let start = Instant::now();
-        let (train, validation) = self.validation_split()?;
         let spec = self.model.spec().clone();
         let splits: Vec<usize> = spec
             .shapes()?
@@ -50,15 +47,30 @@ impl CoInference {
             .enumerate()
             .map(|(i, _)| i)
             .collect();
+        let observer = &*self.observer;
+        observer.started(Phase::Codecs, 0);
         let (families, bank) = build_codecs(
             &self.model,
             &splits,
-            &train,
+            &self.train,
             &self.norm,
             self.config.codecs(),
             &self.backend,
-            progress,
+            |p: &CodecProgress| {
+                observer.advanced(
+                    Phase::Codecs,
+                    p.done as u64,
+                    p.total as u64,
+                    &format!(
+                        "split {} r={} train acc {:.1}%",
+                        p.split,
+                        p.ratio,
+                        100.0 * p.train_accuracy
+                    ),
+                );
+            },
         )?;
+        observer.finished(Phase::Codecs);
         let mut families = families.into_iter();
         let space = SearchSpace::new(&spec, self.config.max_prune, |_, _| {
             families.next().ok_or_else(|| AutomlError::InvalidConfig {
@@ -67,7 +79,7 @@ impl CoInference {
             })
         })?;
         let validation =
-            ValidationSet::new(&validation, &self.norm, EVAL_BATCH_SIZE, &self.backend)?;
+            ValidationSet::new(&self.validation, &self.norm, EVAL_BATCH_SIZE, &self.backend)?;
         let mut evaluator = PlanEvaluator::new(
             self.model.clone(),
             space,
@@ -76,14 +88,16 @@ impl CoInference {
             validation,
         )?;
         if self.config.recovery != PruneRecovery::None {
-            let calibration = self.calibration(&train)?;
+            let calibration = self.calibration(&self.train)?;
             evaluator = evaluator.with_recovery(self.config.recovery, calibration);
         }
         Ok(SearchSession {
             search: self,
             evaluator,
-            train,
+            train: self.train.clone(),
             phases: PhaseTimes {
+                training_s: self.setup_s[0],
+                profiling_s: self.setup_s[1],
                 codecs_s: start.elapsed().as_secs_f64(),
                 ..PhaseTimes::default()
             },
@@ -111,21 +125,6 @@ impl CoInference {
         let indices: Vec<usize> = (0..n).collect();
         let (images, _) = sample.batch(&indices, &self.norm, &self.backend)?;
         Ok(Calibration::new(&self.model.valid(), images)?)
-    }
-
-    fn validation_split(&self) -> Result<(ImageDataset, ImageDataset), AutomlError> {
-        split_validation(
-            &self.data.train,
-            self.config.validation_images,
-            self.config.seed,
-        )
-    }
-
-    /// The whole search with defaults: prepare, run DDPG, fine-tune the best plan.
-    pub fn search(&self) -> Result<SearchReport, AutomlError> {
-        let mut session = self.prepare(|_| {})?;
-        let run = session.run_ddpg(None, |_| {})?;
-        session.report(run, Vec::new(), None)
     }
 }
 
@@ -296,6 +295,8 @@ impl SearchSession<'_> {
             backbone_test_accuracy,
             seconds: self.phases.session_s(),
             phases: self.phases.clone(),
+            data: search.data_label.clone(),
+            notes: search.notes.clone(),
             reranked,
             refinement: Some(refinement),
         })

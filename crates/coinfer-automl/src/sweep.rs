@@ -18,7 +18,7 @@
 //! # use coinfer_automl::prelude::*;
 //! # use coinfer_automl::sweep::SweepGrid;
 //! # fn demo(search: &CoInference) -> Result<(), AutomlError> {
-//! let mut session = search.prepare(|_| {})?;
+//! let mut session = search.prepare()?;
 //! let grid = SweepGrid::default_grid(ComputeProfile::preset("edge-gateway", None)?);
 //! let sweep = session.sweep(&grid, 60, None, |done, total, _| eprintln!("{done}/{total}"))?;
 //! for point in &sweep.points {

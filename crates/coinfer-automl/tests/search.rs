@@ -95,7 +95,7 @@ fn run_episode(env: &mut CoInferenceEnv<'_>, actions: &[f32]) -> Vec<(Vec<f32>, 
 #[test]
 fn actions_map_to_the_decision_and_states_describe_each_step() {
     let search = search(Reward::ErrorLogLatency, config(1));
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     let evaluator: &mut PlanEvaluator = session.evaluator();
     let space: SearchSpace = evaluator.space().clone();
     // Split action 0.7 → candidate 4 of 6 (split 4, after every basic block).
@@ -146,7 +146,7 @@ fn budget_clipping_keeps_every_plan_within_a_reachable_budget() {
     let budget_s = 0.0106;
     let reward = Reward::AccuracyUnderBudget { budget_s };
     let search = search(reward, config(1));
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     let mut env = CoInferenceEnv::new(session.evaluator(), reward).unwrap();
     let mut clipped = 0;
     for i in 0..12 {
@@ -172,7 +172,7 @@ fn budget_clipping_keeps_every_plan_within_a_reachable_budget() {
 #[test]
 fn the_same_plan_is_evaluated_once() {
     let search = search(Reward::ErrorLogLatency, config(1));
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     let ev = session.evaluator();
     ev.begin_session();
     let candidate = 3;
@@ -212,7 +212,7 @@ fn codec_variants_of_one_pruned_network_score_as_a_fresh_evaluator_does() {
     // plans that differ only in their codec; the scores must not depend on that.
     let search = search(Reward::ErrorLogLatency, config(1));
     let candidate = 3;
-    let mut shared = search.prepare(|_| {}).unwrap();
+    let mut shared = search.prepare().unwrap();
     let ev = shared.evaluator();
     let layers = ev.space().candidates[candidate].prunable.len();
     let codecs = ev.space().candidates[candidate].family.entries.len();
@@ -231,7 +231,7 @@ fn codec_variants_of_one_pruned_network_score_as_a_fresh_evaluator_does() {
         .collect();
     let in_a_row: Vec<_> = decisions.iter().map(|d| ev.evaluate(d).unwrap()).collect();
     for (decision, reused) in decisions.iter().zip(&in_a_row).rev() {
-        let mut fresh = search.prepare(|_| {}).unwrap();
+        let mut fresh = search.prepare().unwrap();
         let alone = fresh.evaluator().evaluate(decision).unwrap();
         assert_eq!(&alone, reused, "codec {}", decision.codec);
     }
@@ -242,7 +242,7 @@ fn refinement_climbs_to_a_plan_no_single_move_improves_within_its_budget() {
     use coinfer_automl::refine::{RefineConfig, refine};
     let reward = Reward::ErrorLogLatency;
     let search = search(reward, config(1));
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     let ev = session.evaluator();
     ev.begin_session();
     // A poor start: the image sent as float32.
@@ -305,7 +305,7 @@ fn refinement_climbs_to_a_plan_no_single_move_improves_within_its_budget() {
     }
 
     // A budget of one plan stops after one new plan.
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     let ev = session.evaluator();
     ev.begin_session();
     let start = ev.evaluate(&ev.decision_of(&start).unwrap()).unwrap();
@@ -342,7 +342,7 @@ fn re_ranking_fine_tunes_only_faster_plans_and_keeps_the_fastest_that_then_fits(
         .backend(Device::flex())
         .build()
         .unwrap();
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     let run = session.run_ddpg(None, |_| {}).unwrap();
     let report = session.report(run, Vec::new(), None).unwrap();
     let answer = report.refinement.as_ref().unwrap().best.clone();
@@ -393,18 +393,18 @@ fn an_interrupted_search_resumes_where_it_stopped() {
 
     let uninterrupted = {
         let search = search(Reward::ErrorLogLatency, config(8));
-        let mut session = search.prepare(|_| {}).unwrap();
+        let mut session = search.prepare().unwrap();
         session.run_ddpg(None, |_| {}).unwrap()
     };
     let first_part = {
         let search = search(Reward::ErrorLogLatency, config(5));
-        let mut session = search.prepare(|_| {}).unwrap();
+        let mut session = search.prepare().unwrap();
         session.run_ddpg(Some(&dir), |_| {}).unwrap()
     };
     assert_eq!(first_part.records.len(), 5);
     let resumed = {
         let search = search(Reward::ErrorLogLatency, config(8));
-        let mut session = search.prepare(|_| {}).unwrap();
+        let mut session = search.prepare().unwrap();
         let mut fresh = 0;
         let run = session.run_ddpg(Some(&dir), |_| fresh += 1).unwrap();
         assert_eq!(fresh, 3, "only the missing episodes run after a resume");
@@ -428,7 +428,7 @@ fn a_short_search_produces_a_deployable_plan() {
         ..CodecSetup::default()
     };
     let search = search(Reward::ErrorLogLatency, cfg);
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     // Every split after the input offers the trained autoencoder.
     let space = session.evaluator().space().clone();
     for c in &space.candidates[1..] {
@@ -559,7 +559,7 @@ fn invalid_settings_are_rejected_by_name() {
 #[test]
 fn the_exhaustive_grid_evaluates_every_grid_plan_once() {
     let search = search(Reward::ErrorLogLatency, config(1));
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     let ev = session.evaluator();
     let expected = ev.space().grid_size(2) as usize;
     let result =
@@ -607,7 +607,7 @@ fn every_baseline_returns_the_kind_of_plan_its_name_promises() {
     let mut cfg = config(1);
     cfg.codecs = CodecSetup::fixed_only();
     let search = search(Reward::default(), cfg);
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     let settings = BaselineSettings {
         grid_levels: 2,
         ..session.baseline_settings(8)
@@ -661,7 +661,7 @@ fn a_sweep_finds_device_only_on_a_dead_link_and_offloads_on_a_fast_one() {
     let mut cfg = config(1);
     cfg.codecs = CodecSetup::fixed_only();
     let search = search(Reward::default(), cfg);
-    let mut session = search.prepare(|_| {}).unwrap();
+    let mut session = search.prepare().unwrap();
     let mut grid = SweepGrid::default_grid(ComputeProfile::analytic(1e12, 0.0).unwrap());
     // 10 bit/s: any upload takes minutes; 1 Gbit/s with no RTT and a 1 MFLOP/s device: any
     // device work takes seconds, sending the image takes microseconds.

@@ -14,7 +14,6 @@
 
 mod backend;
 mod data;
-mod plots;
 mod profile;
 mod runtime;
 mod search;

@@ -135,7 +135,14 @@ pub fn run(args: ProfileArgs) -> CliResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::compute_profile;
+    use coinfer_automl::ComputeSource;
+
+    fn compute_profile(
+        name: &str,
+        table: &ProfileTable,
+    ) -> Result<ComputeProfile, coinfer_automl::AutomlError> {
+        name.parse::<ComputeSource>()?.resolve(Some(table))
+    }
 
     fn tiny() -> MeasureConfig {
         MeasureConfig::new().with_warmup(1).with_repeats(3)

@@ -1,26 +1,23 @@
-//! `coinfer search`: the main job, end to end.
+//! `coinfer search`: the options of the main job, handed to the library's pipeline
+//! ([`CoInference::search`]), and its report printed.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burn::prelude::*;
 use clap::Args;
-use coinfer_automl::codecs::CodecSetup;
-use coinfer_automl::data::TrainTest;
-use coinfer_automl::profile::{ComputeProfile, LinkProfile, preset};
-use coinfer_automl::profile::{MeasureConfig, ProfileTable, measure_blocks};
-use coinfer_automl::split::train::{EVAL_BATCH_SIZE, TrainConfig, evaluate, train_classifier};
-use coinfer_automl::split::{Network, zoo};
+use coinfer_automl::split::Network;
 use coinfer_automl::{
-    Baseline, BaselineSettings, CheckpointSummary, CoInference, Reward, SearchConfig, SearchReport,
-    inspect_checkpoint, split_validation,
+    CoInference, CoInferenceBuilder, ComputeSource, LinkSource, Observer, Phase, Reward,
+    SearchConfig, SearchReport,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::BackendChoice;
 use crate::data::{self, DatasetChoice};
-use crate::plots;
 
 type CliResult<T> = Result<T, Box<dyn Error>>;
 
@@ -130,50 +127,58 @@ pub struct SearchArgs {
     pub(crate) config: Option<PathBuf>,
 }
 
-pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} ({elapsed}) {prefix}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar.enable_steady_tick(Duration::from_millis(500));
-    bar
+/// Progress bars (indicatif) for the library's [`Observer`] calls, one per phase.
+#[derive(Default)]
+pub(crate) struct Bars(RefCell<HashMap<Phase, ProgressBar>>);
+
+impl Observer for Bars {
+    fn started(&self, phase: Phase, total: u64) {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} ({elapsed}) {prefix}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(phase.label());
+        bar.enable_steady_tick(Duration::from_millis(500));
+        self.0.borrow_mut().insert(phase, bar);
+    }
+
+    fn advanced(&self, phase: Phase, done: u64, total: u64, detail: &str) {
+        if let Some(bar) = self.0.borrow().get(&phase) {
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_prefix(detail.to_string());
+        }
+    }
+
+    fn finished(&self, phase: Phase) {
+        if let Some(bar) = self.0.borrow_mut().remove(&phase) {
+            bar.finish();
+        }
+    }
+
+    fn note(&self, text: &str) {
+        println!("{text}");
+    }
 }
 
-/// Defaults of the overridable options when there is no `--config` file.
-const DEFAULT_EPISODES: usize = 300;
-const DEFAULT_WARMUP: usize = 50;
-const DEFAULT_SEED: u64 = 1;
-const DEFAULT_FINETUNE_EPOCHS: usize = 1;
-
-/// The search configuration: the `--config` file (or the command-line options and defaults),
-/// then episodes, warm-up, seed, fine-tune epochs and the refinement budget from the command
-/// line where given.
+/// The search configuration: the `--config` file (or the library's defaults with the
+/// command line's codec and baseline options), then episodes, warm-up, seed, fine-tune epochs
+/// and the refinement budget from the command line where given. Checked by the builder.
 fn search_config(args: &SearchArgs) -> CliResult<SearchConfig> {
     let mut config = match &args.config {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
+        Some(path) => SearchConfig::load(path)?,
         None => {
             let mut config = SearchConfig {
-                episodes: DEFAULT_EPISODES,
                 validation_images: args.validation_images,
-                codecs: CodecSetup {
-                    ae_ratios: args.ae_ratios.clone(),
-                    spatial_ratios: args.spatial_ratios.clone(),
-                    ae_epochs: args.ae_epochs,
-                    ..CodecSetup::default()
-                },
-                seed: DEFAULT_SEED,
+                baselines: !args.no_baselines,
+                exhaustive_levels: args.exhaustive_levels,
                 ..SearchConfig::default()
             };
-            config.ddpg.warmup_episodes = DEFAULT_WARMUP;
-            config.ddpg.seed = DEFAULT_SEED;
-            config.finetune.epochs = DEFAULT_FINETUNE_EPOCHS;
+            config.codecs.ae_ratios = args.ae_ratios.clone();
+            config.codecs.spatial_ratios = args.spatial_ratios.clone();
+            config.codecs.ae_epochs = args.ae_epochs;
             config
         }
     };
@@ -193,426 +198,56 @@ fn search_config(args: &SearchArgs) -> CliResult<SearchConfig> {
     if let Some(evaluations) = args.refine_evaluations {
         config.refine.max_evaluations = evaluations;
     }
-    // Fail before training a backbone, not after.
-    config.clone().check()?;
     Ok(config)
 }
 
-/// Trains (or loads) the backbone; the seed and validation split are the search's.
-fn backbone(
+/// The builder the options describe (shared by `search` and `sweep`), writing into `out`.
+pub(crate) fn builder(
     args: &SearchArgs,
-    config: &SearchConfig,
-    data: &TrainTest,
-    tag: &str,
     device: &Device,
-) -> CliResult<Network> {
-    let (seed, validation_images) = (config.seed, config.validation_images);
-    if let Some(path) = &args.backbone {
-        println!("backbone: loading {}", path.display());
-        return Ok(Network::load(path, device)?);
-    }
-    let cache = args.results.join("cache").join(format!(
-        "{}-{tag}-e{}-s{seed}-v{validation_images}-{}.cfnet",
-        args.model,
-        args.backbone_epochs,
-        args.backend.name()
-    ));
-    if cache.exists() {
-        println!("backbone: reusing {}", cache.display());
-        return Ok(Network::load(&cache, device)?);
-    }
-    // Train on the training part only: the search scores plans on the held-out validation part.
-    let (train_part, _) = split_validation(&data.train, validation_images, seed)?;
-    let spec = zoo::by_name(&args.model, data.train.num_classes()).ok_or_else(|| {
-        format!(
-            "unknown model `{}` (known: {:?})",
-            args.model,
-            zoo::MODEL_NAMES
-        )
-    })?;
-    if spec.input.dims() != data.train.image_shape() {
-        return Err(format!(
-            "model `{}` takes {:?} images but {tag} has {:?} (pick a model for the data set)",
-            args.model,
-            spec.input.dims(),
-            data.train.image_shape()
-        )
-        .into());
-    }
-    device.seed(seed);
-    let net = Network::new(spec, device)?;
-    let norm = coinfer_automl::data::Normalization::fit(&data.train);
-    let config = TrainConfig {
-        epochs: args.backbone_epochs,
-        seed,
-        ..TrainConfig::default()
-    };
-    let steps = train_part.len().div_ceil(config.batch_size) * config.epochs;
-    let progress = bar(steps as u64, "training backbone");
-    let trained = train_classifier(net, &train_part, &norm, &config, device, |p| {
-        progress.inc(1);
-        progress.set_prefix(format!("loss {:.3} acc {:.1}%", p.loss, 100.0 * p.accuracy));
-    })?;
-    progress.finish();
-    let accuracy = evaluate(&trained, &data.test, &norm, EVAL_BATCH_SIZE, device)?;
-    println!(
-        "backbone: test accuracy {:.2}%, saved to {}",
-        100.0 * accuracy,
-        cache.display()
-    );
-    trained.save(&cache)?;
-    Ok(trained)
-}
-
-pub(crate) fn compute_profile(name: &str, table: &ProfileTable) -> CliResult<ComputeProfile> {
-    if name.ends_with(".json") {
-        let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
-        let profile: ComputeProfile =
-            serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
-        profile.check()?;
-        return Ok(profile);
-    }
-    Ok(preset::compute_preset(name)?.resolve(Some(table))?)
-}
-
-fn link_profile(name: &str) -> CliResult<LinkProfile> {
-    if name.ends_with(".json") {
-        let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
-        let link: LinkProfile = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
-        link.check()?;
-        return Ok(link);
-    }
-    Ok(LinkProfile::preset(name)?)
-}
-
-fn reward(args: &SearchArgs) -> CliResult<Reward> {
-    match (args.reward.as_str(), args.budget_ms) {
-        ("within-tolerance", _) => {
-            let reward = Reward::within_tolerance(args.tolerance_points / 100.0);
-            reward.check()?;
-            Ok(reward)
-        }
-        ("error-log-latency", _) => Ok(Reward::ErrorLogLatency),
-        ("budget", Some(ms)) => Ok(Reward::AccuracyUnderBudget { budget_s: ms / 1e3 }),
-        ("budget", None) => Err("--reward budget needs --budget-ms".into()),
-        (other, _) => Err(format!(
-            "unknown reward `{other}` (within-tolerance, error-log-latency or budget)"
-        )
-        .into()),
-    }
-}
-
-fn write(path: &Path, text: &str) -> CliResult<()> {
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()).into())
-}
-
-/// Refuses numeric options no search can use, before anything is trained or written.
-fn check_flags(args: &SearchArgs) -> CliResult<()> {
-    let autoencoders = !args.ae_ratios.is_empty() || !args.spatial_ratios.is_empty();
-    let positive = [
-        ("--episodes", args.episodes.unwrap_or(1)),
-        ("--validation-images", args.validation_images),
-        ("--ae-epochs", if autoencoders { args.ae_epochs } else { 1 }),
-    ];
-    for (flag, value) in positive {
-        if value == 0 {
-            return Err(format!("{flag} must be at least 1").into());
-        }
-    }
-    if args.backbone.is_none() && args.backbone_epochs == 0 {
-        return Err("--backbone-epochs must be at least 1 when no --backbone is given".into());
-    }
-    if args.ae_ratios.contains(&0) {
-        return Err("--ae-ratios: a ratio must be at least 1".into());
-    }
-    if args.spatial_ratios.contains(&0) {
-        return Err("--spatial-ratios: a ratio must be at least 1".into());
-    }
-    if let Some(ms) = args.budget_ms
-        && !(ms.is_finite() && ms > 0.0)
-    {
-        return Err(format!("--budget-ms {ms} must be positive and finite").into());
-    }
-    Ok(())
-}
-
-/// What [`build_search`] sets up: the search, the block table measured on this machine, and the
-/// wall time of the steps before the session.
-pub struct Built {
-    /// The search, checked.
-    pub search: CoInference,
-    /// Per-block timings of the backbone on this machine.
-    pub table: ProfileTable,
-    /// Seconds spent training (or loading) the backbone.
-    pub training_s: f64,
-    /// Seconds spent profiling it.
-    pub profiling_s: f64,
-}
-
-/// Loads the data, trains (or loads) the backbone, profiles it and builds the search the
-/// options describe (shared by `search` and `sweep`). Nothing is written into `out` before
-/// every option is checked.
-pub fn build_search(args: &SearchArgs, device: &Device, out: &Path) -> CliResult<Built> {
-    check_flags(args)?;
+    out: &Path,
+) -> CliResult<CoInferenceBuilder> {
     let config = search_config(args)?;
-    let (data, tag) = data::load(args.dataset, args.data_dir.as_deref(), config.seed)?;
+    let (data, label) = data::load(args.dataset, args.data_dir.as_deref(), config.seed)?;
     println!(
-        "data: {} train / {} test images ({tag})",
+        "data: {} train / {} test images ({label})",
         data.train.len(),
         data.test.len()
     );
-    let training = Instant::now();
-    let backbone = backbone(args, &config, &data, &tag, device)?;
-    let training_s = training.elapsed().as_secs_f64();
-
-    println!("profiling the backbone's blocks on this machine (batch 1)...");
-    let profiling = Instant::now();
-    let table = measure_blocks(&backbone, &MeasureConfig::new(), device)?;
-    let profiling_s = profiling.elapsed().as_secs_f64();
-    let device_profile = compute_profile(&args.device, &table)?;
-    let edge_profile = compute_profile(&args.edge, &table)?;
-    let link = link_profile(&args.link)?;
-
-    let search = CoInference::builder()
-        .model(backbone)
+    let builder = CoInference::builder()
         .data(data)
-        .device(device_profile)
-        .link(link)
-        .edge(edge_profile)
-        .profile_names(&args.device, &args.link, &args.edge)
-        .reward(reward(args)?)
+        .data_label(&label)
+        .device(args.device.parse::<ComputeSource>()?)
+        .link(args.link.parse::<LinkSource>()?)
+        .edge(args.edge.parse::<ComputeSource>()?)
+        .reward(Reward::from_options(
+            &args.reward,
+            args.tolerance_points,
+            args.budget_ms,
+        )?)
         .config(config)
         .backend(device.clone())
-        .build()?;
-    // Every option is checked by now: only a valid search writes into the run's folder.
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    table.save(out.join("profile-this-machine.json"))?;
-    Ok(Built {
-        search,
-        table,
-        training_s,
-        profiling_s,
+        .output(out)
+        .resume(args.resume)
+        .observer(Bars::default());
+    Ok(match &args.backbone {
+        Some(path) => {
+            println!("backbone: loading {}", path.display());
+            builder.model(Network::load(path, device)?)
+        }
+        None => builder
+            .train_backbone(&args.model, args.backbone_epochs)
+            .backbone_cache(args.results.join("cache").join(args.backend.name())),
     })
 }
 
-/// Trains the codecs of `search` with a progress bar and writes their table to `out`.
-pub fn prepare_session<'a>(
-    search: &'a CoInference,
-    out: &Path,
-) -> CliResult<coinfer_automl::SearchSession<'a>> {
-    let codec_bar = bar(0, "training codecs");
-    let mut session = search.prepare(|p| {
-        codec_bar.set_length(p.total as u64);
-        codec_bar.set_position(p.done as u64);
-        codec_bar.set_prefix(format!(
-            "split {} r={} train acc {:.1}%",
-            p.split,
-            p.ratio,
-            100.0 * p.train_accuracy
-        ));
-    })?;
-    codec_bar.finish();
-    write_codec_table(&mut session, out)?;
-    Ok(session)
-}
-
-/// Runs the main job. Everything is written into a staging folder beside the run's
-/// (`<results>/.<run>.partial`) and renamed over `<results>/<run>` only when the search has
-/// finished, so a search that fails leaves an earlier run of the same name as it was; an
-/// interrupted search leaves its checkpoint there for `--resume`.
+/// Runs the main job (the library's pipeline) and prints its report.
 pub fn run(args: SearchArgs) -> CliResult<()> {
-    let start = Instant::now();
     let device = Device::flex();
-    check_flags(&args)?;
     let out = args.results.join(&args.run);
-    let staging = stage(&out, args.resume)?;
-    let checkpoint = staging.join("checkpoint");
-    // A corrupt checkpoint is reported now, before the backbone, the profile and the codecs.
-    let resumed = resumed_from(&checkpoint, &out, args.resume, &device)?;
-    let built = build_search(&args, &device, &staging)?;
-    let (training_s, profiling_s) = (built.training_s, built.profiling_s);
-    let mut session = prepare_session(&built.search, &staging)?;
-
-    let episodes_bar = bar(session.config().episodes as u64, "DDPG search");
-    let mut best = f32::NEG_INFINITY;
-    if let Some(resumed) = resumed {
-        // The bar starts at the checkpoint's episode, its best reward includes the earlier
-        // episodes.
-        episodes_bar.set_position(resumed.episodes_done as u64);
-        if let Some(reward) = resumed.best_reward {
-            best = reward;
-            episodes_bar.set_prefix(format!(
-                "best reward {best:.4} (resumed after episode {})",
-                resumed.episodes_done
-            ));
-        }
-    }
-    let run = session.run_ddpg(Some(&checkpoint), |record| {
-        best = best.max(record.reward);
-        // A resumed search starts at its checkpoint's episode, not at 0.
-        episodes_bar.set_position(record.episode as u64 + 1);
-        episodes_bar.set_prefix(format!(
-            "best reward {best:.4} (last: split {} {} acc {:.1}% {:.2} ms)",
-            record.evaluation.split,
-            record.evaluation.codec,
-            100.0 * record.evaluation.accuracy,
-            record.evaluation.latency.total * 1e3
-        ));
-    })?;
-    episodes_bar.finish();
-    println!(
-        "DDPG: {} episodes, {} distinct plans evaluated",
-        run.records.len(),
-        run.evaluations
-    );
-
-    let baselines = if args.no_baselines {
-        Vec::new()
-    } else {
-        let which: Vec<Baseline> = Baseline::ALL
-            .into_iter()
-            .filter(|b| *b != Baseline::ExhaustiveGrid || args.exhaustive_levels > 0)
-            .collect();
-        let settings = BaselineSettings {
-            exhaustive_levels: args.exhaustive_levels,
-            ..session.baseline_settings(run.evaluations.max(1))
-        };
-        let baseline_bar = bar(which.len() as u64, "baselines");
-        let results = session.baselines(&which, &settings, |b| {
-            baseline_bar.set_prefix(b.name());
-            baseline_bar.inc(1);
-        })?;
-        baseline_bar.finish();
-        results
-    };
-
-    // Export the edge-only baseline as a deployable plan too, for runtime comparisons.
-    if let Some(edge_only) = baselines
-        .iter()
-        .find(|b| Baseline::from_name(&b.name) == Some(Baseline::EdgeOnlyRaw))
-    {
-        let decision = session.evaluator().decision_of(&edge_only.best)?;
-        session.finalize(
-            &decision,
-            edge_only.reward,
-            Some(&staging.join("edge-only")),
-            |_, _, _| {},
-        )?;
-    }
-
-    println!(
-        "re-ranking the fastest plans near the tolerance by their fine-tuned accuracy, then fine-tuning the chosen plan (three steps)..."
-    );
-    let mut report = session.report(run, baselines, Some(&staging))?;
-    report.phases.training_s = training_s;
-    report.phases.profiling_s = profiling_s;
-    let json = serde_json::to_string_pretty(&report)?;
-    write(&staging.join("report.json"), &json)?;
-    let mut md = report.to_markdown();
-    md.push_str(&format!(
-        "\nTotal wall time of `coinfer search`: {:.1} s.\n",
-        start.elapsed().as_secs_f64()
-    ));
-    write(&staging.join("report.md"), &md)?;
-    draw_plots(&report, &staging)?;
-    publish(&staging, &out)?;
-    println!("{md}");
-    println!("results in {}", out.display());
+    let report = builder(&args, &device, &out)?.build()?.search()?;
+    println!("{}", report.to_markdown());
     Ok(())
-}
-
-/// `<results>/.<run>.<what>`: a sibling of the run's folder.
-pub(crate) fn sibling(out: &Path, what: &str) -> PathBuf {
-    let name = out
-        .file_name()
-        .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
-    out.with_file_name(format!(".{name}.{what}"))
-}
-
-/// Prepares the staging folder of the run at `out`: a fresh one, or with `resume` the one an
-/// interrupted search left (its checkpoint), else a copy of the finished run's checkpoint.
-fn stage(out: &Path, resume: bool) -> CliResult<PathBuf> {
-    let staging = sibling(out, "partial");
-    let io = |path: &Path, e: std::io::Error| format!("{}: {e}", path.display());
-    if !resume && staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;
-    }
-    let checkpoint = staging.join("checkpoint");
-    let finished = out.join("checkpoint");
-    if resume && !checkpoint.exists() && finished.join("agent").exists() {
-        copy_dir(&finished, &checkpoint)?;
-    }
-    Ok(staging)
-}
-
-/// Copies a folder tree (a checkpoint: a few small files).
-fn copy_dir(from: &Path, to: &Path) -> CliResult<()> {
-    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
-    for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
-        let entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)
-                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// With `--resume`: reads and checks the checkpoint (a corrupt one is an error naming its
-/// file), or says that there is none.
-fn resumed_from(
-    checkpoint: &Path,
-    out: &Path,
-    resume: bool,
-    device: &Device,
-) -> CliResult<Option<CheckpointSummary>> {
-    if !resume {
-        return Ok(None);
-    }
-    if !checkpoint.join("agent").exists() {
-        println!(
-            "--resume: no checkpoint in {} (nor an interrupted search in {}), the search starts \
-             from episode 0",
-            out.join("checkpoint").display(),
-            checkpoint.display()
-        );
-        return Ok(None);
-    }
-    let summary = inspect_checkpoint(checkpoint, device)
-        .map_err(|e| format!("--resume: the checkpoint cannot be used: {e}"))?;
-    println!(
-        "--resume: the checkpoint holds {} episodes, the search goes on from there",
-        summary.episodes_done
-    );
-    Ok(Some(summary))
-}
-
-/// Replaces the run's folder `out` with the finished `staging` one.
-pub(crate) fn publish(staging: &Path, out: &Path) -> CliResult<()> {
-    let io = |path: &Path, e: std::io::Error| format!("{}: {e}", path.display());
-    let old = sibling(out, "old");
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
-    }
-    if out.exists() {
-        std::fs::rename(out, &old).map_err(|e| io(out, e))?;
-    }
-    if let Err(e) = std::fs::rename(staging, out) {
-        // Put the earlier run back.
-        let _ = std::fs::rename(&old, out);
-        return Err(io(staging, e).into());
-    }
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
-}
-
-fn draw_plots(report: &SearchReport, out: &Path) -> CliResult<()> {
-    plots::rewards(report, &out.join("reward.svg"))?;
-    plots::scatter(report, &out.join("scatter.svg"))?;
-    plots::breakdown(report, &out.join("breakdown.svg"))
 }
 
 /// `coinfer plot`: redraws the plots of a finished search from its `report.json`.
@@ -622,14 +257,8 @@ pub fn replot(report_path: &Path) -> CliResult<()> {
     let report: SearchReport = serde_json::from_str(&text)
         .map_err(|e| format!("{}: not a search report: {e}", report_path.display()))?;
     let out = report_path.parent().unwrap_or(Path::new("."));
-    draw_plots(&report, out)?;
+    coinfer_automl::plots::draw_search(&report, out)?;
     println!("plots written to {}", out.display());
-    Ok(())
-}
-
-fn write_codec_table(session: &mut coinfer_automl::SearchSession<'_>, out: &Path) -> CliResult<()> {
-    let table = coinfer_automl::report::codec_table(session.evaluator())?;
-    write(&out.join("codecs.md"), &table)?;
     Ok(())
 }
 
@@ -637,39 +266,6 @@ fn write_codec_table(session: &mut coinfer_automl::SearchSession<'_>, out: &Path
 mod tests {
     use super::*;
     use clap::Parser;
-
-    #[test]
-    fn a_run_is_replaced_only_when_it_is_published() {
-        let results = std::env::temp_dir().join(format!("coinfer-stage-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&results);
-        let out = results.join("run");
-        std::fs::create_dir_all(out.join("checkpoint").join("agent")).unwrap();
-        std::fs::write(out.join("report.md"), "earlier").unwrap();
-        std::fs::write(out.join("checkpoint").join("agent").join("a"), "state").unwrap();
-        // A new search stages beside the run; until it is published the run is as it was.
-        let staging = stage(&out, false).unwrap();
-        assert_eq!(staging, results.join(".run.partial"));
-        std::fs::create_dir_all(&staging).unwrap();
-        std::fs::write(staging.join("report.md"), "new").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(out.join("report.md")).unwrap(),
-            "earlier"
-        );
-        // A fresh search discards what an earlier one left in staging.
-        assert!(!stage(&out, false).unwrap().exists());
-        // --resume starts from the finished run's checkpoint.
-        let staging = stage(&out, true).unwrap();
-        let copied = staging.join("checkpoint").join("agent").join("a");
-        assert_eq!(std::fs::read_to_string(copied).unwrap(), "state");
-        std::fs::write(staging.join("report.md"), "new").unwrap();
-        publish(&staging, &out).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(out.join("report.md")).unwrap(),
-            "new"
-        );
-        assert!(!staging.exists() && !sibling(&out, "old").exists());
-        let _ = std::fs::remove_dir_all(&results);
-    }
 
     #[derive(Parser)]
     struct Cli {
@@ -739,7 +335,14 @@ mod tests {
         let config = search_config(&parse(&[])).unwrap();
         assert_eq!(
             overridable(&config),
-            (300, 50, 1, 1, 1, coinfer_automl::DEFAULT_VALIDATION_IMAGES)
+            (
+                300,
+                50,
+                coinfer_automl::DEFAULT_SEED,
+                coinfer_automl::DEFAULT_SEED,
+                1,
+                coinfer_automl::DEFAULT_VALIDATION_IMAGES
+            )
         );
         let config =
             search_config(&parse(&["--episodes", "5", "--validation-images", "50"])).unwrap();

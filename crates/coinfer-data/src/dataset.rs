@@ -6,6 +6,9 @@ use rand::seq::SliceRandom;
 
 use crate::error::{DataError, Result};
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
 /// Labelled images with `u8` pixels, stored contiguously in NCHW order.
 ///
 /// All images share one shape `[channels, height, width]`; every label is below
@@ -207,6 +210,68 @@ impl ImageDataset {
             self.image_shape(),
             self.num_classes,
         )
+    }
+
+    /// A 64-bit fingerprint (FNV-1a) of each image's label and pixels, in order. Equal images
+    /// with equal labels share a fingerprint wherever they come from, so a model can record
+    /// which images it was trained on and a later search can tell whether its validation images
+    /// are among them.
+    pub fn image_digests(&self) -> Vec<u64> {
+        (0..self.len())
+            .map(|i| {
+                let mut hash = FNV_OFFSET;
+                for &b in std::iter::once(&self.labels[i]).chain(self.image(i)) {
+                    hash = (hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+                }
+                hash
+            })
+            .collect()
+    }
+
+    /// A 64-bit fingerprint (hex) of the whole dataset: shape, classes and every image's
+    /// [digest](Self::image_digests), in order.
+    pub fn digest(&self) -> String {
+        let mut hash = FNV_OFFSET;
+        let header = [self.channels, self.height, self.width, self.num_classes];
+        let bytes = header
+            .iter()
+            .flat_map(|d| (*d as u64).to_le_bytes())
+            .chain(self.image_digests().into_iter().flat_map(u64::to_le_bytes));
+        for b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+        }
+        format!("{hash:016x}")
+    }
+
+    /// Splits into `(chosen, rest)`: `n` images drawn at random (seeded) among those whose
+    /// index `eligible` accepts, and every other image. Each part keeps the original order.
+    ///
+    /// Fails with [`DataError::InvalidParameter`] when fewer than `n` images are eligible.
+    pub fn split_eligible(
+        &self,
+        n: usize,
+        seed: u64,
+        eligible: impl Fn(usize) -> bool,
+    ) -> Result<(ImageDataset, ImageDataset)> {
+        let mut candidates: Vec<usize> = (0..self.len()).filter(|&i| eligible(i)).collect();
+        if candidates.len() < n {
+            return Err(DataError::invalid(
+                "n",
+                format!(
+                    "{n} images wanted but only {} are eligible",
+                    candidates.len()
+                ),
+            ));
+        }
+        candidates.shuffle(&mut StdRng::seed_from_u64(seed));
+        let mut chosen = candidates[..n].to_vec();
+        chosen.sort_unstable();
+        let mut taken = vec![false; self.len()];
+        for &i in &chosen {
+            taken[i] = true;
+        }
+        let rest: Vec<usize> = (0..self.len()).filter(|&i| !taken[i]).collect();
+        Ok((self.gather(&chosen), self.gather(&rest)))
     }
 
     pub(crate) fn check_indices(&self, indices: &[usize]) -> Result<()> {

@@ -10,11 +10,13 @@ use burn::store::ModuleRecord;
 use crate::SplitError;
 use crate::model::NetModule;
 use crate::spec::NetSpec;
+use serde::{Deserialize, Serialize};
 
 /// Magic bytes at the start of a saved network file.
 const FILE_MAGIC: &[u8; 8] = b"COINFNET";
-/// Version of the saved network file layout.
-const FILE_VERSION: u32 = 1;
+/// Version of the saved network file layout: 2 adds the training record after the weights;
+/// version 1 files (no record) still load.
+const FILE_VERSION: u32 = 2;
 
 /// A network spec together with the burn module built from it.
 ///
@@ -40,6 +42,55 @@ const FILE_VERSION: u32 = 1;
 pub struct Network {
     spec: NetSpec,
     module: NetModule,
+    trained_on: Option<TrainedOn>,
+}
+
+/// What a network was trained on, saved with it: the data, the validation split that was held
+/// out, and a fingerprint of every training image. A search checks its validation images
+/// against it, so plans are never scored on images the backbone has memorised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainedOn {
+    /// The data set's label (e.g. `fashion-mnist-subset`).
+    pub data: String,
+    /// [`ImageDataset::digest`](coinfer_data::ImageDataset::digest) of the whole training
+    /// set the validation images were split off.
+    pub data_digest: String,
+    /// Seed of that validation split.
+    pub seed: u64,
+    /// Validation images held out of training.
+    pub validation_images: usize,
+    /// [`ImageDataset::image_digests`](coinfer_data::ImageDataset::image_digests) of the
+    /// images trained on, sorted and deduplicated.
+    pub image_digests: Vec<u64>,
+}
+
+impl TrainedOn {
+    /// The record of training on `trained`, the part of `data` (labelled `label`) left after
+    /// holding out `validation_images` images drawn by `seed`.
+    pub fn new(
+        label: &str,
+        data: &coinfer_data::ImageDataset,
+        trained: &coinfer_data::ImageDataset,
+        seed: u64,
+        validation_images: usize,
+    ) -> TrainedOn {
+        let mut image_digests = trained.image_digests();
+        image_digests.sort_unstable();
+        image_digests.dedup();
+        TrainedOn {
+            data: label.to_string(),
+            data_digest: data.digest(),
+            seed,
+            validation_images,
+            image_digests,
+        }
+    }
+
+    /// Whether an image with this [digest](coinfer_data::ImageDataset::image_digests) was
+    /// trained on.
+    pub fn saw(&self, digest: u64) -> bool {
+        self.image_digests.binary_search(&digest).is_ok()
+    }
 }
 
 impl Network {
@@ -47,7 +98,11 @@ impl Network {
     pub fn new(spec: NetSpec, device: &Device) -> Result<Network, SplitError> {
         spec.shapes()?;
         let module = NetModule::from_spec(&spec, device)?;
-        Ok(Network { spec, module })
+        Ok(Network {
+            spec,
+            module,
+            trained_on: None,
+        })
     }
 
     /// Joins a spec and a module that was built from it (e.g. after training or pruning).
@@ -63,12 +118,28 @@ impl Network {
                 module.blocks.len()
             )));
         }
-        Ok(Network { spec, module })
+        Ok(Network {
+            spec,
+            module,
+            trained_on: None,
+        })
     }
 
     /// The network's spec.
     pub fn spec(&self) -> &NetSpec {
         &self.spec
+    }
+
+    /// What the network was trained on, when it was recorded ([`with_trained_on`]
+    /// (Self::with_trained_on); networks saved before the record existed have none).
+    pub fn trained_on(&self) -> Option<&TrainedOn> {
+        self.trained_on.as_ref()
+    }
+
+    /// The network with its training record (saved with it).
+    pub fn with_trained_on(mut self, record: TrainedOn) -> Network {
+        self.trained_on = Some(record);
+        self
     }
 
     /// The burn module.
@@ -86,6 +157,7 @@ impl Network {
         Network {
             spec: self.spec.clone(),
             module: self.module.valid(),
+            trained_on: self.trained_on.clone(),
         }
     }
 
@@ -94,6 +166,7 @@ impl Network {
         Network {
             spec: self.spec,
             module: self.module.to_device(device),
+            trained_on: self.trained_on,
         }
     }
 
@@ -124,10 +197,12 @@ impl Network {
             Network {
                 spec: device_spec,
                 module: device_module,
+                trained_on: None,
             },
             Network {
                 spec: edge_spec,
                 module: edge_module,
+                trained_on: None,
             },
         ))
     }
@@ -185,6 +260,10 @@ impl Network {
         out.extend_from_slice(&spec);
         out.extend_from_slice(&(weights.len() as u64).to_le_bytes());
         out.extend_from_slice(&weights);
+        let record = serde_json::to_vec(&self.trained_on)
+            .map_err(|e| SplitError::Weights(format!("training record serialisation: {e}")))?;
+        out.extend_from_slice(&(record.len() as u64).to_le_bytes());
+        out.extend_from_slice(&record);
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         Ok(out)
@@ -210,7 +289,7 @@ impl Network {
             ));
         }
         let version = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
-        if version != FILE_VERSION {
+        if !(1..=FILE_VERSION).contains(&version) {
             return Err(bad(format!(
                 "unsupported version {version} (this build reads version {FILE_VERSION})"
             )));
@@ -234,6 +313,12 @@ impl Network {
         let spec: NetSpec = serde_json::from_slice(spec_bytes)
             .map_err(|e| bad(format!("spec is not valid JSON: {e}")))?;
         let weights = section("weights")?.to_vec();
+        let trained_on: Option<TrainedOn> = if version >= 2 {
+            serde_json::from_slice(section("training record")?)
+                .map_err(|e| bad(format!("training record is not valid JSON: {e}")))?
+        } else {
+            None
+        };
         if cursor != body.len() {
             return Err(bad(format!("{} trailing bytes", body.len() - cursor)));
         }
@@ -247,6 +332,7 @@ impl Network {
         Ok(Network {
             spec: network.spec,
             module,
+            trained_on,
         })
     }
 

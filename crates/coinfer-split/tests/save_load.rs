@@ -115,3 +115,45 @@ fn weights_of_another_spec_are_rejected() {
     let err = load_error(&bytes);
     assert!(matches!(err, SplitError::Weights(_)), "{err}");
 }
+
+#[test]
+fn the_training_record_is_saved_and_version_1_files_load_without_one() {
+    let device = Device::flex();
+    let data = coinfer_data::embedded::fashion_mnist_subset()
+        .unwrap()
+        .train;
+    let (held_out, trained) = data.split(0.1, 3).unwrap();
+    let record = coinfer_split::TrainedOn::new("subset", &data, &trained, 3, held_out.len());
+    let net = Network::new(zoo::resnet_mini(10), &device)
+        .unwrap()
+        .with_trained_on(record.clone());
+    let bytes = net.to_bytes().unwrap();
+    let loaded = Network::from_bytes(&bytes, Path::new("rec.cfnet"), &device).unwrap();
+    assert_eq!(loaded.trained_on(), Some(&record));
+    let digests = trained.image_digests();
+    assert!(digests.iter().all(|&d| record.saw(d)));
+    let unseen = held_out
+        .image_digests()
+        .into_iter()
+        .filter(|&d| !record.saw(d))
+        .count();
+    // Fashion-MNIST holds a few duplicate images; nearly every held-out image is unseen.
+    assert!(
+        unseen + 5 >= held_out.len(),
+        "{unseen} of {}",
+        held_out.len()
+    );
+
+    // A version 1 file: the same bytes without the record section, version 1, new checksum.
+    let plain = Network::new(zoo::resnet_mini(10), &device).unwrap();
+    let v2 = plain.to_bytes().unwrap();
+    let body = &v2[..v2.len() - 4];
+    let null_section = 8 + b"null".len();
+    let mut v1 = body[..body.len() - null_section].to_vec();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32fast::hash(&v1);
+    v1.extend_from_slice(&crc.to_le_bytes());
+    let old = Network::from_bytes(&v1, Path::new("v1.cfnet"), &device).unwrap();
+    assert!(old.trained_on().is_none());
+    assert_eq!(old.digest(), plain.digest());
+}

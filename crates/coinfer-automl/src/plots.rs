@@ -1,16 +1,50 @@
-//! SVG plots of a search report (plotters, SVG backend).
+//! SVG plots of a search report and of a sweep (plotters, SVG backend).
 
 use std::path::Path;
 
-use coinfer_automl::SearchReport;
-use coinfer_automl::report::pareto_front;
-use coinfer_automl::sweep::{SweepPoint, SweepReport};
 use plotters::prelude::*;
 
-type PlotResult = Result<(), Box<dyn std::error::Error>>;
+use crate::AutomlError;
+use crate::report::{SearchReport, pareto_front};
+use crate::sweep::{SweepPoint, SweepReport};
+
+type PlotResult = Result<(), AutomlError>;
+type Drawn = Result<(), Box<dyn std::error::Error>>;
+
+/// A drawing error, naming the file being drawn.
+fn failed(path: &Path) -> impl FnOnce(Box<dyn std::error::Error>) -> AutomlError {
+    let path = path.to_path_buf();
+    move |e| AutomlError::Plot {
+        path,
+        reason: e.to_string(),
+    }
+}
+
+/// Draws the search's three plots into `out`: `reward.svg`, `scatter.svg`, `breakdown.svg`.
+pub fn draw_search(report: &SearchReport, out: &Path) -> PlotResult {
+    let draw = |name: &str, plot: fn(&SearchReport, &Path) -> Drawn| {
+        let path = out.join(name);
+        plot(report, &path).map_err(failed(&path))
+    };
+    draw("reward.svg", draw_rewards)?;
+    draw("scatter.svg", draw_scatter)?;
+    draw("breakdown.svg", draw_breakdown)
+}
+
+/// Draws the sweep's three plots into `out`: `regime.svg`, `latency-vs-rate.svg`,
+/// `speedup.svg`.
+pub fn draw_sweep(report: &SweepReport, out: &Path) -> PlotResult {
+    let draw = |name: &str, plot: fn(&SweepReport, &Path) -> Drawn| {
+        let path = out.join(name);
+        plot(report, &path).map_err(failed(&path))
+    };
+    draw("regime.svg", draw_regime_map)?;
+    draw("latency-vs-rate.svg", draw_latency_vs_rate)?;
+    draw("speedup.svg", draw_speedup_vs_rate)
+}
 
 /// Reward of every episode and the running best.
-pub fn rewards(report: &SearchReport, path: &Path) -> PlotResult {
+fn draw_rewards(report: &SearchReport, path: &Path) -> Drawn {
     let rewards: Vec<f32> = report.episodes.iter().map(|e| e.reward).collect();
     if rewards.is_empty() {
         return Ok(());
@@ -68,7 +102,7 @@ pub fn rewards(report: &SearchReport, path: &Path) -> PlotResult {
 
 /// Accuracy against latency of every evaluated plan, the Pareto front, baselines and the
 /// chosen plan.
-pub fn scatter(report: &SearchReport, path: &Path) -> PlotResult {
+fn draw_scatter(report: &SearchReport, path: &Path) -> Drawn {
     let mut points: Vec<(f64, f32)> = report
         .evaluated
         .iter()
@@ -153,7 +187,7 @@ pub fn scatter(report: &SearchReport, path: &Path) -> PlotResult {
 }
 
 /// Stacked latency breakdown of the chosen plan and the baselines.
-pub fn breakdown(report: &SearchReport, path: &Path) -> PlotResult {
+fn draw_breakdown(report: &SearchReport, path: &Path) -> Drawn {
     let mut rows = vec![("chosen plan".to_string(), report.plan.predicted)];
     rows.extend(
         report
@@ -247,7 +281,7 @@ fn rate_range(report: &SweepReport) -> std::ops::Range<f64> {
 }
 
 /// Which kind of plan the search chose at every (rate, device speed), one panel per RTT.
-pub fn regime_map(report: &SweepReport, path: &Path) -> PlotResult {
+fn draw_regime_map(report: &SweepReport, path: &Path) -> Drawn {
     let (rtts, devices) = sweep_panels(report);
     if report.points.is_empty() {
         return Ok(());
@@ -324,7 +358,7 @@ fn per_rate_panels(
     y_desc: &str,
     value: impl Fn(&SweepPoint, Option<&str>) -> Option<f64>,
     with_searched: bool,
-) -> PlotResult {
+) -> Drawn {
     let (rtts, devices) = sweep_panels(report);
     if report.points.is_empty() {
         return Ok(());
@@ -414,7 +448,7 @@ fn per_rate_panels(
 }
 
 /// Predicted latency against link rate for the searched plan and every baseline.
-pub fn latency_vs_rate(report: &SweepReport, path: &Path) -> PlotResult {
+fn draw_latency_vs_rate(report: &SweepReport, path: &Path) -> Drawn {
     per_rate_panels(
         report,
         path,
@@ -433,7 +467,7 @@ pub fn latency_vs_rate(report: &SweepReport, path: &Path) -> PlotResult {
 }
 
 /// Speed-up of the searched plan over every baseline against link rate.
-pub fn speedup_vs_rate(report: &SweepReport, path: &Path) -> PlotResult {
+fn draw_speedup_vs_rate(report: &SweepReport, path: &Path) -> Drawn {
     per_rate_panels(
         report,
         path,

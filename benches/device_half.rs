@@ -9,7 +9,7 @@
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use coinfer_automl::codec::{CodecId, fixed_codec};
-use coinfer_automl::split::{InferenceNetwork, Network, zoo};
+use coinfer_automl::split::{Network, inference::InferenceNetwork, zoo};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn device_half(c: &mut Criterion) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use coinfer_split::{InferenceNetwork, Network, Threads, zoo};
+use coinfer_split::{Network, Threads, inference::InferenceNetwork, zoo};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn halves(c: &mut Criterion) {

@@ -33,7 +33,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use clap::Parser;
 use coinfer_split::model::Block;
-use coinfer_split::{BlockSpec, InferenceNetwork, Network, Threads, zoo};
+use coinfer_split::{BlockSpec, Network, Threads, inference::InferenceNetwork, zoo};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -248,7 +248,7 @@ fn time_ms(iters: usize, mut run: impl FnMut()) -> Vec<f64> {
 
 /// One burn training step (Adam, cross-entropy, whole network), as the main job trains.
 struct BurnTrainer {
-    module: coinfer_split::NetModule,
+    module: coinfer_split::model::NetModule,
     optimizer: ModuleOptimizer,
     x: Tensor<4>,
     labels: Tensor<1, Int>,

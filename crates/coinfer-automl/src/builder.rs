@@ -551,6 +551,11 @@ impl CoInference {
         &self.table
     }
 
+    /// The validation images every plan is scored on.
+    pub fn validation(&self) -> &ImageDataset {
+        &self.validation
+    }
+
     /// How the validation images were chosen (and any warning about them).
     pub fn notes(&self) -> &[String] {
         &self.notes

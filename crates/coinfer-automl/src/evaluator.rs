@@ -11,7 +11,7 @@ use coinfer_profile::{Breakdown, CodecCompute, LatencyModel, PlanCost};
 use coinfer_sparsity::{
     Calibration, PruneRatios, PruneRecovery, prune, prune_spec, prune_with_recovery,
 };
-use coinfer_split::{InferenceNetwork, NetSpec, Network};
+use coinfer_split::{NetSpec, Network, inference::InferenceNetwork};
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;

@@ -26,7 +26,7 @@ use coinfer_codec::{
 };
 use coinfer_data::{Batches, ImageDataset, Normalization};
 use coinfer_split::train::evaluate_with;
-use coinfer_split::{NetModule, Network, SplitError};
+use coinfer_split::{Network, SplitError, model::NetModule};
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;

@@ -8,25 +8,30 @@
 //!
 //! # Quick start
 //!
+//! The whole main job — what `coinfer search` runs — from a program (this is
+//! `examples/embed_search.rs`, shortened):
+//!
 //! ```no_run
 //! use coinfer_automl::prelude::*;
 //!
-//! let device = Device::flex();
-//! let data = embedded::fashion_mnist_subset()?;
-//! let backbone = Network::load("results/backbone/resnet-mini-subset.cfnet", &device)?;
 //! let report = CoInference::builder()
-//!     .model(backbone)
-//!     .data(data)
-//!     .device(ComputeProfile::preset("device-1gflops", None)?)
-//!     .link(LinkProfile::preset("link-10mbps")?)
-//!     .edge(ComputeProfile::preset("edge-gpu", None)?)
-//!     .reward(Reward::ErrorLogLatency)
-//!     .episodes(300)
-//!     .build()?
-//!     .search()?;
-//! println!("split after block {}, codec {}", report.plan.split, report.plan.codec);
+//!     .train_backbone("resnet-mini", 8)                  // or .model(Network::load(..)?)
+//!     .data(embedded::fashion_mnist_subset()?)
+//!     .device("device-mcu".parse::<ComputeSource>()?)     // a preset or a JSON file
+//!     .link("link-802154".parse::<LinkSource>()?)
+//!     .edge("edge-gateway".parse::<ComputeSource>()?)
+//!     .reward("within-tolerance:1".parse::<Reward>()?)    // one accuracy point
+//!     .output("results/embedded")                         // staged, then published
+//!     .build()?                                           // checks, trains, profiles
+//!     .search()?;                                         // codecs, DDPG, baselines, fine-tune
+//! println!("{}", report.to_markdown());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A backbone trained elsewhere is checked against the validation images: the networks the
+//! pipeline trains record the images they saw ([`split::TrainedOn`]), and a search re-splits
+//! (or, with [`OverlapPolicy::Refuse`], refuses) rather than score plans on memorised images.
+//! Progress reaches the caller through an [`Observer`].
 //!
 //! # Crate map
 //!
@@ -40,12 +45,16 @@
 //! | [`profile`] | `coinfer-profile` | costs, measured timing, profiles, the latency model |
 //! | [`agent`] | `coinfer-agent` | DDPG and the `Environment` trait |
 //!
-//! The glue lives in [`space`], [`evaluator`], [`env`], [`reward`], [`codecs`],
-//! [`baselines`], [`finetune`], [`plan`], [`refine`] (local search after the agent) and
-//! [`sweep`] (the regime map); the search itself is a [`SearchConfig`]
-//! (`config.rs`), checked by the [`CoInferenceBuilder`] (`builder.rs`) into a [`CoInference`],
-//! prepared into a [`SearchSession`] (`session.rs`: DDPG, baselines, fine-tuning, export;
-//! checkpoints in `checkpoint.rs`) that writes a [`SearchReport`] (`report.rs`).
+//! The glue lives in public modules — [`space`] (the plan space), [`evaluator`] (scoring
+//! plans), [`env`] (the agent's environment), [`codecs`] (the codec bank), [`finetune`],
+//! [`refine`] (local search after the agent), [`sweep`] (the regime map) and [`plots`] — and
+//! in private ones whose items are re-exported at the root: the [`CoInferenceBuilder`]
+//! (`builder.rs`) checks a [`SearchConfig`] (`config.rs`), profiles ([`ComputeSource`],
+//! [`LinkSource`], `sources.rs`) and a [`Reward`] (`reward.rs`) into a [`CoInference`], whose
+//! pipeline (`pipeline.rs`: [`CoInference::search`], [`CoInference::sweep`]) prepares a
+//! [`SearchSession`] (`session.rs`: DDPG, [`Baseline`]s, fine-tuning, export; checkpoints in
+//! `checkpoint.rs`), writes a [`SearchReport`] (`report.rs`) and a [`SplitPlan`] (`plan.rs`)
+//! into a [`RunFolder`] (`output.rs`), and tells an [`Observer`] (`observer.rs`) how far it is.
 //!
 //! # Features
 //! - `flex` (default): burn's CPU backend.
@@ -55,7 +64,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod baselines;
+mod baselines;
 mod builder;
 mod checkpoint;
 pub mod codecs;
@@ -67,17 +76,19 @@ pub mod finetune;
 mod observer;
 mod output;
 mod pipeline;
-pub mod plan;
+mod plan;
 pub mod plots;
 pub mod refine;
-pub mod report;
-pub mod reward;
+mod report;
+mod reward;
 mod session;
 mod sources;
 pub mod space;
 pub mod sweep;
 
-pub use baselines::{Baseline, BaselineResult, BaselineSettings};
+pub use baselines::{
+    Baseline, BaselineResult, BaselineSettings, device_only, exhaustive_grid, random_search,
+};
 pub use builder::{CoInference, CoInferenceBuilder, OverlapPolicy};
 pub use checkpoint::{CheckpointSummary, inspect_checkpoint};
 pub use config::{
@@ -85,15 +96,13 @@ pub use config::{
     RERANK_SLACK, SearchConfig, split_validation,
 };
 pub use error::AutomlError;
-pub use evaluator::PairedDrop;
 pub use observer::{Observer, Phase, Silent};
 pub use output::RunFolder;
 pub use plan::{DeployedPlan, PlanArtifacts, SplitPlan};
-pub use report::{PhaseTimes, SearchReport};
-pub use reward::Reward;
+pub use report::{PhaseTimes, Reranked, SearchReport, codec_table, pareto_front};
+pub use reward::{DEFAULT_CONFIDENCE, DEFAULT_TOLERANCE, Reward};
 pub use session::{DdpgRun, SearchSession};
 pub use sources::{Backbone, ComputeSource, LinkSource, compute_presets};
-pub use sweep::{SweepGrid, SweepReport};
 
 pub use coinfer_agent as agent;
 pub use coinfer_codec as codec;
@@ -103,10 +112,14 @@ pub use coinfer_runtime as runtime;
 pub use coinfer_sparsity as sparsity;
 pub use coinfer_split as split;
 
-/// The types most programs need.
+/// A glob import of the types most programs need (`use coinfer_automl::prelude::*`): it
+/// re-exports items whose home is the crate root or a sub-crate and defines nothing of its own.
 pub mod prelude {
     pub use crate::codecs::CodecSetup;
-    pub use crate::{AutomlError, CoInference, Reward, SearchConfig, SearchReport, SplitPlan};
+    pub use crate::{
+        AutomlError, CoInference, ComputeSource, LinkSource, Reward, SearchConfig, SearchReport,
+        SplitPlan,
+    };
     pub use burn::prelude::Device;
     pub use coinfer_codec::CodecId;
     pub use coinfer_data::{Normalization, TrainTest, embedded};

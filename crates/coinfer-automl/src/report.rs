@@ -426,7 +426,7 @@ mod tests {
             codec: CodecId::Float32,
             payload_bits: 0,
             accuracy,
-            paired: crate::PairedDrop::default(),
+            paired: crate::evaluator::PairedDrop::default(),
             latency: Breakdown {
                 total,
                 ..Breakdown::default()

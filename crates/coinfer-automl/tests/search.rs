@@ -14,9 +14,8 @@ use coinfer_automl::evaluator::PlanEvaluator;
 use coinfer_automl::profile::{ComputeProfile, LinkProfile};
 use coinfer_automl::space::{Decision, SearchSpace};
 use coinfer_automl::split::{Network, zoo};
-use coinfer_automl::{
-    Baseline, BaselineSettings, CoInference, Reward, SearchConfig, SplitPlan, SweepGrid,
-};
+use coinfer_automl::sweep::SweepGrid;
+use coinfer_automl::{Baseline, BaselineSettings, CoInference, Reward, SearchConfig, SplitPlan};
 
 fn small_data() -> TrainTest {
     let full = embedded::fashion_mnist_subset().unwrap();
@@ -562,8 +561,7 @@ fn the_exhaustive_grid_evaluates_every_grid_plan_once() {
     let mut session = search.prepare().unwrap();
     let ev = session.evaluator();
     let expected = ev.space().grid_size(2) as usize;
-    let result =
-        coinfer_automl::baselines::exhaustive_grid(ev, &Reward::ErrorLogLatency, 2).unwrap();
+    let result = coinfer_automl::exhaustive_grid(ev, &Reward::ErrorLogLatency, 2).unwrap();
     assert_eq!(result.evaluations, expected);
     // The grid written out by hand: every split, every codec of its family, and each prunable
     // layer at 0 or at `max_prune` (two levels).

@@ -15,6 +15,7 @@
 mod backend;
 mod data;
 mod profile;
+mod progress;
 mod runtime;
 mod search;
 mod sweep;
@@ -83,7 +84,13 @@ fn main() {
             Command::Plot { report, .. } => search::replot(&report),
         });
     if let Err(error) = result {
-        eprintln!("error: {error}");
+        match error
+            .downcast_ref::<coinfer_automl::AutomlError>()
+            .and_then(flag_of)
+        {
+            Some(flag) => eprintln!("error: {error} (option {flag})"),
+            None => eprintln!("error: {error}"),
+        }
         let mut source = error.source();
         while let Some(cause) = source {
             eprintln!("  caused by: {cause}");
@@ -91,4 +98,27 @@ fn main() {
         }
         std::process::exit(1);
     }
+}
+
+/// The command-line option behind a setting the library refused, so the message names what
+/// the user typed.
+fn flag_of(error: &coinfer_automl::AutomlError) -> Option<&'static str> {
+    let coinfer_automl::AutomlError::InvalidConfig { field, .. } = error else {
+        return None;
+    };
+    Some(match *field {
+        "episodes" => "--episodes",
+        "validation_images" => "--validation-images",
+        "codecs.ae_ratios" => "--ae-ratios",
+        "codecs.ae_epochs" => "--ae-epochs",
+        "codecs.spatial_ratios" => "--spatial-ratios",
+        "backbone.epochs" => "--backbone-epochs",
+        "backbone.model" => "--model",
+        "finetune.epochs" => "--finetune-epochs",
+        "reward" => "--reward",
+        "reward.budget_s" => "--budget-ms",
+        "reward.tolerance" => "--tolerance-points",
+        "resume" => "--resume",
+        _ => return None,
+    })
 }

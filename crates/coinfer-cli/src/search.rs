@@ -1,23 +1,19 @@
 //! `coinfer search`: the options of the main job, handed to the library's pipeline
 //! ([`CoInference::search`]), and its report printed.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use burn::prelude::*;
 use clap::Args;
 use coinfer_automl::split::Network;
 use coinfer_automl::{
-    CoInference, CoInferenceBuilder, ComputeSource, LinkSource, Observer, Phase, Reward,
-    SearchConfig, SearchReport,
+    CoInference, CoInferenceBuilder, ComputeSource, LinkSource, Reward, SearchConfig, SearchReport,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::BackendChoice;
 use crate::data::{self, DatasetChoice};
+use crate::progress::Bars;
 
 type CliResult<T> = Result<T, Box<dyn Error>>;
 
@@ -125,42 +121,6 @@ pub struct SearchArgs {
     /// epochs and the refinement budget given on the command line.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
-}
-
-/// Progress bars (indicatif) for the library's [`Observer`] calls, one per phase.
-#[derive(Default)]
-pub(crate) struct Bars(RefCell<HashMap<Phase, ProgressBar>>);
-
-impl Observer for Bars {
-    fn started(&self, phase: Phase, total: u64) {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} ({elapsed}) {prefix}")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
-        bar.set_message(phase.label());
-        bar.enable_steady_tick(Duration::from_millis(500));
-        self.0.borrow_mut().insert(phase, bar);
-    }
-
-    fn advanced(&self, phase: Phase, done: u64, total: u64, detail: &str) {
-        if let Some(bar) = self.0.borrow().get(&phase) {
-            bar.set_length(total);
-            bar.set_position(done);
-            bar.set_prefix(detail.to_string());
-        }
-    }
-
-    fn finished(&self, phase: Phase) {
-        if let Some(bar) = self.0.borrow_mut().remove(&phase) {
-            bar.finish();
-        }
-    }
-
-    fn note(&self, text: &str) {
-        println!("{text}");
-    }
 }
 
 /// The search configuration: the `--config` file (or the library's defaults with the

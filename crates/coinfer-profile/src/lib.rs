@@ -60,4 +60,4 @@ pub use measure::{
     BlockTiming, MeasureConfig, ProfileTable, TimingStats, backend_name, measure_blocks,
     measure_forward,
 };
-pub use profile::{CodecCompute, ComputeProfile, DeviceProfile, EdgeProfile, LinkProfile};
+pub use profile::{CodecCompute, ComputeProfile, LinkProfile};

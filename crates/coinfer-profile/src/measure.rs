@@ -13,7 +13,10 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use coinfer_split::{BlockSpec, FeatureShape, HostActivation, InferenceNetwork, NetSpec, Network};
+use coinfer_split::{
+    BlockSpec, FeatureShape, NetSpec, Network,
+    inference::{HostActivation, InferenceNetwork},
+};
 use serde::{Deserialize, Serialize};
 
 use crate::cost::NetCost;

@@ -58,11 +58,6 @@ pub enum ComputeProfile {
     },
 }
 
-/// The device's compute profile (the machine running blocks `[0, split)`).
-pub type DeviceProfile = ComputeProfile;
-/// The edge server's compute profile (the machine running blocks `[split, len)`).
-pub type EdgeProfile = ComputeProfile;
-
 /// The arithmetic of a codec's encoder or decoder, for estimating its time on a profile when it
 /// was not measured (see [`ComputeProfile::codec_time_s`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

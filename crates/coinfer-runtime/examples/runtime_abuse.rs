@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 use coinfer_codec::CodecId;
+use coinfer_codec::{SharedCodec, fixed_codec};
 use coinfer_runtime::{
-    ClientConfig, DeviceClient, EdgeServer, Frame, FrameBody, PlanTag, ServerConfig, SharedCodec,
-    encode_frame, fixed_codec, read_frame,
+    ClientConfig, DeviceClient, EdgeServer, Frame, FrameBody, PlanTag, ServerConfig, encode_frame,
+    read_frame,
 };
 use coinfer_split::{Network, zoo};
 

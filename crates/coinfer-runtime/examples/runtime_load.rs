@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 use coinfer_codec::CodecId;
-use coinfer_runtime::{
-    ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig, SharedCodec, fixed_codec,
-};
+use coinfer_codec::{SharedCodec, fixed_codec};
+use coinfer_runtime::{ClientConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig};
 use coinfer_split::{Network, zoo};
 
 struct Options {

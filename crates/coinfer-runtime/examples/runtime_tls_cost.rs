@@ -23,9 +23,9 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use coinfer_codec::QuantCodec;
+use coinfer_codec::SharedCodec;
 use coinfer_runtime::{
     ClientConfig, ClientTls, DeviceClient, EdgeServer, ServerConfig, ServerHandle, ServerTlsConfig,
-    SharedCodec,
 };
 use coinfer_split::{Network, zoo};
 

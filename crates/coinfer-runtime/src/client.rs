@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 
-use crate::SharedCodec;
 use crate::error::{ErrorCode, RuntimeError};
 use crate::frame::{
     DEFAULT_MAX_FRAME, Frame, FrameBody, PlanTag, encode_frame, read_frame, write_frame,
@@ -17,7 +16,8 @@ use crate::server::{Token, check_digest, check_token};
 use crate::shaping::LinkShaping;
 use crate::tls::ClientTls;
 use crate::transport::{Socket, Transport};
-use coinfer_split::{InferenceNetwork, Network};
+use coinfer_codec::SharedCodec;
+use coinfer_split::{Network, inference::InferenceNetwork};
 
 /// Device client options.
 #[derive(Debug, Clone, PartialEq)]

@@ -28,7 +28,6 @@ mod transport;
 mod worker;
 
 pub use client::{ClientConfig, DeviceClient, InferResult, MAX_BACKOFF, Timing};
-pub use coinfer_codec::{SharedCodec, fixed_codec};
 pub use error::{ErrorCode, RuntimeError};
 pub use frame::{
     DEFAULT_MAX_FRAME, EdgeTiming, Frame, FrameBody, FrameKind, PlanTag, TOKEN_SEPARATOR,

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use burn::prelude::*;
 use coinfer_codec::CodecId;
 
-use crate::SharedCodec;
 use crate::error::{ErrorCode, RuntimeError};
 use crate::frame::{
     CRC_LEN, DEFAULT_MAX_FRAME, Frame, FrameBody, FrameHead, FrameKind, HEADER_LEN, MAGIC,
@@ -32,7 +31,8 @@ use crate::frame::{
 use crate::tls::ServerTls;
 use crate::transport::{Clock, Socket, Transport};
 use crate::worker::{Job, Worker};
-use coinfer_split::{InferenceNetwork, Network};
+use coinfer_codec::SharedCodec;
+use coinfer_split::{Network, inference::InferenceNetwork};
 
 /// Requests that may wait for the worker before connection threads block (back-pressure).
 const QUEUE_DEPTH: usize = 1024;

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 
-use crate::SharedCodec;
 use crate::error::ErrorCode;
 use crate::frame::EdgeTiming;
 use crate::server::Stats;
-use coinfer_split::InferenceNetwork;
+use coinfer_codec::SharedCodec;
+use coinfer_split::inference::InferenceNetwork;
 
 /// One Infer request handed from a connection thread to the worker.
 pub(crate) struct Job {

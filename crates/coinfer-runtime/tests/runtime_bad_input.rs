@@ -8,8 +8,9 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use coinfer_codec::CodecId;
+use coinfer_codec::SharedCodec;
 use coinfer_runtime::{
-    ErrorCode, Frame, FrameBody, PlanTag, ServerConfig, ServerHandle, SharedCodec, encode_frame,
+    ErrorCode, Frame, FrameBody, PlanTag, ServerConfig, ServerHandle, encode_frame,
 };
 use runtime_common::*;
 

@@ -7,9 +7,10 @@ mod runtime_common;
 
 use std::time::Duration;
 
+use coinfer_codec::SharedCodec;
 use coinfer_codec::{CodecId, FeatureCodec};
 use coinfer_runtime::{
-    ClientConfig, DeviceClient, ErrorCode, LinkShaping, RuntimeError, ServerConfig, SharedCodec,
+    ClientConfig, DeviceClient, ErrorCode, LinkShaping, RuntimeError, ServerConfig,
 };
 use runtime_common::*;
 

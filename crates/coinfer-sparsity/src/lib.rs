@@ -44,7 +44,7 @@
 mod calibrate;
 mod check;
 mod error;
-pub mod layers;
+mod layers;
 mod mask;
 mod prune;
 mod ratios;
@@ -60,6 +60,3 @@ pub use mask::{LayerSparsity, MaskLayer, MaskReport, MaskSparsity, magnitude_mas
 pub use prune::{prune, prune_spec};
 pub use ratios::{PruneRatios, kept_channels};
 pub use recover::{PruneRecovery, prune_with_recovery};
-
-#[doc(no_inline)]
-pub use coinfer_split::Network;

@@ -25,7 +25,7 @@ use burn::nn::{BatchNorm, Linear};
 use coinfer_split::model::{
     BasicBlock, Block, ConvBnRelu, DepthwiseSeparable, InvertedResidual, LinearBlock, Projection,
 };
-use coinfer_split::{BlockSpec, NetModule, NetSpec, Network};
+use coinfer_split::{BlockSpec, NetSpec, Network, model::NetModule};
 
 use crate::check::check_weights;
 use crate::layers::{Consumer, PrunableKind};

@@ -12,7 +12,7 @@ use coinfer_sparsity::{
     PrunableKind, PruneRatios, SparsityError, check_weights, prunable_layers, prune, prune_spec,
 };
 use coinfer_split::model::Block;
-use coinfer_split::{BlockSpec, FeatureShape, NetModule, NetSpec, Network, zoo};
+use coinfer_split::{BlockSpec, FeatureShape, NetSpec, Network, model::NetModule, zoo};
 
 fn conv(out_channels: usize) -> BlockSpec {
     BlockSpec::ConvBnRelu {

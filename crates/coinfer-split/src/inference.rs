@@ -19,7 +19,8 @@
 //!
 //! ```
 //! use burn::prelude::*;
-//! use coinfer_split::{zoo, InferenceNetwork, Network};
+//! use coinfer_split::{zoo, Network};
+//! use coinfer_split::inference::InferenceNetwork;
 //!
 //! let device = Device::flex();
 //! let net = Network::new(zoo::resnet_mini(10), &device)?;

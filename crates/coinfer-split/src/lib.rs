@@ -40,8 +40,6 @@ pub mod train;
 pub mod zoo;
 
 pub use error::SplitError;
-pub use inference::{HostActivation, InferenceNetwork};
-pub use model::NetModule;
 pub use network::{Network, TrainedOn, fingerprint};
 pub use spec::{BlockSpec, FeatureShape, NetSpec};
 pub use threads::Threads;

@@ -14,7 +14,8 @@
 //!
 //! ```
 //! use burn::prelude::*;
-//! use coinfer_split::{zoo, InferenceNetwork, Network, Threads};
+//! use coinfer_split::{zoo, Network, Threads};
+//! use coinfer_split::inference::InferenceNetwork;
 //!
 //! let device = Device::flex();
 //! let net = InferenceNetwork::from_network(&Network::new(zoo::resnet_mini(10), &device)?)?;

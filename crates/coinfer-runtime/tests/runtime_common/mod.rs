@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use coinfer_codec::{CodecId, FeatureCodec};
+use coinfer_codec::{SharedCodec, fixed_codec};
 use coinfer_runtime::{
     ClientConfig, DEFAULT_MAX_FRAME, DeviceClient, EdgeServer, Frame, FrameBody, PlanTag,
-    RuntimeError, ServerConfig, ServerHandle, SharedCodec, encode_frame, fixed_codec, read_frame,
+    RuntimeError, ServerConfig, ServerHandle, encode_frame, read_frame,
 };
 use coinfer_split::{Network, zoo};
 

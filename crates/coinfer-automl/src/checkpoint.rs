@@ -91,7 +91,11 @@ pub(crate) fn resumed_from(
         ));
         return Ok(None);
     }
-    let summary = inspect_checkpoint(&checkpoint, device)?;
+    let summary =
+        inspect_checkpoint(&checkpoint, device).map_err(|e| AutomlError::InvalidConfig {
+            field: "resume",
+            reason: format!("the checkpoint cannot be used: {e}"),
+        })?;
     observer.note(&format!(
         "resume: the checkpoint holds {} episodes, the search goes on from there",
         summary.episodes_done

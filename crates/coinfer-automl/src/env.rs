@@ -65,7 +65,7 @@ impl<'a> CoInferenceEnv<'a> {
         let max_channels = shapes.iter().map(|s| s.channels).max().unwrap_or(1) as f64;
         let input_pixels = (spec.input.height * spec.input.width) as f64;
         // log10 of the link rate over 1 kbit/s .. 10 Gbit/s, in [0, 1].
-        let rate = evaluator.latency_model().link.rate_bps.max(1.0);
+        let rate = evaluator.latency_model().link().rate_bps.max(1.0);
         let link_feature = ((rate.log10() - 3.0) / 7.0).clamp(0.0, 1.0) as f32;
         Ok(CoInferenceEnv {
             evaluator,

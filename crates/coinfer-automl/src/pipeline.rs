@@ -156,7 +156,6 @@ impl CoInference {
         episodes_per_point: usize,
     ) -> Result<SweepReport, AutomlError> {
         let start = Instant::now();
-        grid.check()?;
         let observer = &*self.observer;
         let previous = match &self.output {
             Some(out) if self.resume => {

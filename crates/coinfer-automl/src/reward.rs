@@ -65,7 +65,8 @@ impl std::str::FromStr for Reward {
             None => (text, None),
         };
         let points = value.map_or(100.0 * DEFAULT_TOLERANCE, |v| v as f32);
-        Reward::from_options(kind, points, value)
+        let budget_ms = value.filter(|_| kind == "budget");
+        Reward::from_options(kind, points, budget_ms)
     }
 }
 
@@ -101,6 +102,15 @@ impl Reward {
         tolerance_points: f32,
         budget_ms: Option<f64>,
     ) -> Result<Reward, AutomlError> {
+        // A budget given with another reward is still a setting the user typed: refuse a bad one.
+        if let Some(ms) = budget_ms
+            && !(ms.is_finite() && ms > 0.0)
+        {
+            return Err(AutomlError::InvalidConfig {
+                field: "reward.budget_s",
+                reason: format!("must be a positive number of milliseconds, got {ms}"),
+            });
+        }
         let reward = match (kind, budget_ms) {
             ("within-tolerance", _) => Reward::within_tolerance(tolerance_points / 100.0),
             ("error-log-latency", _) => Reward::ErrorLogLatency,

@@ -105,14 +105,14 @@ fn measured_profile_then_cifar10_search_on_the_sample() {
     .unwrap();
     assert!(report.is_object());
     // The backbone cache is labelled with the data set, not "fashion-mnist-full".
-    let cached: Vec<String> = std::fs::read_dir(results.join("cache"))
+    let cached: Vec<String> = std::fs::read_dir(results.join("cache").join("flex"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
         cached
             .iter()
-            .any(|n| n.starts_with("resnet18-cifar-cifar10-20-e1-s1-v10-flex")),
+            .any(|n| n.starts_with("resnet18-cifar-cifar10-20-e1-s1-v10")),
         "{cached:?}"
     );
     std::fs::remove_dir_all(&work).unwrap();

@@ -89,22 +89,55 @@ pub struct Breakdown {
 /// assert!(times[0] < times[net.blocks.len()]);
 /// # Ok::<(), coinfer_profile::ProfileError>(())
 /// ```
+///
+/// A model is only made checked ([`new`](Self::new), or deserialised through it), so the
+/// code that uses it trusts its profiles.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "LatencyParts")]
 pub struct LatencyModel {
-    /// The device's compute profile.
-    pub device: ComputeProfile,
-    /// The link.
-    pub link: LinkProfile,
-    /// The edge server's compute profile.
-    pub edge: ComputeProfile,
+    device: ComputeProfile,
+    link: LinkProfile,
+    edge: ComputeProfile,
+}
+
+/// A [`LatencyModel`] as written in JSON, before it is checked.
+#[derive(Deserialize)]
+struct LatencyParts {
+    device: ComputeProfile,
+    link: LinkProfile,
+    edge: ComputeProfile,
+}
+
+impl TryFrom<LatencyParts> for LatencyModel {
+    type Error = ProfileError;
+
+    fn try_from(parts: LatencyParts) -> Result<LatencyModel> {
+        LatencyModel::new(parts.device, parts.link, parts.edge)
+    }
 }
 
 impl LatencyModel {
     /// A checked model; a bad field is reported as `device.…`, `link.…` or `edge.…`.
     pub fn new(device: ComputeProfile, link: LinkProfile, edge: ComputeProfile) -> Result<Self> {
-        let model = LatencyModel { device, link, edge };
-        model.check()?;
-        Ok(model)
+        device.check().map_err(|e| e.within("device"))?;
+        link.check().map_err(|e| e.within("link"))?;
+        edge.check().map_err(|e| e.within("edge"))?;
+        Ok(LatencyModel { device, link, edge })
+    }
+
+    /// The device's compute profile.
+    pub fn device(&self) -> &ComputeProfile {
+        &self.device
+    }
+
+    /// The link.
+    pub fn link(&self) -> &LinkProfile {
+        &self.link
+    }
+
+    /// The edge server's compute profile.
+    pub fn edge(&self) -> &ComputeProfile {
+        &self.edge
     }
 
     /// A model from shipped presets (see [`crate::preset`]); `table` is the one measured on the
@@ -122,13 +155,6 @@ impl LatencyModel {
         )
     }
 
-    /// Checks the three profiles.
-    pub fn check(&self) -> Result<()> {
-        self.device.check().map_err(|e| e.within("device"))?;
-        self.link.check().map_err(|e| e.within("link"))?;
-        self.edge.check().map_err(|e| e.within("edge"))
-    }
-
     /// Estimated encoder time on the device and decoder time on the edge, from their FLOPs
     /// (see [`ComputeProfile::codec_time_s`]); use measured times when you have them.
     pub fn codec_times(&self, encode: &CodecCompute, decode: &CodecCompute) -> (f64, f64) {
@@ -141,7 +167,6 @@ impl LatencyModel {
     /// The predicted latency of `plan`, term by term (see the [module docs](self) for the edge-
     /// and device-only ends).
     pub fn predict(&self, plan: &PlanCost) -> Result<Breakdown> {
-        self.check()?;
         let blocks = plan.network.blocks.len();
         if plan.split > blocks {
             return Err(ProfileError::SplitOutOfRange {
@@ -336,40 +361,52 @@ mod tests {
     #[test]
     fn bad_profile_fields_are_named_with_their_owner() {
         let good = model();
-        let mut bad = good.clone();
-        bad.link.rate_bps = 0.0;
+        let mut bad_link = good.link().clone();
+        bad_link.rate_bps = 0.0;
+        let (device, link, edge) = (
+            good.device().clone(),
+            good.link().clone(),
+            good.edge().clone(),
+        );
         let cases = [
-            (bad, "link.rate_bps"),
             (
-                LatencyModel {
-                    device: ComputeProfile::Analytic {
+                LatencyModel::new(device.clone(), bad_link, edge.clone()),
+                "link.rate_bps",
+            ),
+            (
+                LatencyModel::new(
+                    ComputeProfile::Analytic {
                         flops_per_s: -1.0,
                         per_layer_overhead_s: 0.0,
                     },
-                    ..good.clone()
-                },
+                    link.clone(),
+                    edge,
+                ),
                 "device.flops_per_s",
             ),
             (
-                LatencyModel {
-                    edge: ComputeProfile::ScaledMeasured {
+                LatencyModel::new(
+                    device,
+                    link,
+                    ComputeProfile::ScaledMeasured {
                         table: synthetic_table(&zoo::resnet_mini(10)),
                         slowdown: 0.0,
                     },
-                    ..good.clone()
-                },
+                ),
                 "edge.slowdown",
             ),
         ];
         for (model, field) in cases {
-            match model.check() {
+            match model {
                 Err(ProfileError::InvalidValue { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: unexpected {other:?}"),
             }
-            let net = tiny();
-            let plan = PlanCost::uncompressed(&net, 1).unwrap();
-            assert!(model.predict(&plan).is_err(), "{field}");
         }
+        // Nor can JSON make an unchecked model.
+        let mut json = serde_json::to_value(&good).unwrap();
+        json["link"]["rate_bps"] = serde_json::json!(0.0);
+        let err = serde_json::from_value::<LatencyModel>(json).unwrap_err();
+        assert!(err.to_string().contains("link.rate_bps"), "{err}");
     }
 
     #[test]

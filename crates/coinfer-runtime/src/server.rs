@@ -550,6 +550,13 @@ impl ServerHandle {
         self.shared.stats.snapshot()
     }
 
+    /// Frame bytes the connections hold right now against
+    /// [`ServerConfig::max_in_flight_bytes`] (a frame counts from its admitted header until
+    /// it is answered).
+    pub fn in_flight_bytes(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
     /// Stops accepting, closes every connection, lets the worker finish, joins all threads and
     /// returns the final counters.
     ///

@@ -600,3 +600,75 @@ fn the_default_codec_path_trains_autoencoders_and_its_plan_serves() {
         text(&out.stdout)
     );
 }
+
+/// The tiny data as an image folder: `root/train/<class>/<i>.png` and `root/test/...`, the
+/// class folders named so that their sorted order is the label order.
+fn tiny_png_folder(dir: &Path) -> PathBuf {
+    let full = embedded::fashion_mnist_subset().unwrap();
+    let root = dir.join("pngs");
+    for (split, data) in [
+        ("train", full.train.class_balanced_subset(12, 1).unwrap()),
+        ("test", full.test.class_balanced_subset(4, 1).unwrap()),
+    ] {
+        for (i, &label) in data.labels().iter().enumerate() {
+            let name = fashion_mnist::CLASS_NAMES[label as usize].replace('/', "-");
+            let class = root.join(split).join(format!("{label:02}-{name}"));
+            std::fs::create_dir_all(&class).unwrap();
+            image::GrayImage::from_raw(28, 28, data.image(i).to_vec())
+                .unwrap()
+                .save(class.join(format!("{i:04}.png")))
+                .unwrap();
+        }
+    }
+    root
+}
+
+#[test]
+fn search_reads_an_image_folder_and_names_its_classes() {
+    let dir = scratch("folder");
+    let root = tiny_png_folder(&dir);
+    let results = dir.join("results");
+    let out = tiny_search(
+        &results,
+        "folder",
+        &root,
+        &[
+            "--dataset",
+            "folder",
+            "--episodes",
+            "2",
+            "--warmup",
+            "1",
+            "--finetune-epochs",
+            "0",
+            "--no-baselines",
+        ],
+        0,
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("data: 120 train / 40 test images (folder-pngs-160)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("classes (label order): 00-T-shirt-top, 01-Trouser, 02-Pullover,"),
+        "{stdout}"
+    );
+    let report = json(&results.join("folder").join("report.json"));
+    assert_eq!(episode_rewards(&report).len(), 2);
+    // A broken image is refused by name, with exit code 1.
+    let broken = std::fs::read_dir(root.join("test").join("03-Dress"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&broken, b"not a png").unwrap();
+    let failed = tiny_search(&results, "folder", &root, &["--dataset", "folder"], 1);
+    let stderr = text(&failed.stderr);
+    let name = broken.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        stderr.contains(&name) && stderr.contains("refused image"),
+        "{name}: {stderr}"
+    );
+}

@@ -1,5 +1,7 @@
 //! DDPG against random actions on a deterministic toy problem with a known optimum, with the
-//! same evaluation budget for both (one evaluation = one finished episode) and several seeds.
+//! same evaluation budget for both (one evaluation = one finished episode) and several seeds:
+//! the trained agent's greedy policy must clear a bar that the best of the same number of
+//! random episodes, and the untrained policy, miss.
 //!
 //! The problem: six decisions `a_i` in `[0, 1]`, one per step; the episode's reward is
 //! `1 - mse(a, TARGETS) / mse(0.5, TARGETS)`. The optimum is `a = TARGETS` (reward 1); all
@@ -92,28 +94,43 @@ fn random_best(seed: u64) -> f32 {
         .fold(f32::NEG_INFINITY, f32::max)
 }
 
-/// Best reward DDPG found in `BUDGET` episodes (its warm-up episodes included).
-fn ddpg_best(seed: u64) -> f32 {
+/// The greedy policy's reward (actions `μ(s)`, no noise) after `episodes` training episodes.
+fn greedy_after(seed: u64, episodes: usize) -> f32 {
     let config = small_config(seed);
     let mut env = Targets::default();
     let mut agent = Ddpg::new(config, env.state_dim(), &Device::flex()).unwrap();
-    let mut episodes = 0;
-    agent.train(&mut env, BUDGET, |_| episodes += 1).unwrap();
-    assert_eq!(episodes, BUDGET, "both methods get the same budget");
-    agent.best().unwrap().reward
+    let mut trained = 0;
+    agent.train(&mut env, episodes, |_| trained += 1).unwrap();
+    assert_eq!(trained, episodes, "both methods get the same budget");
+    agent.evaluate(&mut env).unwrap().reward
 }
 
+/// What the trained greedy policy must reach on every seed. Random search's best of
+/// `BUDGET` episodes has a median of about 0.79 and a 99th percentile of 0.96 on this problem
+/// (2,000 seeds); a single random policy scores about -0.8 on average.
+const BAR: f32 = 0.97;
+
 #[test]
-fn ddpg_beats_random_actions_with_the_same_budget() {
+fn the_trained_greedy_policy_clears_a_bar_random_search_does_not() {
     assert_eq!(reward(&TARGETS), 1.0, "the known optimum");
-    let mean = |xs: &[f32]| xs.iter().sum::<f32>() / xs.len() as f32;
-    let ddpg: Vec<f32> = SEEDS.iter().map(|&s| ddpg_best(s)).collect();
+    let trained: Vec<f32> = SEEDS.iter().map(|&s| greedy_after(s, BUDGET)).collect();
+    let untrained: Vec<f32> = SEEDS.iter().map(|&s| greedy_after(s, 0)).collect();
     let random: Vec<f32> = SEEDS.iter().map(|&s| random_best(s)).collect();
-    println!("best of {BUDGET} episodes per seed {SEEDS:?}: DDPG {ddpg:?}, random {random:?}");
-    assert!(
-        mean(&ddpg) > mean(&random),
-        "DDPG mean best {} ≤ random mean best {} (DDPG {ddpg:?}, random {random:?})",
-        mean(&ddpg),
-        mean(&random)
+    println!(
+        "{{\"budget\":{BUDGET},\"seeds\":{SEEDS:?},\"bar\":{BAR},\"ddpg_greedy\":{trained:?},\
+         \"untrained_greedy\":{untrained:?},\"random_best\":{random:?}}}"
     );
+    // The bar discriminates: neither the untrained (random) actor nor the best of the same
+    // number of random episodes reaches it on these seeds.
+    for (seed, (&u, &r)) in SEEDS.iter().zip(untrained.iter().zip(&random)) {
+        assert!(u < BAR, "seed {seed}: the untrained policy scores {u} ≥ {BAR}");
+        assert!(r < BAR, "seed {seed}: random search's best is {r} ≥ {BAR}");
+    }
+    for (seed, &t) in SEEDS.iter().zip(&trained) {
+        assert!(
+            t >= BAR,
+            "seed {seed}: the greedy policy after {BUDGET} episodes scores {t} < {BAR} \
+             (all seeds: DDPG {trained:?}, random best {random:?})"
+        );
+    }
 }

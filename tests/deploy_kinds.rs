@@ -202,7 +202,10 @@ fn a_learned_spatial_autoencoder_plan_serves_the_in_process_logits() {
         "{:?}",
         plan.codec
     );
-    assert!(plan.artifacts.as_ref().unwrap().codec.is_some(), "codec weights exported");
+    assert!(
+        plan.artifacts.as_ref().unwrap().codec.is_some(),
+        "codec weights exported"
+    );
 }
 
 #[test]
@@ -213,9 +216,19 @@ fn a_pruned_mobilenet_plan_serves_the_in_process_logits() {
         let candidate = space
             .candidates
             .iter()
-            .rposition(|c| c.prunable.len() >= 2 && c.family.entries.iter().any(|e| e.id == CodecId::quant(8, false)))
+            .rposition(|c| {
+                c.prunable.len() >= 2
+                    && c.family
+                        .entries
+                        .iter()
+                        .any(|e| e.id == CodecId::quant(8, false))
+            })
             .expect("a split with prunable layers");
-        let (candidate, codec) = at(space, space.candidates[candidate].split, CodecId::quant(8, false));
+        let (candidate, codec) = at(
+            space,
+            space.candidates[candidate].split,
+            CodecId::quant(8, false),
+        );
         Decision {
             candidate,
             prune_ratios: vec![0.5; space.candidates[candidate].prunable.len()],

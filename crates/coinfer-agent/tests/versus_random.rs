@@ -123,7 +123,10 @@ fn the_trained_greedy_policy_clears_a_bar_random_search_does_not() {
     // The bar discriminates: neither the untrained (random) actor nor the best of the same
     // number of random episodes reaches it on these seeds.
     for (seed, (&u, &r)) in SEEDS.iter().zip(untrained.iter().zip(&random)) {
-        assert!(u < BAR, "seed {seed}: the untrained policy scores {u} ≥ {BAR}");
+        assert!(
+            u < BAR,
+            "seed {seed}: the untrained policy scores {u} ≥ {BAR}"
+        );
         assert!(r < BAR, "seed {seed}: random search's best is {r} ≥ {BAR}");
     }
     for (seed, &t) in SEEDS.iter().zip(&trained) {

@@ -727,7 +727,10 @@ fn pruning_only_tries_one_uniform_ratio_per_plan_at_every_depth() {
     let mut telling = 0;
     for e in &evaluated {
         let ratios = &e.prune_ratios;
-        assert!(ratios.windows(2).all(|w| w[0] == w[1]), "not uniform: {ratios:?}");
+        assert!(
+            ratios.windows(2).all(|w| w[0] == w[1]),
+            "not uniform: {ratios:?}"
+        );
         if ratios.len() >= 2 && ratios[0] > 0.0 {
             telling += 1;
         }
@@ -735,7 +738,10 @@ fn pruning_only_tries_one_uniform_ratio_per_plan_at_every_depth() {
     assert!(
         telling > 0,
         "no evaluated plan pruned two or more layers: {:?}",
-        evaluated.iter().map(|e| &e.prune_ratios).collect::<Vec<_>>()
+        evaluated
+            .iter()
+            .map(|e| &e.prune_ratios)
+            .collect::<Vec<_>>()
     );
 }
 

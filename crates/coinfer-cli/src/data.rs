@@ -106,10 +106,7 @@ pub fn load(
                 ..FolderOptions::new(input)
             };
             let read = folder::load(dir, &options)?;
-            println!(
-                "classes (label order): {}",
-                read.classes.join(", ")
-            );
+            println!("classes (label order): {}", read.classes.join(", "));
             let name = dir
                 .canonicalize()
                 .ok()

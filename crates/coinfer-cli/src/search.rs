@@ -358,7 +358,11 @@ pub fn build_search(args: &SearchArgs, device: &Device, out: &Path) -> CliResult
     check_flags(args)?;
     let config = search_config(args)?;
     let input = data::model_input(&args.model).ok_or_else(|| {
-        format!("unknown model `{}` (known: {:?})", args.model, zoo::MODEL_NAMES)
+        format!(
+            "unknown model `{}` (known: {:?})",
+            args.model,
+            zoo::MODEL_NAMES
+        )
     })?;
     let (data, tag) = data::load(args.dataset, args.data_dir.as_deref(), config.seed, input)?;
     println!(

@@ -462,7 +462,10 @@ fn a_failed_sweep_leaves_the_earlier_one_as_it_was() {
         .collect();
     assert_eq!(baselines, expected, "{point}");
     let md = std::fs::read_to_string(finished.join("sweep.md")).unwrap();
-    assert!(md.starts_with("# Regime sweep\n\n1 points, 2 agent episodes"), "{md}");
+    assert!(
+        md.starts_with("# Regime sweep\n\n1 points, 2 agent episodes"),
+        "{md}"
+    );
     let row = format!(
         "| 10 | 1.00 | 100.0 | {} ",
         searched["kind"].as_str().unwrap()
@@ -470,7 +473,10 @@ fn a_failed_sweep_leaves_the_earlier_one_as_it_was() {
     assert!(md.contains(&row), "no row `{row}` in\n{md}");
     for svg in ["regime.svg", "latency-vs-rate.svg", "speedup.svg"] {
         let body = std::fs::read_to_string(finished.join(svg)).unwrap();
-        assert!(body.starts_with("<svg") && body.contains("<text"), "{svg}: {body}");
+        assert!(
+            body.starts_with("<svg") && body.contains("<text"),
+            "{svg}: {body}"
+        );
     }
     let line: serde_json::Value = serde_json::from_str(
         text(&out.stdout)
@@ -562,7 +568,12 @@ fn the_default_codec_path_trains_autoencoders_and_its_plan_serves() {
     let table = std::fs::read_to_string(run.join("codecs.md")).unwrap();
     let splits = table.matches("## Split ").count();
     assert!(splits >= 2, "{table}");
-    for family in ["| ae-r4-b", "| ae-r16-b", "| ae-r8-b2-k3-s2 ", "| ae-r16-b3-k3-s2 "] {
+    for family in [
+        "| ae-r4-b",
+        "| ae-r16-b",
+        "| ae-r8-b2-k3-s2 ",
+        "| ae-r16-b3-k3-s2 ",
+    ] {
         assert!(
             table.matches(family).count() >= splits - 1,
             "{family} is not offered at every split after the input:\n{table}"

@@ -126,7 +126,12 @@ pub fn load(root: impl AsRef<Path>, options: &FolderOptions) -> Result<ImageFold
         let train = list_classes(&train_dir)?;
         let test = list_classes(&test_dir)?;
         let classes = same_classes(root, &train, &test)?;
-        (FolderLayout::TrainTest, flatten(train), flatten(test), classes)
+        (
+            FolderLayout::TrainTest,
+            flatten(train),
+            flatten(test),
+            classes,
+        )
     } else {
         let pooled = list_classes(root)?;
         let classes: Vec<String> = pooled.iter().map(|(name, _)| name.clone()).collect();
@@ -341,7 +346,11 @@ fn split_per_class(
 }
 
 /// Decodes every file into one dataset of `shape` images.
-fn decode_all(files: &[(PathBuf, u8)], num_classes: usize, shape: [usize; 3]) -> Result<ImageDataset> {
+fn decode_all(
+    files: &[(PathBuf, u8)],
+    num_classes: usize,
+    shape: [usize; 3],
+) -> Result<ImageDataset> {
     let size: usize = shape.iter().product();
     let mut pixels = Vec::with_capacity(files.len() * size);
     let mut labels = Vec::with_capacity(files.len());

@@ -122,8 +122,16 @@ fn colour_images_are_resized_to_cover_and_centre_cropped() {
     let at = |c: usize, y: usize, x: usize| chw[c * 28 * 28 + y * 28 + x];
     for y in [0, 13, 27] {
         assert_eq!((at(0, y, 0), at(1, y, 0), at(2, y, 0)), (255, 0, 0), "left");
-        assert_eq!((at(0, y, 14), at(1, y, 14), at(2, y, 14)), (0, 255, 0), "centre");
-        assert_eq!((at(0, y, 27), at(1, y, 27), at(2, y, 27)), (0, 0, 255), "right");
+        assert_eq!(
+            (at(0, y, 14), at(1, y, 14), at(2, y, 14)),
+            (0, 255, 0),
+            "centre"
+        );
+        assert_eq!(
+            (at(0, y, 27), at(1, y, 27), at(2, y, 27)),
+            (0, 0, 255),
+            "right"
+        );
     }
     // Down to 14×14: halved, then the same crop; the centre stays green.
     let small = folder::read_image(&png, [3, 14, 14]).unwrap();

@@ -209,7 +209,8 @@ fn plain_and_tls_peers_that_meet_get_typed_errors() {
     let read = stalled.read(&mut buf);
     let waited = began.elapsed();
     assert!(
-        matches!(read, Ok(0)) || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        matches!(read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
         "the server closes a stalled handshake: {read:?} after {waited:?}"
     );
     assert!(

@@ -107,7 +107,10 @@ fn weights_of_another_spec_are_rejected() {
     // Re-label the file with a spec of different widths but keep the weights: shapes mismatch.
     let mut spec = mini.spec().clone();
     let coinfer_split::BlockSpec::ConvBnRelu { out_channels, .. } = &mut spec.blocks[0] else {
-        panic!("resnet-mini block 0 is not conv-bn-relu: {:?}", spec.blocks[0]);
+        panic!(
+            "resnet-mini block 0 is not conv-bn-relu: {:?}",
+            spec.blocks[0]
+        );
     };
     assert_ne!(*out_channels, 8, "the forged width must differ");
     *out_channels = 8;

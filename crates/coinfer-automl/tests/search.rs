@@ -49,12 +49,17 @@ fn config(episodes: usize) -> SearchConfig {
     }
 }
 
-/// One random backbone for every test: burn's seed is process-wide, so networks initialised
-/// by tests running in parallel would otherwise differ from run to run.
+/// Seed of the one random backbone every test searches.
+const BACKBONE_SEED: u64 = 17;
+
+/// One random backbone for every test, the same in every run: burn's generator is
+/// process-wide, so it is seeded and drawn inside the `OnceLock`, which every test of this
+/// binary passes through before it draws anything else (the other tests wait on the lock).
 fn backbone() -> Network {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     let device = Device::flex();
     let bytes = BYTES.get_or_init(|| {
+        device.seed(BACKBONE_SEED);
         Network::new(zoo::resnet_mini(10), &device)
             .unwrap()
             .to_bytes()
@@ -368,17 +373,21 @@ fn re_ranking_fine_tunes_only_faster_plans_and_keeps_the_fastest_that_then_fits(
         .map(|r| (r.split, r.codec, r.latency_s))
         .collect();
     assert_eq!(tried, rule);
-    // The fastest plan that fits after its fine-tune replaces the answer; none: it stands.
-    match report.reranked.iter().find(|r| r.feasible) {
-        Some(winner) => {
-            assert_eq!(report.plan.predicted.total, winner.latency_s);
-            assert_eq!(report.plan.split, winner.split);
-        }
-        None => {
-            assert_eq!(report.plan.predicted.total, answer.latency.total);
-            assert_eq!(report.plan.split, answer.split);
-        }
-    }
+    // The case the test is named for happened: plans were re-ranked, and one of them fits
+    // after its fine-tune (on this fixed backbone and data, every run alike).
+    assert!(
+        !report.reranked.is_empty(),
+        "no plan was re-ranked; the scenario no longer exercises re-ranking"
+    );
+    let winner = report
+        .reranked
+        .iter()
+        .find(|r| r.feasible)
+        .unwrap_or_else(|| panic!("no re-ranked plan fits: {:?}", report.reranked));
+    // The fastest plan that fits after its fine-tune replaces the answer.
+    assert_eq!(report.plan.predicted.total, winner.latency_s);
+    assert_eq!(report.plan.split, winner.split);
+    assert!(winner.latency_s < answer.latency.total);
     assert_eq!(
         report.to_markdown().contains("Re-ranking"),
         !report.reranked.is_empty()
@@ -427,6 +436,7 @@ fn a_short_search_produces_a_deployable_plan() {
         ..CodecSetup::default()
     };
     let search = search(Reward::ErrorLogLatency, cfg);
+    let wall = std::time::Instant::now();
     let mut session = search.prepare().unwrap();
     // Every split after the input offers the trained autoencoder.
     let space = session.evaluator().space().clone();
@@ -464,13 +474,31 @@ fn a_short_search_produces_a_deployable_plan() {
     );
     let out = std::env::temp_dir().join(format!("coinfer-plan-{}", std::process::id()));
     let report = session.report(run, baselines, Some(&out)).unwrap();
+    let wall = wall.elapsed().as_secs_f64();
     let plan = &report.plan;
     assert!(space.candidates.iter().any(|c| c.split == plan.split));
     assert!(plan.test_accuracy.is_some_and(|a| (0.0..=1.0).contains(&a)));
     assert!(plan.predicted.total > 0.0);
     assert!(report.to_markdown().contains("Best plan"));
     assert!(report.to_markdown().contains("Wall time per phase"));
-    assert_eq!(report.seconds, report.phases.session_s());
+    // The session's wall time, against this test's own clock around the same calls: every
+    // phase the session runs was measured, and together they account for most of the time
+    // (what they leave out, the backbone's test accuracy and the test's own bookkeeping,
+    // takes well under half of it here).
+    let phases = &report.phases;
+    for (phase, seconds) in [
+        ("codecs", phases.codecs_s),
+        ("search", phases.search_s),
+        ("baselines", phases.baselines_s),
+        ("fine-tuning", phases.finetune_s),
+    ] {
+        assert!(seconds > 0.0, "{phase} took {seconds} s");
+    }
+    assert!(
+        (0.5 * wall..=wall).contains(&report.seconds),
+        "the session reports {} s; the test measured {wall} s around it",
+        report.seconds
+    );
     let kinds: Vec<Option<Baseline>> = report
         .baselines
         .iter()
@@ -596,8 +624,26 @@ fn the_exhaustive_grid_evaluates_every_grid_plan_once() {
         .collect();
     assert_eq!(by_hand.len(), expected);
     assert_eq!(evaluated, by_hand);
-    // The reported reward is the score of the reported plan.
-    assert_eq!(result.reward, Reward::ErrorLogLatency.score(&result.best));
+    // The reported plan is the grid's best under AMC's reward `-error · ln(T / 1 µs)`, written
+    // out here rather than asked of `Reward::score`, and the reported reward is its value.
+    let by_hand = |e: &coinfer_automl::evaluator::Evaluation| -> f64 {
+        -(1.0 - f64::from(e.accuracy)) * (e.latency.total * 1e6).max(1.0).ln()
+    };
+    let best_by_hand = ev
+        .evaluated()
+        .iter()
+        .map(|e| by_hand(e))
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!(
+        (f64::from(result.reward) - best_by_hand).abs() <= 1e-5 * best_by_hand.abs().max(1.0),
+        "reported reward {} but the grid's best is {best_by_hand}",
+        result.reward
+    );
+    assert!(
+        (by_hand(&result.best) - best_by_hand).abs() <= 1e-5 * best_by_hand.abs().max(1.0),
+        "the reported plan scores {} by hand, the grid's best {best_by_hand}",
+        by_hand(&result.best)
+    );
 }
 
 #[test]
@@ -641,17 +687,60 @@ fn every_baseline_returns_the_kind_of_plan_its_name_promises() {
         surgeon.best
     );
     let pruning = get(Baseline::PruningOnly);
-    let ratios = &pruning.best.prune_ratios;
-    assert!(
-        ratios.windows(2).all(|w| w[0] == w[1]),
-        "uniform: {ratios:?}"
-    );
+    // Pruning only: the feature goes uncompressed (the raw 8-bit image at the input, float32
+    // after it), or the plan is device-only; its ratios are checked on every plan it tries in
+    // `pruning_only_tries_one_uniform_ratio_per_plan_at_every_depth`.
+    let p = &pruning.best;
+    let uncompressed = if p.split == 0 {
+        CodecId::quant(8, false)
+    } else {
+        CodecId::Float32
+    };
+    assert!(p.split == blocks || p.codec == uncompressed, "{p:?}");
     // The searching baselines can only do better than the fixed plans they contain.
     assert!(get(Baseline::CompressionOnly).reward >= surgeon.reward.min(raw.reward));
     assert!(get(Baseline::ExhaustiveGrid).reward >= get(Baseline::UniformGrid).reward);
     for b in Baseline::ALL {
         assert_eq!(Baseline::from_name(b.name()), Some(b));
     }
+}
+
+#[test]
+fn pruning_only_tries_one_uniform_ratio_per_plan_at_every_depth() {
+    // Every plan the baseline evaluates (on a fresh evaluator, so nothing else is in it) prunes
+    // all its device layers by one ratio, and the check covers plans with several layers and
+    // a ratio above 0, where non-uniform ratios could show.
+    let mut cfg = config(1);
+    cfg.codecs = CodecSetup::fixed_only();
+    let search = search(Reward::default(), cfg);
+    let mut session = search.prepare().unwrap();
+    let settings = BaselineSettings {
+        grid_levels: 3,
+        ..session.baseline_settings(8)
+    };
+    session
+        .baselines(&[Baseline::PruningOnly], &settings, |_| {})
+        .unwrap();
+    let evaluated = session.evaluator().evaluated();
+    let mut telling = 0;
+    for e in &evaluated {
+        let ratios = &e.prune_ratios;
+        assert!(
+            ratios.windows(2).all(|w| w[0] == w[1]),
+            "not uniform: {ratios:?}"
+        );
+        if ratios.len() >= 2 && ratios[0] > 0.0 {
+            telling += 1;
+        }
+    }
+    assert!(
+        telling > 0,
+        "no evaluated plan pruned two or more layers: {:?}",
+        evaluated
+            .iter()
+            .map(|e| &e.prune_ratios)
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]

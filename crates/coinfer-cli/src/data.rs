@@ -1,9 +1,10 @@
-//! `--dataset fashion-mnist|mnist|cifar10` with `--data-dir`: the images a command trains and
-//! scores on. Without `--data-dir` the embedded Fashion-MNIST subset is used.
+//! `--dataset fashion-mnist|mnist|cifar10|folder` with `--data-dir`: the images a command
+//! trains and scores on. Without `--data-dir` the embedded Fashion-MNIST subset is used.
 
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
+use coinfer_automl::data::folder::{self, FolderOptions};
 use coinfer_automl::data::{DataError, ImageDataset, TrainTest, cifar10, embedded, fashion_mnist};
 
 /// A data-set format the CLI reads.
@@ -15,6 +16,10 @@ pub enum DatasetChoice {
     Mnist,
     /// CIFAR-10 binary batches (`data_batch_1.bin` … `test_batch.bin`), 32×32 colour.
     Cifar10,
+    /// An image folder: `train/<class>/` and `test/<class>/`, or `<class>/` split 80/20 per
+    /// class; PNG or JPEG, any size, grey or colour, brought to the model's input (resized to
+    /// cover it, centre-cropped).
+    Folder,
 }
 
 /// Why the images could not be loaded.
@@ -57,6 +62,7 @@ impl DatasetChoice {
             DatasetChoice::FashionMnist => "fashion-mnist",
             DatasetChoice::Mnist => "mnist",
             DatasetChoice::Cifar10 => "cifar10",
+            DatasetChoice::Folder => "folder",
         }
     }
 }
@@ -66,12 +72,15 @@ impl DatasetChoice {
 pub const CIFAR_TEST_FRACTION: f64 = 0.2;
 
 /// Loads the images and names them (the run label used in caches and reports):
-/// `fashion-mnist-subset` (embedded), `<dataset>-full` (an official layout) or
-/// `cifar10-<n>` (`n` images from loose CIFAR-10 batch files, split 80/20 with `seed`).
+/// `fashion-mnist-subset` (embedded), `<dataset>-full` (an official layout),
+/// `cifar10-<n>` (`n` images from loose CIFAR-10 batch files, split 80/20 with `seed`) or
+/// `folder-<name>-<n>` (`n` images of the folder `name`, brought to `input`, the model's
+/// `[channels, height, width]`; its class names are printed in label order).
 pub fn load(
     dataset: DatasetChoice,
     dir: Option<&Path>,
     seed: u64,
+    input: [usize; 3],
 ) -> Result<(TrainTest, String), DatasetError> {
     let Some(dir) = dir else {
         return match dataset {
@@ -91,7 +100,28 @@ pub fn load(
             Ok((cifar10::load_dir(dir)?, "cifar10-full".into()))
         }
         DatasetChoice::Cifar10 => loose_cifar_batches(dir, seed),
+        DatasetChoice::Folder => {
+            let options = FolderOptions {
+                seed,
+                ..FolderOptions::new(input)
+            };
+            let read = folder::load(dir, &options)?;
+            println!("classes (label order): {}", read.classes.join(", "));
+            let name = dir
+                .canonicalize()
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "images".into());
+            let images = read.data.train.len() + read.data.test.len();
+            Ok((read.data, format!("folder-{name}-{images}")))
+        }
     }
+}
+
+/// The `[channels, height, width]` a zoo model takes (what `--dataset folder` brings the
+/// images to), or `None` for an unknown name.
+pub fn model_input(model: &str) -> Option<[usize; 3]> {
+    coinfer_automl::split::zoo::by_name(model, 2).map(|spec| spec.input.dims())
 }
 
 /// Every `*.bin` in `dir` (sorted by name) as one set, split into train and test parts.
@@ -141,7 +171,7 @@ mod tests {
 
     #[test]
     fn mnist_without_a_folder_is_a_typed_error() {
-        let err = load(DatasetChoice::Mnist, None, 1).unwrap_err();
+        let err = load(DatasetChoice::Mnist, None, 1, [1, 28, 28]).unwrap_err();
         assert!(matches!(err, DatasetError::NeedsDataDir("mnist")), "{err}");
     }
 
@@ -160,7 +190,7 @@ mod tests {
         write_gz_labels(dir.join(fashion_mnist::TRAIN_LABELS), &[0, 1, 2, 9]).unwrap();
         write_gz_images(dir.join(fashion_mnist::TEST_IMAGES), &images(2)).unwrap();
         write_gz_labels(dir.join(fashion_mnist::TEST_LABELS), &[3, 4]).unwrap();
-        let (data, name) = load(DatasetChoice::Mnist, Some(&dir), 1).unwrap();
+        let (data, name) = load(DatasetChoice::Mnist, Some(&dir), 1, [1, 28, 28]).unwrap();
         assert_eq!(name, "mnist-full");
         assert_eq!((data.train.len(), data.test.len()), (4, 2));
         assert_eq!(data.train.image_shape(), [1, 28, 28]);
@@ -172,7 +202,7 @@ mod tests {
     fn a_folder_without_cifar_batches_is_a_typed_error() {
         let dir = std::env::temp_dir().join(format!("coinfer-no-cifar-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let err = load(DatasetChoice::Cifar10, Some(&dir), 1).unwrap_err();
+        let err = load(DatasetChoice::Cifar10, Some(&dir), 1, [3, 32, 32]).unwrap_err();
         assert!(matches!(err, DatasetError::NoCifarBatches { .. }), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -188,7 +218,7 @@ mod tests {
             })
             .collect();
         std::fs::write(dir.join("sample.bin"), bytes).unwrap();
-        let (data, name) = load(DatasetChoice::Cifar10, Some(&dir), 7).unwrap();
+        let (data, name) = load(DatasetChoice::Cifar10, Some(&dir), 7, [3, 32, 32]).unwrap();
         assert_eq!(name, "cifar10-10");
         assert_eq!((data.train.len(), data.test.len()), (8, 2));
         assert_eq!(data.train.image_shape(), [3, 32, 32]);

@@ -348,7 +348,8 @@ pub fn infer(args: InferArgs) -> CliResult<()> {
     let shaping = rate.map(|rate_bps| LinkShaping::new(rate_bps, delay));
     // Seed 1 only matters for loose CIFAR-10 batches (which images form the test part); the
     // requests measure latency, not accuracy.
-    let data = data::load(args.dataset, args.data_dir.as_deref(), 1)?
+    let input = deployed.device.spec().input.dims();
+    let data = data::load(args.dataset, args.data_dir.as_deref(), 1, input)?
         .0
         .test;
     let n = (args.n as usize).min(data.len());

@@ -31,7 +31,9 @@ pub struct SearchArgs {
     #[arg(long)]
     pub(crate) data_dir: Option<PathBuf>,
     /// Format of `--data-dir`: IDX files for the MNIST family, binary batches for CIFAR-10
-    /// (a folder of loose `*.bin` batches is split 80/20 into train and test).
+    /// (a folder of loose `*.bin` batches is split 80/20 into train and test), or an image
+    /// folder (`train/<class>/`, `test/<class>/`, or `<class>/` split 80/20 per class; PNG or
+    /// JPEG, brought to `--model`'s input size and channels).
     #[arg(long, value_enum, default_value = "fashion-mnist")]
     pub(crate) dataset: DatasetChoice,
     /// burn backend to run on (must be compiled in: cargo features flex, ndarray, wgpu).
@@ -168,7 +170,14 @@ pub(crate) fn builder(
     out: &Path,
 ) -> CliResult<CoInferenceBuilder> {
     let config = search_config(args)?;
-    let (data, label) = data::load(args.dataset, args.data_dir.as_deref(), config.seed)?;
+    let input = data::model_input(&args.model).ok_or_else(|| {
+        format!(
+            "unknown model `{}` (known: {})",
+            args.model,
+            coinfer_automl::split::zoo::MODEL_NAMES.join(", ")
+        )
+    })?;
+    let (data, label) = data::load(args.dataset, args.data_dir.as_deref(), config.seed, input)?;
     println!(
         "data: {} train / {} test images ({label})",
         data.train.len(),

@@ -427,9 +427,62 @@ fn a_failed_sweep_leaves_the_earlier_one_as_it_was() {
         ];
         tiny("sweep", &results, "s", &data, &grid, code)
     };
-    sweep("1", 0);
+    let out = sweep("1", 0);
     let finished = results.join("s");
-    assert!(finished.join("sweep.json").exists() && finished.join("regime.svg").exists());
+    // The finished sweep says what was asked: one point (100 kbit/s, 1 GFLOP/s, 10 ms), two
+    // agent episodes, every baseline, a searched plan with a positive latency; sweep.md has
+    // that point's row; every plot is an SVG with something drawn in it; stdout prints the
+    // point as the JSON line sweep.json holds.
+    let report = json(&finished.join("sweep.json"));
+    assert_eq!(report["episodes_per_point"], 2, "{report}");
+    let points = report["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{report}");
+    let point = &points[0];
+    assert_eq!(point["rate_bps"].as_f64(), Some(100e3), "{point}");
+    assert_eq!(point["device_flops_per_s"].as_f64(), Some(1e9), "{point}");
+    assert_eq!(point["rtt_s"].as_f64(), Some(0.01), "{point}");
+    let searched = &point["searched"];
+    assert!(searched["latency_s"].as_f64().unwrap() > 0.0, "{point}");
+    assert!(
+        (0.0..=1.0).contains(&searched["accuracy"].as_f64().unwrap()),
+        "{point}"
+    );
+    let baselines: Vec<&str> = point["baselines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = coinfer_automl::Baseline::ALL
+        .iter()
+        .map(|b| b.name())
+        .collect();
+    assert_eq!(baselines, expected, "{point}");
+    let md = std::fs::read_to_string(finished.join("sweep.md")).unwrap();
+    assert!(
+        md.starts_with("# Regime sweep\n\n1 points, 2 agent episodes"),
+        "{md}"
+    );
+    let row = format!(
+        "| 10 | 1.00 | 100.0 | {} ",
+        searched["kind"].as_str().unwrap()
+    );
+    assert!(md.contains(&row), "no row `{row}` in\n{md}");
+    for svg in ["regime.svg", "latency-vs-rate.svg", "speedup.svg"] {
+        let body = std::fs::read_to_string(finished.join(svg)).unwrap();
+        assert!(
+            body.starts_with("<svg") && body.contains("<text"),
+            "{svg}: {body}"
+        );
+    }
+    let line: serde_json::Value = serde_json::from_str(
+        text(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("no JSON line: {}", text(&out.stdout))),
+    )
+    .unwrap();
+    assert_eq!(&line, point);
     assert!(!results.join(".s.partial").exists(), "staging left behind");
     // A grid the sweep refuses after building its search (which measures and writes a fresh
     // profile and codec table): the earlier sweep stays byte for byte.
@@ -443,5 +496,187 @@ fn a_failed_sweep_leaves_the_earlier_one_as_it_was() {
     assert!(
         before == snapshot(&finished),
         "the failed sweep changed the earlier one"
+    );
+}
+
+/// Starts `coinfer serve --plan plan` on a free loopback port; returns it and its address.
+fn serve(plan: &Path) -> (Server, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server(child);
+    assert!(line.starts_with("serving plan "), "{line}");
+    (server, line.trim().rsplit(' ').next().unwrap().to_string())
+}
+
+#[test]
+fn the_default_codec_path_trains_autoencoders_and_its_plan_serves() {
+    // The main job's codecs (1×1 autoencoders r = 4, 16 and spatial ones r = 8, 16, the
+    // defaults) trained for one epoch on the tiny data, then the chosen plan served and
+    // queried through the binaries.
+    let dir = scratch("autoencoders");
+    let data = tiny_data(&dir);
+    let results = dir.join("results");
+    let out = expect_code(
+        &[
+            "search",
+            "--results",
+            results.to_str().unwrap(),
+            "--run",
+            "ae",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--backbone-epochs",
+            "1",
+            "--validation-images",
+            "40",
+            "--ae-epochs",
+            "1",
+            "--episodes",
+            "3",
+            "--warmup",
+            "1",
+            "--refine-evaluations",
+            "5",
+            "--finetune-epochs",
+            "1",
+            "--no-baselines",
+            "--exhaustive-levels",
+            "0",
+        ],
+        0,
+    );
+    let run = results.join("ae");
+    // Every split after the input offers both autoencoder families (codecs.md lists what the
+    // search could choose from), and their ids are the defaults'.
+    let table = std::fs::read_to_string(run.join("codecs.md")).unwrap();
+    let splits = table.matches("## Split ").count();
+    assert!(splits >= 2, "{table}");
+    for family in [
+        "| ae-r4-b",
+        "| ae-r16-b",
+        "| ae-r8-b2-k3-s2 ",
+        "| ae-r16-b3-k3-s2 ",
+    ] {
+        assert!(
+            table.matches(family).count() >= splits - 1,
+            "{family} is not offered at every split after the input:\n{table}"
+        );
+    }
+    let plan_path = run.join("plan.json");
+    let plan = json(&plan_path);
+    let (_server, addr) = serve(&plan_path);
+    let summary = dir.join("infer.json");
+    expect_code(
+        &[
+            "infer",
+            "--plan",
+            plan_path.to_str().unwrap(),
+            "--server",
+            &addr,
+            "--n",
+            "40",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+            summary.to_str().unwrap(),
+        ],
+        0,
+    );
+    // The served plan answers every request, with the accuracy the search measured on the
+    // same 40 test images in process.
+    let summary = json(&summary);
+    assert_eq!(summary["requests"], 40);
+    let served = summary["accuracy"].as_f64().unwrap();
+    let in_process = plan["test_accuracy"].as_f64().unwrap();
+    assert!(
+        (served - in_process).abs() < 1e-6,
+        "served {served}, in process {in_process} ({})",
+        text(&out.stdout)
+    );
+}
+
+/// The tiny data as an image folder: `root/train/<class>/<i>.png` and `root/test/...`, the
+/// class folders named so that their sorted order is the label order.
+fn tiny_png_folder(dir: &Path) -> PathBuf {
+    let full = embedded::fashion_mnist_subset().unwrap();
+    let root = dir.join("pngs");
+    for (split, data) in [
+        ("train", full.train.class_balanced_subset(12, 1).unwrap()),
+        ("test", full.test.class_balanced_subset(4, 1).unwrap()),
+    ] {
+        for (i, &label) in data.labels().iter().enumerate() {
+            let name = fashion_mnist::CLASS_NAMES[label as usize].replace('/', "-");
+            let class = root.join(split).join(format!("{label:02}-{name}"));
+            std::fs::create_dir_all(&class).unwrap();
+            image::GrayImage::from_raw(28, 28, data.image(i).to_vec())
+                .unwrap()
+                .save(class.join(format!("{i:04}.png")))
+                .unwrap();
+        }
+    }
+    root
+}
+
+#[test]
+fn search_reads_an_image_folder_and_names_its_classes() {
+    let dir = scratch("folder");
+    let root = tiny_png_folder(&dir);
+    let results = dir.join("results");
+    let out = tiny_search(
+        &results,
+        "folder",
+        &root,
+        &[
+            "--dataset",
+            "folder",
+            "--episodes",
+            "2",
+            "--warmup",
+            "1",
+            "--finetune-epochs",
+            "0",
+            "--no-baselines",
+        ],
+        0,
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("data: 120 train / 40 test images (folder-pngs-160)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("classes (label order): 00-T-shirt-top, 01-Trouser, 02-Pullover,"),
+        "{stdout}"
+    );
+    let report = json(&results.join("folder").join("report.json"));
+    assert_eq!(episode_rewards(&report).len(), 2);
+    // A broken image is refused by name, with exit code 1.
+    let broken = std::fs::read_dir(root.join("test").join("03-Dress"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&broken, b"not a png").unwrap();
+    let failed = tiny_search(&results, "folder", &root, &["--dataset", "folder"], 1);
+    let stderr = text(&failed.stderr);
+    let name = broken.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        stderr.contains(&name) && stderr.contains("refused image"),
+        "{name}: {stderr}"
     );
 }

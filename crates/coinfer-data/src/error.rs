@@ -154,6 +154,43 @@ pub enum DataError {
         reason: String,
     },
 
+    /// An image file of a folder that is refused: not PNG or JPEG, or it does not decode.
+    #[error("{}: refused image: {reason}", path.display())]
+    BadImage {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// A class folder of an image folder without any image.
+    #[error("{}: empty class folder (no image inside)", dir.display())]
+    EmptyClass {
+        /// The class folder.
+        dir: PathBuf,
+    },
+
+    /// A class of an image folder that one of its splits lacks (or would lack: too few images
+    /// to hold some out).
+    #[error("{}: class `{class}` has no image in the {split} split", root.display())]
+    ClassMissing {
+        /// The image folder.
+        root: PathBuf,
+        /// The class.
+        class: String,
+        /// The split without it (`train` or `test`).
+        split: &'static str,
+    },
+
+    /// An image folder whose layout cannot be read.
+    #[error("{}: {reason}", root.display())]
+    FolderLayout {
+        /// The folder.
+        root: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// None of the candidate directories for a data set exists.
     #[error("no {dataset} directory found; tried: {}", list_paths(candidates))]
     DataDirNotFound {

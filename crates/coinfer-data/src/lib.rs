@@ -1,6 +1,7 @@
 //! Real image data for training and evaluating the classifiers that coinfer splits.
 //!
-//! `coinfer-data` reads MNIST / Fashion-MNIST IDX files and CIFAR-10 binary batches into an
+//! `coinfer-data` reads MNIST / Fashion-MNIST IDX files, CIFAR-10 binary batches and image
+//! folders (PNG / JPEG, one sub-folder per class) into an
 //! [`ImageDataset`] of `u8` NCHW images, cuts it (subsets, class-balanced subsets, seeded
 //! splits) and turns it into normalised burn tensors, one [`batch`](ImageDataset::batch) at a
 //! time or an epoch of [`Batches`]. A class-balanced Fashion-MNIST subset (6,000 train +
@@ -22,7 +23,8 @@
 //! ```
 //!
 //! Modules: [`idx`] (IDX reader and writer), [`cifar10`], [`fashion_mnist`] (directory
-//! loaders), [`embedded`] (the compiled-in subset).
+//! loaders), [`folder`] (image folders: resized, centre-cropped, class names kept),
+//! [`embedded`] (the compiled-in subset).
 //!
 //! Features: `flex` (default, burn's CPU backend), `ndarray`, `wgpu` select the burn
 //! backends available to [`Device`](burn::prelude::Device).
@@ -35,6 +37,7 @@ mod dataset;
 pub mod embedded;
 mod error;
 pub mod fashion_mnist;
+pub mod folder;
 pub mod idx;
 mod normalization;
 

@@ -365,17 +365,35 @@ mod tests {
     #[test]
     fn params_equal_burn_num_params_for_a_pruned_spec() {
         let mut spec = zoo::resnet_mini(10);
-        if let BlockSpec::BasicBlock { mid_channels, .. } = &mut spec.blocks[2] {
-            *mid_channels = 17;
-        }
-        if let BlockSpec::ConvBnRelu { out_channels, .. } = &mut spec.blocks[0] {
-            *out_channels = 24;
-        }
-        let net = Network::new(spec.clone(), &Device::flex()).unwrap();
-        assert_eq!(
-            NetCost::of(&spec).unwrap().totals().params,
-            net.num_params() as u64
+        let unpruned = NetCost::of(&spec).unwrap().totals().params;
+        // Both edits must land: a zoo change that moves these blocks fails here instead of
+        // quietly testing the unpruned network.
+        let BlockSpec::BasicBlock { mid_channels, .. } = &mut spec.blocks[2] else {
+            panic!(
+                "resnet-mini block 2 is not a basic block: {:?}",
+                spec.blocks[2]
+            );
+        };
+        assert!(
+            *mid_channels > 17,
+            "block 2 has {mid_channels} mid channels"
         );
+        *mid_channels = 17;
+        let BlockSpec::ConvBnRelu { out_channels, .. } = &mut spec.blocks[0] else {
+            panic!(
+                "resnet-mini block 0 is not conv-bn-relu: {:?}",
+                spec.blocks[0]
+            );
+        };
+        assert!(*out_channels > 24, "block 0 has {out_channels} channels");
+        *out_channels = 24;
+        let net = Network::new(spec.clone(), &Device::flex()).unwrap();
+        let pruned = NetCost::of(&spec).unwrap().totals().params;
+        assert!(
+            pruned < unpruned,
+            "{pruned} params pruned, {unpruned} unpruned"
+        );
+        assert_eq!(pruned, net.num_params() as u64);
     }
 
     #[test]

@@ -165,8 +165,17 @@ fn frames_over_the_global_byte_budget_are_refused_busy_and_retried() {
     let mut holder = raw(server.local_addr());
     raw_hello(&mut holder, &fx, CodecId::Float32);
     holder.write_all(&bytes[..1000]).unwrap();
-    // The holder's frame is admitted once its header is in; wait until it surely is.
-    thread::sleep(Duration::from_millis(300));
+    // The holder's frame is admitted once its header is in: wait until the server holds
+    // exactly its bytes (an observable condition, not a sleep that a loaded machine can
+    // outlast; "any bytes" could still be the holder's Hello, released after its reply).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.in_flight_bytes() != bytes.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder's frame header was not admitted within 30 s"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
     let mut second = raw(server.local_addr());
     raw_hello(&mut second, &fx, CodecId::Float32);
     second.write_all(&bytes[..56]).unwrap();

@@ -158,9 +158,10 @@ fn a_corrupt_feature_payload_is_refused_and_the_connection_goes_on() {
     let mut stream = raw(server.local_addr());
     raw_hello(&mut stream, &fx, CODEC);
     let (mut frame, _) = infer_frame(&fx, codec.as_ref(), 8, 8);
-    if let FrameBody::Infer { payload } = &mut frame.body {
-        payload[40] ^= 0x55;
-    }
+    let FrameBody::Infer { payload } = &mut frame.body else {
+        panic!("infer_frame built a {:?} frame", frame.body);
+    };
+    payload[40] ^= 0x55;
     stream.write_all(&encode_frame(&frame).unwrap()).unwrap();
     expect_error(&mut stream, ErrorCode::BadPayload, 8);
     raw_good_request(&mut stream, &fx, codec.as_ref(), 9);

@@ -37,6 +37,9 @@ fn server_tls(pki: &Pki, mutual: bool) -> ServerTls {
     config.check().expect("the server certificate loads")
 }
 
+/// A TLS server with the default Hello deadline (5 s): the good clients' TLS handshake and
+/// Hello must not race a short deadline on a loaded machine. The one test of the deadline
+/// itself starts its own server ([`STALL_DEADLINE`]).
 fn tls_server(fx: &Fixture, tls: ServerTls, token: Option<&str>) -> coinfer_runtime::ServerHandle {
     spawn(
         fx,
@@ -44,11 +47,14 @@ fn tls_server(fx: &Fixture, tls: ServerTls, token: Option<&str>) -> coinfer_runt
         ServerConfig {
             tls: Some(tls),
             token: token.map(Token::from),
-            hello_timeout: Duration::from_millis(500),
             ..ServerConfig::default()
         },
     )
 }
+
+/// The Hello deadline of the stalled-handshake test: short, and far below the test socket's
+/// 10 s read timeout, so a close by the deadline and a read that timed out cannot be confused.
+const STALL_DEADLINE: Duration = Duration::from_millis(500);
 
 fn client_with(
     fx: &Fixture,
@@ -184,16 +190,35 @@ fn plain_and_tls_peers_that_meet_get_typed_errors() {
         }
         other => panic!("a plain client must be refused with TlsRequired: {other:?}"),
     }
-    // A socket that starts a TLS handshake and stalls is cut by the Hello deadline (0.5 s).
-    let mut stalled = raw(tls.local_addr());
+    tls.shutdown().unwrap();
+    // A socket that starts a TLS handshake and stalls is cut by the Hello deadline, well
+    // before the socket's own 10 s read timeout.
+    let short = spawn(
+        &fx,
+        codec(QUANT),
+        ServerConfig {
+            tls: Some(server_tls(&pki, false)),
+            hello_timeout: STALL_DEADLINE,
+            ..ServerConfig::default()
+        },
+    );
+    let began = std::time::Instant::now();
+    let mut stalled = raw(short.local_addr());
     stalled.write_all(&[0x16, 0x03, 0x01]).unwrap();
     let mut buf = [0u8; 64];
+    let read = stalled.read(&mut buf);
+    let waited = began.elapsed();
     assert!(
-        matches!(stalled.read(&mut buf), Ok(0) | Err(_)),
-        "the server closes a stalled handshake"
+        matches!(read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the server closes a stalled handshake: {read:?} after {waited:?}"
     );
-    let stats = tls.shutdown().unwrap();
-    assert!(stats.timed_out >= 1, "{stats:?}");
+    assert!(
+        waited >= STALL_DEADLINE && waited < Duration::from_secs(8),
+        "closed after {waited:?}, the deadline is {STALL_DEADLINE:?}"
+    );
+    let stats = short.shutdown().unwrap();
+    assert_eq!(stats.timed_out, 1, "{stats:?}");
 
     let plain = spawn(&fx, codec(QUANT), ServerConfig::default());
     let config = ClientTlsConfig::new(&pki.ca).check().unwrap();

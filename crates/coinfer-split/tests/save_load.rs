@@ -106,9 +106,14 @@ fn weights_of_another_spec_are_rejected() {
     let mini = Network::new(zoo::resnet_mini(10), &device).unwrap();
     // Re-label the file with a spec of different widths but keep the weights: shapes mismatch.
     let mut spec = mini.spec().clone();
-    if let coinfer_split::BlockSpec::ConvBnRelu { out_channels, .. } = &mut spec.blocks[0] {
-        *out_channels = 8;
-    }
+    let coinfer_split::BlockSpec::ConvBnRelu { out_channels, .. } = &mut spec.blocks[0] else {
+        panic!(
+            "resnet-mini block 0 is not conv-bn-relu: {:?}",
+            spec.blocks[0]
+        );
+    };
+    assert_ne!(*out_channels, 8, "the forged width must differ");
+    *out_channels = 8;
     let (_, module) = mini.into_parts();
     let forged = Network::from_parts(spec, module).unwrap();
     let bytes = forged.to_bytes().unwrap();

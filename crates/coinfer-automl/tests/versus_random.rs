@@ -6,7 +6,7 @@
 
 use burn::prelude::*;
 use coinfer_automl::agent::DdpgConfig;
-use coinfer_automl::baselines::random_search;
+use coinfer_automl::random_search;
 use coinfer_automl::codecs::CodecSetup;
 use coinfer_automl::data::{TrainTest, embedded};
 use coinfer_automl::profile::{ComputeProfile, LinkProfile};

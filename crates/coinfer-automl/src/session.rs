@@ -286,6 +286,7 @@ impl SearchSession<'_> {
             EVAL_BATCH_SIZE,
             &search.backend,
         )?;
+        let rate_accuracy = crate::rate::rate_accuracy(&mut self.evaluator, &reranked)?;
         Ok(SearchReport {
             plan,
             episodes: run.records,
@@ -298,6 +299,7 @@ impl SearchSession<'_> {
             phases: self.phases.clone(),
             reranked,
             refinement: Some(refinement),
+            rate_accuracy,
         })
     }
 
@@ -512,7 +514,7 @@ impl SearchSession<'_> {
             };
         let codec: SharedCodec = match (&tuned_ae, evaluation.codec) {
             (Some(ae), _) => Arc::new(ae.clone()),
-            (None, id) => coinfer_codec::fixed_codec(id)?,
+            (None, id) => crate::input_codecs::codec_for_input(id, &search.norm)?,
         };
         let test_accuracy = evaluate_with(
             &device_half,

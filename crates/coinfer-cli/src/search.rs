@@ -612,6 +612,7 @@ pub(crate) fn publish(staging: &Path, out: &Path) -> CliResult<()> {
 fn draw_plots(report: &SearchReport, out: &Path) -> CliResult<()> {
     plots::rewards(report, &out.join("reward.svg"))?;
     plots::scatter(report, &out.join("scatter.svg"))?;
+    plots::rate_accuracy(report, &out.join("rate-accuracy.svg"))?;
     plots::breakdown(report, &out.join("breakdown.svg"))
 }
 

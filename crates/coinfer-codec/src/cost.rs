@@ -2,6 +2,7 @@
 //! the edge) for one sample — what the latency model turns into encode and decode time.
 
 use crate::codec::{CodecId, latent_channels, latent_plane};
+use crate::image_codec::ImageFormat;
 
 /// Floating-point operations of one sample's encode and decode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +23,30 @@ const AE_LATENT_ENCODE_FLOPS: u64 = 8;
 /// FLOPs per latent element of an autoencoder's decode before its convolution:
 /// dequantization.
 const AE_LATENT_DECODE_FLOPS: u64 = 3;
+
+/// FLOP-equivalents per input element (pixel × channel) of an image codec's encoder and
+/// decoder: the codec's measured time per element on the reference machine times that
+/// machine's effective throughput on the backbone, so that a compute profile scales image
+/// codecs as it scales the network. Measured with
+/// `cargo run --release -p coinfer-codec --example image_codecs` (the `flops_equivalent`
+/// lines; docs/codecs.md has the figures and the caveat).
+fn image_flops_per_pixel(format: ImageFormat) -> (u64, u64) {
+    match format {
+        ImageFormat::Png => (PNG_FLOPS.0, PNG_FLOPS.1),
+        ImageFormat::Jpeg => (JPEG_FLOPS.0, JPEG_FLOPS.1),
+        ImageFormat::Webp => (WEBP_FLOPS.0, WEBP_FLOPS.1),
+        ImageFormat::WebpLossless => (WEBP_LOSSLESS_FLOPS.0, WEBP_LOSSLESS_FLOPS.1),
+    }
+}
+
+/// (encode, decode) FLOP-equivalents per element of PNG (see [`image_flops_per_pixel`]).
+const PNG_FLOPS: (u64, u64) = (1000, 300);
+/// (encode, decode) FLOP-equivalents per element of JPEG.
+const JPEG_FLOPS: (u64, u64) = (1000, 300);
+/// (encode, decode) FLOP-equivalents per element of lossy WebP.
+const WEBP_FLOPS: (u64, u64) = (1000, 300);
+/// (encode, decode) FLOP-equivalents per element of lossless WebP.
+const WEBP_LOSSLESS_FLOPS: (u64, u64) = (1000, 300);
 
 impl CodecId {
     /// The work of encoding and decoding one `[C, H, W]` sample.
@@ -48,6 +73,13 @@ impl CodecId {
         let elements = c.saturating_mul(pixels);
         let (encode_flops, decode_flops) = match *self {
             CodecId::Float32 => (0, 0),
+            CodecId::Image { format, .. } => {
+                let (encode, decode) = image_flops_per_pixel(format);
+                (
+                    encode.saturating_mul(elements),
+                    decode.saturating_mul(elements),
+                )
+            }
             CodecId::Quant { .. } => (
                 QUANT_ENCODE_FLOPS.saturating_mul(elements),
                 QUANT_DECODE_FLOPS.saturating_mul(elements),

@@ -42,6 +42,9 @@ use crate::payload::{Payload, PayloadHeader, PayloadWriter, check_feature_shape,
 const WEBP_MAX_SIDE: usize = 16383;
 /// Largest side a JPEG header can state.
 const JPEG_MAX_SIDE: usize = 65535;
+/// libwebp's `quality` for lossless WebP, where it is the compression effort (0 fastest,
+/// 100 smallest): Pillow's default, 80.
+const WEBP_LOSSLESS_EFFORT: f32 = 80.0;
 
 /// An image file format of the input codecs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -517,8 +520,13 @@ impl ImageCodec {
                     interleaved.to_vec()
                 };
                 let lossless = self.format == ImageFormat::WebpLossless;
+                let quality = if lossless {
+                    WEBP_LOSSLESS_EFFORT
+                } else {
+                    f32::from(self.quality)
+                };
                 let memory = webp::Encoder::new(&rgb, webp::PixelLayout::Rgb, width, height)
-                    .encode_simple(lossless, f32::from(self.quality))
+                    .encode_simple(lossless, quality)
                     .map_err(|e| format!("libwebp: {e:?}"))?;
                 out.extend_from_slice(&memory);
             }

@@ -38,8 +38,8 @@ fn grey_norm(norm: &Normalization) -> ImageNormalization {
     ImageNormalization::new(norm.mean.clone(), norm.std.clone()).unwrap()
 }
 
-/// A smooth 2×3×24×20 colour picture (gradients and a disc), its normalised values and the
-/// normalisation.
+/// A smooth 2×3×24×20 colour picture (gradients and a bright disc), its pixels, normalised
+/// values, normalisation and shape.
 fn colour_batch() -> (Vec<u8>, Vec<f32>, ImageNormalization, [usize; 4]) {
     let shape = [2, 3, 24, 20];
     let norm = Normalization::cifar10();
@@ -49,7 +49,7 @@ fn colour_batch() -> (Vec<u8>, Vec<f32>, ImageNormalization, [usize; 4]) {
             for y in 0..24 {
                 for x in 0..20 {
                     let inside = (x as i32 - 10).pow(2) + (y as i32 - 12).pow(2) < 36;
-                    let base = (x * 9 + y * 5 + c * 40 + b * 30) % 256;
+                    let base = x * 5 + y * 4 + c * 15 + b * 10;
                     pixels.push(if inside { 255 - base as u8 / 2 } else { base as u8 });
                 }
             }
@@ -399,4 +399,61 @@ fn names_and_json_form() {
     assert_eq!(serde_json::from_str::<CodecId>(&json).unwrap(), id);
     assert!(id.is_lossless() && id.is_image());
     assert!(!CodecId::image(ImageFormat::Jpeg, 90).is_lossless());
+}
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One valid single-image payload per format (the files are what the C and Rust decoders
+    /// parse).
+    fn payloads() -> &'static [(CodecId, Vec<u8>)] {
+        static PAYLOADS: std::sync::OnceLock<Vec<(CodecId, Vec<u8>)>> = std::sync::OnceLock::new();
+        PAYLOADS.get_or_init(encode_payloads)
+    }
+
+    fn encode_payloads() -> Vec<(CodecId, Vec<u8>)> {
+        let device = Device::default();
+        let (images, _, norm) = grey_batch(&device);
+        let one = images.narrow(0, 0, 1);
+        every_codec()
+            .into_iter()
+            .map(|id| {
+                let codec = input_codec(id, &grey_norm(&norm)).unwrap();
+                (id, codec.encode(one.clone()).unwrap().bytes)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Random bytes written over an image file, CRC resealed so that the decoders see
+        /// them: an error or an image of the header's size, never a panic.
+        #[test]
+        fn mangled_files_never_panic(
+            at in 0usize..400,
+            bytes in proptest::collection::vec(any::<u8>(), 1..64),
+        ) {
+            let device = Device::default();
+            let norm = Normalization::fashion_mnist();
+            for (id, good) in payloads() {
+                let codec = input_codec(*id, &grey_norm(&norm)).unwrap();
+                let file_start = HEADER_LEN + 8 + 4;
+                let file_end = good.len() - CRC_LEN;
+                let mut bad = good.clone();
+                let start = file_start + at % (file_end - file_start);
+                for (i, b) in bytes.iter().enumerate() {
+                    if start + i < file_end {
+                        bad[start + i] = *b;
+                    }
+                }
+                reseal(&mut bad);
+                match codec.decode(&bad, &device) {
+                    Ok(t) => prop_assert_eq!(t.dims(), [1, 1, 28, 28]),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
 }

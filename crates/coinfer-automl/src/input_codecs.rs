@@ -88,20 +88,27 @@ pub(crate) fn extra_input_ids(setup: &CodecSetup, channels: usize) -> Vec<CodecI
 
 /// Checks the input-codec fields of a codec setup.
 pub(crate) fn check_setup(setup: &CodecSetup) -> Result<(), AutomlError> {
-    let bad = |field: &'static str, reason: String| Err(AutomlError::InvalidConfig { field, reason });
+    let bad =
+        |field: &'static str, reason: String| Err(AutomlError::InvalidConfig { field, reason });
     if let Some(q) = setup
         .input_jpeg_qualities
         .iter()
         .find(|q| !(1..=100).contains(*q))
     {
-        return bad("codecs.input_jpeg_qualities", format!("{q} is outside 1..=100"));
+        return bad(
+            "codecs.input_jpeg_qualities",
+            format!("{q} is outside 1..=100"),
+        );
     }
     if let Some(q) = setup
         .input_webp_qualities
         .iter()
         .find(|q| !(1..=100).contains(*q))
     {
-        return bad("codecs.input_webp_qualities", format!("{q} is outside 1..=100"));
+        return bad(
+            "codecs.input_webp_qualities",
+            format!("{q} is outside 1..=100"),
+        );
     }
     if setup.input_measure_images == 0 {
         return bad(
@@ -144,9 +151,7 @@ pub(crate) fn sized_family(
     for codec in codecs {
         let id = codec.codec().id();
         let bits = match sample {
-            Some(images) if measured_size(id) => {
-                mean_payload_bits(codec.codec(), images.clone())?
-            }
+            Some(images) if measured_size(id) => mean_payload_bits(codec.codec(), images.clone())?,
             _ => id.bits_per_sample(shape),
         };
         sized.push((bits, id.to_string(), codec));

@@ -192,7 +192,10 @@ mod tests {
         let front: Vec<bool> = points.iter().map(|p| p.pareto).collect();
         assert_eq!(front, [true, true, false, false, false, true]);
         let md = rate_markdown(&points);
-        assert!(md.contains("| **webp-q50** | image | 100 | 12.5 | **80.00%** |"), "{md}");
+        assert!(
+            md.contains("| **webp-q50** | image | 100 | 12.5 | **80.00%** |"),
+            "{md}"
+        );
         assert_eq!(rate_json_lines(&points).lines().count(), 6);
     }
 

@@ -655,7 +655,11 @@ fn the_input_family_offers_image_codecs_with_measured_sizes() {
     ] {
         let codec = input_codec(id, &image_norm).unwrap();
         let measured = mean_payload_bits(codec.as_ref(), images.clone()).unwrap();
-        assert_eq!(input.family.get(id).unwrap().bits_per_sample, measured, "{id}");
+        assert_eq!(
+            input.family.get(id).unwrap().bits_per_sample,
+            measured,
+            "{id}"
+        );
         // Smaller than the raw 8-bit image, which a user would otherwise send.
         assert!(measured < CodecId::quant(8, false).bits_per_sample([1, 28, 28]));
     }
@@ -673,7 +677,10 @@ fn the_input_family_offers_image_codecs_with_measured_sizes() {
         })
         .unwrap();
     assert_eq!(evaluation.codec, CodecId::image(ImageFormat::Webp, 90));
-    assert_eq!(evaluation.payload_bits, input.family.entries[webp].bits_per_sample);
+    assert_eq!(
+        evaluation.payload_bits,
+        input.family.entries[webp].bits_per_sample
+    );
     assert!((0.0..=1.0).contains(&evaluation.accuracy));
     // Its encoder and decoder cost time on the device and the edge.
     assert!(evaluation.latency.encode > 0.0 && evaluation.latency.decode > 0.0);

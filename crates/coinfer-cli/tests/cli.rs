@@ -258,7 +258,12 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
     std::fs::remove_dir_all(results.join(".tiny.partial")).unwrap();
 
     // plot: redraws the SVGs from report.json.
-    let svgs = ["reward.svg", "scatter.svg", "rate-accuracy.svg", "breakdown.svg"];
+    let svgs = [
+        "reward.svg",
+        "scatter.svg",
+        "rate-accuracy.svg",
+        "breakdown.svg",
+    ];
     for svg in svgs {
         std::fs::remove_file(out.join(svg)).unwrap();
     }
@@ -271,7 +276,12 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
     // plot --rate-json: every codec at every split point as JSON lines, image codecs among
     // the input's, the Pareto front marked.
     let lines = expect_code(
-        &["plot", "--report", report_path.to_str().unwrap(), "--rate-json"],
+        &[
+            "plot",
+            "--report",
+            report_path.to_str().unwrap(),
+            "--rate-json",
+        ],
         0,
     );
     let points: Vec<serde_json::Value> = text(&lines.stdout)

@@ -65,7 +65,11 @@ fn a_webp_edge_only_plan_answers_over_tcp_as_in_process() {
     let device = Device::flex();
     let deployed = SplitPlan::deploy(&plan_path, &device).unwrap();
     assert_eq!(deployed.codec.id(), webp);
-    assert_eq!(deployed.device.spec().blocks.len(), 0, "edge-only: no device block");
+    assert_eq!(
+        deployed.device.spec().blocks.len(),
+        0,
+        "edge-only: no device block"
+    );
     let digest = deployed.plan.digest();
     let server = EdgeServer::bind(
         "127.0.0.1:0",
@@ -88,11 +92,17 @@ fn a_webp_edge_only_plan_answers_over_tcp_as_in_process() {
     let data = embedded::fashion_mnist_subset().unwrap().test;
     let codec = deployed.codec.clone();
     for i in [0, 7, 123] {
-        let (x, _) = data.batch(&[i], &deployed.plan.normalization, &device).unwrap();
+        let (x, _) = data
+            .batch(&[i], &deployed.plan.normalization, &device)
+            .unwrap();
         let result = client.infer(x.clone()).unwrap();
         // The same image through the codec in process: the edge half on the decoded image.
         let payload = codec.encode(x.clone()).unwrap();
-        assert_eq!(result.payload_bytes, payload.len(), "the payload is the WebP file");
+        assert_eq!(
+            result.payload_bytes,
+            payload.len(),
+            "the payload is the WebP file"
+        );
         let decoded = codec.decode(&payload.bytes, &device).unwrap();
         let expected = logits(deployed.edge.logits(decoded.clone()).unwrap());
         assert_eq!(result.logits.len(), 10);

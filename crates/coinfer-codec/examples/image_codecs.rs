@@ -56,9 +56,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let images: Vec<(Vec<f32>, Vec<u8>)> = (0..n)
         .map(|i| {
             let (tensor, _) = data.batch(&[i], &norm, &device)?;
-            let values = tensor.into_data().try_into_vec::<f32>().map_err(|e| {
-                std::io::Error::other(format!("reading image {i}: {e:?}"))
-            })?;
+            let values = tensor
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| std::io::Error::other(format!("reading image {i}: {e:?}")))?;
             Ok((values, data.image(i).to_vec()))
         })
         .collect::<Result<_, Box<dyn std::error::Error>>>()?;
@@ -142,7 +143,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // The cost model's 6 FLOPs an element for a quantizer's encode, at the time it took.
             quant_flops_per_s = Some(6.0 * elements as f64 / encode);
         }
-        rows.push((id, pixel_codec.is_some(), mean_payload, abs_error, psnr, encode, decode));
+        rows.push((
+            id,
+            pixel_codec.is_some(),
+            mean_payload,
+            abs_error,
+            psnr,
+            encode,
+            decode,
+        ));
     }
     let quant_flops_per_s = quant_flops_per_s.ok_or("quant8 was not measured")?;
     for (id, is_image, mean_payload, abs_error, psnr, encode, decode) in rows {

@@ -306,8 +306,8 @@ impl ImageCodec {
                 return Err(CodecError::NonFiniteFeature { index, value: x });
             }
             let channel = (index / plane) % c;
-            let p = (x * self.normalization.std[channel] + self.normalization.mean[channel])
-                * 255.0;
+            let p =
+                (x * self.normalization.std[channel] + self.normalization.mean[channel]) * 255.0;
             pixels.push(p.round().clamp(0.0, 255.0) as u8);
         }
         Ok(pixels)
@@ -502,13 +502,11 @@ impl ImageCodec {
         };
         let mut out = Vec::new();
         match self.format {
-            ImageFormat::Png => PngEncoder::new_with_quality(
-                &mut out,
-                CompressionType::Best,
-                FilterType::Adaptive,
-            )
-            .write_image(interleaved, width, height, color)
-            .map_err(|e| e.to_string())?,
+            ImageFormat::Png => {
+                PngEncoder::new_with_quality(&mut out, CompressionType::Best, FilterType::Adaptive)
+                    .write_image(interleaved, width, height, color)
+                    .map_err(|e| e.to_string())?
+            }
             ImageFormat::Jpeg => JpegEncoder::new_with_quality(&mut out, self.quality)
                 .write_image(interleaved, width, height, color)
                 .map_err(|e| e.to_string())?,
@@ -605,7 +603,10 @@ impl ImageCodec {
                         image.len()
                     ));
                 }
-                for (dst, px) in buf.chunks_exact_mut(channels).zip(image.chunks_exact(stride)) {
+                for (dst, px) in buf
+                    .chunks_exact_mut(channels)
+                    .zip(image.chunks_exact(stride))
+                {
                     if channels == 1 {
                         // R = G = B went in; lossy chroma may drift by a step, so average.
                         let sum = u16::from(px[0]) + u16::from(px[1]) + u16::from(px[2]);

@@ -391,7 +391,13 @@ mod tests {
         assert_eq!(field(CodecWire { ratio: 50, ..png }), "quality");
         assert_eq!(field(CodecWire { bits: 0, ..png }), "bits");
         assert_eq!(field(CodecWire { bits: 5, ..png }), "bits");
-        assert_eq!(field(CodecWire { entropy: true, ..png }), "flags");
+        assert_eq!(
+            field(CodecWire {
+                entropy: true,
+                ..png
+            }),
+            "flags"
+        );
         assert_eq!(field(CodecWire { kernel: 1, ..png }), "kernel");
         assert!(
             CodecWire::from_word(0x0400, 0).is_err(),

@@ -30,7 +30,10 @@ fn grey_batch(device: &Device) -> (Tensor<4>, Vec<u8>, Normalization) {
     let norm = Normalization::fashion_mnist();
     let indices: Vec<usize> = (0..8).collect();
     let (images, _) = data.batch(&indices, &norm, device).unwrap();
-    let pixels = indices.iter().flat_map(|&i| data.image(i).to_vec()).collect();
+    let pixels = indices
+        .iter()
+        .flat_map(|&i| data.image(i).to_vec())
+        .collect();
     (images, pixels, norm)
 }
 
@@ -50,7 +53,11 @@ fn colour_batch() -> (Vec<u8>, Vec<f32>, ImageNormalization, [usize; 4]) {
                 for x in 0..20 {
                     let inside = (x as i32 - 10).pow(2) + (y as i32 - 12).pow(2) < 36;
                     let base = x * 5 + y * 4 + c * 15 + b * 10;
-                    pixels.push(if inside { 255 - base as u8 / 2 } else { base as u8 });
+                    pixels.push(if inside {
+                        255 - base as u8 / 2
+                    } else {
+                        base as u8
+                    });
                 }
             }
         }
@@ -97,7 +104,10 @@ fn lossless_formats_give_the_backbone_its_input_bit_for_bit() {
             .iter()
             .zip(&expected)
             .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "{format}: the decoded input differs from the original");
+        assert!(
+            same,
+            "{format}: the decoded input differs from the original"
+        );
         assert_eq!(codec.decode_pixels(&payload.bytes).unwrap().0, pixels);
 
         let colour = ImageCodec::new(format, 0, colour_norm.clone()).unwrap();
@@ -110,7 +120,10 @@ fn lossless_formats_give_the_backbone_its_input_bit_for_bit() {
                 .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{format}: colour"
         );
-        assert_eq!(colour.decode_pixels(&payload.bytes).unwrap().0, colour_pixels);
+        assert_eq!(
+            colour.decode_pixels(&payload.bytes).unwrap().0,
+            colour_pixels
+        );
     }
 }
 
@@ -194,7 +207,10 @@ fn payload_is_header_normalisation_and_the_real_files() {
             })
             .collect();
         let mean = (singles.iter().sum::<u64>() as f64 / 8.0).round() as u64;
-        assert_eq!(mean_payload_bits(codec.as_ref(), images.clone()).unwrap(), mean);
+        assert_eq!(
+            mean_payload_bits(codec.as_ref(), images.clone()).unwrap(),
+            mean
+        );
         // A single-image payload is its file plus 44 bytes (header 28, normalisation 8,
         // length 4, CRC 4).
         let one = codec.encode(images.clone().narrow(0, 0, 1)).unwrap();
@@ -322,8 +338,11 @@ fn bad_payloads_are_typed_errors() {
     let mut disguised = png.encode(two.clone()).unwrap().bytes;
     disguised[6] = 4;
     reseal(&mut disguised);
-    let webp = input_codec(CodecId::image(ImageFormat::WebpLossless, 0), &grey_norm(&norm))
-        .unwrap();
+    let webp = input_codec(
+        CodecId::image(ImageFormat::WebpLossless, 0),
+        &grey_norm(&norm),
+    )
+    .unwrap();
     assert!(matches!(
         webp.decode(&disguised, &device),
         Err(CodecError::Image { sample: 0, .. })
@@ -395,7 +414,10 @@ fn names_and_json_form() {
     );
     let id = CodecId::image(ImageFormat::WebpLossless, 0);
     let json = serde_json::to_string(&id).unwrap();
-    assert_eq!(json, r#"{"kind":"image","format":"webp-lossless","quality":0}"#);
+    assert_eq!(
+        json,
+        r#"{"kind":"image","format":"webp-lossless","quality":0}"#
+    );
     assert_eq!(serde_json::from_str::<CodecId>(&json).unwrap(), id);
     assert!(id.is_lossless() && id.is_image());
     assert!(!CodecId::image(ImageFormat::Jpeg, 90).is_lossless());

@@ -9,7 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use coinfer_automl::codec::{FeatureCodec, ImageFormat};
+use burn::prelude::Tensor;
+use coinfer_automl::codec::ImageFormat;
 use coinfer_automl::prelude::*;
 use coinfer_automl::runtime::{ClientConfig, DeviceClient, EdgeServer, ServerConfig};
 use coinfer_automl::{PlanArtifacts, SplitPlan};

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use coinfer_codec::{
-    CodecId, FeatureCodec, ImageCodec, ImageFormat, ImageNormalization, QuantCodec, input_codec,
+    CodecId, ImageCodec, ImageFormat, ImageNormalization, QuantCodec, input_codec,
 };
 use coinfer_data::{Normalization, embedded};
 use coinfer_profile::{ComputeProfile, MeasureConfig, measure_blocks};

@@ -368,7 +368,7 @@ fn bad_inputs_and_parameters_are_typed_errors() {
     ));
     let webp = ImageCodec::new(ImageFormat::Webp, 75, grey.clone()).unwrap();
     assert!(matches!(
-        webp.encode_values(&vec![0.0; 16400], [1, 1, 1, 16400]),
+        webp.encode_values(&[0.0; 16400], [1, 1, 1, 16400]),
         Err(CodecError::InvalidShape { .. })
     ));
     let quality = |format, q| match ImageCodec::new(format, q, grey.clone()) {
@@ -471,9 +471,8 @@ mod hostile {
                     }
                 }
                 reseal(&mut bad);
-                match codec.decode(&bad, &device) {
-                    Ok(t) => prop_assert_eq!(t.dims(), [1, 1, 28, 28]),
-                    Err(_) => {}
+                if let Ok(t) = codec.decode(&bad, &device) {
+                    prop_assert_eq!(t.dims(), [1, 1, 28, 28]);
                 }
             }
         }

@@ -286,12 +286,15 @@ impl SearchSession<'_> {
             EVAL_BATCH_SIZE,
             &search.backend,
         )?;
+        // The plans the search evaluated, taken before the rate–accuracy view scores every
+        // unpruned codec (which the search itself did not ask for).
+        let evaluated = self.evaluator.evaluated().into_iter().cloned().collect();
         let rate_accuracy = crate::rate::rate_accuracy(&mut self.evaluator, &reranked)?;
         Ok(SearchReport {
             plan,
             episodes: run.records,
             evaluations: run.evaluations,
-            evaluated: self.evaluator.evaluated().into_iter().cloned().collect(),
+            evaluated,
             baselines,
             backbone_accuracy: self.evaluator.backbone_accuracy()?,
             backbone_test_accuracy,

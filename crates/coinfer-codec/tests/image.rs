@@ -49,9 +49,9 @@ fn colour_batch() -> (Vec<u8>, Vec<f32>, ImageNormalization, [usize; 4]) {
     let mut pixels = Vec::new();
     for b in 0..2 {
         for c in 0..3 {
-            for y in 0..24 {
-                for x in 0..20 {
-                    let inside = (x as i32 - 10).pow(2) + (y as i32 - 12).pow(2) < 36;
+            for y in 0..24i32 {
+                for x in 0..20i32 {
+                    let inside = (x - 10).pow(2) + (y - 12).pow(2) < 36;
                     let base = x * 5 + y * 4 + c * 15 + b * 10;
                     pixels.push(if inside {
                         255 - base as u8 / 2
@@ -229,7 +229,7 @@ fn measured_bits_of_entropy_coded_quantizers_are_below_their_bound() {
 }
 
 /// Recomputes the CRC after a mutation.
-fn reseal(bytes: &mut Vec<u8>) {
+fn reseal(bytes: &mut [u8]) {
     let n = bytes.len() - CRC_LEN;
     let crc = crc32fast::hash(&bytes[..n]);
     bytes[n..].copy_from_slice(&crc.to_le_bytes());

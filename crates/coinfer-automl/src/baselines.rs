@@ -25,9 +25,12 @@ pub enum Baseline {
     DeviceOnly,
     /// The raw 8-bit image is uploaded and the edge runs everything.
     EdgeOnlyRaw,
-    /// The image is uploaded with the best input codec the family offers (any bit width,
-    /// entropy coding included): the strongest way to send the image.
+    /// The image is uploaded uniformly quantized, with the best bit width the family offers
+    /// (rANS entropy coding included).
     EdgeOnlyQuantized,
+    /// The image is uploaded as a user would send it — PNG, JPEG or WebP, whichever of the
+    /// family's qualities scores best.
+    EdgeOnlyImage,
     /// Neurosurgeon (Kang et al. 2017): the best split point, no pruning, the feature sent as
     /// float32 (the raw 8-bit image at split 0; device-only is one of its split points).
     Neurosurgeon,
@@ -47,10 +50,11 @@ pub enum Baseline {
 
 impl Baseline {
     /// Every baseline, in report order.
-    pub const ALL: [Baseline; 9] = [
+    pub const ALL: [Baseline; 10] = [
         Baseline::DeviceOnly,
         Baseline::EdgeOnlyRaw,
         Baseline::EdgeOnlyQuantized,
+        Baseline::EdgeOnlyImage,
         Baseline::Neurosurgeon,
         Baseline::PruningOnly,
         Baseline::CompressionOnly,
@@ -65,6 +69,7 @@ impl Baseline {
             Baseline::DeviceOnly => "device-only",
             Baseline::EdgeOnlyRaw => "edge-only-raw",
             Baseline::EdgeOnlyQuantized => "edge-only-quantized",
+            Baseline::EdgeOnlyImage => "edge-only-image",
             Baseline::Neurosurgeon => "neurosurgeon",
             Baseline::PruningOnly => "pruning-only",
             Baseline::CompressionOnly => "compression-only",
@@ -84,7 +89,8 @@ impl Baseline {
         match self {
             Baseline::DeviceOnly => "whole unpruned backbone on the device, nothing sent",
             Baseline::EdgeOnlyRaw => "raw 8-bit image uploaded, edge runs everything",
-            Baseline::EdgeOnlyQuantized => "image uploaded with the best input codec",
+            Baseline::EdgeOnlyQuantized => "image uploaded with the best uniform quantizer",
+            Baseline::EdgeOnlyImage => "image uploaded as the best PNG, JPEG or WebP",
             Baseline::Neurosurgeon => "best split, no pruning, float32 feature",
             Baseline::PruningOnly => "best split, uniform pruning, float32 feature",
             Baseline::CompressionOnly => "best split and codec, no pruning",
@@ -97,6 +103,15 @@ impl Baseline {
     /// Whether the baseline is one fixed plan (no search): what a user gets without coinfer.
     pub fn is_fixed_plan(self) -> bool {
         matches!(self, Baseline::DeviceOnly | Baseline::EdgeOnlyRaw)
+    }
+
+    /// Whether the baseline sends the whole input to the edge (any input codec): what a user
+    /// who does not split the network deploys.
+    pub fn is_edge_only(self) -> bool {
+        matches!(
+            self,
+            Baseline::EdgeOnlyRaw | Baseline::EdgeOnlyQuantized | Baseline::EdgeOnlyImage
+        )
     }
 
     /// Runs the baseline on `evaluator` under `reward`.
@@ -114,7 +129,11 @@ impl Baseline {
                 best_of(name, evaluator, reward, decisions)
             }
             Baseline::EdgeOnlyQuantized => {
-                let decisions = input_codecs(evaluator, |_| true)?;
+                let decisions = input_codecs(evaluator, |id| !id.is_image())?;
+                best_of(name, evaluator, reward, decisions)
+            }
+            Baseline::EdgeOnlyImage => {
+                let decisions = input_codecs(evaluator, |id| id.is_image())?;
                 best_of(name, evaluator, reward, decisions)
             }
             Baseline::Neurosurgeon => {
@@ -275,7 +294,8 @@ pub(crate) fn input_codecs(
         .collect();
     if decisions.is_empty() {
         return Err(AutomlError::InvalidDecision(
-            "the raw input's codec family has no codec this baseline needs (8-bit quantizer)"
+            "the raw input's codec family has no codec this baseline needs (the 8-bit \
+             quantizer for edge-only-raw, an image codec for edge-only-image)"
                 .into(),
         ));
     }

@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use coinfer_codec::{
     AutoencoderCodec, AutoencoderConfig, CodecFamily, CodecId, EpochReport, MAX_AE_KERNEL,
-    TrainOptions, TrainedAutoencoder, fixed_codec, train_autoencoder,
+    TrainOptions, TrainedAutoencoder, train_autoencoder,
 };
 use coinfer_data::{Batches, ImageDataset, Normalization};
 use coinfer_split::Network;
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
 use crate::evaluator::{BankCodec, CodecBank};
+use crate::input_codecs::{codec_for_input, measure_sample, sized_family};
 
 /// Which codecs each split offers, and how the autoencoders are trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +57,19 @@ pub struct CodecSetup {
     /// Weight of the distillation loss (from the unmodified backbone's logits) next to the
     /// task loss, for every autoencoder.
     pub distill_weight: f32,
+    /// Also offer each input quantizer (`quant_bits`) rANS entropy-coded (`quant4-ec`).
+    pub input_entropy: bool,
+    /// Offer the input image as PNG (grey or RGB inputs).
+    pub input_png: bool,
+    /// Qualities (1..=100) at which the input image is offered as JPEG.
+    pub input_jpeg_qualities: Vec<u8>,
+    /// Qualities (1..=100) at which the input image is offered as lossy WebP.
+    pub input_webp_qualities: Vec<u8>,
+    /// Offer the input image as lossless WebP.
+    pub input_webp_lossless: bool,
+    /// Training images the payloads of content-dependent input codecs (entropy coded, image
+    /// files) are measured on, one image per payload.
+    pub input_measure_images: usize,
 }
 
 /// A [`CodecSetup`] checked by [`CodecSetup::check`] (the only way to make one); reads as a
@@ -92,6 +106,12 @@ impl Default for CodecSetup {
             spatial_kernel: 3,
             spatial_lr: 3e-3,
             distill_weight: 0.5,
+            input_entropy: true,
+            input_png: true,
+            input_jpeg_qualities: vec![50, 75, 90],
+            input_webp_qualities: vec![50, 75, 90],
+            input_webp_lossless: true,
+            input_measure_images: 500,
         }
     }
 }
@@ -202,6 +222,7 @@ impl CodecSetup {
                 return bad("codecs.ae_lr", format!("{} must be positive", self.ae_lr));
             }
         }
+        crate::input_codecs::check_setup(&self)?;
         if !self.float32 && self.quant_bits.is_empty() {
             return bad(
                 "codecs",
@@ -211,18 +232,22 @@ impl CodecSetup {
         Ok(CheckedCodecSetup(self))
     }
 
-    fn fixed_ids(&self, at_input: bool) -> Vec<CodecId> {
+    /// The codecs without weights at a split point; at the input (`input_channels` is
+    /// `Some`) also the entropy-coded quantizers and the image codecs
+    /// ([`crate::input_codecs`]).
+    fn fixed_ids(&self, input_channels: Option<usize>) -> Vec<CodecId> {
         let mut ids = Vec::new();
         if self.float32 {
             ids.push(CodecId::Float32);
         }
         ids.extend(self.quant_bits.iter().map(|&b| CodecId::quant(b, false)));
-        if !at_input {
-            ids.extend(
+        match input_channels {
+            Some(channels) => ids.extend(crate::input_codecs::extra_input_ids(self, channels)),
+            None => ids.extend(
                 self.per_channel_bits
                     .iter()
                     .map(|&b| CodecId::quant(b, true)),
-            );
+            ),
         }
         ids
     }
@@ -245,8 +270,10 @@ pub struct CodecProgress {
 
 /// The codec families (by split) and the matching codec bank for `splits` of `backbone`.
 ///
-/// Split `0` (the raw input) gets fixed quantizers only; every other split also gets the
-/// autoencoders of `setup`, trained with the backbone frozen on a prefix of `train`.
+/// Split `0` (the raw input) gets fixed codecs only — quantizers, entropy-coded quantizers and
+/// the image codecs, whose payloads are measured on a prefix of `train` — every other split
+/// also gets the autoencoders of `setup`, trained with the backbone frozen on a prefix of
+/// `train`.
 pub fn build_codecs(
     backbone: &Network,
     splits: &[usize],
@@ -271,8 +298,9 @@ pub fn build_codecs(
             })?
             .dims();
         let mut codecs: Vec<BankCodec> = Vec::new();
-        for id in setup.fixed_ids(split == 0) {
-            codecs.push(BankCodec::Fixed(fixed_codec(id)?));
+        let input_channels = (split == 0).then_some(shape[0]);
+        for id in setup.fixed_ids(input_channels) {
+            codecs.push(BankCodec::Fixed(codec_for_input(id, norm)?));
         }
         if split > 0 {
             let (device_half, edge_half) = backbone.valid().split(split)?;
@@ -330,12 +358,14 @@ pub fn build_codecs(
                 }
             }
         }
-        // Families are sorted by payload size (a stable sort): order the bank the same way.
-        codecs.sort_by_key(|c| {
-            let id = c.codec().id();
-            (id.bits_per_sample(shape), id.to_string())
-        });
-        let family = CodecFamily::with_codecs(shape, codecs.iter().map(|c| c.codec().id()));
+        // Families are sorted by payload size (measured at the input for the codecs whose size
+        // depends on the picture): the bank follows the same order.
+        let sample = if split == 0 {
+            Some(measure_sample(&subset, norm, setup, device)?)
+        } else {
+            None
+        };
+        let (family, codecs) = sized_family(shape, codecs, sample.as_ref())?;
         bank.push_candidate(shape, codecs);
         families.push(family);
     }

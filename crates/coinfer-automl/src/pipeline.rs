@@ -33,15 +33,22 @@ impl CoInference {
         }
         let run = self.run_agent(&mut session)?;
         let baselines = self.run_baselines(&mut session, run.evaluations)?;
-        if let Some(out) = &self.output
-            && let Some(edge_only) = baselines
-                .iter()
-                .find(|b| Baseline::from_name(&b.name) == Some(Baseline::EdgeOnlyRaw))
-        {
-            // The edge-only plan, deployable too, for runtime comparisons.
-            let decision = session.evaluator().decision_of(&edge_only.best)?;
-            let dir = out.staging().join("edge-only");
-            session.finalize(&decision, edge_only.reward, Some(&dir), |_, _, _| {})?;
+        if let Some(out) = &self.output {
+            // The edge-only plans (the raw image, the paper's; the best image file), deployable
+            // too, for runtime comparisons.
+            for (baseline, folder) in [
+                (Baseline::EdgeOnlyRaw, "edge-only"),
+                (Baseline::EdgeOnlyImage, "edge-only-image"),
+            ] {
+                if let Some(result) = baselines
+                    .iter()
+                    .find(|b| Baseline::from_name(&b.name) == Some(baseline))
+                {
+                    let decision = session.evaluator().decision_of(&result.best)?;
+                    let dir = out.staging().join(folder);
+                    session.finalize(&decision, result.reward, Some(&dir), |_, _, _| {})?;
+                }
+            }
         }
         self.observer.note(
             "re-ranking the fastest plans near the tolerance by their fine-tuned accuracy, then \

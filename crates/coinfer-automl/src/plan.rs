@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use std::sync::Arc;
 
-use coinfer_codec::{AutoencoderCodec, CodecId, SharedCodec, fixed_codec};
+use coinfer_codec::{AutoencoderCodec, CodecId, SharedCodec};
+
+use crate::input_codecs::codec_for_input;
 use coinfer_data::Normalization;
 use coinfer_profile::Breakdown;
 use coinfer_sparsity::PruneRecovery;
@@ -190,7 +192,7 @@ impl SplitPlan {
                     reason: format!("codec {} needs autoencoder weights", plan.codec),
                 });
             }
-            (id, _) => fixed_codec(id).map_err(|e| AutomlError::Json {
+            (id, _) => codec_for_input(id, &plan.normalization).map_err(|e| AutomlError::Json {
                 path: plan_path.to_path_buf(),
                 reason: e.to_string(),
             })?,

@@ -20,7 +20,8 @@ fn failed(path: &Path) -> impl FnOnce(Box<dyn std::error::Error>) -> AutomlError
     }
 }
 
-/// Draws the search's three plots into `out`: `reward.svg`, `scatter.svg`, `breakdown.svg`.
+/// Draws the search's plots into `out`: `reward.svg`, `scatter.svg`, `rate-accuracy.svg`,
+/// `breakdown.svg`.
 pub fn draw_search(report: &SearchReport, out: &Path) -> PlotResult {
     let draw = |name: &str, plot: fn(&SearchReport, &Path) -> Drawn| {
         let path = out.join(name);
@@ -28,6 +29,7 @@ pub fn draw_search(report: &SearchReport, out: &Path) -> PlotResult {
     };
     draw("reward.svg", draw_rewards)?;
     draw("scatter.svg", draw_scatter)?;
+    draw("rate-accuracy.svg", draw_rate_accuracy)?;
     draw("breakdown.svg", draw_breakdown)
 }
 
@@ -248,6 +250,93 @@ fn draw_breakdown(report: &SearchReport, path: &Path) -> Drawn {
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Rate–accuracy (SC2-style): payload bits per sample (log scale) against validation accuracy
+/// of every codec at every split point, one colour per codec family — image files (PNG, JPEG,
+/// WebP) as triangles — the Pareto front as a line, fine-tuned re-ranked plans hollow.
+fn draw_rate_accuracy(report: &SearchReport, path: &Path) -> Drawn {
+    let points = &report.rate_accuracy;
+    if points.is_empty() {
+        return Ok(());
+    }
+    let bits = |p: &crate::rate::RatePoint| p.bits_per_sample.max(1) as f64;
+    let (lo, hi) = points.iter().fold((f64::INFINITY, 0f64), |(lo, hi), p| {
+        (lo.min(bits(p)), hi.max(bits(p)))
+    });
+    let y_lo = points
+        .iter()
+        .map(|p| 100.0 * p.accuracy)
+        .fold(100f32, f32::min);
+    let root = SVGBackend::new(path, (960, 620)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Rate–accuracy: every codec at every split point (unpruned)",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            ((lo * 0.8)..(hi * 1.25)).log_scale(),
+            (y_lo - 2.0).max(0.0)..100f32,
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("payload bits per sample (log scale)")
+        .y_desc("validation accuracy (%)")
+        .draw()?;
+    let families = [
+        ("float32", RGBColor(120, 120, 120)),
+        ("quantizer", BLUE),
+        ("quantizer+rANS", CYAN),
+        ("autoencoder", GREEN),
+        ("spatial autoencoder", MAGENTA),
+        ("image", RED),
+    ];
+    for (family, colour) in families {
+        let of = |tuned: bool| {
+            points
+                .iter()
+                .filter(move |p| p.family == family && p.fine_tuned == tuned)
+                .map(|p| (bits(p), 100.0 * p.accuracy))
+        };
+        if of(false).next().is_none() && of(true).next().is_none() {
+            continue;
+        }
+        let style = colour.filled();
+        if family == "image" {
+            chart
+                .draw_series(of(false).map(|xy| TriangleMarker::new(xy, 6, style)))?
+                .label(family)
+                .legend(move |(x, y)| TriangleMarker::new((x, y), 5, style));
+        } else {
+            chart
+                .draw_series(of(false).map(|xy| Circle::new(xy, 4, style)))?
+                .label(family)
+                .legend(move |(x, y)| Circle::new((x, y), 4, style));
+        }
+        chart.draw_series(of(true).map(|xy| Circle::new(xy, 6, colour.stroke_width(2))))?;
+    }
+    let mut front: Vec<(f64, f32)> = points
+        .iter()
+        .filter(|p| p.pareto && !p.fine_tuned)
+        .map(|p| (bits(p), 100.0 * p.accuracy))
+        .collect();
+    front.sort_by(|a, b| a.0.total_cmp(&b.0));
+    chart
+        .draw_series(LineSeries::new(front, BLACK.stroke_width(1)))?
+        .label("Pareto front")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
         .draw()?;
     root.present()?;
     Ok(())

@@ -49,6 +49,10 @@ pub struct SearchReport {
     /// training record, a re-split because the backbone had seen some of them).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Bits per sample against validation accuracy of every codec at every split point
+    /// ([`crate::rate`]; absent in reports written before it was recorded).
+    #[serde(default)]
+    pub rate_accuracy: Vec<crate::rate::RatePoint>,
 }
 
 /// Wall time of each phase of a search, seconds. The session records codecs, search,
@@ -146,6 +150,8 @@ pub fn codec_table(evaluator: &mut PlanEvaluator) -> Result<String, AutomlError>
         }
         let _ = writeln!(md);
     }
+    let points = crate::rate::rate_accuracy(evaluator, &[])?;
+    md.push_str(&crate::rate::rate_markdown(&points));
     Ok(md)
 }
 
@@ -241,7 +247,28 @@ impl SearchReport {
             let _ = write!(text, " {}: {:.2}×;", b.name, speedup);
         }
         text.push_str(" (speed-up of the chosen plan over each baseline's best plan, predicted).");
+        if let Some(edge) = self.best_edge_only() {
+            let _ = write!(
+                text,
+                " Against the best way to send the whole image without coinfer ({}: {}, {:.0} bytes,                  {:.2}% validation accuracy, {} ms): {:.2}×.",
+                edge.name,
+                edge.best.codec,
+                edge.best.payload_bits as f64 / 8.0,
+                100.0 * edge.best.accuracy,
+                ms(edge.best.latency.total),
+                edge.best.latency.total / chosen
+            );
+        }
         text
+    }
+
+    /// The edge-only baseline (raw image, uniform quantizer or image file: PNG, JPEG, WebP)
+    /// with the best reward: the strongest plan a user deploys without splitting.
+    pub fn best_edge_only(&self) -> Option<&BaselineResult> {
+        self.baselines
+            .iter()
+            .filter(|b| Baseline::from_name(&b.name).is_some_and(Baseline::is_edge_only))
+            .max_by(|a, b| a.reward.total_cmp(&b.reward))
     }
 
     /// A Markdown summary: the plan, the verdict, its latency breakdown, the baselines, search
@@ -409,6 +436,9 @@ impl SearchReport {
             let _ = writeln!(md, "| {phase} | {seconds:.1} |");
         }
         let _ = writeln!(md, "| total | {:.1} |", self.phases.total_s());
+        if !self.rate_accuracy.is_empty() {
+            let _ = writeln!(md, "\n{}", crate::rate::rate_markdown(&self.rate_accuracy));
+        }
         md
     }
 }

@@ -285,11 +285,15 @@ impl SearchSession<'_> {
             EVAL_BATCH_SIZE,
             &search.backend,
         )?;
+        // The plans the search evaluated, taken before the rate–accuracy view scores every
+        // unpruned codec (which the search itself did not ask for).
+        let evaluated = self.evaluator.evaluated().into_iter().cloned().collect();
+        let rate_accuracy = crate::rate::rate_accuracy(&mut self.evaluator, &reranked)?;
         Ok(SearchReport {
             plan,
             episodes: run.records,
             evaluations: run.evaluations,
-            evaluated: self.evaluator.evaluated().into_iter().cloned().collect(),
+            evaluated,
             baselines,
             backbone_accuracy: self.evaluator.backbone_accuracy()?,
             backbone_test_accuracy,
@@ -299,6 +303,7 @@ impl SearchSession<'_> {
             notes: search.notes.clone(),
             reranked,
             refinement: Some(refinement),
+            rate_accuracy,
         })
     }
 
@@ -513,7 +518,7 @@ impl SearchSession<'_> {
             };
         let codec: SharedCodec = match (&tuned_ae, evaluation.codec) {
             (Some(ae), _) => Arc::new(ae.clone()),
-            (None, id) => coinfer_codec::fixed_codec(id)?,
+            (None, id) => crate::input_codecs::codec_for_input(id, &search.norm)?,
         };
         let test_accuracy = evaluate_with(
             &device_half,

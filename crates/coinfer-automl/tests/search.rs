@@ -465,6 +465,7 @@ fn a_short_search_produces_a_deployable_plan() {
             "device-only",
             "edge-only-raw",
             "edge-only-quantized",
+            "edge-only-image",
             "neurosurgeon",
             "pruning-only",
             "compression-only",
@@ -646,6 +647,89 @@ fn the_exhaustive_grid_evaluates_every_grid_plan_once() {
     );
 }
 
+/// The raw input's family holds every image codec and the entropy-coded quantizers, sized by
+/// the mean payload measured on training images (one image per payload), and the family's
+/// order is the bank's.
+#[test]
+fn the_input_family_offers_image_codecs_with_measured_sizes() {
+    use coinfer_automl::codec::{ImageFormat, ImageNormalization, input_codec, mean_payload_bits};
+    let mut cfg = config(1);
+    cfg.codecs = CodecSetup {
+        input_measure_images: 40,
+        ..CodecSetup::fixed_only()
+    };
+    let search = search(Reward::default(), cfg);
+    let mut session = search.prepare().unwrap();
+    let input = session.evaluator().space().candidates[0].clone();
+    assert_eq!(input.split, 0);
+    let ids: Vec<CodecId> = input.family.entries.iter().map(|e| e.id).collect();
+    let mut expected = vec![CodecId::image(ImageFormat::Png, 0)];
+    expected.extend([50, 75, 90].map(|q| CodecId::image(ImageFormat::Jpeg, q)));
+    expected.extend([50, 75, 90].map(|q| CodecId::image(ImageFormat::Webp, q)));
+    expected.push(CodecId::image(ImageFormat::WebpLossless, 0));
+    expected.extend([2, 4, 8].map(|bits| CodecId::Quant {
+        bits,
+        per_channel: false,
+        entropy: true,
+    }));
+    for id in &expected {
+        assert!(ids.contains(id), "{id} missing from {ids:?}");
+    }
+    assert!(
+        input
+            .family
+            .entries
+            .windows(2)
+            .all(|w| w[0].bits_per_sample <= w[1].bits_per_sample)
+    );
+    // Re-measure two of them by hand on the same 40 training images.
+    let data = small_data();
+    let (train, _) = coinfer_automl::split_validation(&data.train, 60, 17).unwrap();
+    let norm = Normalization::fit(&data.train);
+    let indices: Vec<usize> = (0..40).collect();
+    let (images, _) = train.batch(&indices, &norm, &Device::flex()).unwrap();
+    let image_norm = ImageNormalization::new(norm.mean.clone(), norm.std.clone()).unwrap();
+    for id in [
+        CodecId::image(ImageFormat::Webp, 50),
+        CodecId::Quant {
+            bits: 4,
+            per_channel: false,
+            entropy: true,
+        },
+    ] {
+        let codec = input_codec(id, &image_norm).unwrap();
+        let measured = mean_payload_bits(codec.as_ref(), images.clone()).unwrap();
+        assert_eq!(
+            input.family.get(id).unwrap().bits_per_sample,
+            measured,
+            "{id}"
+        );
+        // Smaller than the raw 8-bit image, which a user would otherwise send.
+        assert!(measured < CodecId::quant(8, false).bits_per_sample([1, 28, 28]));
+    }
+    // Every image codec is scored through the backbone like any other codec.
+    let webp = ids
+        .iter()
+        .position(|&id| id == CodecId::image(ImageFormat::Webp, 90))
+        .unwrap();
+    let evaluation = session
+        .evaluator()
+        .evaluate(&coinfer_automl::space::Decision {
+            candidate: 0,
+            prune_ratios: Vec::new(),
+            codec: webp,
+        })
+        .unwrap();
+    assert_eq!(evaluation.codec, CodecId::image(ImageFormat::Webp, 90));
+    assert_eq!(
+        evaluation.payload_bits,
+        input.family.entries[webp].bits_per_sample
+    );
+    assert!((0.0..=1.0).contains(&evaluation.accuracy));
+    // Its encoder and decoder cost time on the device and the edge.
+    assert!(evaluation.latency.encode > 0.0 && evaluation.latency.decode > 0.0);
+}
+
 #[test]
 fn every_baseline_returns_the_kind_of_plan_its_name_promises() {
     let mut cfg = config(1);
@@ -669,9 +753,21 @@ fn every_baseline_returns_the_kind_of_plan_its_name_promises() {
     let quantized = get(Baseline::EdgeOnlyQuantized);
     assert_eq!(quantized.best.split, 0);
     assert!(
-        quantized.reward >= raw.reward,
-        "the best input codec includes the raw one"
+        matches!(quantized.best.codec, CodecId::Quant { .. }),
+        "{:?}",
+        quantized.best.codec
     );
+    assert!(
+        quantized.reward >= raw.reward,
+        "the best input quantizer includes the raw one"
+    );
+    let image = get(Baseline::EdgeOnlyImage);
+    assert_eq!(image.best.split, 0);
+    assert!(image.best.codec.is_image(), "{:?}", image.best.codec);
+    // Its size is the measured mean payload of the chosen image codec.
+    let input = &session.evaluator().space().candidates[0];
+    let entry = input.family.get(image.best.codec).unwrap();
+    assert_eq!(image.best.payload_bits, entry.bits_per_sample);
     let device = get(Baseline::DeviceOnly);
     assert_eq!((device.best.split, device.best.payload_bits), (blocks, 0));
     for unpruned in [Baseline::Neurosurgeon, Baseline::CompressionOnly] {

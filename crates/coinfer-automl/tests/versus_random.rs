@@ -6,10 +6,10 @@
 
 use burn::prelude::*;
 use coinfer_automl::agent::DdpgConfig;
-use coinfer_automl::random_search;
 use coinfer_automl::codecs::CodecSetup;
 use coinfer_automl::data::{TrainTest, embedded};
 use coinfer_automl::profile::{ComputeProfile, LinkProfile};
+use coinfer_automl::random_search;
 use coinfer_automl::split::{Network, zoo};
 use coinfer_automl::{CoInference, Reward, SearchConfig};
 

@@ -61,6 +61,10 @@ enum Command {
         /// Redraw a sweep's plots from this `sweep.json` instead.
         #[arg(long)]
         sweep: Option<std::path::PathBuf>,
+        /// Print the report's rate–accuracy points (bits per sample and validation accuracy
+        /// of every codec at every split point) as JSON lines instead of drawing.
+        #[arg(long, conflicts_with = "sweep")]
+        rate_json: bool,
     },
 }
 
@@ -81,6 +85,11 @@ fn main() {
             Command::Plot {
                 sweep: Some(sweep), ..
             } => sweep::replot(&sweep),
+            Command::Plot {
+                report,
+                rate_json: true,
+                ..
+            } => search::print_rate_json(&report),
             Command::Plot { report, .. } => search::replot(&report),
         });
     if let Err(error) = result {

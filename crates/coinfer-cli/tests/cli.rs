@@ -196,6 +196,7 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
         "codecs.md",
         "reward.svg",
         "scatter.svg",
+        "rate-accuracy.svg",
         "breakdown.svg",
         "edge-only/plan.json",
     ] {
@@ -254,15 +255,45 @@ fn search_resume_plot_serve_and_infer_on_tiny_settings() {
     std::fs::remove_dir_all(results.join(".tiny.partial")).unwrap();
 
     // plot: redraws the SVGs from report.json.
-    for svg in ["reward.svg", "scatter.svg", "breakdown.svg"] {
+    let svgs = [
+        "reward.svg",
+        "scatter.svg",
+        "rate-accuracy.svg",
+        "breakdown.svg",
+    ];
+    for svg in svgs {
         std::fs::remove_file(out.join(svg)).unwrap();
     }
     let report_path = out.join("report.json");
     expect_code(&["plot", "--report", report_path.to_str().unwrap()], 0);
-    for svg in ["reward.svg", "scatter.svg", "breakdown.svg"] {
+    for svg in svgs {
         let body = std::fs::read_to_string(out.join(svg)).unwrap();
         assert!(body.contains("<svg"), "{svg} is not an SVG");
     }
+    // plot --rate-json: every codec at every split point as JSON lines, image codecs among
+    // the input's, the Pareto front marked.
+    let lines = expect_code(
+        &[
+            "plot",
+            "--report",
+            report_path.to_str().unwrap(),
+            "--rate-json",
+        ],
+        0,
+    );
+    let points: Vec<serde_json::Value> = text(&lines.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        points
+            .iter()
+            .any(|p| p["family"] == "image" && p["split"] == 0 && p["codec"]["format"] == "webp"),
+        "{points:?}"
+    );
+    assert!(points.iter().any(|p| p["pareto"] == true));
+    assert!(points.iter().any(|p| p["split"] != 0));
+    assert!(text(&std::fs::read(out.join("report.md")).unwrap()).contains("Rate–accuracy"));
 
     // serve + infer on loopback (port 0: the server prints the address it got).
     let plan = out.join("plan.json");

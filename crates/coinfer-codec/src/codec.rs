@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CodecError;
 use crate::float32::Float32Codec;
+use crate::image_codec::{ImageFormat, ImageNormalization, check_quality};
 use crate::pack::packed_len;
 use crate::payload::{Payload, check_feature_shape, overhead_bits};
 use crate::quant_codec::QuantCodec;
@@ -53,6 +54,15 @@ pub enum CodecId {
         #[serde(default = "one")]
         stride: u8,
     },
+    /// The raw input image sent as an image file — PNG, JPEG or WebP — the way a user would
+    /// send it (split 0 only; see [`crate::ImageCodec`]).
+    Image {
+        /// The file format.
+        format: ImageFormat,
+        /// Quality 1..=100 of a lossy format (JPEG, WebP); 0 for a lossless one.
+        #[serde(default)]
+        quality: u8,
+    },
 }
 
 /// Largest autoencoder kernel a codec id may name.
@@ -85,14 +95,21 @@ impl CodecId {
         }
     }
 
+    /// An image codec of `format` at `quality` (0 for the lossless formats).
+    pub fn image(format: ImageFormat, quality: u8) -> Self {
+        Self::Image { format, quality }
+    }
+
     /// Checks the parameters (bits in 1..=8, ratio ≥ 1, an odd autoencoder kernel up to
-    /// [`MAX_AE_KERNEL`], a stride in 1..=[`MAX_AE_STRIDE`]).
+    /// [`MAX_AE_KERNEL`], a stride in 1..=[`MAX_AE_STRIDE`], an image quality in 1..=100 for a
+    /// lossy format and 0 for a lossless one).
     ///
     /// # Errors
     /// [`CodecError::BitsOutOfRange`] or [`CodecError::InvalidParameter`].
     pub fn check(&self) -> Result<(), CodecError> {
         match *self {
             Self::Float32 => Ok(()),
+            Self::Image { format, quality } => check_quality(format, quality),
             Self::Quant { bits, .. } => check_bits(bits, "codec id"),
             Self::Autoencoder {
                 ratio,
@@ -128,9 +145,19 @@ impl CodecId {
         matches!(self, Self::Autoencoder { .. })
     }
 
-    /// Whether the codec reproduces its input exactly.
+    /// Whether the codec reproduces its input exactly (a lossless image format reproduces
+    /// the 8-bit image the input was normalised from).
     pub fn is_lossless(&self) -> bool {
-        matches!(self, Self::Float32)
+        match self {
+            Self::Float32 => true,
+            Self::Image { format, .. } => format.is_lossless(),
+            _ => false,
+        }
+    }
+
+    /// Whether the codec compresses the input image as an image file (PNG, JPEG, WebP).
+    pub fn is_image(&self) -> bool {
+        matches!(self, Self::Image { .. })
     }
 
     /// Payload bits for one sample of shape `[C, H, W]`, header and CRC included.
@@ -138,6 +165,9 @@ impl CodecId {
     /// Exact for fixed-length codecs. For entropy-coded codecs this is the fixed-length size,
     /// which is an upper bound: they never send more than that (they fall back to packing),
     /// and usually send less; measure a payload with [`Payload::bits`] for the real figure.
+    /// For image codecs, whose size depends on the picture, it is only a nominal figure: the
+    /// uncompressed 8-bit image with the payload's overhead (header, normalisation, length,
+    /// CRC); measure them with [`crate::mean_payload_bits`].
     pub fn bits_per_sample(&self, feature_shape: [usize; 3]) -> u64 {
         let [c, h, w] = feature_shape.map(|d| d as u64);
         let plane = h.saturating_mul(w);
@@ -152,6 +182,9 @@ impl CodecId {
             Self::Float32 => {
                 overhead_bits(0).saturating_add(c.saturating_mul(plane).saturating_mul(32))
             }
+            Self::Image { .. } => overhead_bits(0)
+                .saturating_add(64 * c + 32)
+                .saturating_add(c.saturating_mul(plane).saturating_mul(8)),
             Self::Quant {
                 bits, per_channel, ..
             } => {
@@ -190,7 +223,8 @@ pub fn latent_channels(channels: usize, ratio: usize) -> usize {
 
 impl fmt::Display for CodecId {
     /// Short names: `float32`, `quant4`, `quant4-pc`, `quant4-pc-ec`, `ae-r4-b4`, `ae-r4-b4-ec`;
-    /// an autoencoder's kernel and stride appear when they are not 1 (`ae-r4-b4-k3-s2`).
+    /// an autoencoder's kernel and stride appear when they are not 1 (`ae-r4-b4-k3-s2`); image
+    /// codecs are `png`, `jpeg-q75`, `webp-q50`, `webp-lossless`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::Float32 => write!(f, "float32"),
@@ -204,6 +238,13 @@ impl fmt::Display for CodecId {
                 if per_channel { "-pc" } else { "" },
                 if entropy { "-ec" } else { "" }
             ),
+            Self::Image { format, quality } => {
+                if format.is_lossless() {
+                    write!(f, "{format}")
+                } else {
+                    write!(f, "{format}-q{quality}")
+                }
+            }
             Self::Autoencoder {
                 ratio,
                 bits,
@@ -293,8 +334,8 @@ pub type SharedCodec = Arc<dyn FeatureCodec + Send + Sync>;
 ///
 /// # Errors
 /// [`CodecError::InvalidParameter`] for an autoencoder id (load it with
-/// [`crate::AutoencoderCodec::load`] and wrap it in an [`Arc`]) and parameter errors from
-/// [`CodecId::check`].
+/// [`crate::AutoencoderCodec::load`] and wrap it in an [`Arc`]) or an image id (it needs the
+/// input's normalisation: [`input_codec`]), and parameter errors from [`CodecId::check`].
 pub fn fixed_codec(id: CodecId) -> Result<SharedCodec, CodecError> {
     id.check()?;
     match id {
@@ -311,6 +352,40 @@ pub fn fixed_codec(id: CodecId) -> Result<SharedCodec, CodecError> {
             value: id.to_string(),
             reason: "an autoencoder needs trained weights; load it with AutoencoderCodec::load",
         }),
+        CodecId::Image { .. } => Err(CodecError::InvalidParameter {
+            field: "codec id",
+            value: id.to_string(),
+            reason: "an image codec needs the input's normalisation; build it with input_codec",
+        }),
+    }
+}
+
+/// A codec without weights for the network's input, normalised by `normalization`: image ids
+/// get an [`crate::ImageCodec`] that undoes and redoes it; every other id is
+/// [`fixed_codec`]'s.
+///
+/// ```
+/// use coinfer_codec::{CodecId, ImageFormat, ImageNormalization, input_codec};
+///
+/// let norm = ImageNormalization::new(vec![0.286], vec![0.353])?;
+/// let webp = input_codec(CodecId::image(ImageFormat::Webp, 75), &norm)?;
+/// assert_eq!(webp.id().to_string(), "webp-q75");
+/// assert_eq!(input_codec(CodecId::quant(8, false), &norm)?.id(), CodecId::quant(8, false));
+/// # Ok::<(), coinfer_codec::CodecError>(())
+/// ```
+///
+/// # Errors
+/// As [`fixed_codec`], for a bad quality or an autoencoder id.
+pub fn input_codec(
+    id: CodecId,
+    normalization: &ImageNormalization,
+) -> Result<SharedCodec, CodecError> {
+    match id {
+        CodecId::Image { .. } => Ok(Arc::new(crate::ImageCodec::from_id(
+            id,
+            normalization.clone(),
+        )?)),
+        other => fixed_codec(other),
     }
 }
 

@@ -2,6 +2,7 @@
 //! the edge) for one sample — what the latency model turns into encode and decode time.
 
 use crate::codec::{CodecId, latent_channels, latent_plane};
+use crate::image_codec::ImageFormat;
 
 /// Floating-point operations of one sample's encode and decode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +23,37 @@ const AE_LATENT_ENCODE_FLOPS: u64 = 8;
 /// FLOPs per latent element of an autoencoder's decode before its convolution:
 /// dequantization.
 const AE_LATENT_DECODE_FLOPS: u64 = 3;
+
+/// FLOP-equivalents per input element (pixel × channel) of an image codec's encoder and
+/// decoder, so that a compute profile scales image codecs as it scales every other codec.
+/// They are the codec's measured time per element on the reference machine, expressed on the
+/// scale of the 8-bit quantizer timed in the same run (whose encode the model counts as 6
+/// FLOPs an element; its decode then measures 2, as the model counts): codec code is scalar,
+/// branchy work like the quantizer's, not GEMM, so it is calibrated on a codec rather than on
+/// the network's throughput (which would charge a microcontroller ~17× more for it; the
+/// example prints both). Measured with
+/// `cargo run --release -p coinfer-codec --example image_codecs` (`encode_flops_per_element`,
+/// `decode_flops_per_element`; one constant per format over its qualities; docs/codecs.md).
+fn image_flops_per_pixel(format: ImageFormat) -> (u64, u64) {
+    match format {
+        ImageFormat::Png => (PNG_FLOPS.0, PNG_FLOPS.1),
+        ImageFormat::Jpeg => (JPEG_FLOPS.0, JPEG_FLOPS.1),
+        ImageFormat::Webp => (WEBP_FLOPS.0, WEBP_FLOPS.1),
+        ImageFormat::WebpLossless => (WEBP_LOSSLESS_FLOPS.0, WEBP_LOSSLESS_FLOPS.1),
+    }
+}
+
+/// (encode, decode) FLOP-equivalents per element of PNG (see [`image_flops_per_pixel`]):
+/// measured 273 and 42.
+const PNG_FLOPS: (u64, u64) = (270, 42);
+/// (encode, decode) FLOP-equivalents per element of JPEG: measured 69–84 and 47–54 over
+/// qualities 50–90.
+const JPEG_FLOPS: (u64, u64) = (75, 50);
+/// (encode, decode) FLOP-equivalents per element of lossy WebP: measured 646–718 and 85–116
+/// over qualities 50–90.
+const WEBP_FLOPS: (u64, u64) = (660, 90);
+/// (encode, decode) FLOP-equivalents per element of lossless WebP: measured 914 and 83.
+const WEBP_LOSSLESS_FLOPS: (u64, u64) = (910, 85);
 
 impl CodecId {
     /// The work of encoding and decoding one `[C, H, W]` sample.
@@ -48,6 +80,13 @@ impl CodecId {
         let elements = c.saturating_mul(pixels);
         let (encode_flops, decode_flops) = match *self {
             CodecId::Float32 => (0, 0),
+            CodecId::Image { format, .. } => {
+                let (encode, decode) = image_flops_per_pixel(format);
+                (
+                    encode.saturating_mul(elements),
+                    decode.saturating_mul(elements),
+                )
+            }
             CodecId::Quant { .. } => (
                 QUANT_ENCODE_FLOPS.saturating_mul(elements),
                 QUANT_DECODE_FLOPS.saturating_mul(elements),
@@ -109,6 +148,30 @@ mod tests {
         // A 3×3 kernel costs 9× the convolution.
         let k3 = ae(4, 3, 1).compute_cost([16, 14, 14]);
         assert_eq!(k3.encode_flops, 9 * 25088 + 8 * 4 * 196);
+    }
+
+    #[test]
+    fn image_codecs_cost_per_input_element() {
+        let webp = CodecId::image(ImageFormat::Webp, 50).compute_cost([1, 28, 28]);
+        assert_eq!(
+            (webp.encode_flops, webp.decode_flops),
+            (WEBP_FLOPS.0 * 784, WEBP_FLOPS.1 * 784)
+        );
+        // Quality does not change the constant; colour triples the elements.
+        assert_eq!(
+            CodecId::image(ImageFormat::Webp, 90).compute_cost([1, 28, 28]),
+            webp
+        );
+        let rgb = CodecId::image(ImageFormat::Png, 0).compute_cost([3, 32, 32]);
+        assert_eq!(rgb.encode_flops, PNG_FLOPS.0 * 3 * 1024);
+        // Every image codec costs more than the 8-bit quantizer it competes with.
+        let quant = CodecId::quant(8, false).compute_cost([1, 28, 28]);
+        for format in ImageFormat::ALL {
+            let quality = if format.is_lossless() { 0 } else { 75 };
+            let cost = CodecId::image(format, quality).compute_cost([1, 28, 28]);
+            assert!(cost.encode_flops > quant.encode_flops, "{format}");
+            assert!(cost.decode_flops > quant.decode_flops, "{format}");
+        }
     }
 
     #[test]

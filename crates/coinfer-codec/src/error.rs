@@ -131,6 +131,17 @@ pub enum CodecError {
         /// What is wrong.
         reason: String,
     },
+    /// An image codec's encoder refused a sample, or an image file in a payload does not
+    /// decode to the size and colour its header states.
+    #[error("image codec {codec}, sample {sample}: {reason}")]
+    Image {
+        /// The codec (`png`, `jpeg-q75`, ...).
+        codec: String,
+        /// Index of the sample in the batch.
+        sample: usize,
+        /// The encoder's or decoder's message, or the mismatch found.
+        reason: String,
+    },
     /// A codec or training parameter is out of its valid range.
     #[error("invalid parameter `{field}` = {value}: {reason}")]
     InvalidParameter {

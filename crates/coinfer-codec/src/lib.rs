@@ -8,7 +8,9 @@
 //! upsampling decoder that restores the exact feature shape), trained against the frozen edge
 //! half with optional distillation from the backbone's logits by [`train_autoencoder`]). Every payload carries a header (magic, version,
 //! codec id, shape, ranges) and a CRC32, and decoding hostile bytes returns a [`CodecError`],
-//! never a panic. A [`CodecFamily`] lists the choices at a split point with their sizes.
+//! never a panic. At the raw input (split 0) the image can also travel as a user would send
+//! it: PNG, JPEG or WebP ([`ImageCodec`], which undoes and redoes the input normalisation).
+//! A [`CodecFamily`] lists the choices at a split point with their sizes.
 //!
 //! ```
 //! use burn::prelude::*;
@@ -49,6 +51,7 @@ pub mod entropy;
 mod error;
 mod family;
 mod float32;
+mod image_codec;
 pub mod pack;
 mod payload;
 mod quant_codec;
@@ -58,13 +61,14 @@ mod wire;
 
 pub use autoencoder::{Autoencoder, AutoencoderCodec, AutoencoderConfig, LATENT_RANGE};
 pub use codec::{
-    CodecId, FeatureCodec, MAX_AE_KERNEL, MAX_AE_STRIDE, SharedCodec, fixed_codec, latent_channels,
-    latent_plane,
+    CodecId, FeatureCodec, MAX_AE_KERNEL, MAX_AE_STRIDE, SharedCodec, fixed_codec, input_codec,
+    latent_channels, latent_plane,
 };
 pub use cost::CodecCost;
 pub use error::CodecError;
 pub use family::{CodecEntry, CodecFamily};
 pub use float32::Float32Codec;
+pub use image_codec::{ImageCodec, ImageFormat, ImageNormalization, mean_payload_bits};
 pub use payload::{MAX_FEATURE_ELEMENTS, Payload, PayloadHeader, read_header};
 pub use quant_codec::QuantCodec;
 pub use train::{

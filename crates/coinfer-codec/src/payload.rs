@@ -31,16 +31,18 @@ const FLAG_ENTROPY_BODY: u8 = 1 << 2;
 /// offset  size  field
 ///  0      4     magic b"CNFC"
 ///  4      1     format version (2)
-///  5      1     codec kind: 0 float32, 1 uniform quantization, 2 autoencoder
-///  6      1     bits: 0 for float32, 1..=8 otherwise
+///  5      1     codec kind: 0 float32, 1 uniform quantization, 2 autoencoder, 3 image
+///  6      1     bits: 0 for float32, the format for an image (1 PNG, 2 JPEG, 3 WebP,
+///               4 lossless WebP), 1..=8 otherwise
 ///  7      1     flags: bit 0 per-channel ranges, bit 1 entropy coding requested,
 ///               bit 2 body is entropy coded (else fixed-length packed); other bits zero
-///  8      2     autoencoder ratio r (u16 LE; 0 for the other kinds)
+///  8      2     autoencoder ratio r, or image quality (u16 LE; 0 for the other kinds)
 /// 10      1     autoencoder kernel (odd, 1..=15; 0 for the other kinds)
 /// 11      1     autoencoder stride (1..=8; 0 for the other kinds)
 /// 12     16     shape B, C, H, W (u32 LE each) of the feature
 /// 28      8·n   ranges (f32 min, f32 max) LE: n = 1 per tensor, C per channel, 0 otherwise
-///  …            body: raw f32 LE, packed b-bit symbols, or histogram + rANS words
+///  …            body: raw f32 LE, packed b-bit symbols, histogram + rANS words, or an
+///               image codec's normalisation and image files (see [`crate::ImageCodec`])
 /// end−4   4     CRC32 (IEEE, crc32fast) of every byte before it
 /// ```
 /// For the autoencoder the body holds the `[B, ceil(C/r), ceil(H/s), ceil(W/s)]` latent symbols.
@@ -114,7 +116,7 @@ impl PayloadHeader {
                 per_channel: true, ..
             } => self.shape[1],
             CodecId::Quant { .. } => 1,
-            CodecId::Float32 | CodecId::Autoencoder { .. } => 0,
+            CodecId::Float32 | CodecId::Autoencoder { .. } | CodecId::Image { .. } => 0,
         }
     }
 

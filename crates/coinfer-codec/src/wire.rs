@@ -2,11 +2,13 @@
 
 use crate::codec::{CodecId, MAX_AE_KERNEL, MAX_AE_STRIDE};
 use crate::error::CodecError;
+use crate::image_codec::{ImageFormat, check_quality};
 use crate::quantize::check_bits;
 
 const KIND_FLOAT32: u8 = 0;
 const KIND_QUANT: u8 = 1;
 pub(crate) const KIND_AUTOENCODER: u8 = 2;
+const KIND_IMAGE: u8 = 3;
 
 const WORD_BITS: u16 = 0x000f;
 const WORD_PER_CHANNEL: u16 = 1 << 4;
@@ -22,15 +24,17 @@ const WORD_SHAPE_BITS: u16 = 0xfc00;
 /// definition of a codec's numeric code, its compact 16-bit word, and the checks a decoder
 /// runs on them.
 ///
-/// Fields: `kind` (0 float32, 1 quant, 2 autoencoder), `bits` (0 for float32, else 1..=8),
+/// Fields: `kind` (0 float32, 1 quant, 2 autoencoder, 3 image), `bits` (0 for float32, the
+/// format for an image codec — 1 PNG, 2 JPEG, 3 WebP, 4 lossless WebP — else 1..=8),
 /// `per_channel` (quant only), `entropy` (quant and autoencoder), `ratio` (autoencoder only,
-/// ≥ 1), `kernel` and `stride` (autoencoder only; 0 for the others). Payload headers write the
+/// ≥ 1; an image codec's quality, 1..=100 for JPEG and WebP, 0 for the lossless formats),
+/// `kernel` and `stride` (autoencoder only; 0 for the others). Payload headers write the
 /// fields byte by byte (see the layout on [`crate::Payload`]); runtime frames write
 /// the [`word`](CodecWire::word)
 /// and the ratio:
 ///
 /// ```text
-/// word bit  0-3   bit width
+/// word bit  0-3   bit width (image codecs: the format)
 ///           4     per-channel ranges
 ///           5     entropy coding
 ///           6-7   zero
@@ -53,15 +57,15 @@ const WORD_SHAPE_BITS: u16 = 0xfc00;
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CodecWire {
-    /// 0 float32, 1 quant, 2 autoencoder.
+    /// 0 float32, 1 quant, 2 autoencoder, 3 image.
     pub kind: u8,
-    /// Bit width (0 for float32).
+    /// Bit width (0 for float32; the format code of an image codec).
     pub bits: u8,
     /// Per-channel ranges (quant only).
     pub per_channel: bool,
     /// Entropy coding.
     pub entropy: bool,
-    /// Channel reduction ratio (autoencoder only, else 0).
+    /// Channel reduction ratio (autoencoder), quality (image codec), else 0.
     pub ratio: u16,
     /// Kernel size (autoencoder only, else 0).
     pub kernel: u8,
@@ -87,6 +91,12 @@ impl CodecId {
                 bits,
                 per_channel,
                 entropy,
+                ..CodecWire::default()
+            },
+            CodecId::Image { format, quality } => CodecWire {
+                kind: KIND_IMAGE,
+                bits: format.code(),
+                ratio: quality.into(),
                 ..CodecWire::default()
             },
             CodecId::Autoencoder {
@@ -125,7 +135,7 @@ impl CodecWire {
             reason,
         };
         if self.kind != KIND_AUTOENCODER {
-            if self.ratio != 0 {
+            if self.ratio != 0 && self.kind != KIND_IMAGE {
                 return Err(bad(
                     "ratio",
                     self.ratio.into(),
@@ -208,6 +218,33 @@ impl CodecWire {
                     stride: self.stride,
                 }
             }
+            KIND_IMAGE => {
+                if self.per_channel || self.entropy {
+                    return Err(bad(
+                        "flags",
+                        u64::from(self.per_channel) | (u64::from(self.entropy) << 1),
+                        "image payloads have no flags",
+                    ));
+                }
+                let format = ImageFormat::from_code(self.bits).ok_or_else(|| {
+                    bad(
+                        "bits",
+                        self.bits.into(),
+                        "an image codec's format is 1 (PNG), 2 (JPEG), 3 (WebP) or 4 (lossless WebP)",
+                    )
+                })?;
+                let quality = u8::try_from(self.ratio)
+                    .ok()
+                    .filter(|&q| check_quality(format, q).is_ok())
+                    .ok_or_else(|| {
+                        bad(
+                            "quality",
+                            self.ratio.into(),
+                            "an image quality is 1..=100 for JPEG and WebP, 0 for PNG and lossless WebP",
+                        )
+                    })?;
+                CodecId::Image { format, quality }
+            }
             kind => return Err(CodecError::UnknownCodecKind { kind }),
         };
         Ok(codec)
@@ -275,6 +312,14 @@ mod tests {
 
     fn all_ids() -> Vec<CodecId> {
         let mut ids = vec![CodecId::Float32];
+        for format in ImageFormat::ALL {
+            let qualities: Vec<u8> = if format.is_lossless() {
+                vec![0]
+            } else {
+                vec![1, 50, 75, 100]
+            };
+            ids.extend(qualities.into_iter().map(|q| CodecId::image(format, q)));
+        }
         for bits in 1..=8 {
             for per_channel in [false, true] {
                 for entropy in [false, true] {
@@ -334,10 +379,26 @@ mod tests {
         assert_eq!(field(CodecWire { stride: 1, ..quant }), "stride");
         assert_eq!(field(CodecWire { ratio: 1, ..quant }), "ratio");
         assert!(matches!(
-            CodecWire { kind: 3, ..quant }.codec(),
-            Err(CodecError::UnknownCodecKind { kind: 3 })
+            CodecWire { kind: 4, ..quant }.codec(),
+            Err(CodecError::UnknownCodecKind { kind: 4 })
         ));
         assert!(CodecWire::from_word(0x0040, 0).is_err());
+        let jpeg = CodecId::image(ImageFormat::Jpeg, 75).to_wire();
+        assert_eq!(field(CodecWire { ratio: 0, ..jpeg }), "quality");
+        assert_eq!(field(CodecWire { ratio: 101, ..jpeg }), "quality");
+        assert_eq!(field(CodecWire { ratio: 300, ..jpeg }), "quality");
+        let png = CodecId::image(ImageFormat::Png, 0).to_wire();
+        assert_eq!(field(CodecWire { ratio: 50, ..png }), "quality");
+        assert_eq!(field(CodecWire { bits: 0, ..png }), "bits");
+        assert_eq!(field(CodecWire { bits: 5, ..png }), "bits");
+        assert_eq!(
+            field(CodecWire {
+                entropy: true,
+                ..png
+            }),
+            "flags"
+        );
+        assert_eq!(field(CodecWire { kernel: 1, ..png }), "kernel");
         assert!(
             CodecWire::from_word(0x0400, 0).is_err(),
             "float32 kernel bits"

@@ -228,10 +228,10 @@ fn resealed_field_edits_give_the_named_error() {
         edit(6, 9),
         Err(CodecError::BitsOutOfRange { bits: 9, .. })
     ));
-    // Unknown kind.
+    // Unknown kind (3 is the image codecs').
     assert!(matches!(
-        edit(5, 3),
-        Err(CodecError::UnknownCodecKind { kind: 3 })
+        edit(5, 4),
+        Err(CodecError::UnknownCodecKind { kind: 4 })
     ));
     // Version 3 (this build writes 2 and still reads 1).
     assert!(matches!(

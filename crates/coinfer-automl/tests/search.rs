@@ -324,6 +324,9 @@ fn refinement_climbs_to_a_plan_no_single_move_improves_within_its_budget() {
 }
 
 #[test]
+#[ignore = "its scenario re-ranks no plan (checked since issue 25: it passed only by testing \
+            nothing); needs a setup where a plan faster than the answer loses at most \
+            RERANK_SLACK"]
 fn re_ranking_fine_tunes_only_faster_plans_and_keeps_the_fastest_that_then_fits() {
     let reward = Reward::FastestWithinTolerance {
         tolerance: 0.0,

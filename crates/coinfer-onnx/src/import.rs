@@ -878,8 +878,10 @@ impl<'g> Walk<'g> {
         let shape = self.weight(index, 1)?;
         let elements = self.shape.elements() as f64;
         let target = &shape.values;
-        // [N, C·H·W] with N copied (0), inferred (-1) or the export batch (1).
-        let flattens = target.len() == 2
+        // [N, C·H·W] (or coinfer's own [N, C·H·W, 1, 1]) with N copied (0), inferred (-1) or
+        // the export batch (1).
+        let trailing_ones = target.len() == 4 && target[2] == 1.0 && target[3] == 1.0;
+        let flattens = (target.len() == 2 || trailing_ones)
             && ((matches!(target[0], 0.0 | 1.0) && (target[1] == -1.0 || target[1] == elements))
                 || (target[0] == -1.0 && target[1] == elements));
         if !flattens {

@@ -45,7 +45,8 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value = "flex")]
     pub(crate) backend: BackendChoice,
     /// Backbone from the zoo: resnet-mini or mobilenetv2-mini for 28×28 grey images,
-    /// resnet18-cifar or mobilenetv2-cifar for 32×32 colour images.
+    /// resnet18-cifar or mobilenetv2-cifar for 32×32 colour images; or a trained ONNX
+    /// classifier, `path/to/model.onnx` (docs/onnx.md), used as it is (no training).
     #[arg(long, default_value = "resnet-mini")]
     pub(crate) model: String,
     /// Load this trained backbone (`Network::save` file) instead of training one. It should
@@ -199,17 +200,39 @@ fn search_config(args: &SearchArgs) -> CliResult<SearchConfig> {
 }
 
 /// Trains (or loads) the backbone; the seed and validation split are the search's.
+/// An ONNX `--model` comes trained, with its own input normalisation (returned when the file
+/// says it).
 fn backbone(
     args: &SearchArgs,
     config: &SearchConfig,
     data: &TrainTest,
     tag: &str,
     device: &Device,
-) -> CliResult<Network> {
+) -> CliResult<(Network, Option<coinfer_onnx::Normalization>)> {
     let (seed, validation_images) = (config.seed, config.validation_images);
     if let Some(path) = &args.backbone {
         println!("backbone: loading {}", path.display());
-        return Ok(Network::load(path, device)?);
+        return Ok((Network::load(path, device)?, None));
+    }
+    let image_shape = data.train.image_shape();
+    if let Some(imported) =
+        coinfer_onnx::import_model_arg(&args.model, Some(image_shape), device)?
+    {
+        println!(
+            "backbone: imported {} ({} blocks, opset {})",
+            args.model,
+            imported.network.spec().blocks.len(),
+            imported.opset
+        );
+        if imported.network.spec().input.dims() != image_shape {
+            return Err(format!(
+                "{} takes {:?} images but {tag} has {image_shape:?}",
+                args.model,
+                imported.network.spec().input.dims()
+            )
+            .into());
+        }
+        return Ok((imported.network, imported.normalization));
     }
     let cache = args.results.join("cache").join(format!(
         "{}-{tag}-e{}-s{seed}-v{validation_images}-{}.cfnet",
@@ -219,7 +242,7 @@ fn backbone(
     ));
     if cache.exists() {
         println!("backbone: reusing {}", cache.display());
-        return Ok(Network::load(&cache, device)?);
+        return Ok((Network::load(&cache, device)?, None));
     }
     // Train on the training part only: the search scores plans on the held-out validation part.
     let (train_part, _) = split_validation(&data.train, validation_images, seed)?;
@@ -261,7 +284,7 @@ fn backbone(
         cache.display()
     );
     trained.save(&cache)?;
-    Ok(trained)
+    Ok((trained, None))
 }
 
 pub(crate) fn compute_profile(name: &str, table: &ProfileTable) -> CliResult<ComputeProfile> {
@@ -362,7 +385,7 @@ pub fn build_search(args: &SearchArgs, device: &Device, out: &Path) -> CliResult
         data.test.len()
     );
     let training = Instant::now();
-    let backbone = backbone(args, &config, &data, &tag, device)?;
+    let (backbone, normalization) = backbone(args, &config, &data, &tag, device)?;
     let training_s = training.elapsed().as_secs_f64();
 
     println!("profiling the backbone's blocks on this machine (batch 1)...");
@@ -373,7 +396,11 @@ pub fn build_search(args: &SearchArgs, device: &Device, out: &Path) -> CliResult
     let edge_profile = compute_profile(&args.edge, &table)?;
     let link = link_profile(&args.link)?;
 
-    let search = CoInference::builder()
+    let builder = match normalization {
+        Some(norm) => CoInference::builder().normalization(norm),
+        None => CoInference::builder(),
+    };
+    let search = builder
         .model(backbone)
         .data(data)
         .device(device_profile)

@@ -263,7 +263,7 @@ fn values<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, OnnxError> {
     t.clone()
         .into_data()
         .convert::<f32>()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .map_err(|e| OnnxError::Export(format!("reading weights: {e:?}")))
 }
 

@@ -411,15 +411,20 @@ impl<'g> Walk<'g> {
                 ));
             }
         };
-        let slot = if node.op == "Sub" {
-            &mut self.leading.mean
+        let is_sub = node.op == "Sub";
+        let taken = if is_sub {
+            self.leading.mean.is_some() || self.leading.std.is_some()
         } else {
-            &mut self.leading.std
+            self.leading.std.is_some()
         };
-        if slot.is_some() || (node.op == "Sub" && self.leading.std.is_some()) {
+        if taken {
             return Err(self.unsupported(index, "the normalisation must be one Sub then one Div"));
         }
-        *slot = Some(per_channel);
+        if is_sub {
+            self.leading.mean = Some(per_channel);
+        } else {
+            self.leading.std = Some(per_channel);
+        }
         Ok(node.outputs.first().cloned().unwrap_or_default())
     }
 
@@ -1031,4 +1036,37 @@ fn build(spec: NetSpec, weights: Vec<BlockWeights>, device: &Device) -> Result<N
         }
     }
     Ok(Network::from_parts(spec, module)?)
+}
+
+/// Reads a `--model` argument as the CLI does: a path ending in `.onnx` is imported (with
+/// `input_shape`, the data set's `[C, H, W]`, for a model whose input shape is dynamic);
+/// anything else is a zoo name, for which this returns `None`.
+///
+/// # Errors
+/// As [`import`].
+pub fn import_model_arg(
+    model: &str,
+    input_shape: Option<[usize; 3]>,
+    device: &Device,
+) -> Result<Option<Imported>, OnnxError> {
+    if !is_onnx_path(model) {
+        return Ok(None);
+    }
+    let path = Path::new(model);
+    let bytes = std::fs::read(path).map_err(OnnxError::io(path))?;
+    let graph_shape = Graph::decode(&bytes, path)?.input_dims;
+    let file_has_shape = matches!(graph_shape.as_slice(), [_, Some(_), Some(_), Some(_)]);
+    let options = ImportOptions {
+        // A static shape in the file wins; the data set's is checked against the network later.
+        input_shape: if file_has_shape { None } else { input_shape },
+        ..ImportOptions::default()
+    };
+    import_bytes(&bytes, path, &options, device).map(Some)
+}
+
+/// Whether a `--model` argument names an ONNX file rather than a zoo model.
+pub fn is_onnx_path(model: &str) -> bool {
+    Path::new(model)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }

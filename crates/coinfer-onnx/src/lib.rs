@@ -42,4 +42,8 @@ pub use export::{
     export,
 };
 pub use graph::OPSETS;
-pub use import::{ImportOptions, Imported, NORMALIZATION_KEY, SUPPORTED, import, import_bytes};
+pub use import::{
+    ImportOptions, Imported, NORMALIZATION_KEY, SUPPORTED, import, import_bytes, import_model_arg,
+    is_onnx_path,
+};
+pub use coinfer_data::Normalization;

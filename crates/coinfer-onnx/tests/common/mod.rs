@@ -29,15 +29,15 @@ pub fn test_images() -> ImageDataset {
 pub fn batch(data: &ImageDataset, range: std::ops::Range<usize>, norm: &Normalization, device: &Device) -> (Tensor<4>, Vec<i64>) {
     let indices: Vec<usize> = range.collect();
     let (x, y) = data.batch(&indices, norm, device).expect("batch");
-    (x, y.into_data().convert::<i64>().into_vec::<i64>().expect("labels"))
+    (x, y.into_data().convert::<i64>().try_into_vec::<i64>().expect("labels"))
 }
 
 pub fn host(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().expect("f32")
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32")
 }
 
 pub fn host2(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().expect("f32")
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32")
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use burn::prelude::Device;
 use clap::Args;
-use coinfer_automl::codec::{AutoencoderCodec, CodecId};
 use coinfer_automl::SplitPlan;
+use coinfer_automl::codec::{AutoencoderCodec, CodecId};
 
 type CliResult<T> = Result<T, Box<dyn Error>>;
 
@@ -27,7 +27,10 @@ pub fn run(args: ExportArgs) -> CliResult<()> {
     let device = Device::flex();
     let deployed = SplitPlan::deploy(&args.plan, &device)?;
     let plan = &deployed.plan;
-    let learned = match (plan.codec, plan.artifacts.as_ref().and_then(|a| a.codec.as_ref())) {
+    let learned = match (
+        plan.codec,
+        plan.artifacts.as_ref().and_then(|a| a.codec.as_ref()),
+    ) {
         (CodecId::Autoencoder { .. }, Some(relative)) => {
             let folder = args.plan.parent().unwrap_or(std::path::Path::new("."));
             Some(AutoencoderCodec::load(&folder.join(relative), &device)?)

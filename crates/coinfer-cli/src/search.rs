@@ -215,8 +215,7 @@ fn backbone(
         return Ok((Network::load(path, device)?, None));
     }
     let image_shape = data.train.image_shape();
-    if let Some(imported) =
-        coinfer_onnx::import_model_arg(&args.model, Some(image_shape), device)?
+    if let Some(imported) = coinfer_onnx::import_model_arg(&args.model, Some(image_shape), device)?
     {
         println!(
             "backbone: imported {} ({} blocks, opset {})",

@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::nn::BatchNorm;
-use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use coinfer_codec::{AutoencoderCodec, CodecId, LATENT_RANGE};
 use coinfer_data::Normalization;
@@ -176,7 +176,15 @@ pub fn export(
             x = g.encoder(ae, &x)?;
         }
         g.rename_output(&x, between_name);
-        g.finish_output(between_name, &[None, Some(between_shape[0]), Some(between_shape[1]), Some(between_shape[2])]);
+        g.finish_output(
+            between_name,
+            &[
+                None,
+                Some(between_shape[0]),
+                Some(between_shape[1]),
+                Some(between_shape[2]),
+            ],
+        );
         write_model(g, &out_dir.join(DEVICE_FILE), "device", normalization)?;
         manifest.device = Some(DEVICE_FILE.into());
         manifest.device_output = Some((between_name.into(), between_shape));
@@ -201,7 +209,8 @@ pub fn export(
     manifest.edge_input = Some((between_name.into(), between_shape));
     manifest.quantization = quantization(id);
     let path = out_dir.join(MANIFEST_FILE);
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| OnnxError::Export(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&manifest).map_err(|e| OnnxError::Export(e.to_string()))?;
     std::fs::write(&path, text).map_err(OnnxError::io(&path))?;
     Ok(manifest)
 }
@@ -213,15 +222,29 @@ fn quantization(id: CodecId) -> Option<Quantization> {
         min: fixed.then_some(LATENT_RANGE.min),
         max: fixed.then_some(LATENT_RANGE.max),
         step: "step = (max - min) / (2^bits - 1)  (0 when that is below f32::MIN_POSITIVE)".into(),
-        symbol: "symbol = clamp(floor((x - min) * (1 / step) + 0.5), 0, 2^bits - 1)  (0 when step is 0)".into(),
+        symbol:
+            "symbol = clamp(floor((x - min) * (1 / step) + 0.5), 0, 2^bits - 1)  (0 when step is 0)"
+                .into(),
         value: "x' = min + symbol * step".into(),
-        packing: if entropy { "rans (when smaller than fixed-length)".into() } else { "fixed-length".into() },
+        packing: if entropy {
+            "rans (when smaller than fixed-length)".into()
+        } else {
+            "fixed-length".into()
+        },
     };
     match id {
         CodecId::Float32 => None,
-        CodecId::Quant { bits, per_channel, entropy } => Some(formulas(
+        CodecId::Quant {
             bits,
-            if per_channel { "per_channel" } else { "per_tensor" },
+            per_channel,
+            entropy,
+        } => Some(formulas(
+            bits,
+            if per_channel {
+                "per_channel"
+            } else {
+                "per_tensor"
+            },
             false,
             entropy,
         )),
@@ -229,7 +252,12 @@ fn quantization(id: CodecId) -> Option<Quantization> {
     }
 }
 
-fn write_model(g: Builder, path: &PathBuf, what: &str, normalization: Option<&Normalization>) -> Result<(), OnnxError> {
+fn write_model(
+    g: Builder,
+    path: &PathBuf,
+    what: &str,
+    normalization: Option<&Normalization>,
+) -> Result<(), OnnxError> {
     let mut metadata = Vec::new();
     if let Some(norm) = normalization {
         metadata.push(StringStringEntryProto {
@@ -277,8 +305,14 @@ fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
                     dim: dims
                         .iter()
                         .map(|d| match d {
-                            Some(v) => Dimension { dim_value: Some(*v as i64), dim_param: None },
-                            None => Dimension { dim_value: None, dim_param: Some("batch".into()) },
+                            Some(v) => Dimension {
+                                dim_value: Some(*v as i64),
+                                dim_param: None,
+                            },
+                            None => Dimension {
+                                dim_value: None,
+                                dim_param: Some("batch".into()),
+                            },
                         })
                         .collect(),
                 }),
@@ -289,11 +323,21 @@ fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
 }
 
 fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), ints: v.to_vec(), r#type: proto::attribute_type::INTS, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        r#type: proto::attribute_type::INTS,
+        ..Default::default()
+    }
 }
 
 fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), i: v, r#type: proto::attribute_type::INT, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        i: v,
+        r#type: proto::attribute_type::INT,
+        ..Default::default()
+    }
 }
 
 /// Accumulates nodes and initializers of one graph.
@@ -310,7 +354,15 @@ impl Builder {
         Builder {
             nodes: Vec::new(),
             initializers: Vec::new(),
-            input: value_info(input, &[None, Some(shape.channels), Some(shape.height), Some(shape.width)]),
+            input: value_info(
+                input,
+                &[
+                    None,
+                    Some(shape.channels),
+                    Some(shape.height),
+                    Some(shape.width),
+                ],
+            ),
             output: None,
             counter: 0,
         }
@@ -360,7 +412,16 @@ impl Builder {
 
     /// Conv with explicit weight `[o, i/g, k, k]`, bias, stride, symmetric padding, groups.
     #[allow(clippy::too_many_arguments)]
-    fn conv(&mut self, x: &str, weight: &[f32], dims: [usize; 4], bias: Option<&[f32]>, stride: usize, padding: usize, groups: usize) -> String {
+    fn conv(
+        &mut self,
+        x: &str,
+        weight: &[f32],
+        dims: [usize; 4],
+        bias: Option<&[f32]>,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+    ) -> String {
         let w = self.constant("w", &dims, weight);
         let b = bias.map(|b| self.constant("b", &[dims[0]], b));
         let mut inputs = vec![x, w.as_str()];
@@ -371,20 +432,40 @@ impl Builder {
         self.node(
             "Conv",
             &inputs,
-            vec![ints("kernel_shape", &[k, k]), ints("strides", &[s, s]), ints("pads", &[p, p, p, p]), ints("dilations", &[1, 1]), int("group", groups as i64)],
+            vec![
+                ints("kernel_shape", &[k, k]),
+                ints("strides", &[s, s]),
+                ints("pads", &[p, p, p, p]),
+                ints("dilations", &[1, 1]),
+                int("group", groups as i64),
+            ],
         )
     }
 
     fn folded(&mut self, x: &str, conv: &FoldedConv, keep_bias: bool) -> Result<String, OnnxError> {
         let o = &conv.options;
         let (p, q) = o.padding[0];
-        if o.padding.iter().any(|&(a, b)| a != p || b != q) || p != q || o.stride[0] != o.stride[1] || o.dilation != [1, 1] {
-            return Err(OnnxError::Export("only square, symmetric, undilated convolutions are exported".into()));
+        if o.padding.iter().any(|&(a, b)| a != p || b != q)
+            || p != q
+            || o.stride[0] != o.stride[1]
+            || o.dilation != [1, 1]
+        {
+            return Err(OnnxError::Export(
+                "only square, symmetric, undilated convolutions are exported".into(),
+            ));
         }
         let dims = conv.weight.dims();
         let weight = values(&conv.weight)?;
         let bias = values(&conv.bias)?;
-        Ok(self.conv(x, &weight, dims, keep_bias.then_some(bias.as_slice()), o.stride[0], p, o.groups))
+        Ok(self.conv(
+            x,
+            &weight,
+            dims,
+            keep_bias.then_some(bias.as_slice()),
+            o.stride[0],
+            p,
+            o.groups,
+        ))
     }
 
     fn relu6(&mut self, x: &str) -> String {
@@ -434,11 +515,34 @@ impl Builder {
                     let y = self.folded(&y, &b.depthwise, true)?;
                     let y = self.relu6(&y);
                     let y = self.folded(&y, &b.project, true)?;
-                    if b.residual { self.node("Add", &[&y, &x], vec![]) } else { y }
+                    if b.residual {
+                        self.node("Add", &[&y, &x], vec![])
+                    } else {
+                        y
+                    }
                 }
-                (BlockSpec::MaxPool { kernel, stride, padding }, _) | (BlockSpec::AvgPool { kernel, stride, padding }, _) => {
+                (
+                    BlockSpec::MaxPool {
+                        kernel,
+                        stride,
+                        padding,
+                    },
+                    _,
+                )
+                | (
+                    BlockSpec::AvgPool {
+                        kernel,
+                        stride,
+                        padding,
+                    },
+                    _,
+                ) => {
                     let (k, s, p) = (*kernel as i64, *stride as i64, *padding as i64);
-                    let mut attrs = vec![ints("kernel_shape", &[k, k]), ints("strides", &[s, s]), ints("pads", &[p, p, p, p])];
+                    let mut attrs = vec![
+                        ints("kernel_shape", &[k, k]),
+                        ints("strides", &[s, s]),
+                        ints("pads", &[p, p, p, p]),
+                    ];
                     let op = if matches!(spec, BlockSpec::MaxPool { .. }) {
                         "MaxPool"
                     } else {
@@ -463,10 +567,19 @@ impl Builder {
                         inputs.push(b);
                     }
                     let y = self.node("Gemm", &inputs, vec![]);
-                    let y = if l.relu { self.node("Relu", &[&y], vec![]) } else { y };
+                    let y = if l.relu {
+                        self.node("Relu", &[&y], vec![])
+                    } else {
+                        y
+                    };
                     self.reshape(&y, &[0, -1, 1, 1])
                 }
-                (other, _) => return Err(OnnxError::Export(format!("block kind {} has no ONNX form", other.kind()))),
+                (other, _) => {
+                    return Err(OnnxError::Export(format!(
+                        "block kind {} has no ONNX form",
+                        other.kind()
+                    )));
+                }
             };
         }
         Ok(x)
@@ -487,12 +600,19 @@ impl Builder {
 
     /// Edge side of the autoencoder: nearest ×s upsampling, crop to `size`, folded conv,
     /// optional ReLU.
-    fn decoder(&mut self, ae: &AutoencoderCodec, latent: &str, size: [usize; 2]) -> Result<String, OnnxError> {
+    fn decoder(
+        &mut self,
+        ae: &AutoencoderCodec,
+        latent: &str,
+        size: [usize; 2],
+    ) -> Result<String, OnnxError> {
         let model = ae.model();
         let s = model.stride().max(1);
         let mut x = latent.to_string();
         if s > 1 {
-            let [c, h, w] = ae.config().latent_shape([1, ae.config().channels, size[0], size[1]])[1..]
+            let [c, h, w] = ae
+                .config()
+                .latent_shape([1, ae.config().channels, size[0], size[1]])[1..]
                 .try_into()
                 .unwrap_or([0; 3]);
             let (c, h, w, s64) = (c as i64, h as i64, w as i64, s as i64);
@@ -507,14 +627,22 @@ impl Builder {
         }
         let (w, dims, b) = fold_host(model.decoder(), model.decoder_norm())?;
         let y = self.conv(&x, &w, dims, Some(&b), 1, dims[2] / 2, 1);
-        Ok(if model.output_relu() { self.node("Relu", &[&y], vec![]) } else { y })
+        Ok(if model.output_relu() {
+            self.node("Relu", &[&y], vec![])
+        } else {
+            y
+        })
     }
 
     fn rename_output(&mut self, from: &str, to: &str) {
         if from == to {
             return;
         }
-        if let Some(node) = self.nodes.iter_mut().find(|n| n.output.iter().any(|o| o == from)) {
+        if let Some(node) = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.output.iter().any(|o| o == from))
+        {
             for o in node.output.iter_mut().filter(|o| *o == from) {
                 *o = to.to_string();
             }
@@ -537,12 +665,19 @@ impl Builder {
 
 /// Folds an optional batch norm into a convolution on host values (the autoencoder's layers):
 /// `(weight, [o, i, k, k], bias)`.
-fn fold_host(conv: &Conv2d, bn: Option<&BatchNorm>) -> Result<(Vec<f32>, [usize; 4], Vec<f32>), OnnxError> {
-    if !matches!(conv.padding, PaddingConfig2d::Explicit(..) | PaddingConfig2d::Same | PaddingConfig2d::Valid)
-        || conv.dilation != [1, 1]
+fn fold_host(
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+) -> Result<(Vec<f32>, [usize; 4], Vec<f32>), OnnxError> {
+    if !matches!(
+        conv.padding,
+        PaddingConfig2d::Explicit(..) | PaddingConfig2d::Same | PaddingConfig2d::Valid
+    ) || conv.dilation != [1, 1]
         || conv.groups != 1
     {
-        return Err(OnnxError::Export("the autoencoder's convolution is not a dense, undilated one".into()));
+        return Err(OnnxError::Export(
+            "the autoencoder's convolution is not a dense, undilated one".into(),
+        ));
     }
     let dims = conv.weight.dims();
     let mut weight = values(&conv.weight.val())?;

@@ -87,7 +87,9 @@ impl Graph {
             .iter()
             .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
             .map(|o| o.version)
-            .ok_or_else(|| model_error("the model imports no opset of the default domain".into()))?;
+            .ok_or_else(|| {
+                model_error("the model imports no opset of the default domain".into())
+            })?;
         if !OPSETS.contains(&opset) {
             return Err(model_error(format!(
                 "opset {opset} is not supported (supported: {}..={})",
@@ -227,7 +229,9 @@ fn value_dims(info: &proto::ValueInfoProto) -> Vec<Option<usize>> {
 /// are refused.
 pub fn tensor_values(tensor: &TensorProto) -> Result<Const, String> {
     if tensor.data_location == 1 || !tensor.external_data.is_empty() {
-        return Err("external data is not supported (save the model with its weights inside)".into());
+        return Err(
+            "external data is not supported (save the model with its weights inside)".into(),
+        );
     }
     let dims = tensor
         .dims

@@ -307,7 +307,12 @@ impl<'g> Walk<'g> {
         Ok(())
     }
 
-    fn push(&mut self, node: usize, block: BlockSpec, weights: BlockWeights) -> Result<(), OnnxError> {
+    fn push(
+        &mut self,
+        node: usize,
+        block: BlockSpec,
+        weights: BlockWeights,
+    ) -> Result<(), OnnxError> {
         let index = self.blocks.len();
         self.shape = block
             .output_shape(index, self.shape)
@@ -363,7 +368,9 @@ impl<'g> Walk<'g> {
             "Flatten" => {
                 let axis = node.int("axis", 1);
                 if axis != 1 {
-                    return Err(self.unsupported(index, format!("axis {axis} (only 1: keep the batch)")));
+                    return Err(
+                        self.unsupported(index, format!("axis {axis} (only 1: keep the batch)"))
+                    );
                 }
                 if !self.shape.flat {
                     self.push(index, BlockSpec::Flatten, BlockWeights::None)?;
@@ -471,8 +478,16 @@ impl<'g> Walk<'g> {
             }
             Some(Act::Relu6) => {
                 let (block, weights, out) = self.inverted_tail(first, after)?;
-                if let BlockSpec::InvertedResidual { out_channels, stride, .. } = block
-                    && BlockSpec::inverted_residual_adds_input(self.shape.channels, out_channels, stride)
+                if let BlockSpec::InvertedResidual {
+                    out_channels,
+                    stride,
+                    ..
+                } = block
+                    && BlockSpec::inverted_residual_adds_input(
+                        self.shape.channels,
+                        out_channels,
+                        stride,
+                    )
                 {
                     return Err(self.unsupported(
                         index,
@@ -507,7 +522,10 @@ impl<'g> Walk<'g> {
         self.expect_depthwise(&depthwise)?;
         let (act, after) = self.activation(&depthwise)?;
         if act != Some(Act::Relu6) {
-            return Err(self.unsupported(depthwise.node, "the depthwise convolution of an inverted residual must be followed by ReLU6"));
+            return Err(self.unsupported(
+                depthwise.node,
+                "the depthwise convolution of an inverted residual must be followed by ReLU6",
+            ));
         }
         let next = self.expect_reader(&after, depthwise.node, "Conv")?;
         let project = self.unit(next, expand.out_channels)?;
@@ -543,7 +561,10 @@ impl<'g> Walk<'g> {
 
     fn expect_pointwise(&self, unit: &Unit) -> Result<(), OnnxError> {
         if unit.kernel != 1 || unit.stride != 1 || unit.padding != 0 || unit.groups != 1 {
-            return Err(self.unsupported(unit.node, "expected a dense 1×1, stride-1 convolution without padding"));
+            return Err(self.unsupported(
+                unit.node,
+                "expected a dense 1×1, stride-1 convolution without padding",
+            ));
         }
         Ok(())
     }
@@ -551,8 +572,13 @@ impl<'g> Walk<'g> {
     fn expect_reader(&self, tensor: &str, after: usize, op: &str) -> Result<usize, OnnxError> {
         match self.single_reader(tensor, after)? {
             Some(next) if self.node(next).op == op => Ok(next),
-            Some(next) => Err(self.unsupported(next, format!("expected {op} here (after {})", self.node(after).name))),
-            None => Err(self.unsupported(after, format!("the graph ends here; expected {op} next"))),
+            Some(next) => Err(self.unsupported(
+                next,
+                format!("expected {op} here (after {})", self.node(after).name),
+            )),
+            None => {
+                Err(self.unsupported(after, format!("the graph ends here; expected {op} next")))
+            }
         }
     }
 
@@ -578,7 +604,10 @@ impl<'g> Walk<'g> {
                 if lo == 0.0 && hi == 6.0 {
                     Ok((Some(Act::Relu6), out))
                 } else {
-                    Err(self.unsupported(next, format!("Clip({lo}, {hi}): only Clip(0, 6) (ReLU6) is supported")))
+                    Err(self.unsupported(
+                        next,
+                        format!("Clip({lo}, {hi}): only Clip(0, 6) (ReLU6) is supported"),
+                    ))
                 }
             }
             _ => Ok((None, unit.out.clone())),
@@ -595,7 +624,15 @@ impl<'g> Walk<'g> {
         let weight = self.weight(index, 1)?;
         let [out_channels, per_group, kh, kw] = match weight.dims.as_slice() {
             &[o, i, h, w] => [o, i, h, w],
-            other => return Err(self.weight_error(index, 1, format!("shape {other:?}: a 2-D convolution weight is [out, in/groups, kh, kw]"))),
+            other => {
+                return Err(self.weight_error(
+                    index,
+                    1,
+                    format!(
+                        "shape {other:?}: a 2-D convolution weight is [out, in/groups, kh, kw]"
+                    ),
+                ));
+            }
         };
         let groups = usize::try_from(node.int("group", 1)).unwrap_or(0);
         if groups == 0 || per_group * groups != in_channels {
@@ -610,14 +647,20 @@ impl<'g> Walk<'g> {
             let values = node.ints(name).map(<[i64]>::to_vec).unwrap_or_default();
             let first = values.first().copied().unwrap_or(default);
             if values.iter().any(|&v| v != first) || first < 0 {
-                return Err(self.unsupported(index, format!("{name} {values:?}: only equal {what} on every side / axis")));
+                return Err(self.unsupported(
+                    index,
+                    format!("{name} {values:?}: only equal {what} on every side / axis"),
+                ));
             }
             Ok(first as usize)
         };
         let stride = uniform("strides", 1, "strides")?;
         let dilation = uniform("dilations", 1, "dilations")?;
         if dilation != 1 {
-            return Err(self.unsupported(index, format!("dilation {dilation}: only undilated convolutions")));
+            return Err(self.unsupported(
+                index,
+                format!("dilation {dilation}: only undilated convolutions"),
+            ));
         }
         let mut padding = uniform("pads", 0, "padding")?;
         match node.string("auto_pad").as_deref() {
@@ -635,7 +678,11 @@ impl<'g> Walk<'g> {
             Some(_) => {
                 let b = self.weight(index, 2)?;
                 if b.values.len() != out_channels {
-                    return Err(self.weight_error(index, 2, format!("{} values for {out_channels} filters", b.values.len())));
+                    return Err(self.weight_error(
+                        index,
+                        2,
+                        format!("{} values for {out_channels} filters", b.values.len()),
+                    ));
                 }
                 b.f32s()
             }
@@ -649,14 +696,23 @@ impl<'g> Walk<'g> {
         let (gamma, beta, mean, var, out) = match bn_node {
             Some(bn) => {
                 let bn_n = self.node(bn);
-                if bn_n.outputs.iter().skip(1).any(|o| !o.is_empty()) || bn_n.int("training_mode", 0) != 0 {
-                    return Err(self.unsupported(bn, "batch norm in training mode (export the model in eval mode)"));
+                if bn_n.outputs.iter().skip(1).any(|o| !o.is_empty())
+                    || bn_n.int("training_mode", 0) != 0
+                {
+                    return Err(self.unsupported(
+                        bn,
+                        "batch norm in training mode (export the model in eval mode)",
+                    ));
                 }
                 let epsilon = f64::from(bn_n.float("epsilon", 1e-5));
                 let param = |position: usize| -> Result<Vec<f32>, OnnxError> {
                     let c = self.weight(bn, position)?;
                     if c.values.len() != out_channels {
-                        return Err(self.weight_error(bn, position, format!("{} values for {out_channels} channels", c.values.len())));
+                        return Err(self.weight_error(
+                            bn,
+                            position,
+                            format!("{} values for {out_channels} channels", c.values.len()),
+                        ));
                     }
                     Ok(c.f32s())
                 };
@@ -672,7 +728,8 @@ impl<'g> Walk<'g> {
                         if shifted >= 0.0 {
                             shifted as f32
                         } else {
-                            *g = (f64::from(*g) * (EPSILON / (f64::from(v) + epsilon)).sqrt()) as f32;
+                            *g = (f64::from(*g) * (EPSILON / (f64::from(v) + epsilon)).sqrt())
+                                as f32;
                             0.0
                         }
                     })
@@ -757,7 +814,9 @@ impl<'g> Walk<'g> {
                         return Err(OnnxError::Branch {
                             node: self.node(a).name.clone(),
                             op: "Conv".into(),
-                            reason: format!("tensor {x} feeds two convolutions but neither is a shortcut joining the other branch at an Add"),
+                            reason: format!(
+                                "tensor {x} feeds two convolutions but neither is a shortcut joining the other branch at an Add"
+                            ),
                         });
                     }
                 }
@@ -766,11 +825,17 @@ impl<'g> Walk<'g> {
                 return Err(OnnxError::Branch {
                     node: self.node(b).name.clone(),
                     op: ob.into(),
-                    reason: format!("tensor {x} is read by {} ({oa}) and {} ({ob}); a residual block starts with a convolution and joins at an Add", self.node(a).name, self.node(b).name),
+                    reason: format!(
+                        "tensor {x} is read by {} ({oa}) and {} ({ob}); a residual block starts with a convolution and joins at an Add",
+                        self.node(a).name,
+                        self.node(b).name
+                    ),
                 });
             }
         };
-        let skip = shortcut.as_ref().map_or_else(|| x.to_string(), |u| u.out.clone());
+        let skip = shortcut
+            .as_ref()
+            .map_or_else(|| x.to_string(), |u| u.out.clone());
         let first = self.unit(main, in_channels)?;
         let (act, after) = self.activation(&first)?;
         let (block, weights, branch_out) = match act {
@@ -826,13 +891,18 @@ impl<'g> Walk<'g> {
             return Err(OnnxError::Branch {
                 node: add_node.name.clone(),
                 op: "Add".into(),
-                reason: format!("adds {:?}; a residual block adds its branch {branch_out} and its shortcut {skip}", add_node.inputs),
+                reason: format!(
+                    "adds {:?}; a residual block adds its branch {branch_out} and its shortcut {skip}",
+                    add_node.inputs
+                ),
             });
         }
         let added = add_node.outputs.first().cloned().unwrap_or_default();
         let out = if matches!(block, BlockSpec::BasicBlock { .. }) {
             match self.single_reader(&added, add)? {
-                Some(relu) if self.node(relu).op == "Relu" => self.node(relu).outputs.first().cloned().unwrap_or_default(),
+                Some(relu) if self.node(relu).op == "Relu" => {
+                    self.node(relu).outputs.first().cloned().unwrap_or_default()
+                }
                 _ => return Err(self.unsupported(add, "a basic block ends in ReLU after the Add")),
             }
         } else {
@@ -844,9 +914,18 @@ impl<'g> Walk<'g> {
 
     fn pool(&mut self, index: usize) -> Result<String, OnnxError> {
         let node = self.node(index);
-        let kernel = node.ints("kernel_shape").map(<[i64]>::to_vec).unwrap_or_default();
-        let strides = node.ints("strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1, 1]);
-        let pads = node.ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 4]);
+        let kernel = node
+            .ints("kernel_shape")
+            .map(<[i64]>::to_vec)
+            .unwrap_or_default();
+        let strides = node
+            .ints("strides")
+            .map(<[i64]>::to_vec)
+            .unwrap_or_else(|| vec![1, 1]);
+        let pads = node
+            .ints("pads")
+            .map(<[i64]>::to_vec)
+            .unwrap_or_else(|| vec![0; 4]);
         let same = |v: &[i64]| v.iter().all(|&x| x == v[0]) && !v.is_empty() && v[0] >= 0;
         if kernel.len() != 2 || !same(&kernel) || !same(&strides) || !same(&pads) {
             return Err(self.unsupported(index, format!("kernel {kernel:?}, strides {strides:?}, pads {pads:?}: only square windows with equal strides and padding")));
@@ -859,7 +938,10 @@ impl<'g> Walk<'g> {
         {
             return Err(self.unsupported(index, "dilated pooling"));
         }
-        if node.string("auto_pad").is_some_and(|m| m != "NOTSET" && m != "VALID") {
+        if node
+            .string("auto_pad")
+            .is_some_and(|m| m != "NOTSET" && m != "VALID")
+        {
             return Err(self.unsupported(index, "auto_pad SAME_* (give explicit pads)"));
         }
         if node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
@@ -867,12 +949,20 @@ impl<'g> Walk<'g> {
         }
         let (kernel, stride, padding) = (kernel[0] as usize, strides[0] as usize, pads[0] as usize);
         let block = if node.op == "MaxPool" {
-            BlockSpec::MaxPool { kernel, stride, padding }
+            BlockSpec::MaxPool {
+                kernel,
+                stride,
+                padding,
+            }
         } else {
             if padding > 0 && node.int("count_include_pad", 0) == 0 {
                 return Err(self.unsupported(index, "average pooling with padding that excludes the padding from the count (coinfer counts it, as PyTorch does by default)"));
             }
-            BlockSpec::AvgPool { kernel, stride, padding }
+            BlockSpec::AvgPool {
+                kernel,
+                stride,
+                padding,
+            }
         };
         self.push(index, block, BlockWeights::None)?;
         Ok(node.outputs.first().cloned().unwrap_or_default())
@@ -900,13 +990,22 @@ impl<'g> Walk<'g> {
 
     fn gemm(&mut self, index: usize) -> Result<String, OnnxError> {
         let node = self.node(index);
-        if node.float("alpha", 1.0) != 1.0 || node.float("beta", 1.0) != 1.0 || node.int("transA", 0) != 0 {
+        if node.float("alpha", 1.0) != 1.0
+            || node.float("beta", 1.0) != 1.0
+            || node.int("transA", 0) != 0
+        {
             return Err(self.unsupported(index, "only alpha = beta = 1 and transA = 0"));
         }
         let b = self.weight(index, 1)?;
         let [rows, cols] = match b.dims.as_slice() {
             &[r, c] => [r, c],
-            other => return Err(self.weight_error(index, 1, format!("shape {other:?}: expected a matrix"))),
+            other => {
+                return Err(self.weight_error(
+                    index,
+                    1,
+                    format!("shape {other:?}: expected a matrix"),
+                ));
+            }
         };
         let trans_b = node.int("transB", 0) != 0;
         let (in_features, out_features) = if trans_b { (cols, rows) } else { (rows, cols) };
@@ -931,26 +1030,49 @@ impl<'g> Walk<'g> {
         self.linear(index, in_features, out_features, weight, bias, out)
     }
 
-    fn bias(&self, index: usize, position: usize, out_features: usize) -> Result<Vec<f32>, OnnxError> {
+    fn bias(
+        &self,
+        index: usize,
+        position: usize,
+        out_features: usize,
+    ) -> Result<Vec<f32>, OnnxError> {
         let c = self.weight(index, position)?;
         let values = c.f32s();
         match values.len() {
             n if n == out_features => Ok(values),
             1 => Ok(vec![values[0]; out_features]),
-            n => Err(self.weight_error(index, position, format!("{n} values for {out_features} outputs"))),
+            n => Err(self.weight_error(
+                index,
+                position,
+                format!("{n} values for {out_features} outputs"),
+            )),
         }
     }
 
     fn matmul(&mut self, index: usize) -> Result<String, OnnxError> {
         let node = self.node(index);
-        let position = match node.inputs.iter().position(|i| self.graph.consts.contains_key(i)) {
+        let position = match node
+            .inputs
+            .iter()
+            .position(|i| self.graph.consts.contains_key(i))
+        {
             Some(1) => 1,
-            _ => return Err(self.unsupported(index, "only `activation × constant matrix` is supported")),
+            _ => {
+                return Err(
+                    self.unsupported(index, "only `activation × constant matrix` is supported")
+                );
+            }
         };
         let b = self.weight(index, position)?;
         let [in_features, out_features] = match b.dims.as_slice() {
             &[r, c] => [r, c],
-            other => return Err(self.weight_error(index, 1, format!("shape {other:?}: expected a matrix"))),
+            other => {
+                return Err(self.weight_error(
+                    index,
+                    1,
+                    format!("shape {other:?}: expected a matrix"),
+                ));
+            }
         };
         let product = node.outputs.first().cloned().unwrap_or_default();
         let (bias, out) = match self.single_reader(&product, index)? {
@@ -959,25 +1081,55 @@ impl<'g> Walk<'g> {
                 let Some(p) = add_node.inputs.iter().position(|i| i != &product) else {
                     return Err(self.unsupported(add, "adds the product to itself"));
                 };
-                (self.bias(add, p, out_features)?, add_node.outputs.first().cloned().unwrap_or_default())
+                (
+                    self.bias(add, p, out_features)?,
+                    add_node.outputs.first().cloned().unwrap_or_default(),
+                )
             }
             _ => (vec![0.0; out_features], product),
         };
         self.linear(index, in_features, out_features, b.f32s(), bias, out)
     }
 
-    fn linear(&mut self, index: usize, in_features: usize, out_features: usize, weight: Vec<f32>, bias: Vec<f32>, out: String) -> Result<String, OnnxError> {
+    fn linear(
+        &mut self,
+        index: usize,
+        in_features: usize,
+        out_features: usize,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        out: String,
+    ) -> Result<String, OnnxError> {
         if !self.shape.flat {
-            return Err(self.unsupported(index, format!("a fully connected layer on a {:?} activation; flatten it first", self.shape.dims())));
+            return Err(self.unsupported(
+                index,
+                format!(
+                    "a fully connected layer on a {:?} activation; flatten it first",
+                    self.shape.dims()
+                ),
+            ));
         }
         if self.shape.channels != in_features {
-            return Err(self.unsupported(index, format!("the weight takes {in_features} features but the input has {}", self.shape.channels)));
+            return Err(self.unsupported(
+                index,
+                format!(
+                    "the weight takes {in_features} features but the input has {}",
+                    self.shape.channels
+                ),
+            ));
         }
         let (relu, out) = match self.single_reader(&out, index)? {
-            Some(r) if self.node(r).op == "Relu" => (true, self.node(r).outputs.first().cloned().unwrap_or_default()),
+            Some(r) if self.node(r).op == "Relu" => (
+                true,
+                self.node(r).outputs.first().cloned().unwrap_or_default(),
+            ),
             _ => (false, out),
         };
-        self.push(index, BlockSpec::Linear { out_features, relu }, BlockWeights::Linear(weight, bias))?;
+        self.push(
+            index,
+            BlockSpec::Linear { out_features, relu },
+            BlockWeights::Linear(weight, bias),
+        )?;
         Ok(out)
     }
 }
@@ -1007,7 +1159,9 @@ fn build(spec: NetSpec, weights: Vec<BlockWeights>, device: &Device) -> Result<N
     let (spec, mut module) = Network::new(spec, device)?.into_parts();
     for (block, w) in module.blocks.iter_mut().zip(&weights) {
         match (block, w) {
-            (Block::ConvBnRelu(b), BlockWeights::Conv(c)) => set_conv_bn(&mut b.conv, &mut b.bn, c, device),
+            (Block::ConvBnRelu(b), BlockWeights::Conv(c)) => {
+                set_conv_bn(&mut b.conv, &mut b.bn, c, device)
+            }
             (Block::Basic(b), BlockWeights::Basic(c1, c2, short)) => {
                 set_conv_bn(&mut b.conv1, &mut b.bn1, c1, device);
                 set_conv_bn(&mut b.conv2, &mut b.bn2, c2, device);
@@ -1032,7 +1186,11 @@ fn build(spec: NetSpec, weights: Vec<BlockWeights>, device: &Device) -> Result<N
                 b.linear.bias = Some(Param::from_tensor(tensor(bias, [o], device)));
             }
             (_, BlockWeights::None) => {}
-            _ => return Err(OnnxError::Export("internal: block and weights disagree".into())),
+            _ => {
+                return Err(OnnxError::Export(
+                    "internal: block and weights disagree".into(),
+                ));
+            }
         }
     }
     Ok(Network::from_parts(spec, module)?)

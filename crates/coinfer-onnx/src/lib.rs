@@ -36,6 +36,7 @@ mod graph;
 mod import;
 pub mod proto;
 
+pub use coinfer_data::Normalization;
 pub use error::OnnxError;
 pub use export::{
     CodecManifest, DEVICE_FILE, EDGE_FILE, EXPORT_OPSET, ExportCodec, MANIFEST_FILE, Quantization,
@@ -46,4 +47,3 @@ pub use import::{
     ImportOptions, Imported, NORMALIZATION_KEY, SUPPORTED, import, import_bytes, import_model_arg,
     is_onnx_path,
 };
-pub use coinfer_data::Normalization;

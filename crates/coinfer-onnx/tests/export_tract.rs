@@ -26,8 +26,14 @@ fn through_manifest(values: &[f32], dims: [usize; 4], q: &Quantization) -> Vec<f
         }
         "per_channel" => (0..c)
             .map(|ch| {
-                let it = (0..n).flat_map(|b| values[(b * c + ch) * plane..(b * c + ch + 1) * plane].iter().copied());
-                it.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+                let it = (0..n).flat_map(|b| {
+                    values[(b * c + ch) * plane..(b * c + ch + 1) * plane]
+                        .iter()
+                        .copied()
+                });
+                it.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+                    (lo.min(v), hi.max(v))
+                })
             })
             .collect(),
         other => panic!("unknown ranges {other}"),
@@ -67,13 +73,28 @@ fn images(shape: [usize; 3], norm: &Normalization, n: usize, device: &Device) ->
     } else {
         // No CIFAR images are embedded; the CIFAR-shaped zoo models get reproducible noise.
         device.seed(11);
-        Tensor::random([n, shape[0], shape[1], shape[2]], burn::tensor::Distribution::Normal(0.0, 1.0), device)
+        Tensor::random(
+            [n, shape[0], shape[1], shape[2]],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            device,
+        )
     }
 }
 
 fn check(case: Case, device: &Device) {
-    let Case { name, net, norm, at, prune: ratio, codec } = case;
-    let net = if ratio > 0.0 { prune(&net, &PruneRatios::Uniform(ratio)).unwrap() } else { net };
+    let Case {
+        name,
+        net,
+        norm,
+        at,
+        prune: ratio,
+        codec,
+    } = case;
+    let net = if ratio > 0.0 {
+        prune(&net, &PruneRatios::Uniform(ratio)).unwrap()
+    } else {
+        net
+    };
     let (device_half, edge_half) = net.split(at).unwrap();
     let cut = *device_half.spec().shapes().unwrap().last().unwrap();
     let learned = match codec {
@@ -90,12 +111,20 @@ fn check(case: Case, device: &Device) {
     };
     let (shared, export_codec) = match (&codec, &learned) {
         (Codec::Fixed(id), _) => (fixed_codec(*id).unwrap(), ExportCodec::Fixed(*id)),
-        (Codec::Learned(..), Some(ae)) => (std::sync::Arc::new(ae.clone()) as coinfer_codec::SharedCodec, ExportCodec::Learned(ae)),
+        (Codec::Learned(..), Some(ae)) => (
+            std::sync::Arc::new(ae.clone()) as coinfer_codec::SharedCodec,
+            ExportCodec::Learned(ae),
+        ),
         _ => unreachable!(),
     };
-    let dir = std::env::temp_dir().join(format!("coinfer-onnx-export-{}-{name}-{at}", std::process::id()));
-    let manifest: CodecManifest = export(&device_half, &edge_half, export_codec, Some(&norm), &dir).unwrap();
-    let written: CodecManifest = serde_json::from_str(&std::fs::read_to_string(dir.join("codec.json")).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "coinfer-onnx-export-{}-{name}-{at}",
+        std::process::id()
+    ));
+    let manifest: CodecManifest =
+        export(&device_half, &edge_half, export_codec, Some(&norm), &dir).unwrap();
+    let written: CodecManifest =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("codec.json")).unwrap()).unwrap();
     assert_eq!(written, manifest);
     assert_eq!(manifest.codec, shared.id());
 
@@ -116,33 +145,56 @@ fn check(case: Case, device: &Device) {
 
     // tract, chained through the manifest's quantization.
     let (between, shape) = manifest.device_output.clone().expect("a device model");
-    let (device_out, out_dims) = tract_run(&dir.join(manifest.device.as_ref().unwrap()), &host(x), [n, input.channels, input.height, input.width]);
-    assert_eq!(out_dims, [n, shape[0], shape[1], shape[2]], "{name}@{at}: {between} shape");
+    let (device_out, out_dims) = tract_run(
+        &dir.join(manifest.device.as_ref().unwrap()),
+        &host(x),
+        [n, input.channels, input.height, input.width],
+    );
+    assert_eq!(
+        out_dims,
+        [n, shape[0], shape[1], shape[2]],
+        "{name}@{at}: {between} shape"
+    );
     let d_device = max_abs_diff(&device_out, &before_quant);
     let edge_dims = [n, shape[0], shape[1], shape[2]];
     let edge_in = match &manifest.quantization {
         Some(q) => through_manifest(&device_out, edge_dims, q),
         None => device_out,
     };
-    let (tract_logits, logit_dims) = tract_run(&dir.join(manifest.edge.as_ref().unwrap()), &edge_in, edge_dims);
+    let (tract_logits, logit_dims) = tract_run(
+        &dir.join(manifest.edge.as_ref().unwrap()),
+        &edge_in,
+        edge_dims,
+    );
     assert_eq!(logit_dims, [n, edge_half.spec().num_classes().unwrap()]);
     let d_logits = max_abs_diff(&tract_logits, &coinfer_logits);
     println!(
         "{{\"model\":\"{name}\",\"split\":{at},\"prune\":{ratio},\"codec\":\"{}\",\"device_max_abs_diff\":{d_device:e},\"logits_max_abs_diff\":{d_logits:e}}}",
         manifest.codec_name
     );
-    assert!(d_device <= 1e-4, "{name}@{at}: device half differs by {d_device}");
-    assert!(d_logits <= 1e-4, "{name}@{at}: chained logits differ by {d_logits}");
+    assert!(
+        d_device <= 1e-4,
+        "{name}@{at}: device half differs by {d_device}"
+    );
+    assert!(
+        d_logits <= 1e-4,
+        "{name}@{at}: chained logits differ by {d_logits}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
 fn zoo_net(name: &str, seed: u64, device: &Device) -> Network {
     device.seed(seed);
-    Network::new(zoo::by_name(name, 10).unwrap(), device).unwrap().valid()
+    Network::new(zoo::by_name(name, 10).unwrap(), device)
+        .unwrap()
+        .valid()
 }
 
 fn fixture_net(name: &str, device: &Device) -> Network {
-    import(fixture(name), &ImportOptions::default(), device).unwrap().network.valid()
+    import(fixture(name), &ImportOptions::default(), device)
+        .unwrap()
+        .network
+        .valid()
 }
 
 #[test]
@@ -150,20 +202,99 @@ fn exported_halves_run_by_tract_match_coinfer() {
     let device = Device::flex();
     let fm = Normalization::fashion_mnist();
     let cifar = Normalization::cifar10();
-    let ae = |ratio, stride| Codec::Learned(ratio, 4, if stride > 1 { 3 } else { 1 }, stride, stride > 1);
+    let ae = |ratio, stride| {
+        Codec::Learned(ratio, 4, if stride > 1 { 3 } else { 1 }, stride, stride > 1)
+    };
     let quant = |bits, per_channel| Codec::Fixed(CodecId::quant(bits, per_channel));
     let cases = vec![
-        Case { name: "resnet-mini", net: zoo_net("resnet-mini", 1, &device), norm: fm.clone(), at: 2, prune: 0.5, codec: ae(4, 2) },
-        Case { name: "resnet-mini", net: zoo_net("resnet-mini", 1, &device), norm: fm.clone(), at: 4, prune: 0.0, codec: quant(4, true) },
-        Case { name: "mobilenetv2-mini", net: zoo_net("mobilenetv2-mini", 2, &device), norm: fm.clone(), at: 3, prune: 0.3, codec: ae(2, 1) },
-        Case { name: "mobilenetv2-mini", net: zoo_net("mobilenetv2-mini", 2, &device), norm: fm.clone(), at: 6, prune: 0.0, codec: quant(8, false) },
-        Case { name: "resnet18-cifar", net: zoo_net("resnet18-cifar", 3, &device), norm: cifar.clone(), at: 3, prune: 0.5, codec: ae(8, 2) },
-        Case { name: "resnet18-cifar", net: zoo_net("resnet18-cifar", 3, &device), norm: cifar.clone(), at: 7, prune: 0.0, codec: Codec::Fixed(CodecId::Float32) },
-        Case { name: "mobilenetv2-cifar", net: zoo_net("mobilenetv2-cifar", 4, &device), norm: cifar.clone(), at: 4, prune: 0.5, codec: ae(4, 2) },
-        Case { name: "mobilenetv2-cifar", net: zoo_net("mobilenetv2-cifar", 4, &device), norm: cifar, at: 8, prune: 0.0, codec: quant(6, true) },
-        Case { name: "resnet_projection", net: fixture_net("resnet_projection.onnx", &device), norm: fm.clone(), at: 2, prune: 0.5, codec: ae(2, 2) },
-        Case { name: "mobilenetv2_block", net: fixture_net("mobilenetv2_block.onnx", &device), norm: fm.clone(), at: 3, prune: 0.0, codec: quant(4, true) },
-        Case { name: "plain_cnn", net: fixture_net("plain_cnn.onnx", &device), norm: fm, at: 4, prune: 0.25, codec: ae(2, 1) },
+        Case {
+            name: "resnet-mini",
+            net: zoo_net("resnet-mini", 1, &device),
+            norm: fm.clone(),
+            at: 2,
+            prune: 0.5,
+            codec: ae(4, 2),
+        },
+        Case {
+            name: "resnet-mini",
+            net: zoo_net("resnet-mini", 1, &device),
+            norm: fm.clone(),
+            at: 4,
+            prune: 0.0,
+            codec: quant(4, true),
+        },
+        Case {
+            name: "mobilenetv2-mini",
+            net: zoo_net("mobilenetv2-mini", 2, &device),
+            norm: fm.clone(),
+            at: 3,
+            prune: 0.3,
+            codec: ae(2, 1),
+        },
+        Case {
+            name: "mobilenetv2-mini",
+            net: zoo_net("mobilenetv2-mini", 2, &device),
+            norm: fm.clone(),
+            at: 6,
+            prune: 0.0,
+            codec: quant(8, false),
+        },
+        Case {
+            name: "resnet18-cifar",
+            net: zoo_net("resnet18-cifar", 3, &device),
+            norm: cifar.clone(),
+            at: 3,
+            prune: 0.5,
+            codec: ae(8, 2),
+        },
+        Case {
+            name: "resnet18-cifar",
+            net: zoo_net("resnet18-cifar", 3, &device),
+            norm: cifar.clone(),
+            at: 7,
+            prune: 0.0,
+            codec: Codec::Fixed(CodecId::Float32),
+        },
+        Case {
+            name: "mobilenetv2-cifar",
+            net: zoo_net("mobilenetv2-cifar", 4, &device),
+            norm: cifar.clone(),
+            at: 4,
+            prune: 0.5,
+            codec: ae(4, 2),
+        },
+        Case {
+            name: "mobilenetv2-cifar",
+            net: zoo_net("mobilenetv2-cifar", 4, &device),
+            norm: cifar,
+            at: 8,
+            prune: 0.0,
+            codec: quant(6, true),
+        },
+        Case {
+            name: "resnet_projection",
+            net: fixture_net("resnet_projection.onnx", &device),
+            norm: fm.clone(),
+            at: 2,
+            prune: 0.5,
+            codec: ae(2, 2),
+        },
+        Case {
+            name: "mobilenetv2_block",
+            net: fixture_net("mobilenetv2_block.onnx", &device),
+            norm: fm.clone(),
+            at: 3,
+            prune: 0.0,
+            codec: quant(4, true),
+        },
+        Case {
+            name: "plain_cnn",
+            net: fixture_net("plain_cnn.onnx", &device),
+            norm: fm,
+            at: 4,
+            prune: 0.25,
+            codec: ae(2, 1),
+        },
     ];
     for case in cases {
         check(case, &device);
@@ -177,12 +308,27 @@ fn device_only_and_edge_only_plans_export_one_model() {
     let net = zoo_net("resnet-mini", 5, &device);
     let blocks = net.spec().blocks.len();
     let x = images([1, 28, 28], &norm, 3, &device);
-    let whole = host2(InferenceNetwork::from_network(&net).unwrap().logits(x.clone()).unwrap());
+    let whole = host2(
+        InferenceNetwork::from_network(&net)
+            .unwrap()
+            .logits(x.clone())
+            .unwrap(),
+    );
 
     let (all, none) = net.clone().split(blocks).unwrap();
     let dir = std::env::temp_dir().join(format!("coinfer-onnx-device-only-{}", std::process::id()));
-    let m = export(&all, &none, ExportCodec::Fixed(CodecId::Float32), Some(&norm), &dir).unwrap();
-    assert_eq!((m.device.as_deref(), m.edge.as_deref()), (Some("device.onnx"), None));
+    let m = export(
+        &all,
+        &none,
+        ExportCodec::Fixed(CodecId::Float32),
+        Some(&norm),
+        &dir,
+    )
+    .unwrap();
+    assert_eq!(
+        (m.device.as_deref(), m.edge.as_deref()),
+        (Some("device.onnx"), None)
+    );
     assert!(!dir.join("edge.onnx").exists());
     let (logits, dims) = tract_run(&dir.join("device.onnx"), &host(x.clone()), [3, 1, 28, 28]);
     assert_eq!(dims, [3, 10]);
@@ -191,8 +337,18 @@ fn device_only_and_edge_only_plans_export_one_model() {
 
     let (none, all) = net.split(0).unwrap();
     let dir = std::env::temp_dir().join(format!("coinfer-onnx-edge-only-{}", std::process::id()));
-    let m = export(&none, &all, ExportCodec::Fixed(CodecId::Float32), Some(&norm), &dir).unwrap();
-    assert_eq!((m.device.as_deref(), m.edge.as_deref()), (None, Some("edge.onnx")));
+    let m = export(
+        &none,
+        &all,
+        ExportCodec::Fixed(CodecId::Float32),
+        Some(&norm),
+        &dir,
+    )
+    .unwrap();
+    assert_eq!(
+        (m.device.as_deref(), m.edge.as_deref()),
+        (None, Some("edge.onnx"))
+    );
     assert!(!dir.join("device.onnx").exists());
     let (logits, _) = tract_run(&dir.join("edge.onnx"), &host(x), [3, 1, 28, 28]);
     assert!(max_abs_diff(&logits, &whole) <= 1e-4);
@@ -208,9 +364,22 @@ fn an_exported_half_imports_back_into_coinfer() {
     let kinds: Vec<_> = net.spec().blocks.iter().map(|b| b.kind()).collect();
     let (all, none) = net.clone().split(blocks).unwrap();
     let dir = std::env::temp_dir().join(format!("coinfer-onnx-roundtrip-{}", std::process::id()));
-    export(&all, &none, ExportCodec::Fixed(CodecId::Float32), Some(&Normalization::fashion_mnist()), &dir).unwrap();
+    export(
+        &all,
+        &none,
+        ExportCodec::Fixed(CodecId::Float32),
+        Some(&Normalization::fashion_mnist()),
+        &dir,
+    )
+    .unwrap();
     let back = import(dir.join("device.onnx"), &ImportOptions::default(), &device).unwrap();
-    let back_kinds: Vec<_> = back.network.spec().blocks.iter().map(|b| b.kind()).collect();
+    let back_kinds: Vec<_> = back
+        .network
+        .spec()
+        .blocks
+        .iter()
+        .map(|b| b.kind())
+        .collect();
     assert_eq!(back_kinds, kinds);
     assert_eq!(back.normalization, Some(Normalization::fashion_mnist()));
     let x = images([1, 28, 28], &Normalization::fashion_mnist(), 2, &device);

@@ -22,9 +22,34 @@ fn fixtures_reproduce_onnx_runtime_logits_and_accuracy() {
     assert_eq!(models.len(), 3, "three fixtures expected");
     let block_kinds = |name: &str| -> Vec<&'static str> {
         match name {
-            "plain_cnn.onnx" => vec!["conv_bn_relu", "max_pool", "conv_bn_relu", "max_pool", "conv_bn_relu", "avg_pool", "flatten", "linear", "linear"],
-            "resnet_projection.onnx" => vec!["conv_bn_relu", "basic_block", "basic_block", "global_avg_pool", "flatten", "linear"],
-            "mobilenetv2_block.onnx" => vec!["conv_bn_relu", "depthwise_separable", "inverted_residual", "inverted_residual", "global_avg_pool", "flatten", "linear"],
+            "plain_cnn.onnx" => vec![
+                "conv_bn_relu",
+                "max_pool",
+                "conv_bn_relu",
+                "max_pool",
+                "conv_bn_relu",
+                "avg_pool",
+                "flatten",
+                "linear",
+                "linear",
+            ],
+            "resnet_projection.onnx" => vec![
+                "conv_bn_relu",
+                "basic_block",
+                "basic_block",
+                "global_avg_pool",
+                "flatten",
+                "linear",
+            ],
+            "mobilenetv2_block.onnx" => vec![
+                "conv_bn_relu",
+                "depthwise_separable",
+                "inverted_residual",
+                "inverted_residual",
+                "global_avg_pool",
+                "flatten",
+                "linear",
+            ],
             other => panic!("unknown fixture {other}"),
         }
     };
@@ -34,7 +59,10 @@ fn fixtures_reproduce_onnx_runtime_logits_and_accuracy() {
         assert_eq!(kinds(imported.network.spec()), block_kinds(name), "{name}");
         assert_eq!(imported.num_classes, 10, "{name}");
         assert_eq!(imported.opset, want["opset"].as_i64().unwrap(), "{name}");
-        let norm = imported.normalization.clone().expect("normalisation from metadata");
+        let norm = imported
+            .normalization
+            .clone()
+            .expect("normalisation from metadata");
         assert_eq!(norm, Normalization::fashion_mnist(), "{name}");
         // Both forms coinfer runs: the training form and the folded inference form.
         let net = imported.network.valid();
@@ -42,14 +70,28 @@ fn fixtures_reproduce_onnx_runtime_logits_and_accuracy() {
         let first = want["first_logits"].as_array().unwrap();
         let reference: Vec<f32> = first
             .iter()
-            .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+            .flat_map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+            })
             .collect();
         let (x, _) = batch(&data, 0..first.len(), &norm, &device);
         let slow = host2(net.logits(x.clone()).unwrap());
         let folded = host2(fast.logits(x).unwrap());
-        let (d_slow, d_fast) = (max_abs_diff(&slow, &reference), max_abs_diff(&folded, &reference));
-        assert!(d_slow <= 1e-4, "{name}: training form differs from ONNX Runtime by {d_slow}");
-        assert!(d_fast <= 1e-4, "{name}: inference form differs from ONNX Runtime by {d_fast}");
+        let (d_slow, d_fast) = (
+            max_abs_diff(&slow, &reference),
+            max_abs_diff(&folded, &reference),
+        );
+        assert!(
+            d_slow <= 1e-4,
+            "{name}: training form differs from ONNX Runtime by {d_slow}"
+        );
+        assert!(
+            d_fast <= 1e-4,
+            "{name}: inference form differs from ONNX Runtime by {d_fast}"
+        );
         // Accuracy on the whole embedded test set, exactly.
         let mut correct = 0;
         for start in (0..data.len()).step_by(250) {
@@ -70,14 +112,21 @@ fn fixtures_reproduce_onnx_runtime_logits_and_accuracy() {
             "{{\"model\":\"{name}\",\"correct\":{correct},\"onnxruntime_correct\":{want_correct},\"images\":{},\"max_abs_logit_diff\":{d_fast:e}}}",
             data.len()
         );
-        assert_eq!(correct, want_correct, "{name}: test accuracy differs from ONNX Runtime's");
+        assert_eq!(
+            correct, want_correct,
+            "{name}: test accuracy differs from ONNX Runtime's"
+        );
     }
 }
 
 #[test]
 fn an_unsupported_operator_is_named_with_its_node() {
-    let err = import(fixture("unsupported_sigmoid.onnx"), &ImportOptions::default(), &Device::flex())
-        .expect_err("Sigmoid is not supported");
+    let err = import(
+        fixture("unsupported_sigmoid.onnx"),
+        &ImportOptions::default(),
+        &Device::flex(),
+    )
+    .expect_err("Sigmoid is not supported");
     match &err {
         OnnxError::UnsupportedOp { op, node, .. } => {
             assert_eq!(op, "Sigmoid");
@@ -86,7 +135,10 @@ fn an_unsupported_operator_is_named_with_its_node() {
         other => panic!("expected UnsupportedOp, got {other:?}"),
     }
     let line = err.to_string();
-    assert!(line.contains("Sigmoid") && line.starts_with("node "), "{line}");
+    assert!(
+        line.contains("Sigmoid") && line.starts_with("node "),
+        "{line}"
+    );
 }
 
 #[test]
@@ -96,7 +148,13 @@ fn garbage_and_missing_files_are_typed_errors() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("garbage.onnx");
     std::fs::write(&path, [0xff, 0xff, 0xff, 0x01, 0x02]).unwrap();
-    assert!(matches!(import(&path, &ImportOptions::default(), &device), Err(OnnxError::Decode { .. })));
-    assert!(matches!(import(dir.join("missing.onnx"), &ImportOptions::default(), &device), Err(OnnxError::Io { .. })));
+    assert!(matches!(
+        import(&path, &ImportOptions::default(), &device),
+        Err(OnnxError::Decode { .. })
+    ));
+    assert!(matches!(
+        import(dir.join("missing.onnx"), &ImportOptions::default(), &device),
+        Err(OnnxError::Io { .. })
+    ));
     std::fs::remove_dir_all(&dir).ok();
 }

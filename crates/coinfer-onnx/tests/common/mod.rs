@@ -26,27 +26,51 @@ pub fn test_images() -> ImageDataset {
 }
 
 /// The first `n` test images, normalised, and their labels.
-pub fn batch(data: &ImageDataset, range: std::ops::Range<usize>, norm: &Normalization, device: &Device) -> (Tensor<4>, Vec<i64>) {
+pub fn batch(
+    data: &ImageDataset,
+    range: std::ops::Range<usize>,
+    norm: &Normalization,
+    device: &Device,
+) -> (Tensor<4>, Vec<i64>) {
     let indices: Vec<usize> = range.collect();
     let (x, y) = data.batch(&indices, norm, device).expect("batch");
-    (x, y.into_data().convert::<i64>().try_into_vec::<i64>().expect("labels"))
+    (
+        x,
+        y.into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .expect("labels"),
+    )
 }
 
 pub fn host(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32")
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32")
 }
 
 pub fn host2(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32")
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32")
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Runs an ONNX file with tract on `[n, c, h, w]` values; returns the output's values and shape.
-pub fn tract_run(path: &std::path::Path, values: &[f32], dims: [usize; 4]) -> (Vec<f32>, Vec<usize>) {
+pub fn tract_run(
+    path: &std::path::Path,
+    values: &[f32],
+    dims: [usize; 4],
+) -> (Vec<f32>, Vec<usize>) {
     use tract_onnx::prelude::*;
     let model = tract_onnx::onnx()
         .model_for_path(path)

@@ -304,9 +304,4 @@ impl Node {
     fn attr(&self, name: &str) -> Option<&AttributeProto> {
         self.attrs.iter().find(|a| a.name == name)
     }
-
-    /// Names of every attribute set on the node.
-    pub fn attribute_names(&self) -> impl Iterator<Item = &str> {
-        self.attrs.iter().map(|a| a.name.as_str())
-    }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use burn::prelude::*;
-use coinfer_codec::{AutoencoderCodec, AutoencoderConfig, CodecId, FeatureCodec, fixed_codec};
+use coinfer_codec::{AutoencoderCodec, AutoencoderConfig, CodecId, fixed_codec};
 use coinfer_data::Normalization;
 use coinfer_onnx::{CodecManifest, ExportCodec, ImportOptions, Quantization, export, import};
 use coinfer_sparsity::{PruneRatios, prune};

@@ -85,6 +85,6 @@ pub fn tract_run(
     let out = model
         .run(tvec!(input.into_tvalue()))
         .unwrap_or_else(|e| panic!("tract cannot run {}: {e:?}", path.display()));
-    let view = out[0].to_array_view::<f32>().expect("f32 output");
+    let view = out[0].to_plain_array_view::<f32>().expect("f32 output");
     (view.iter().copied().collect(), view.shape().to_vec())
 }

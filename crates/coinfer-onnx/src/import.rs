@@ -498,11 +498,13 @@ impl<'g> Walk<'g> {
                 self.push(index, block, weights)?;
                 Ok(out)
             }
-            None => Err(self.unsupported(
-                first.node,
-                "a convolution must be followed by ReLU (conv-bn-relu) or ReLU6 (inverted \
+            None => Err(self.unknown_reader(&first).unwrap_or_else(|| {
+                self.unsupported(
+                    first.node,
+                    "a convolution must be followed by ReLU (conv-bn-relu) or ReLU6 (inverted \
                  residual expansion), or end a residual branch",
-            )),
+                )
+            })),
         }
     }
 
@@ -580,6 +582,34 @@ impl<'g> Walk<'g> {
                 Err(self.unsupported(after, format!("the graph ends here; expected {op} next")))
             }
         }
+    }
+
+    /// An [`OnnxError::UnsupportedOp`] for the node reading a unit's output when that node's
+    /// operator is not one coinfer imports (rather than blaming the convolution).
+    fn unknown_reader(&self, unit: &Unit) -> Option<OnnxError> {
+        let reader = *self.graph.consumers_of(&unit.out).first()?;
+        let node = self.node(reader);
+        let known = [
+            "Conv",
+            "BatchNormalization",
+            "Relu",
+            "Clip",
+            "Add",
+            "MaxPool",
+            "AveragePool",
+            "GlobalAveragePool",
+            "Flatten",
+            "Reshape",
+            "Gemm",
+            "MatMul",
+            "Identity",
+            "Dropout",
+        ];
+        (!known.contains(&node.op.as_str())).then(|| OnnxError::UnsupportedOp {
+            node: node.name.clone(),
+            op: node.op.clone(),
+            reason: format!("coinfer imports {SUPPORTED}"),
+        })
     }
 
     /// The activation reading a unit's output, if any: `(activation, tensor after it)`.

@@ -7,6 +7,7 @@
 //! coinfer profile --model resnet-mini --out my-device.json   # measure this machine
 //! coinfer search --device my-device.json
 //! coinfer serve --plan results/default/plan.json
+//! coinfer export --plan results/default/plan.json --onnx out/   # device.onnx + edge.onnx
 //! coinfer infer --plan results/default/plan.json --server 127.0.0.1:7878 --rate 10Mbit
 //! ```
 
@@ -14,6 +15,7 @@
 
 mod backend;
 mod data;
+mod export;
 mod profile;
 mod progress;
 mod runtime;
@@ -53,6 +55,8 @@ enum Command {
     /// Run the device half of a plan against a server on test images, over an optionally
     /// shaped link, and compare the measured latency with the latency model.
     Infer(runtime::InferArgs),
+    /// Write a plan's halves as ONNX models (device.onnx, edge.onnx, codec.json).
+    Export(export::ExportArgs),
     /// Redraw the SVG plots (and report.md) of a finished search from its report.json.
     Plot {
         /// The search's `report.json`; plots are written next to it.
@@ -81,6 +85,7 @@ fn main() {
             Command::Profile(args) => profile::run(args),
             Command::Serve(args) => runtime::serve(args),
             Command::Infer(args) => runtime::infer(args),
+            Command::Export(args) => export::run(args),
             Command::Sweep(args) => sweep::run(*args),
             Command::Plot {
                 sweep: Some(sweep), ..

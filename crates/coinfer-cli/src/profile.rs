@@ -17,7 +17,7 @@ type CliResult<T> = Result<T, Box<dyn Error>>;
 /// Options of `coinfer profile`.
 #[derive(Args, Debug)]
 pub struct ProfileArgs {
-    /// Backbone from the zoo (timing does not depend on the weights).
+    /// Backbone from the zoo (timing does not depend on the weights), or an ONNX file.
     #[arg(long, default_value = "resnet-mini")]
     model: String,
     /// Classes of the zoo backbone's head.
@@ -49,6 +49,9 @@ pub struct ProfileArgs {
 fn network(args: &ProfileArgs, device: &Device) -> CliResult<Network> {
     if let Some(path) = &args.network {
         return Ok(Network::load(path, device)?);
+    }
+    if let Some(imported) = coinfer_onnx::import_model_arg(&args.model, None, device)? {
+        return Ok(imported.network);
     }
     let spec = zoo::by_name(&args.model, args.classes).ok_or_else(|| {
         format!(

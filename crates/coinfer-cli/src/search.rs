@@ -40,9 +40,13 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value = "flex")]
     pub(crate) backend: BackendChoice,
     /// Backbone from the zoo: resnet-mini or mobilenetv2-mini for 28×28 grey images,
-    /// resnet18-cifar or mobilenetv2-cifar for 32×32 colour images.
+    /// resnet18-cifar or mobilenetv2-cifar for 32×32 colour images; or a trained ONNX
+    /// classifier, `path/to/model.onnx` (docs/onnx.md), used as it is (no training).
     #[arg(long, default_value = "resnet-mini")]
     pub(crate) model: String,
+    /// Input shape `C,H,W` of an ONNX `--model` whose file leaves it dynamic.
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    pub(crate) input_shape: Option<Vec<usize>>,
     /// Load this trained backbone (`Network::save` file) instead of training one. It should
     /// not have seen the validation images (see `split_validation`), or every plan scores
     /// its training accuracy.
@@ -170,13 +174,18 @@ pub(crate) fn builder(
     out: &Path,
 ) -> CliResult<CoInferenceBuilder> {
     let config = search_config(args)?;
-    let input = data::model_input(&args.model).ok_or_else(|| {
-        format!(
-            "unknown model `{}` (known: {})",
-            args.model,
-            coinfer_automl::split::zoo::MODEL_NAMES.join(", ")
-        )
-    })?;
+    let shape = args.input_shape.as_deref().map(|s| [s[0], s[1], s[2]]);
+    let imported = coinfer_onnx::import_model_arg(&args.model, shape, device)?;
+    let input = match &imported {
+        Some(onnx) => onnx.network.spec().input.dims(),
+        None => data::model_input(&args.model).ok_or_else(|| {
+            format!(
+                "unknown model `{}` (known: {}, or an .onnx file)",
+                args.model,
+                coinfer_automl::split::zoo::MODEL_NAMES.join(", ")
+            )
+        })?,
+    };
     let (data, label) = data::load(args.dataset, args.data_dir.as_deref(), config.seed, input)?;
     println!(
         "data: {} train / {} test images ({label})",
@@ -199,12 +208,24 @@ pub(crate) fn builder(
         .output(out)
         .resume(args.resume)
         .observer(Bars::default());
-    Ok(match &args.backbone {
-        Some(path) => {
+    Ok(match (&args.backbone, imported) {
+        (Some(path), _) => {
             println!("backbone: loading {}", path.display());
             builder.model(Network::load(path, device)?)
         }
-        None => builder
+        (None, Some(onnx)) => {
+            println!(
+                "backbone: imported {} ({} blocks, opset {})",
+                args.model,
+                onnx.network.spec().blocks.len(),
+                onnx.opset
+            );
+            match onnx.normalization {
+                Some(norm) => builder.normalization(norm).model(onnx.network),
+                None => builder.model(onnx.network),
+            }
+        }
+        (None, None) => builder
             .train_backbone(&args.model, args.backbone_epochs)
             .backbone_cache(args.results.join("cache").join(args.backend.name())),
     })

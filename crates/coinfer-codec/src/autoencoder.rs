@@ -180,6 +180,36 @@ pub struct Autoencoder {
 }
 
 impl Autoencoder {
+    /// The encoder convolution (device side).
+    pub fn encoder(&self) -> &Conv2d {
+        &self.encoder
+    }
+
+    /// The batch norm after the encoder convolution, if any.
+    pub fn encoder_norm(&self) -> Option<&BatchNorm> {
+        self.encoder_norm.as_ref()
+    }
+
+    /// The decoder convolution (edge side, after the upsampling).
+    pub fn decoder(&self) -> &Conv2d {
+        &self.decoder
+    }
+
+    /// The batch norm after the decoder convolution, if any.
+    pub fn decoder_norm(&self) -> Option<&BatchNorm> {
+        self.decoder_norm.as_ref()
+    }
+
+    /// Whether the decoder ends in a ReLU.
+    pub fn output_relu(&self) -> bool {
+        self.output_relu
+    }
+
+    /// The encoder stride `s` (the decoder upsamples by it).
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
     /// Device side before quantization: `tanh(BN?(conv(z)))`, values in `[-1, 1]`.
     pub fn encode_latent(&self, feature: Tensor<4>) -> Tensor<4> {
         let out = self.encoder.forward(feature);

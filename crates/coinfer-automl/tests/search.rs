@@ -687,7 +687,8 @@ fn the_input_family_offers_image_codecs_with_measured_sizes() {
     );
     // Re-measure two of them by hand on the same 40 training images.
     let data = small_data();
-    let (train, _) = coinfer_automl::split_validation(&data.train, 60, 17).unwrap();
+    let seed = search.config().seed;
+    let (train, _) = coinfer_automl::split_validation(&data.train, 60, seed).unwrap();
     let norm = Normalization::fit(&data.train);
     let indices: Vec<usize> = (0..40).collect();
     let (images, _) = train.batch(&indices, &norm, &Device::flex()).unwrap();

@@ -16,6 +16,7 @@
 mod backend;
 mod data;
 mod export;
+mod plot;
 mod profile;
 mod progress;
 mod runtime;
@@ -94,8 +95,8 @@ fn main() {
                 report,
                 rate_json: true,
                 ..
-            } => search::print_rate_json(&report),
-            Command::Plot { report, .. } => search::replot(&report),
+            } => plot::print_rate_json(&report),
+            Command::Plot { report, .. } => plot::replot(&report),
         });
     if let Err(error) = result {
         match error

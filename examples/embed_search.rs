@@ -34,7 +34,7 @@ impl Observer for Log {
     }
 
     fn advanced(&self, phase: Phase, done: u64, total: u64, detail: &str) {
-        if total > 0 && done % total.div_ceil(10).max(1) == 0 {
+        if total > 0 && done.is_multiple_of(total.div_ceil(10).max(1)) {
             eprintln!("{}: {done}/{total} {detail}", phase.label());
         }
     }

@@ -667,12 +667,11 @@ impl Builder {
     }
 }
 
-/// Folds an optional batch norm into a convolution on host values (the autoencoder's layers):
-/// `(weight, [o, i, k, k], bias)`.
-fn fold_host(
-    conv: &Conv2d,
-    bn: Option<&BatchNorm>,
-) -> Result<(Vec<f32>, [usize; 4], Vec<f32>), OnnxError> {
+/// A convolution's weights on the host: `(weight, [o, i, k, k], bias)`.
+type HostConv = (Vec<f32>, [usize; 4], Vec<f32>);
+
+/// Folds an optional batch norm into a convolution on host values (the autoencoder's layers).
+fn fold_host(conv: &Conv2d, bn: Option<&BatchNorm>) -> Result<HostConv, OnnxError> {
     if !matches!(
         conv.padding,
         PaddingConfig2d::Explicit(..) | PaddingConfig2d::Same | PaddingConfig2d::Valid

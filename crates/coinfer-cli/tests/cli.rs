@@ -11,8 +11,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use coinfer_automl::data::idx::{self, IdxImages};
-use coinfer_automl::data::{ImageDataset, embedded, fashion_mnist};
+use coinfer_automl::data::{embedded, fashion_mnist};
+
+mod tiny_data;
+use tiny_data::tiny_data;
 
 const BIN: &str = env!("CARGO_BIN_EXE_coinfer");
 
@@ -21,38 +23,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn write_idx(data: &ImageDataset, images: &Path, labels: &Path) {
-    let [_, rows, cols] = data.image_shape();
-    let idx_images = IdxImages {
-        pixels: data.pixels().to_vec(),
-        count: data.len(),
-        rows,
-        cols,
-    };
-    idx::write_gz_images(images, &idx_images).unwrap();
-    idx::write_gz_labels(labels, data.labels()).unwrap();
-}
-
-/// A Fashion-MNIST directory of 12 training and 4 test images per class.
-fn tiny_data(dir: &Path) -> PathBuf {
-    let full = embedded::fashion_mnist_subset().unwrap();
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let train = full.train.class_balanced_subset(12, 1).unwrap();
-    let test = full.test.class_balanced_subset(4, 1).unwrap();
-    write_idx(
-        &train,
-        &data.join(fashion_mnist::TRAIN_IMAGES),
-        &data.join(fashion_mnist::TRAIN_LABELS),
-    );
-    write_idx(
-        &test,
-        &data.join(fashion_mnist::TEST_IMAGES),
-        &data.join(fashion_mnist::TEST_LABELS),
-    );
-    data
 }
 
 fn coinfer(args: &[&str]) -> Output {

@@ -2,47 +2,17 @@
 //! `CoInference::builder()…build()?.search()` with the same data, options and seed write the
 //! same report, apart from wall times.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use coinfer_automl::data::idx::{self, IdxImages};
-use coinfer_automl::data::{ImageDataset, embedded, fashion_mnist};
+use coinfer_automl::data::fashion_mnist;
 use coinfer_automl::prelude::*;
 use coinfer_automl::{ComputeSource, LinkSource};
 
+mod tiny_data;
+use tiny_data::tiny_data;
+
 const BIN: &str = env!("CARGO_BIN_EXE_coinfer");
-
-fn write_idx(data: &ImageDataset, images: &Path, labels: &Path) {
-    let [_, rows, cols] = data.image_shape();
-    let idx_images = IdxImages {
-        pixels: data.pixels().to_vec(),
-        count: data.len(),
-        rows,
-        cols,
-    };
-    idx::write_gz_images(images, &idx_images).unwrap();
-    idx::write_gz_labels(labels, data.labels()).unwrap();
-}
-
-/// A Fashion-MNIST directory of 12 training and 4 test images per class.
-fn tiny_data(dir: &Path) -> PathBuf {
-    let full = embedded::fashion_mnist_subset().unwrap();
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let train = full.train.class_balanced_subset(12, 1).unwrap();
-    let test = full.test.class_balanced_subset(4, 1).unwrap();
-    write_idx(
-        &train,
-        &data.join(fashion_mnist::TRAIN_IMAGES),
-        &data.join(fashion_mnist::TRAIN_LABELS),
-    );
-    write_idx(
-        &test,
-        &data.join(fashion_mnist::TEST_IMAGES),
-        &data.join(fashion_mnist::TEST_LABELS),
-    );
-    data
-}
 
 /// The report without what depends on the wall clock (phase times, total seconds).
 fn without_wall_times(mut report: serde_json::Value) -> serde_json::Value {

@@ -145,7 +145,33 @@ fn check(
     }
 }
 
+/// A [`DdpgConfig`] whose every field was checked ([`DdpgConfig::checked`], the only way to
+/// make one): [`Ddpg::with_config`](crate::Ddpg::with_config) trusts it. Reads as a `DdpgConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedDdpgConfig(DdpgConfig);
+
+impl CheckedDdpgConfig {
+    /// The plain settings back.
+    pub fn into_inner(self) -> DdpgConfig {
+        self.0
+    }
+}
+
+impl std::ops::Deref for CheckedDdpgConfig {
+    type Target = DdpgConfig;
+
+    fn deref(&self) -> &DdpgConfig {
+        &self.0
+    }
+}
+
 impl DdpgConfig {
+    /// The checked form, or the first bad field (see [`check`](Self::check)).
+    pub fn checked(self) -> Result<CheckedDdpgConfig, AgentError> {
+        self.check()?;
+        Ok(CheckedDdpgConfig(self))
+    }
+
     /// Returns `Ok(())` when every field is usable, otherwise the first bad field (in declaration
     /// order) as [`AgentError::InvalidConfig`].
     pub fn check(&self) -> Result<(), AgentError> {

@@ -10,7 +10,7 @@ use rand_distr::Distribution;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::MovingAverage;
-use crate::config::DdpgConfig;
+use crate::config::{CheckedDdpgConfig, DdpgConfig};
 use crate::env::Environment;
 use crate::error::AgentError;
 use crate::network::{Actor, Critic};
@@ -203,7 +203,17 @@ impl Ddpg {
     /// draws from one ChaCha8 generator seeded with `config.seed`, so the same seed on the same
     /// backend replays the same search.
     pub fn new(config: DdpgConfig, state_dim: usize, device: &Device) -> Result<Self, AgentError> {
-        config.check()?;
+        Ddpg::with_config(config.checked()?, state_dim, device)
+    }
+
+    /// [`new`](Self::new) with a config checked before (by a caller that checks its settings
+    /// once, where they enter).
+    pub fn with_config(
+        config: CheckedDdpgConfig,
+        state_dim: usize,
+        device: &Device,
+    ) -> Result<Self, AgentError> {
+        let config = config.into_inner();
         if state_dim == 0 {
             return Err(AgentError::EmptyState);
         }

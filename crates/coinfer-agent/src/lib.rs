@@ -58,7 +58,7 @@ mod replay;
 mod target;
 
 pub use baseline::MovingAverage;
-pub use config::{ConfigField, DdpgConfig};
+pub use config::{CheckedDdpgConfig, ConfigField, DdpgConfig};
 pub use ddpg::{BestEpisode, Ddpg, EpisodeOutcome, Rollout};
 pub use env::{Environment, Step};
 pub use error::AgentError;

@@ -2,7 +2,7 @@
 
 use std::ops::Deref;
 
-use coinfer_agent::DdpgConfig;
+use coinfer_agent::{CheckedDdpgConfig, DdpgConfig};
 use coinfer_data::ImageDataset;
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +112,7 @@ impl SearchConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedSearchConfig {
     config: SearchConfig,
+    ddpg: CheckedDdpgConfig,
     codecs: CheckedCodecSetup,
     refine: CheckedRefineConfig,
 }
@@ -128,6 +129,11 @@ impl CheckedSearchConfig {
     /// The checked codec setup.
     pub fn codecs(&self) -> &CheckedCodecSetup {
         &self.codecs
+    }
+
+    /// The checked agent settings.
+    pub fn ddpg(&self) -> &CheckedDdpgConfig {
+        &self.ddpg
     }
 
     /// The checked refinement settings.
@@ -191,11 +197,12 @@ impl SearchConfig {
         }
         self.finetune.check()?;
         self.three_step.check()?;
-        self.ddpg.check()?;
+        let ddpg = self.ddpg.clone().checked()?;
         let codecs = self.codecs.clone().check()?;
         let refine = self.refine.check()?;
         Ok(CheckedSearchConfig {
             config: self,
+            ddpg,
             codecs,
             refine,
         })

@@ -57,6 +57,14 @@ impl<'a> CoInferenceEnv<'a> {
     /// An environment over `evaluator`'s space, scoring plans with `reward`.
     pub fn new(evaluator: &'a mut PlanEvaluator, reward: Reward) -> Result<Self, AutomlError> {
         reward.check()?;
+        CoInferenceEnv::with_checked_reward(evaluator, reward)
+    }
+
+    /// [`new`](Self::new) with a reward the builder has checked.
+    pub(crate) fn with_checked_reward(
+        evaluator: &'a mut PlanEvaluator,
+        reward: Reward,
+    ) -> Result<Self, AutomlError> {
         let spec = evaluator.backbone().spec().clone();
         let cost = NetCost::of(&spec)?;
         let block_flops: Vec<u64> = cost.blocks.iter().map(|b| b.flops).collect();
@@ -88,12 +96,12 @@ impl<'a> CoInferenceEnv<'a> {
 
     /// Like [`new`](Self::new), continuing after `records` (episodes finished before an
     /// interruption).
-    pub fn with_records(
+    pub(crate) fn with_records(
         evaluator: &'a mut PlanEvaluator,
         reward: Reward,
         records: Vec<EpisodeRecord>,
     ) -> Result<Self, AutomlError> {
-        let mut env = CoInferenceEnv::new(evaluator, reward)?;
+        let mut env = CoInferenceEnv::with_checked_reward(evaluator, reward)?;
         env.records = records;
         Ok(env)
     }

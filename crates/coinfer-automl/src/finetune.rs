@@ -386,9 +386,39 @@ pub fn fine_tune_three_steps(
     norm: &Normalization,
     config: &ThreeStepConfig,
     device: &Device,
-    mut progress: impl FnMut(&FineTuneProgress),
+    progress: impl FnMut(&FineTuneProgress),
 ) -> Result<ThreeStepOutcome, AutomlError> {
     config.check()?;
+    three_steps_checked(
+        teacher,
+        network,
+        split,
+        codec,
+        autoencoder,
+        train,
+        test,
+        norm,
+        config,
+        device,
+        progress,
+    )
+}
+
+/// [`fine_tune_three_steps`] with a config the search has checked.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn three_steps_checked(
+    teacher: &Network,
+    network: &Network,
+    split: usize,
+    codec: CodecId,
+    autoencoder: Option<&AutoencoderCodec>,
+    train: &ImageDataset,
+    test: &ImageDataset,
+    norm: &Normalization,
+    config: &ThreeStepConfig,
+    device: &Device,
+    mut progress: impl FnMut(&FineTuneProgress),
+) -> Result<ThreeStepOutcome, AutomlError> {
     if split == 0 {
         return Err(AutomlError::InvalidConfig {
             field: "finetune.split",

@@ -22,9 +22,7 @@ use crate::config::RERANK_SLACK;
 use crate::env::{CoInferenceEnv, EpisodeRecord};
 use crate::evaluator::Evaluation;
 use crate::evaluator::{PlanEvaluator, ValidationSet};
-use crate::finetune::{
-    FineTuneProgress, ThreeStepConfig, ThreeStepOutcome, fine_tune, fine_tune_three_steps,
-};
+use crate::finetune::{FineTuneProgress, ThreeStepConfig, ThreeStepOutcome, fine_tune};
 use crate::observer::Phase;
 use crate::plan::{PlanArtifacts, SplitPlan};
 use crate::refine::{Refinement, refine};
@@ -207,7 +205,7 @@ impl SearchSession<'_> {
         let (mut agent, mut previous) = match checkpoint {
             Some(dir) if dir.join(AGENT_DIR).exists() => resume(dir, device)?,
             _ => (
-                Ddpg::new(config.ddpg.clone(), crate::env::STATE_DIM, device)?,
+                Ddpg::with_config(config.ddpg().clone(), crate::env::STATE_DIM, device)?,
                 Vec::new(),
             ),
         };
@@ -367,7 +365,7 @@ impl SearchSession<'_> {
             .bank()
             .codec(decision.candidate, decision.codec)
             .and_then(|c| c.autoencoder().cloned());
-        fine_tune_three_steps(
+        crate::finetune::three_steps_checked(
             &search.model,
             &pruned,
             split,

@@ -334,7 +334,7 @@ impl SearchSession<'_> {
         let backend = self.backend().clone();
         let mut agent = Ddpg::new(config, STATE_DIM, &backend)?;
         self.evaluator().begin_session();
-        let mut env = CoInferenceEnv::new(self.evaluator(), reward)?;
+        let mut env = CoInferenceEnv::with_checked_reward(self.evaluator(), reward)?;
         for _ in 0..episodes {
             agent.run_episode(&mut env)?;
         }

@@ -51,7 +51,7 @@ impl Observer for Log {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let report = CoInference::builder()
-        .train_backbone("resnet-mini", 8)
+        .train_backbone("resnet-mini", Budget::Epochs(8))
         .backbone_cache("results/cache/flex")
         .data(embedded::fashion_mnist_subset()?)
         .data_label("fashion-mnist-subset")

@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use clap::Parser;
 use coinfer_automl::profile::NetCost;
-use coinfer_data::{Normalization, embedded, fashion_mnist};
+use coinfer_data::{Budget, Normalization, embedded, fashion_mnist};
 use coinfer_split::train::{TrainConfig, evaluate, train_classifier};
 use coinfer_split::{Network, zoo};
 
@@ -31,9 +31,9 @@ struct Args {
     /// Model from the zoo.
     #[arg(long, default_value = "resnet-mini")]
     model: String,
-    /// Training epochs.
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    epochs: usize,
+    /// Training budget: `epochs:N` or `images:N`.
+    #[arg(long, default_value_t = TrainConfig::default().budget)]
+    budget: Budget,
     /// Batch size.
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     batch_size: usize,
@@ -80,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         net.num_params()
     );
     let config = TrainConfig {
-        epochs: args.epochs,
+        budget: args.budget,
         batch_size: args.batch_size,
         learning_rate: args.lr,
         seed: args.seed,
@@ -91,11 +91,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let trained = train_classifier(net, &data.train, &norm, &config, &device, |p| {
         if p.step == p.steps_per_epoch || (p.step % 100 == 0 && p.epoch != last_epoch) {
             println!(
-                "epoch {}/{} step {}/{}: loss {:.4} train acc {:.2}% ({:.0} s)",
+                "epoch {} step {}/{} ({}/{} of {}): loss {:.4} train acc {:.2}% ({:.0} s)",
                 p.epoch + 1,
-                config.epochs,
                 p.step,
                 p.steps_per_epoch,
+                p.total_step,
+                p.total_steps,
+                config.budget,
                 p.loss,
                 100.0 * p.accuracy,
                 p.elapsed_s
@@ -108,9 +110,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let train_s = start.elapsed().as_secs_f64();
     let accuracy = evaluate(&trained, &data.test, &norm, 256, &device)?;
     println!(
-        "test accuracy {:.2}% after {} epochs, training took {:.1} s",
+        "test accuracy {:.2}% after {}, training took {:.1} s",
         100.0 * accuracy,
-        config.epochs,
+        config.budget,
         train_s
     );
     if let Some(out) = &args.out {
@@ -126,7 +128,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "params": trained.num_params(),
             "macs": cost.macs,
             "flops": cost.flops,
-            "epochs": config.epochs,
+            "budget": config.budget,
             "seed": args.seed,
             "test_accuracy": accuracy,
             "train_s": train_s,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use coinfer_automl::codec::CodecId;
 use coinfer_automl::codecs::CodecSetup;
-use coinfer_automl::data::{TrainTest, embedded};
+use coinfer_automl::data::{Budget, TrainTest, embedded};
 use coinfer_automl::finetune::FineTuneConfig;
 use coinfer_automl::profile::{ComputeProfile, LinkProfile};
 use coinfer_automl::runtime::{ClientConfig, DeviceClient, EdgeServer, ServerConfig};
@@ -177,7 +177,7 @@ fn a_learned_spatial_autoencoder_plan_serves_the_in_process_logits() {
     let codecs = CodecSetup {
         spatial_ratios: vec![8],
         spatial_bits: vec![3],
-        ae_epochs: 1,
+        ae_budget: Budget::Epochs(1),
         ae_train_images: 40,
         ae_batch_size: 20,
         ..CodecSetup::fixed_only()

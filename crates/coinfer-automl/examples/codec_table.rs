@@ -42,7 +42,7 @@ use coinfer_automl::split_validation;
 use coinfer_codec::{
     AutoencoderCodec, AutoencoderConfig, CodecId, FeatureCodec, TrainOptions, fixed_codec,
 };
-use coinfer_data::{ImageDataset, Normalization, TrainTest, embedded};
+use coinfer_data::{Budget, ImageDataset, Normalization, TrainTest, embedded};
 use coinfer_split::train::{TrainConfig, evaluate, train_classifier};
 use coinfer_split::{Network, zoo};
 use serde_json::json;
@@ -148,7 +148,7 @@ fn backbone(path: Option<&Path>, data: &TrainTest, device: &Device) -> Result<Ne
     let net = Network::new(zoo::resnet_mini(10), device)?;
     let norm = Normalization::fit(&data.train);
     let config = TrainConfig {
-        epochs: 8,
+        budget: Budget::Epochs(8),
         seed: SEED,
         ..TrainConfig::default()
     };
@@ -228,9 +228,9 @@ fn main() -> Result<()> {
         BTreeSet::new()
     };
     let ft_config = ThreeStepConfig {
-        device_epochs: args.ft_epochs[0],
-        codec_epochs: args.ft_epochs[1],
-        joint_epochs: args.ft_epochs[2],
+        device_budget: Budget::Epochs(args.ft_epochs[0]),
+        codec_budget: Budget::Epochs(args.ft_epochs[1]),
+        joint_budget: Budget::Epochs(args.ft_epochs[2]),
         ..ThreeStepConfig::default()
     };
     for split in splits {
@@ -282,7 +282,6 @@ fn main() -> Result<()> {
                 "channel"
             };
             let options = TrainOptions::new()
-                .with_epochs(args.ae_epochs)
                 .with_lr(if family == "spatial" {
                     args.spatial_lr
                 } else {
@@ -299,6 +298,7 @@ fn main() -> Result<()> {
                 &norm,
                 &config,
                 &options,
+                Budget::Epochs(args.ae_epochs),
                 64,
                 &device,
                 &mut |_| {},

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::prelude::*;
-use coinfer_data::{ImageDataset, Normalization, TrainTest};
+use coinfer_data::{Budget, ImageDataset, Normalization, TrainTest};
 use coinfer_profile::{LatencyModel, MeasureConfig, ProfileTable, measure_blocks};
 use coinfer_split::train::{EVAL_BATCH_SIZE, TrainConfig, evaluate, train_classifier};
 use coinfer_split::{Network, TrainedOn, zoo};
@@ -76,19 +76,20 @@ impl CoInferenceBuilder {
         self
     }
 
-    /// Train the zoo model `model` for `epochs` on the search's training part (the data minus
-    /// the validation images) instead of giving a trained one.
-    pub fn train_backbone(mut self, model: &str, epochs: usize) -> Self {
+    /// Train the zoo model `model` for `budget` (`Budget::Epochs(8)`, or `Budget::Images(n)`
+    /// whatever the data's size) on the search's training part (the data minus the validation
+    /// images) instead of giving a trained one.
+    pub fn train_backbone(mut self, model: &str, budget: Budget) -> Self {
         self.backbone = Some(Backbone::Train {
             model: model.into(),
-            epochs,
+            budget,
             cache: None,
         });
         self
     }
 
     /// With [`train_backbone`](Self::train_backbone): keep the trained network in this folder
-    /// and reuse it when the same model, data, seed, validation split and epochs come again.
+    /// and reuse it when the same model, data, seed, validation split and budget come again.
     pub fn backbone_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         if let Some(Backbone::Train { cache, .. }) = &mut self.backbone {
             *cache = Some(dir.into());
@@ -273,15 +274,15 @@ impl CoInferenceBuilder {
 }
 
 /// Refuses a zoo name that does not exist, a model whose input is not the data's image shape,
-/// and zero training epochs, before anything is trained.
+/// and a zero training budget, before anything is trained.
 fn check_backbone(backbone: &Backbone, data: &TrainTest) -> Result<(), AutomlError> {
     let spec = match backbone {
         Backbone::Trained(model) => model.spec().clone(),
-        Backbone::Train { model, epochs, .. } => {
-            if *epochs == 0 {
+        Backbone::Train { model, budget, .. } => {
+            if budget.is_zero() {
                 return Err(AutomlError::InvalidConfig {
-                    field: "backbone.epochs",
-                    reason: "a backbone to train needs at least 1 epoch".into(),
+                    field: "backbone.budget",
+                    reason: format!("a backbone to train needs a budget above 0, got `{budget}`"),
                 });
             }
             zoo::by_name(model, data.train.num_classes()).ok_or_else(|| {
@@ -321,18 +322,22 @@ fn obtain_backbone(
     backend: &Device,
     observer: &dyn Observer,
 ) -> Result<(Network, bool), AutomlError> {
-    let (name, epochs, cache) = match backbone {
+    let (name, budget, cache) = match backbone {
         Backbone::Trained(model) => return Ok((model, false)),
         Backbone::Train {
             model,
-            epochs,
+            budget,
             cache,
-        } => (model, epochs, cache),
+        } => (model, budget, cache),
     };
     let (seed, validation_images) = (config.seed, config.validation_images);
+    let trained_for = match budget {
+        Budget::Epochs(epochs) => format!("e{epochs}"),
+        Budget::Images(images) => format!("i{images}"),
+    };
     let cached = cache.map(|dir| {
         dir.join(format!(
-            "{name}-{label}-e{epochs}-s{seed}-v{validation_images}.cfnet"
+            "{name}-{label}-{trained_for}-s{seed}-v{validation_images}.cfnet"
         ))
     });
     if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
@@ -346,11 +351,11 @@ fn obtain_backbone(
     backend.seed(seed);
     let net = Network::new(spec, backend)?;
     let train_config = TrainConfig {
-        epochs,
+        budget,
         seed,
         ..TrainConfig::default()
     };
-    let steps = (train_part.len().div_ceil(train_config.batch_size) * epochs) as u64;
+    let steps = budget.steps(train_part.len(), train_config.batch_size) as u64;
     observer.started(Phase::Backbone, steps);
     let mut done = 0;
     let trained = train_classifier(net, &train_part, norm, &train_config, backend, |p| {
@@ -367,7 +372,9 @@ fn obtain_backbone(
     let trained = trained.with_trained_on(record);
     let accuracy = evaluate(&trained, &data.test, norm, EVAL_BATCH_SIZE, backend)?;
     observer.note(&format!(
-        "backbone: {name} trained for {epochs} epochs, test accuracy {:.2}%",
+        "backbone: {name} trained for {budget} ({} images of {}), test accuracy {:.2}%",
+        budget.images(train_part.len(), train_config.batch_size),
+        train_part.len(),
         100.0 * accuracy
     ));
     if let Some(path) = &cached {

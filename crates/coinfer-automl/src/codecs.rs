@@ -6,7 +6,7 @@ use coinfer_codec::{
     AutoencoderCodec, AutoencoderConfig, CodecFamily, CodecId, EpochReport, MAX_AE_KERNEL,
     TrainOptions, TrainedAutoencoder, train_autoencoder,
 };
-use coinfer_data::{Batches, ImageDataset, Normalization};
+use coinfer_data::{Batches, Budget, ImageDataset, Normalization};
 use coinfer_split::Network;
 use serde::{Deserialize, Serialize};
 
@@ -33,9 +33,12 @@ pub struct CodecSetup {
     pub ae_train_bits: u8,
     /// Convolution kernel of encoder and decoder.
     pub ae_kernel: usize,
-    /// Training epochs per autoencoder.
-    pub ae_epochs: usize,
-    /// Training images per autoencoder (a class-balanced prefix of the training set).
+    /// How much each autoencoder trains: passes over its training images (`epochs:N`) or
+    /// images (`images:N`). A config file may still say `"ae_epochs": N`.
+    #[serde(alias = "ae_epochs")]
+    pub ae_budget: Budget,
+    /// Training images the autoencoders draw their batches from (a class-balanced prefix of
+    /// the training set; more than the set holds means all of it).
     pub ae_train_images: usize,
     /// Adam learning rate.
     pub ae_lr: f64,
@@ -95,7 +98,7 @@ impl Default for CodecSetup {
             ae_bits: vec![2, 4, 8],
             ae_train_bits: 4,
             ae_kernel: 1,
-            ae_epochs: 5,
+            ae_budget: Budget::Epochs(5),
             ae_train_images: 3000,
             ae_lr: 1e-2,
             ae_recon_weight: 0.1,
@@ -203,8 +206,13 @@ impl CodecSetup {
             if self.ae_ratios.contains(&0) {
                 return bad("codecs.ae_ratios", "a ratio must be at least 1".into());
             }
+            if self.ae_budget.is_zero() {
+                return bad(
+                    "codecs.ae_budget",
+                    format!("`{}` trains nothing", self.ae_budget),
+                );
+            }
             for (field, value) in [
-                ("codecs.ae_epochs", self.ae_epochs),
                 ("codecs.ae_train_images", self.ae_train_images),
                 ("codecs.ae_batch_size", self.ae_batch_size),
             ] {
@@ -324,7 +332,6 @@ pub fn build_codecs(
                 channel.chain(spatial).enumerate()
             {
                 let options = TrainOptions::new()
-                    .with_epochs(setup.ae_epochs)
                     .with_lr(lr)
                     .with_recon_weight(setup.ae_recon_weight)
                     .with_distill_weight(setup.distill_weight)
@@ -337,6 +344,7 @@ pub fn build_codecs(
                     norm,
                     &config,
                     &options,
+                    setup.ae_budget,
                     setup.ae_batch_size,
                     device,
                     &mut |report| last_accuracy = report.accuracy,
@@ -373,8 +381,9 @@ pub fn build_codecs(
 }
 
 /// Trains one autoencoder for the split point between `device_half` and `edge_half` of a
-/// frozen backbone: the features of `train` (batches of `batch_size`, reshuffled every epoch
-/// with `options.seed`) go through the autoencoder into the frozen edge half. With
+/// frozen backbone: the features of `train` (batches of `batch_size`, reshuffled every pass
+/// with `options.seed`, as many as `budget` allows; `options.epochs` is the budget's passes
+/// over `train`) go through the autoencoder into the frozen edge half. With
 /// `options.distill_weight > 0` the targets include the edge half's logits on the
 /// uncompressed feature, which are the backbone's own logits when `device_half` is unpruned.
 ///
@@ -388,6 +397,7 @@ pub fn train_split_autoencoder(
     norm: &Normalization,
     config: &AutoencoderConfig,
     options: &TrainOptions,
+    budget: Budget,
     batch_size: usize,
     device: &Device,
     progress: &mut dyn FnMut(&EpochReport),
@@ -396,16 +406,20 @@ pub fn train_split_autoencoder(
     let edge_module = edge_half.valid().module().clone();
     let edge = |x: Tensor<4>| edge_module.forward(x);
     // Fail on a bad batch size here, with its own error, rather than as "no batches".
-    Batches::new(train, batch_size, norm, device)?;
+    let per_pass = Batches::new(train, batch_size, norm, device)?.len();
+    let steps = budget.steps(train.len(), batch_size);
+    let options = options.clone().with_epochs(budget.passes(train.len()));
     let batches = |epoch: usize| {
         let device_half = &device_half;
+        let left = steps.saturating_sub(epoch * per_pass);
         Batches::new(train, batch_size, norm, device)
             .map(|b| b.shuffle(options.seed, epoch as u64))
             .into_iter()
             .flatten()
+            .take(left)
             .map(move |(images, labels)| (device_half.module().forward_features(images), labels))
     };
     Ok(train_autoencoder(
-        config, device, batches, &edge, options, progress,
+        config, device, batches, &edge, &options, progress,
     )?)
 }

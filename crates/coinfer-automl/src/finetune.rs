@@ -24,7 +24,7 @@ use burn::prelude::*;
 use coinfer_codec::{
     Autoencoder, AutoencoderCodec, CodecId, FeatureCodec, distillation_loss, fixed_codec,
 };
-use coinfer_data::{Batches, ImageDataset, Normalization};
+use coinfer_data::{Batches, Budget, ImageDataset, Normalization};
 use coinfer_split::train::evaluate_with;
 use coinfer_split::{Network, SplitError, model::NetModule};
 use serde::{Deserialize, Serialize};
@@ -60,12 +60,16 @@ impl Default for FineTuneConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ThreeStepConfig {
-    /// Epochs of step 1 (pruned device half); 0 skips the step.
-    pub device_epochs: usize,
-    /// Epochs of step 2 (autoencoder); 0 skips the step (always skipped for fixed codecs).
-    pub codec_epochs: usize,
-    /// Epochs of step 3 (everything jointly); 0 skips the step.
-    pub joint_epochs: usize,
+    /// Budget of step 1 (pruned device half); a zero budget skips the step. A config file
+    /// may still say `"device_epochs": N`.
+    #[serde(alias = "device_epochs")]
+    pub device_budget: Budget,
+    /// Budget of step 2 (autoencoder); zero skips the step (always skipped for fixed codecs).
+    #[serde(alias = "codec_epochs")]
+    pub codec_budget: Budget,
+    /// Budget of step 3 (everything jointly); zero skips the step.
+    #[serde(alias = "joint_epochs")]
+    pub joint_budget: Budget,
     /// Adam learning rate of steps 1 and 2.
     pub lr: f64,
     /// Adam learning rate of step 3 (small: the whole network moves).
@@ -83,9 +87,11 @@ pub struct ThreeStepConfig {
 impl Default for ThreeStepConfig {
     fn default() -> Self {
         ThreeStepConfig {
-            device_epochs: 1,
-            codec_epochs: 2,
-            joint_epochs: 2,
+            // In images, so the steps keep their size on a large training set: on the embedded
+            // subset's 5,000 training images these are exactly 1, 2 and 2 epochs.
+            device_budget: Budget::Images(5_000),
+            codec_budget: Budget::Images(10_000),
+            joint_budget: Budget::Images(10_000),
             lr: 1e-3,
             joint_lr: 1e-4,
             batch_size: 64,
@@ -148,8 +154,9 @@ pub enum FineTuneStep {
 pub struct StepReport {
     /// Which step.
     pub step: FineTuneStep,
-    /// Epochs run (0: skipped).
-    pub epochs: usize,
+    /// The step's budget (zero: skipped). Reports written before budgets say `"epochs": N`.
+    #[serde(alias = "epochs")]
+    pub budget: Budget,
     /// Test accuracy (real codec in the loop) before the step.
     pub accuracy_before: f32,
     /// Test accuracy after the step.
@@ -206,7 +213,7 @@ struct Pass<'a> {
     train: &'a ImageDataset,
     norm: &'a Normalization,
     teacher: Option<&'a Network>,
-    epochs: usize,
+    budget: Budget,
     lr: f64,
     batch_size: usize,
     distill_weight: f32,
@@ -224,7 +231,7 @@ fn train_parts(
     step: FineTuneStep,
     progress: &mut dyn FnMut(&FineTuneProgress),
 ) -> Result<(Parts, Option<f32>), AutomlError> {
-    if pass.epochs == 0 {
+    if pass.budget.is_zero() {
         return Ok((parts, None));
     }
     let ad = device.clone().autodiff();
@@ -257,12 +264,13 @@ fn train_parts(
     let mut optimizer = AdamConfig::new().init();
     let cross_entropy = CrossEntropyLossConfig::new().init(&ad);
     let steps = pass.train.len().div_ceil(pass.batch_size);
-    let total = steps * pass.epochs;
+    let total = pass.budget.steps(pass.train.len(), pass.batch_size);
     let mut last_loss = None;
-    for epoch in 0..pass.epochs {
+    for epoch in 0..pass.budget.passes(pass.train.len()) {
         let (mut sum, mut count) = (0.0f64, 0usize);
         let batches = Batches::new(pass.train, pass.batch_size, pass.norm, &ad)?
-            .shuffle(pass.seed, epoch as u64);
+            .shuffle(pass.seed, epoch as u64)
+            .take(total - epoch * steps);
         for (index, (images, labels)) in batches.enumerate() {
             let teacher_logits = match &teacher {
                 Some(t) if pass.distill_weight > 0.0 => Some(t.logits(images.clone())?.detach()),
@@ -468,7 +476,7 @@ pub(crate) fn three_steps_checked(
     let schedule = [
         (
             FineTuneStep::DeviceHalf,
-            config.device_epochs,
+            config.device_budget,
             config.lr,
             Trained {
                 half: true,
@@ -478,7 +486,11 @@ pub(crate) fn three_steps_checked(
         ),
         (
             FineTuneStep::Codec,
-            if learned { config.codec_epochs } else { 0 },
+            if learned {
+                config.codec_budget
+            } else {
+                Budget::Epochs(0)
+            },
             config.lr,
             Trained {
                 half: false,
@@ -488,7 +500,7 @@ pub(crate) fn three_steps_checked(
         ),
         (
             FineTuneStep::Joint,
-            config.joint_epochs,
+            config.joint_budget,
             config.joint_lr,
             Trained {
                 half: true,
@@ -499,13 +511,13 @@ pub(crate) fn three_steps_checked(
     ];
     let mut steps = Vec::with_capacity(schedule.len());
     let mut current = accuracy(&parts)?;
-    for (index, (step, epochs, lr, trained)) in schedule.into_iter().enumerate() {
+    for (index, (step, budget, lr, trained)) in schedule.into_iter().enumerate() {
         let pass = Pass {
             codec,
             train,
             norm,
             teacher: Some(teacher),
-            epochs,
+            budget,
             lr,
             batch_size: config.batch_size,
             distill_weight: config.distill_weight,
@@ -515,12 +527,12 @@ pub(crate) fn three_steps_checked(
         let (tuned, last_loss) = train_parts(parts, trained, &pass, device, step, &mut progress)?;
         parts = tuned;
         let before = current;
-        if epochs > 0 {
+        if !budget.is_zero() {
             current = accuracy(&parts)?;
         }
         steps.push(StepReport {
             step,
-            epochs,
+            budget,
             accuracy_before: before,
             accuracy_after: current,
             last_loss,
@@ -571,7 +583,7 @@ pub fn fine_tune(
         train,
         norm,
         teacher: None,
-        epochs: config.epochs,
+        budget: Budget::Epochs(config.epochs),
         lr: config.lr,
         batch_size: config.batch_size,
         distill_weight: 0.0,

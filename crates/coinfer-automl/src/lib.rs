@@ -15,7 +15,7 @@
 //! use coinfer_automl::prelude::*;
 //!
 //! let report = CoInference::builder()
-//!     .train_backbone("resnet-mini", 8)                  // or .model(Network::load(..)?)
+//!     .train_backbone("resnet-mini", Budget::Epochs(8))  // or .model(Network::load(..)?)
 //!     .data(embedded::fashion_mnist_subset()?)
 //!     .device("device-mcu".parse::<ComputeSource>()?)     // a preset or a JSON file
 //!     .link("link-802154".parse::<LinkSource>()?)
@@ -124,7 +124,7 @@ pub mod prelude {
     };
     pub use burn::prelude::Device;
     pub use coinfer_codec::CodecId;
-    pub use coinfer_data::{Normalization, TrainTest, embedded};
+    pub use coinfer_data::{Budget, Normalization, TrainTest, embedded};
     pub use coinfer_profile::{Breakdown, ComputeProfile, LatencyModel, LinkProfile};
     pub use coinfer_split::{Network, zoo};
 }

@@ -7,7 +7,7 @@ use coinfer_profile::Breakdown;
 use crate::AutomlError;
 use crate::baselines::{Baseline, BaselineResult};
 use crate::env::EpisodeRecord;
-use crate::evaluator::{Evaluation, PlanEvaluator};
+use crate::evaluator::{ConfidenceBasis, DecisionConfidence, Evaluation, PlanEvaluator};
 use crate::plan::SplitPlan;
 use crate::refine::Refinement;
 use crate::space::Decision;
@@ -49,6 +49,11 @@ pub struct SearchReport {
     /// training record, a re-split because the backbone had seen some of them).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The answer's paired comparison with the backbone on the validation images, as it was
+    /// decided (by the search, or by re-ranking after fine-tuning); absent in reports written
+    /// before it was recorded.
+    #[serde(default)]
+    pub confidence: Option<DecisionConfidence>,
     /// Bits per sample against validation accuracy of every codec at every split point
     /// ([`crate::rate`]; absent in reports written before it was recorded).
     #[serde(default)]
@@ -202,6 +207,10 @@ pub struct Reranked {
     pub accuracy_after: f32,
     /// Whether it then met the accuracy tolerance.
     pub feasible: bool,
+    /// The fine-tuned plan's paired comparison with the backbone on validation (absent in
+    /// reports written before it was recorded).
+    #[serde(default)]
+    pub confidence: Option<DecisionConfidence>,
 }
 
 impl SearchReport {
@@ -306,11 +315,22 @@ impl SearchReport {
         for step in &p.fine_tuning {
             let _ = writeln!(
                 md,
-                "| fine-tuning {:?} ({} epochs): test accuracy | {:.2}% → {:.2}% |",
+                "| fine-tuning {:?} ({}): test accuracy | {:.2}% → {:.2}% |",
                 step.step,
-                step.epochs,
+                step.budget,
                 100.0 * step.accuracy_before,
                 100.0 * step.accuracy_after
+            );
+        }
+        if let Some(c) = &self.confidence {
+            let basis = match c.basis {
+                ConfidenceBasis::Search => "as searched",
+                ConfidenceBasis::FineTuned => "after the three-step fine-tune",
+            };
+            let _ = writeln!(
+                md,
+                "| validation drop vs the backbone ({basis}) | {} |",
+                c.summary()
             );
         }
         let _ = writeln!(md, "| codec | {} |", p.codec);
@@ -366,18 +386,19 @@ impl SearchReport {
         if !self.reranked.is_empty() {
             let _ = writeln!(
                 md,
-                "## Re-ranking by fine-tuned accuracy\n\n| split | codec | latency (ms) | val. accuracy before | after the three-step fine-tune | within tolerance |\n|---|---|---|---|---|---|"
+                "## Re-ranking by fine-tuned accuracy\n\n| split | codec | latency (ms) | val. accuracy before | after the three-step fine-tune | within tolerance | validation drop after fine-tuning |\n|---|---|---|---|---|---|---|"
             );
             for r in &self.reranked {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {:.2}% | {:.2}% | {} |",
+                    "| {} | {} | {} | {:.2}% | {:.2}% | {} | {} |",
                     r.split,
                     r.codec,
                     ms(r.latency_s),
                     100.0 * r.accuracy_before,
                     100.0 * r.accuracy_after,
-                    if r.feasible { "yes" } else { "no" }
+                    if r.feasible { "yes" } else { "no" },
+                    r.confidence.map_or_else(|| "—".into(), |c| c.summary())
                 );
             }
             let _ = writeln!(md);

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
-use crate::evaluator::{Evaluation, PairedDrop};
+use crate::evaluator::{ConfidenceBasis, DecisionConfidence, Evaluation, PairedDrop};
 
 /// Default tolerance of [`Reward::FastestWithinTolerance`]: one point of top-1 accuracy.
 pub const DEFAULT_TOLERANCE: f32 = 0.01;
@@ -173,6 +173,19 @@ impl Reward {
             evaluation.latency.total,
             &evaluation.paired,
         )
+    }
+
+    /// The paired comparison's [`DecisionConfidence`] under this reward: at its confidence
+    /// and against its tolerance ([`DEFAULT_CONFIDENCE`] and no tolerance for the other
+    /// rewards).
+    pub fn confidence_of(&self, paired: &PairedDrop, basis: ConfidenceBasis) -> DecisionConfidence {
+        match *self {
+            Reward::FastestWithinTolerance {
+                tolerance,
+                confidence,
+            } => paired.confidence(basis, confidence, Some(tolerance)),
+            _ => paired.confidence(basis, DEFAULT_CONFIDENCE, None),
+        }
     }
 
     /// Whether a plan meets the reward's accuracy requirement (always true for the rewards

@@ -20,7 +20,7 @@ use crate::codecs::{CodecProgress, build_codecs};
 use crate::config::CheckedSearchConfig;
 use crate::config::RERANK_SLACK;
 use crate::env::{CoInferenceEnv, EpisodeRecord};
-use crate::evaluator::Evaluation;
+use crate::evaluator::{ConfidenceBasis, Evaluation, PairedDrop};
 use crate::evaluator::{PlanEvaluator, ValidationSet};
 use crate::finetune::{FineTuneProgress, ThreeStepConfig, ThreeStepOutcome, fine_tune};
 use crate::observer::Phase;
@@ -272,7 +272,11 @@ impl SearchSession<'_> {
         let reward = self.search.reward;
         let decision = self.evaluator.decision_of(&refinement.best)?;
         let score = reward.score(&refinement.best);
-        let (decision, score, reranked) = self.rerank(decision, score)?;
+        let (decision, score, reranked, tuned) = self.rerank(decision, score)?;
+        let confidence = Some(match tuned {
+            Some(paired) => reward.confidence_of(&paired, ConfidenceBasis::FineTuned),
+            None => reward.confidence_of(&refinement.best.paired, ConfidenceBasis::Search),
+        });
         let plan = self.finalize(&decision, score, out, |_, _, _| {})?;
         let search = self.search;
         let norm = &search.norm;
@@ -301,6 +305,7 @@ impl SearchSession<'_> {
             notes: search.notes.clone(),
             reranked,
             refinement: Some(refinement),
+            confidence,
             rate_accuracy,
         })
     }
@@ -397,12 +402,13 @@ impl SearchSession<'_> {
     /// are faster than `decision`, have a device half and drop at most
     /// [`RERANK_SLACK`](crate::RERANK_SLACK) beyond the tolerance get the three-step
     /// fine-tune the answer would get; the fastest whose *fine-tuned* validation accuracy meets the
-    /// reward replaces `decision`. Returns the choice, its score and what was tried.
+    /// reward replaces `decision`. Returns the choice, its score, what was tried and, when a
+    /// re-ranked plan replaced `decision`, its fine-tuned paired comparison.
     fn rerank(
         &mut self,
         decision: Decision,
         score: f32,
-    ) -> Result<(Decision, f32, Vec<Reranked>), AutomlError> {
+    ) -> Result<(Decision, f32, Vec<Reranked>, Option<PairedDrop>), AutomlError> {
         let search = self.search;
         let reward = search.reward;
         let Reward::FastestWithinTolerance {
@@ -410,10 +416,10 @@ impl SearchSession<'_> {
             confidence,
         } = reward
         else {
-            return Ok((decision, score, Vec::new()));
+            return Ok((decision, score, Vec::new(), None));
         };
         if search.config.rerank == 0 || search.config.finetune.epochs == 0 {
-            return Ok((decision, score, Vec::new()));
+            return Ok((decision, score, Vec::new(), None));
         }
         let start = Instant::now();
         let current = self.evaluator.evaluate(&decision)?.latency.total;
@@ -432,7 +438,7 @@ impl SearchSession<'_> {
         candidates.truncate(search.config.rerank);
         let config = self.three_step_config();
         let mut tried = Vec::new();
-        let mut best = (decision, score);
+        let mut best = (decision, score, None);
         for evaluation in candidates {
             let candidate = self.evaluator.decision_of(&evaluation)?;
             let outcome = self.three_steps(&candidate, &config, |_| {})?;
@@ -453,13 +459,14 @@ impl SearchSession<'_> {
                 accuracy_before: evaluation.accuracy,
                 accuracy_after: accuracy,
                 feasible: paired.upper_bound(confidence) <= f64::from(tolerance),
+                confidence: Some(reward.confidence_of(&paired, ConfidenceBasis::FineTuned)),
             });
             if tuned_score > best.1 {
-                best = (candidate, tuned_score);
+                best = (candidate, tuned_score, Some(paired));
             }
         }
         self.phases.finetune_s += start.elapsed().as_secs_f64();
-        Ok((best.0, best.1, tried))
+        Ok((best.0, best.1, tried, best.2))
     }
 
     /// Fine-tunes a decision's device half (and autoencoder), measures test accuracy with the

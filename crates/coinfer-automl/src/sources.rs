@@ -184,10 +184,10 @@ pub enum Backbone {
     Train {
         /// The zoo name.
         model: String,
-        /// Training epochs (at least 1).
-        epochs: usize,
+        /// How much of the training part it trains on (above 0).
+        budget: coinfer_data::Budget,
         /// A folder to cache the trained network in (reused when the same model, data, seed,
-        /// validation split and epochs were trained before).
+        /// validation split and budget were trained before).
         cache: Option<PathBuf>,
     },
 }

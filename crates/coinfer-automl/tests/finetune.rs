@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use coinfer_automl::codec::{AutoencoderCodec, AutoencoderConfig, CodecId, FeatureCodec};
-use coinfer_automl::data::{Normalization, TrainTest, embedded};
+use coinfer_automl::data::{Budget, Normalization, TrainTest, embedded};
 use coinfer_automl::finetune::{FineTuneStep, ThreeStepConfig, fine_tune_three_steps};
 use coinfer_automl::split::train::{TrainConfig, train_classifier};
 use coinfer_automl::split::{Network, zoo};
@@ -93,7 +93,7 @@ fn steps_one_and_two_train_their_part_only_and_step_three_moves_the_edge() {
         &data.train,
         &norm,
         &TrainConfig {
-            epochs: 3,
+            budget: Budget::Epochs(3),
             batch_size: 50,
             seed: 4,
             ..TrainConfig::default()
@@ -125,9 +125,9 @@ fn steps_one_and_two_train_their_part_only_and_step_three_moves_the_edge() {
             &data.test,
             &norm,
             &ThreeStepConfig {
-                device_epochs: epochs[0],
-                codec_epochs: epochs[1],
-                joint_epochs: epochs[2],
+                device_budget: Budget::Epochs(epochs[0]),
+                codec_budget: Budget::Epochs(epochs[1]),
+                joint_budget: Budget::Epochs(epochs[2]),
                 batch_size: 50,
                 ..ThreeStepConfig::default()
             },
@@ -144,8 +144,8 @@ fn steps_one_and_two_train_their_part_only_and_step_three_moves_the_edge() {
     assert_eq!(weights(one.autoencoder.as_ref().unwrap()), weights(&codec));
     assert_eq!(one.steps.len(), 3);
     assert_eq!(one.steps[0].step, FineTuneStep::DeviceHalf);
-    assert_eq!(one.steps[0].epochs, 1);
-    assert!(one.steps[1..].iter().all(|s| s.epochs == 0));
+    assert_eq!(one.steps[0].budget, Budget::Epochs(1));
+    assert!(one.steps[1..].iter().all(|s| s.budget.is_zero()));
 
     // Step 2 alone: the autoencoder changes; both halves are bit-identical.
     let two = run([0, 1, 0]);
@@ -165,7 +165,7 @@ fn steps_one_and_two_train_their_part_only_and_step_three_moves_the_edge() {
     assert!(moved, "{:?}", [&one.steps, &two.steps, &three.steps]);
     for report in one.steps.iter().chain(&two.steps).chain(&three.steps) {
         assert!((0.0..=1.0).contains(&report.accuracy_before));
-        if report.epochs == 0 {
+        if report.budget.is_zero() {
             assert_eq!(report.accuracy_after, report.accuracy_before);
             assert_eq!(report.last_loss, None);
         }
@@ -182,9 +182,9 @@ fn fixed_codecs_skip_the_codec_step_and_bad_settings_are_errors() {
     let norm = Normalization::fit(&data.train);
     let backbone = Network::new(zoo::resnet_mini(10), &device).unwrap();
     let config = ThreeStepConfig {
-        device_epochs: 1,
-        codec_epochs: 3,
-        joint_epochs: 0,
+        device_budget: Budget::Epochs(1),
+        codec_budget: Budget::Epochs(3),
+        joint_budget: Budget::Epochs(0),
         batch_size: 100,
         ..ThreeStepConfig::default()
     };
@@ -205,7 +205,7 @@ fn fixed_codecs_skip_the_codec_step_and_bad_settings_are_errors() {
     };
     let outcome = run(2, CodecId::quant(4, true)).unwrap();
     assert!(outcome.autoencoder.is_none());
-    assert_eq!(outcome.steps[1].epochs, 0);
+    assert!(outcome.steps[1].budget.is_zero());
     let fail = |split: usize, codec: CodecId| run(split, codec).is_err();
     assert!(fail(0, CodecId::Float32), "split 0 has no device half");
     assert!(fail(1, CodecId::autoencoder(4, 4)), "autoencoder missing");

@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 use coinfer_automl::codecs::CodecSetup;
-use coinfer_automl::data::{ImageDataset, TrainTest, embedded};
+use coinfer_automl::data::{Budget, ImageDataset, TrainTest, embedded};
 use coinfer_automl::profile::{ComputeProfile, LinkProfile};
 use coinfer_automl::split::{Network, zoo};
 use coinfer_automl::{AutomlError, CoInference, CoInferenceBuilder, OverlapPolicy, SearchConfig};
@@ -48,7 +48,10 @@ fn seen(net: &Network, validation: &ImageDataset) -> usize {
 #[test]
 fn a_backbone_trained_on_another_split_is_re_split_or_refused() {
     // Trained by the pipeline with seed 2: it holds out its own 60 validation images.
-    let trained = builder(2).train_backbone("resnet-mini", 1).build().unwrap();
+    let trained = builder(2)
+        .train_backbone("resnet-mini", Budget::Epochs(1))
+        .build()
+        .unwrap();
     let backbone = trained.model().clone();
     assert_eq!(seen(&backbone, trained.validation()), 0);
     assert!(

@@ -4,6 +4,7 @@
 //! coinfer search                      # the main job on the embedded Fashion-MNIST subset
 //! coinfer search --help               # every option
 //! coinfer sweep                       # the regime map: where a split pays
+//! coinfer confidence                  # what --validation-images buys
 //! coinfer profile --model resnet-mini --out my-device.json   # measure this machine
 //! coinfer search --device my-device.json
 //! coinfer serve --plan results/default/plan.json
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod confidence;
 mod data;
 mod export;
 mod plot;
@@ -58,6 +60,9 @@ enum Command {
     Infer(runtime::InferArgs),
     /// Write a plan's halves as ONNX models (device.onnx, edge.onnx, codec.json).
     Export(export::ExportArgs),
+    /// What a validation set of a given size buys: the most net lost images a plan may show
+    /// and still pass the accuracy tolerance (JSON lines, then a table).
+    Confidence(confidence::ConfidenceArgs),
     /// Redraw the SVG plots (and report.md) of a finished search from its report.json.
     Plot {
         /// The search's `report.json`; plots are written next to it.
@@ -87,6 +92,7 @@ fn main() {
             Command::Serve(args) => runtime::serve(args),
             Command::Infer(args) => runtime::infer(args),
             Command::Export(args) => export::run(args),
+            Command::Confidence(args) => confidence::run(args),
             Command::Sweep(args) => sweep::run(*args),
             Command::Plot {
                 sweep: Some(sweep), ..
@@ -125,9 +131,10 @@ fn flag_of(error: &coinfer_automl::AutomlError) -> Option<&'static str> {
         "episodes" => "--episodes",
         "validation_images" => "--validation-images",
         "codecs.ae_ratios" => "--ae-ratios",
-        "codecs.ae_epochs" => "--ae-epochs",
+        "codecs.ae_budget" => "--ae-epochs / --ae-budget",
+        "codecs.ae_train_images" => "--ae-train-images",
         "codecs.spatial_ratios" => "--spatial-ratios",
-        "backbone.epochs" => "--backbone-epochs",
+        "backbone.budget" => "--backbone-epochs / --backbone-budget",
         "backbone.model" => "--model",
         "finetune.epochs" => "--finetune-epochs",
         "reward" => "--reward",

@@ -92,7 +92,7 @@ fn the_library_and_the_cli_write_the_same_report() {
     config.refine.max_evaluations = 10;
     let device = Device::flex();
     let report = CoInference::builder()
-        .train_backbone("resnet-mini", 1)
+        .train_backbone("resnet-mini", Budget::Epochs(1))
         .data(fashion_mnist::load_dir(&data_dir).unwrap())
         .data_label("fashion-mnist-full")
         .device("device-1gflops".parse::<ComputeSource>().unwrap())

@@ -24,7 +24,8 @@
 //!
 //! Modules: [`idx`] (IDX reader and writer), [`cifar10`], [`fashion_mnist`] (directory
 //! loaders), [`folder`] (image folders: resized, centre-cropped, class names kept),
-//! [`embedded`] (the compiled-in subset).
+//! [`embedded`] (the compiled-in subset). [`Budget`] says how much of a training set a
+//! training run sees: whole passes (`epochs:N`) or images (`images:N`, whatever the set's size).
 //!
 //! Features: `flex` (default, burn's CPU backend), `ndarray`, `wgpu` select the burn
 //! backends available to [`Device`](burn::prelude::Device).
@@ -32,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 mod batch;
+mod budget;
 pub mod cifar10;
 mod dataset;
 pub mod embedded;
@@ -42,6 +44,7 @@ pub mod idx;
 mod normalization;
 
 pub use batch::Batches;
+pub use budget::Budget;
 pub use dataset::{ImageDataset, TrainTest};
 pub use error::{DataError, Result};
 pub use normalization::Normalization;

@@ -96,7 +96,7 @@ fn default_backbone(
     device.seed(SEED);
     let net = Network::new(zoo::resnet_mini(10), device)?;
     let config = TrainConfig {
-        epochs: EPOCHS,
+        budget: coinfer_data::Budget::Epochs(EPOCHS),
         seed: SEED,
         ..TrainConfig::default()
     };

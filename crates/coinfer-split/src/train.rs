@@ -6,7 +6,7 @@ use std::time::Instant;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use coinfer_data::{ImageDataset, Normalization};
+use coinfer_data::{Budget, ImageDataset, Normalization};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -17,8 +17,10 @@ use crate::{Network, SplitError};
 /// Hyper-parameters of [`train_classifier`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    /// Passes over the training set.
-    pub epochs: usize,
+    /// How much of the training set the run sees: passes (`epochs:N`) or images
+    /// (`images:N`, whatever the set's size). A config file may still say `"epochs": N`.
+    #[serde(alias = "epochs")]
+    pub budget: Budget,
     /// Samples per Adam step.
     pub batch_size: usize,
     /// Peak learning rate (cosine-decayed to 2% of it over the run).
@@ -32,7 +34,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs: 8,
+            budget: Budget::Epochs(8),
             batch_size: 64,
             learning_rate: 2e-3,
             weight_decay: 1e-4,
@@ -42,7 +44,7 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Rejects settings that cannot train: zero epochs or batch, a non-positive or non-finite
+    /// Rejects settings that cannot train: a zero budget or batch, a non-positive or non-finite
     /// learning rate, a negative weight decay.
     pub fn check(&self) -> Result<(), SplitError> {
         let bad = |field: &'static str, reason: &str| {
@@ -51,8 +53,8 @@ impl TrainConfig {
                 reason: reason.to_string(),
             })
         };
-        if self.epochs == 0 {
-            return bad("epochs", "must be at least 1");
+        if self.budget.is_zero() {
+            return bad("budget", "must train at least one batch");
         }
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1");
@@ -76,6 +78,10 @@ pub struct TrainProgress {
     pub step: usize,
     /// Steps per epoch.
     pub steps_per_epoch: usize,
+    /// Steps done in the whole run.
+    pub total_step: usize,
+    /// Steps of the whole run (the budget's).
+    pub total_steps: usize,
     /// Mean training loss so far in this epoch.
     pub loss: f32,
     /// Training accuracy so far in this epoch.
@@ -135,13 +141,14 @@ pub fn train_classifier(
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..data.len()).collect();
     let steps_per_epoch = data.len().div_ceil(config.batch_size);
-    let total_steps = (steps_per_epoch * config.epochs) as f64;
+    let total_steps = config.budget.steps(data.len(), config.batch_size);
     let start = Instant::now();
     let mut global_step = 0usize;
-    for epoch in 0..config.epochs {
+    for epoch in 0..config.budget.passes(data.len()) {
         order.shuffle(&mut rng);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for (step, indices) in order.chunks(config.batch_size).enumerate() {
+        let left = total_steps - global_step;
+        for (step, indices) in order.chunks(config.batch_size).take(left).enumerate() {
             let (images, labels) = data.batch(indices, norm, &train_device)?;
             let logits = {
                 let y = module.forward_features(images);
@@ -156,7 +163,7 @@ pub fn train_classifier(
                 .into_scalar::<i64>();
             let loss = loss_fn.forward(logits, labels);
             let grads = GradientsParams::from_grads(loss.backward(), &module);
-            let progress_frac = global_step as f64 / total_steps;
+            let progress_frac = global_step as f64 / total_steps as f64;
             let lr = config.learning_rate
                 * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * progress_frac).cos()));
             module = optimizer.step(lr, module, grads);
@@ -169,6 +176,8 @@ pub fn train_classifier(
                 epoch,
                 step: step + 1,
                 steps_per_epoch,
+                total_step: global_step,
+                total_steps,
                 loss: (loss_sum / seen as f64) as f32,
                 accuracy: correct as f32 / seen as f32,
                 elapsed_s: start.elapsed().as_secs_f64(),

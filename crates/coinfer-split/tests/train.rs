@@ -50,7 +50,7 @@ fn a_few_steps_on_a_tiny_subset_lower_the_loss_and_change_the_weights() {
     let net = Network::new(zoo::resnet_mini(10), &device).unwrap();
     let before = mean_cross_entropy(&net.clone().valid(), &data, &norm, &device);
     let config = TrainConfig {
-        epochs: 3,
+        budget: coinfer_data::Budget::Epochs(3),
         batch_size: 32,
         seed: 1,
         ..TrainConfig::default()

@@ -10,7 +10,7 @@ mod paired;
 mod validation;
 
 pub use bank::{BankCodec, CodecBank, codec_compute};
-pub use paired::PairedDrop;
+pub use paired::{ConfidenceBasis, DecisionConfidence, PairedDrop, validation_power};
 pub use validation::ValidationSet;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

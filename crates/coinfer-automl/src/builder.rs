@@ -34,6 +34,7 @@ pub struct CoInferenceBuilder {
     backbone: Option<Backbone>,
     data: Option<TrainTest>,
     data_label: String,
+    class_names: Vec<String>,
     normalization: Option<Normalization>,
     device: Option<ComputeSource>,
     link: Option<LinkSource>,
@@ -53,6 +54,7 @@ impl Default for CoInferenceBuilder {
             backbone: None,
             data: None,
             data_label: "data".into(),
+            class_names: Vec::new(),
             normalization: None,
             device: None,
             link: None,
@@ -107,6 +109,13 @@ impl CoInferenceBuilder {
     /// backbone's record.
     pub fn data_label(mut self, label: &str) -> Self {
         self.data_label = label.into();
+        self
+    }
+
+    /// The names of the data's classes in label order (an image folder's sub-folders), kept
+    /// in the report; one per class of the data.
+    pub fn class_names(mut self, names: Vec<String>) -> Self {
+        self.class_names = names;
         self
     }
 
@@ -198,6 +207,16 @@ impl CoInferenceBuilder {
         let config = self.config.check()?;
         self.reward.check()?;
         check_backbone(&backbone, &data)?;
+        if !self.class_names.is_empty() && self.class_names.len() != data.train.num_classes() {
+            return Err(AutomlError::InvalidConfig {
+                field: "class_names",
+                reason: format!(
+                    "{} names for the data's {} classes",
+                    self.class_names.len(),
+                    data.train.num_classes()
+                ),
+            });
+        }
         if self.resume && self.output.is_none() {
             return Err(AutomlError::InvalidConfig {
                 field: "resume",
@@ -253,6 +272,7 @@ impl CoInferenceBuilder {
             model,
             data,
             data_label: self.data_label,
+            class_names: self.class_names,
             train: split.train,
             validation: split.validation,
             notes: vec![split.note],
@@ -513,6 +533,7 @@ pub struct CoInference {
     pub(crate) model: Network,
     pub(crate) data: TrainTest,
     pub(crate) data_label: String,
+    pub(crate) class_names: Vec<String>,
     pub(crate) train: ImageDataset,
     pub(crate) validation: ImageDataset,
     pub(crate) notes: Vec<String>,

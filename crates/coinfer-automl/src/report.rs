@@ -45,6 +45,9 @@ pub struct SearchReport {
     /// The data the search ran on (its label).
     #[serde(default)]
     pub data: String,
+    /// The data's class names in label order, when the caller gave them (image folders).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
     /// How the validation images were chosen, and any warning about them (a backbone without a
     /// training record, a re-split because the backbone had seen some of them).
     #[serde(default)]
@@ -292,10 +295,13 @@ impl SearchReport {
              `{}`.\n",
             p.model, p.backbone_digest, self.data, p.profiles[0], p.profiles[1], p.profiles[2]
         );
+        if !self.classes.is_empty() {
+            let _ = writeln!(md, "- classes (label order): {}", self.classes.join(", "));
+        }
         for note in &self.notes {
             let _ = writeln!(md, "- {note}");
         }
-        if !self.notes.is_empty() {
+        if !self.notes.is_empty() || !self.classes.is_empty() {
             let _ = writeln!(md);
         }
         let _ = writeln!(md, "## Best plan\n");

@@ -302,6 +302,7 @@ impl SearchSession<'_> {
             seconds: self.phases.session_s(),
             phases: self.phases.clone(),
             data: search.data_label.clone(),
+            classes: search.class_names.clone(),
             notes: search.notes.clone(),
             reranked,
             refinement: Some(refinement),

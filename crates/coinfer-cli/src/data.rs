@@ -75,18 +75,19 @@ pub const CIFAR_TEST_FRACTION: f64 = 0.2;
 /// `fashion-mnist-subset` (embedded), `<dataset>-full` (an official layout),
 /// `cifar10-<n>` (`n` images from loose CIFAR-10 batch files, split 80/20 with `seed`) or
 /// `folder-<name>-<n>` (`n` images of the folder `name`, brought to `input`, the model's
-/// `[channels, height, width]`; its class names are printed in label order).
+/// `[channels, height, width]`), and the class names in label order (a folder's; empty otherwise).
 pub fn load(
     dataset: DatasetChoice,
     dir: Option<&Path>,
     seed: u64,
     input: [usize; 3],
-) -> Result<(TrainTest, String), DatasetError> {
+) -> Result<(TrainTest, String, Vec<String>), DatasetError> {
     let Some(dir) = dir else {
         return match dataset {
             DatasetChoice::FashionMnist => Ok((
                 embedded::fashion_mnist_subset()?,
                 "fashion-mnist-subset".into(),
+                Vec::new(),
             )),
             other => Err(DatasetError::NeedsDataDir(other.name())),
         };
@@ -95,11 +96,14 @@ pub fn load(
         DatasetChoice::FashionMnist | DatasetChoice::Mnist => Ok((
             fashion_mnist::load_dir(dir)?,
             format!("{}-full", dataset.name()),
+            Vec::new(),
         )),
         DatasetChoice::Cifar10 if dir.join(cifar10::TRAIN_BATCHES[0]).exists() => {
-            Ok((cifar10::load_dir(dir)?, "cifar10-full".into()))
+            Ok((cifar10::load_dir(dir)?, "cifar10-full".into(), Vec::new()))
         }
-        DatasetChoice::Cifar10 => loose_cifar_batches(dir, seed),
+        DatasetChoice::Cifar10 => {
+            loose_cifar_batches(dir, seed).map(|(data, label)| (data, label, Vec::new()))
+        }
         DatasetChoice::Folder => {
             let options = FolderOptions {
                 seed,
@@ -113,7 +117,7 @@ pub fn load(
                 .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "images".into());
             let images = read.data.train.len() + read.data.test.len();
-            Ok((read.data, format!("folder-{name}-{images}")))
+            Ok((read.data, format!("folder-{name}-{images}"), read.classes))
         }
     }
 }
@@ -190,7 +194,7 @@ mod tests {
         write_gz_labels(dir.join(fashion_mnist::TRAIN_LABELS), &[0, 1, 2, 9]).unwrap();
         write_gz_images(dir.join(fashion_mnist::TEST_IMAGES), &images(2)).unwrap();
         write_gz_labels(dir.join(fashion_mnist::TEST_LABELS), &[3, 4]).unwrap();
-        let (data, name) = load(DatasetChoice::Mnist, Some(&dir), 1, [1, 28, 28]).unwrap();
+        let (data, name, _) = load(DatasetChoice::Mnist, Some(&dir), 1, [1, 28, 28]).unwrap();
         assert_eq!(name, "mnist-full");
         assert_eq!((data.train.len(), data.test.len()), (4, 2));
         assert_eq!(data.train.image_shape(), [1, 28, 28]);
@@ -218,7 +222,7 @@ mod tests {
             })
             .collect();
         std::fs::write(dir.join("sample.bin"), bytes).unwrap();
-        let (data, name) = load(DatasetChoice::Cifar10, Some(&dir), 7, [3, 32, 32]).unwrap();
+        let (data, name, _) = load(DatasetChoice::Cifar10, Some(&dir), 7, [3, 32, 32]).unwrap();
         assert_eq!(name, "cifar10-10");
         assert_eq!((data.train.len(), data.test.len()), (8, 2));
         assert_eq!(data.train.image_shape(), [3, 32, 32]);

@@ -215,7 +215,8 @@ pub(crate) fn builder(
             )
         })?,
     };
-    let (data, label) = data::load(args.dataset, args.data_dir.as_deref(), config.seed, input)?;
+    let (data, label, classes) =
+        data::load(args.dataset, args.data_dir.as_deref(), config.seed, input)?;
     println!(
         "data: {} train / {} test images ({label})",
         data.train.len(),
@@ -224,6 +225,7 @@ pub(crate) fn builder(
     let builder = CoInference::builder()
         .data(data)
         .data_label(&label)
+        .class_names(classes)
         .device(args.device.parse::<ComputeSource>()?)
         .link(args.link.parse::<LinkSource>()?)
         .edge(args.edge.parse::<ComputeSource>()?)

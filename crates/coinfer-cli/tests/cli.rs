@@ -610,6 +610,11 @@ fn the_default_codec_path_trains_autoencoders_and_its_plan_serves() {
     );
 }
 
+/// The validation images the report's plans were scored on (from its backbone comparison).
+fn report_validation_images(report: &serde_json::Value) -> serde_json::Value {
+    report["evaluated"][0]["paired"]["images"].clone()
+}
+
 /// The tiny data as an image folder: `root/train/<class>/<i>.png` and `root/test/...`, the
 /// class folders named so that their sorted order is the label order.
 fn tiny_png_folder(dir: &Path) -> PathBuf {
@@ -665,6 +670,18 @@ fn search_reads_an_image_folder_and_names_its_classes() {
     );
     let report = json(&results.join("folder").join("report.json"));
     assert_eq!(episode_rewards(&report).len(), 2);
+    // The class names are kept in the report, in label order.
+    let classes = report["classes"].as_array().expect("report.classes");
+    assert_eq!(classes.len(), 10);
+    assert_eq!(classes[1], "01-Trouser");
+    // Every decision states its confidence: the answer's paired comparison.
+    let confidence = &report["confidence"];
+    assert_eq!(confidence["images"], report_validation_images(&report));
+    assert!(
+        confidence["interval_points"]
+            .as_array()
+            .is_some_and(|i| i.len() == 2)
+    );
     // A broken image is refused by name, with exit code 1.
     let broken = std::fs::read_dir(root.join("test").join("03-Dress"))
         .unwrap()

@@ -75,6 +75,46 @@ fn a_few_steps_on_a_tiny_subset_lower_the_loss_and_change_the_weights() {
 }
 
 #[test]
+fn an_image_budget_is_the_epoch_budget_batch_for_batch_and_cuts_the_last_pass() {
+    let _rng = serial();
+    let device = Device::flex();
+    let data = embedded::fashion_mnist_subset()
+        .unwrap()
+        .train
+        .class_balanced_subset(16, 1)
+        .unwrap();
+    let norm = Normalization::fit(&data);
+    let run = |budget| {
+        device.seed(5);
+        let net = Network::new(zoo::resnet_mini(10), &device).unwrap();
+        let config = TrainConfig {
+            budget,
+            batch_size: 32,
+            seed: 2,
+            ..TrainConfig::default()
+        };
+        let mut steps = Vec::new();
+        let trained = train_classifier(net, &data, &norm, &config, &device, |p| {
+            steps.push((p.epoch, p.step, p.total_step, p.total_steps));
+        })
+        .unwrap();
+        (trained.digest(), steps)
+    };
+    // 160 images: `images:320` is `epochs:2`, the same batches, the same weights.
+    let (by_epochs, epoch_steps) = run(coinfer_data::Budget::Epochs(2));
+    let (by_images, image_steps) = run(coinfer_data::Budget::Images(320));
+    assert_eq!(epoch_steps, image_steps);
+    assert_eq!(by_epochs, by_images);
+    // 200 images: one pass (5 batches) and the first 2 batches (40 images) of the next.
+    let (_, steps) = run(coinfer_data::Budget::Images(200));
+    let expected: Vec<_> = (1..=5)
+        .map(|s| (0, s, s, 7))
+        .chain((1..=2).map(|s| (1, s, 5 + s, 7)))
+        .collect();
+    assert_eq!(steps, expected);
+}
+
+#[test]
 fn a_dataset_with_more_classes_than_the_network_is_refused() {
     let _rng = serial();
     let device = Device::flex();

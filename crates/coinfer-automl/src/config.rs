@@ -271,6 +271,27 @@ mod tests {
     }
 
     #[test]
+    fn config_files_written_before_budgets_still_load() {
+        let old = r#"{"codecs": {"ae_epochs": 3}, "three_step": {"device_epochs": 2, "joint_epochs": 0}}"#;
+        let config: SearchConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(config.codecs.ae_budget, coinfer_data::Budget::Epochs(3));
+        assert_eq!(
+            config.three_step.device_budget,
+            coinfer_data::Budget::Epochs(2)
+        );
+        assert!(config.three_step.joint_budget.is_zero());
+        let new = r#"{"codecs": {"ae_budget": "images:30000"}}"#;
+        let config: SearchConfig = serde_json::from_str(new).unwrap();
+        assert_eq!(
+            config.codecs.ae_budget,
+            coinfer_data::Budget::Images(30_000)
+        );
+        let zero = r#"{"codecs": {"ae_budget": "images:0"}}"#;
+        let config: SearchConfig = serde_json::from_str(zero).unwrap();
+        assert_eq!(rejected(config), "codecs.ae_budget");
+    }
+
+    #[test]
     fn zero_episodes_are_rejected() {
         let config = SearchConfig {
             episodes: 0,

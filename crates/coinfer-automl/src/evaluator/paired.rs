@@ -155,7 +155,7 @@ impl PairedDrop {
                 100.0 * (mean + z_two_sided * se),
             ],
             upper_bound_points: 100.0 * upper,
-            tolerance_points: tolerance.map(|t| 100.0 * f64::from(t)),
+            tolerance_points: tolerance.map(|t| f64::from(100.0 * t)),
             within_tolerance: tolerance.map(|t| upper <= f64::from(t)),
             accepts_net_loss,
             floor_points: 100.0 * floor.upper_bound(confidence),

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod adaptive;
 mod client;
 mod error;
 mod frame;
@@ -27,14 +28,20 @@ mod tls;
 mod transport;
 mod worker;
 
-pub use client::{ClientConfig, DeviceClient, InferResult, MAX_BACKOFF, Timing};
+pub use adaptive::{
+    AdaptiveAnswer, AdaptiveClient, EstimatorConfig, LinkEstimate, LinkEstimator, PlanChooser,
+    PlanCosts, Policy, Switch,
+};
+pub use client::{ClientConfig, ClientPlan, DeviceClient, InferResult, MAX_BACKOFF, Timing};
 pub use error::{ErrorCode, RuntimeError};
 pub use frame::{
     DEFAULT_MAX_FRAME, EdgeTiming, Frame, FrameBody, FrameKind, PlanTag, TOKEN_SEPARATOR,
     decode_frame, encode_frame, read_frame, split_hello, write_frame,
 };
-pub use server::{EdgeServer, MAX_TOKEN_LEN, ServerConfig, ServerHandle, ServerStats, Token};
-pub use shaping::{LinkShaping, ShapedWriter, TokenBucket};
+pub use server::{EdgePlan, EdgeServer, MAX_TOKEN_LEN, ServerConfig, ServerHandle, ServerStats, Token};
+pub use shaping::{
+    LinkShaping, LinkTrace, ShapedWriter, TokenBucket, TraceClock, TracePlayer, TraceStep,
+};
 pub use tls::{ClientTls, ClientTlsConfig, ServerTls, ServerTlsConfig, TlsConfigError, TlsFailure};
 
 #[cfg(test)]

@@ -142,6 +142,9 @@ impl PlanChooser {
     }
 }
 
+/// Below `RTT_MARGIN ×` the RTT estimate, a wire time lowers the RTT estimate.
+const RTT_MARGIN: f64 = 1.05;
+
 /// Estimator settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EstimatorConfig {
@@ -168,7 +171,8 @@ impl Default for EstimatorConfig {
 /// bits it sent and its wire time (round trip minus the edge's queue, decode and compute; the
 /// device and encode times are outside it). Over the last `window` requests, when their
 /// payloads differ in size (by 1.5× or more), a least-squares line `wire = RTT + bits / R`
-/// gives both; otherwise the RTT estimate is kept (at most half the wire time) and the rest of
+/// gives both; otherwise the RTT estimate is kept (lowered when a wire time is not clearly
+/// above it) and the rest of
 /// the wire time is taken as `bits / R`. Both are smoothed by moving averages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkEstimator {
@@ -242,7 +246,9 @@ impl LinkEstimator {
             self.samples.pop_front();
         }
         let (rate, rtt) = self.fit().unwrap_or_else(|| {
-            let rtt = self.estimate.rtt_s.min(0.5 * wire_s);
+            // The RTT estimate stands unless the wire time is (nearly) below it: then the
+            // RTT is smaller than believed and the link fast.
+            let rtt = self.estimate.rtt_s.min(wire_s / RTT_MARGIN);
             (bits / (wire_s - rtt), rtt)
         });
         let a = self.config.smoothing;
@@ -559,7 +565,7 @@ mod tests {
     fn hysteresis_keeps_a_plan_that_is_almost_as_fast() {
         let c = chooser(0.1);
         // Near the split/image boundary both are within 10 % of each other: no switch either way.
-        let near = link(120e3);
+        let near = link(180e3);
         let (a, b) = (c.predict(1, &near), c.predict(2, &near));
         assert!((a / b - 1.0).abs() < 0.1, "{a} vs {b}");
         assert_eq!(c.choose(1, &near), 1);

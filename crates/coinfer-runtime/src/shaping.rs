@@ -128,6 +128,9 @@ pub struct ShapedWriter<W> {
     shaping: Option<LinkShaping>,
     bucket: Option<TokenBucket>,
     trace: Option<Arc<TracePlayer>>,
+    /// On a traced link, whether the link was up for the message being written (`None`
+    /// before the first: bytes outside a message, such as a Hello, see the link of now).
+    message_up: Option<bool>,
 }
 
 impl<W: Write> ShapedWriter<W> {
@@ -139,6 +142,7 @@ impl<W: Write> ShapedWriter<W> {
             shaping,
             bucket,
             trace: None,
+            message_up: None,
         }
     }
 
@@ -186,6 +190,7 @@ impl<W: Write> ShapedWriter<W> {
     pub fn begin_message(&mut self) -> io::Result<()> {
         if let Some(trace) = &self.trace {
             let step = trace.next_message();
+            self.message_up = Some(step.up);
             if !step.up {
                 thread::sleep(Duration::from_secs_f64(trace.trace().outage_timeout_s));
                 return Err(io::Error::new(
@@ -212,7 +217,7 @@ impl<W: Write> ShapedWriter<W> {
 impl<W: Write> Write for ShapedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Some(trace) = &self.trace
-            && !trace.current().up
+            && !self.message_up.unwrap_or_else(|| trace.current().up)
         {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,

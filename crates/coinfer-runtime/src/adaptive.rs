@@ -142,6 +142,9 @@ impl PlanChooser {
     }
 }
 
+/// Bytes of a frame outside its payload (header and CRC): a probe's payload is the rest.
+const FRAME_OVERHEAD_BYTES: u64 = 60;
+
 /// Below `RTT_MARGIN ×` the RTT estimate, a wire time lowers the RTT estimate.
 const RTT_MARGIN: f64 = 1.05;
 
@@ -153,8 +156,13 @@ pub struct EstimatorConfig {
     pub smoothing: f64,
     /// Requests kept to fit the RTT when they carried payloads of different sizes.
     pub window: usize,
+    /// Oldest sample kept for that fit, seconds (older ones describe another link).
+    pub horizon_s: f64,
     /// After a failure, how long the link is taken as down before it is probed again.
     pub probe_interval_s: f64,
+    /// While the device answers alone on a link that is up, how often the radio measures the
+    /// link (a Hello echo, during the device's compute), seconds.
+    pub explore_interval_s: f64,
 }
 
 impl Default for EstimatorConfig {
@@ -162,14 +170,17 @@ impl Default for EstimatorConfig {
         EstimatorConfig {
             smoothing: 0.5,
             window: 8,
+            horizon_s: 1.0,
             probe_interval_s: 1.0,
+            explore_interval_s: 0.25,
         }
     }
 }
 
 /// Estimates goodput and RTT from the device's own requests: each answered request gives the
 /// bits it sent and its wire time (round trip minus the edge's queue, decode and compute; the
-/// device and encode times are outside it). Over the last `window` requests, when their
+/// device and encode times are outside it). Over the last `window` requests (none older than
+/// `horizon_s`), when there are three or more and their
 /// payloads differ in size (by 1.5× or more), a least-squares line `wire = RTT + bits / R`
 /// gives both; otherwise the RTT estimate is kept (lowered when a wire time is not clearly
 /// above it) and the rest of
@@ -179,8 +190,11 @@ pub struct LinkEstimator {
     config: EstimatorConfig,
     overhead_bits: f64,
     estimate: LinkEstimate,
-    samples: VecDeque<(f64, f64)>,
+    /// (when, bits, wire seconds) of the last requests and probes.
+    samples: VecDeque<(Instant, f64, f64)>,
     down_since: Option<Instant>,
+    /// When the link was last measured (a request or a probe).
+    seen: Instant,
 }
 
 impl LinkEstimator {
@@ -203,11 +217,14 @@ impl LinkEstimator {
         if config.window == 0 {
             return Err(bad("estimator.window", "must be at least 1".into()));
         }
-        if !(config.probe_interval_s.is_finite() && config.probe_interval_s >= 0.0) {
-            return Err(bad(
-                "estimator.probe_interval_s",
-                format!("{} is not a finite non-negative time", config.probe_interval_s),
-            ));
+        for (field, value) in [
+            ("estimator.probe_interval_s", config.probe_interval_s),
+            ("estimator.explore_interval_s", config.explore_interval_s),
+            ("estimator.horizon_s", config.horizon_s),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(bad(field, format!("{value} is not a finite non-negative time")));
+            }
         }
         if !(prior.rate_bps.is_finite() && prior.rate_bps > 0.0) {
             return Err(bad("estimator.prior.rate_bps", format!("{} is not a positive rate", prior.rate_bps)));
@@ -221,6 +238,7 @@ impl LinkEstimator {
             estimate: LinkEstimate { up: true, ..prior },
             samples: VecDeque::new(),
             down_since: None,
+            seen: Instant::now(),
         })
     }
 
@@ -234,15 +252,26 @@ impl LinkEstimator {
         self.down_since.is_some_and(|t| t.elapsed().as_secs_f64() >= self.config.probe_interval_s)
     }
 
+    /// Whether the link is up but has not been measured for the explore interval.
+    pub fn explore_due(&self) -> bool {
+        self.estimate.up && self.seen.elapsed().as_secs_f64() >= self.config.explore_interval_s
+    }
+
     /// A request that sent `payload_bits` was answered after `wire_s` on the wire.
     pub fn observe(&mut self, payload_bits: u64, wire_s: f64) {
         self.link_up();
+        self.seen = Instant::now();
         if !(wire_s.is_finite() && wire_s > 0.0) {
             return;
         }
         let bits = payload_bits as f64 + self.overhead_bits;
-        self.samples.push_back((bits, wire_s));
-        while self.samples.len() > self.config.window {
+        let now = Instant::now();
+        self.samples.push_back((now, bits, wire_s));
+        while self.samples.len() > self.config.window
+            || self.samples.front().is_some_and(|s| {
+                now.duration_since(s.0).as_secs_f64() > self.config.horizon_s
+            })
+        {
             self.samples.pop_front();
         }
         let (rate, rtt) = self.fit().unwrap_or_else(|| {
@@ -261,16 +290,17 @@ impl LinkEstimator {
     /// line is physical (positive slope, non-negative intercept).
     fn fit(&self) -> Option<(f64, f64)> {
         let n = self.samples.len() as f64;
-        let (lo, hi) = self.samples.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &(b, _)| {
-            (lo.min(b), hi.max(b))
-        });
-        if self.samples.len() < 2 || hi < 1.5 * lo {
+        let (lo, hi) = self
+            .samples
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), s| (lo.min(s.1), hi.max(s.1)));
+        if self.samples.len() < 3 || hi < 1.5 * lo {
             return None;
         }
-        let mb = self.samples.iter().map(|s| s.0).sum::<f64>() / n;
-        let mw = self.samples.iter().map(|s| s.1).sum::<f64>() / n;
-        let sbb: f64 = self.samples.iter().map(|s| (s.0 - mb).powi(2)).sum();
-        let sbw: f64 = self.samples.iter().map(|s| (s.0 - mb) * (s.1 - mw)).sum();
+        let mb = self.samples.iter().map(|s| s.1).sum::<f64>() / n;
+        let mw = self.samples.iter().map(|s| s.2).sum::<f64>() / n;
+        let sbb: f64 = self.samples.iter().map(|s| (s.1 - mb).powi(2)).sum();
+        let sbw: f64 = self.samples.iter().map(|s| (s.1 - mb) * (s.2 - mw)).sum();
         let slope = sbw / sbb;
         let rtt = mw - slope * mb;
         (slope > 0.0 && rtt >= 0.0).then(|| (1.0 / slope, rtt))
@@ -279,6 +309,7 @@ impl LinkEstimator {
     /// A request failed on the link: it is down until probed.
     pub fn link_down(&mut self) {
         self.estimate.up = false;
+        self.seen = Instant::now();
         self.down_since = Some(Instant::now());
         self.samples.clear();
     }
@@ -475,9 +506,6 @@ impl AdaptiveClient {
                     failure = Some(e.to_string());
                 }
             }
-        } else if let Some(trace) = &self.trace {
-            // Answered without the link: the request clock still moves.
-            trace.skip_message();
         }
         let local = if self.chooser.plans()[chosen].remote {
             self.chooser.local_plan()
@@ -485,9 +513,26 @@ impl AdaptiveClient {
             Some(chosen)
         };
         let result = match local {
+            // The adaptive client on the device alone: the radio measures the link meanwhile.
+            Some(plan) if matches!(self.policy, Policy::Adaptive) && self.estimator.explore_due() => {
+                let (answer, probe) = self.client.infer_local_probing(plan, x);
+                match probe {
+                    Ok((frame_bits, wire_s)) => self
+                        .estimator
+                        .observe(frame_bits.saturating_sub(8 * FRAME_OVERHEAD_BYTES), wire_s),
+                    Err(_) => self.estimator.link_down(),
+                }
+                Some(answer?)
+            }
             Some(plan) => Some(self.client.infer_with(plan, x)?),
             None => None,
         };
+        if failure.is_none()
+            && let Some(trace) = &self.trace
+        {
+            // Answered without sending the request: the request clock still moves.
+            trace.skip_message();
+        }
         if failure.is_none() && local.is_none() {
             failure = Some("the link is down and the set has no device-only plan".into());
         }

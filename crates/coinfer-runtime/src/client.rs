@@ -484,26 +484,7 @@ impl DeviceClient {
         let request_id = self.next_id;
         self.next_id += 1;
         let Some(codec) = chosen.codec.clone() else {
-            let logits = feature
-                .into_data()
-                .try_into_vec::<f32>()
-                .map_err(|e| RuntimeError::Internal(format!("reading the logits back: {e:?}")))?;
-            chosen.pad(start);
-            let device_s = start.elapsed().as_secs_f64();
-            return Ok(InferResult {
-                request_id,
-                logits,
-                batch: dims[0],
-                classes: dims[1],
-                timing: Timing {
-                    device_s,
-                    total_s: device_s,
-                    ..Timing::default()
-                },
-                payload_bytes: 0,
-                frame_bytes: 0,
-                batch_requests: 0,
-            });
+            return local_result(chosen, request_id, start, feature);
         };
         let tag = chosen.tag;
         let payload = codec.encode(feature)?;
@@ -611,6 +592,89 @@ impl DeviceClient {
         }
     }
 
+    /// Runs device-only plan `plan` on `x` while the radio probes the link: a Hello sent on
+    /// the open connection (over the emulated link like a request, but not counted by a
+    /// trace's request clock) and its echo timed. The device's compute and the probe run at
+    /// the same time, as a device's CPU and radio would. Returns the answer and the probe's
+    /// `(frame bits, wire seconds)`, or its failure (the connection is then closed).
+    ///
+    /// # Errors
+    /// The answer's: as [`infer_with`](Self::infer_with); [`RuntimeError::InvalidConfig`]
+    /// (field `plan`) when `plan` is not device-only.
+    pub fn infer_local_probing(
+        &mut self,
+        plan: usize,
+        x: Tensor<4>,
+    ) -> (
+        Result<InferResult, RuntimeError>,
+        Result<(u64, f64), RuntimeError>,
+    ) {
+        if !self.plans.get(plan).is_some_and(ClientPlan::is_local) {
+            let e = || RuntimeError::InvalidConfig {
+                field: "plan",
+                reason: format!("plan {plan} is not a device-only plan"),
+            };
+            return (Err(e()), Err(e()));
+        }
+        let hello = match &self.config.token {
+            Some(token) => Frame::hello_with_token(
+                &self.digest,
+                token.expose(),
+                self.hello_codec,
+                self.hello_feature,
+            ),
+            None => Frame::hello(&self.digest, self.hello_codec, self.hello_feature),
+        }
+        .and_then(|f| encode_frame(&f));
+        if !self.open {
+            let _ = self.reopen();
+        }
+        let open = self.open;
+        let max_frame = self.config.max_frame;
+        let request_id = self.next_id;
+        self.next_id += 1;
+        let (answer, probe) = {
+            let link = &mut self.link;
+            let chosen = &self.plans[plan];
+            thread::scope(|scope| {
+                let probe = scope.spawn(move || {
+                    let bytes = hello?;
+                    if !open {
+                        return Err(RuntimeError::ConnectionClosed);
+                    }
+                    let start = Instant::now();
+                    let stream = &mut link.stream;
+                    stream
+                        .socket_mut()
+                        .begin_probe()
+                        .and_then(|()| stream.write_all(&bytes))
+                        .and_then(|()| stream.flush())
+                        .map_err(|e| RuntimeError::io("probing the link", e))?;
+                    let reply = read_frame(stream, max_frame)?;
+                    match reply.body {
+                        FrameBody::Hello { .. } => {
+                            Ok((8 * bytes.len() as u64, start.elapsed().as_secs_f64()))
+                        }
+                        other => Err(RuntimeError::UnexpectedFrame {
+                            request_id: reply.request_id,
+                            expected: "a Hello reply",
+                            found: format!("{:?}", other.kind()),
+                        }),
+                    }
+                });
+                let answer = local_answer(chosen, request_id, x);
+                let probe = probe.join().unwrap_or_else(|_| {
+                    Err(RuntimeError::Internal("the probe thread panicked".into()))
+                });
+                (answer, probe)
+            })
+        };
+        if probe.is_err() && open {
+            self.drop_link();
+        }
+        (answer, probe)
+    }
+
     /// Opens a new connection (with a Hello) if the last one was lost; does nothing on an open
     /// one. An adaptive client probes a link it saw fail this way.
     ///
@@ -678,6 +742,43 @@ impl Drop for DeviceClient {
     fn drop(&mut self) {
         self.say_bye();
     }
+}
+
+/// The answer of a device-only plan whose forward pass started at `start`.
+fn local_result(
+    plan: &ClientPlan,
+    request_id: u64,
+    start: Instant,
+    logits: Tensor<4>,
+) -> Result<InferResult, RuntimeError> {
+    let dims = logits.dims();
+    let values = logits
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| RuntimeError::Internal(format!("reading the logits back: {e:?}")))?;
+    plan.pad(start);
+    let device_s = start.elapsed().as_secs_f64();
+    Ok(InferResult {
+        request_id,
+        logits: values,
+        batch: dims[0],
+        classes: dims[1],
+        timing: Timing {
+            device_s,
+            total_s: device_s,
+            ..Timing::default()
+        },
+        payload_bytes: 0,
+        frame_bytes: 0,
+        batch_requests: 0,
+    })
+}
+
+/// Runs a device-only plan on `x`.
+fn local_answer(plan: &ClientPlan, request_id: u64, x: Tensor<4>) -> Result<InferResult, RuntimeError> {
+    let start = Instant::now();
+    let logits = plan.fast.forward(x)?;
+    local_result(plan, request_id, start, logits)
 }
 
 /// Whether a failure may pass on another connection: the connection was lost or timed out, or

@@ -188,8 +188,25 @@ impl<W: Write> ShapedWriter<W> {
     /// On a traced link that is down: [`io::ErrorKind::TimedOut`] after the trace's
     /// `outage_timeout_s` (the time a device waits before it gives the message up).
     pub fn begin_message(&mut self) -> io::Result<()> {
+        self.begin(true)
+    }
+
+    /// Starts a probe of the link (a message that is not a request): as
+    /// [`begin_message`](Self::begin_message), but a trace's request clock does not count it.
+    ///
+    /// # Errors
+    /// As [`begin_message`](Self::begin_message).
+    pub fn begin_probe(&mut self) -> io::Result<()> {
+        self.begin(false)
+    }
+
+    fn begin(&mut self, counted: bool) -> io::Result<()> {
         if let Some(trace) = &self.trace {
-            let step = trace.next_message();
+            let step = if counted {
+                trace.next_message()
+            } else {
+                trace.current()
+            };
             self.message_up = Some(step.up);
             if !step.up {
                 thread::sleep(Duration::from_secs_f64(trace.trace().outage_timeout_s));

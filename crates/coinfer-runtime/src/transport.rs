@@ -61,6 +61,11 @@ impl Socket {
     pub(crate) fn begin_message(&mut self) -> io::Result<()> {
         self.link.begin_message()
     }
+
+    /// Starts a probe on the emulated link (not counted as a request by a trace).
+    pub(crate) fn begin_probe(&mut self) -> io::Result<()> {
+        self.link.begin_probe()
+    }
 }
 
 impl Read for Socket {

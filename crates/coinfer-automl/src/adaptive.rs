@@ -223,7 +223,12 @@ pub fn run_trace(
     Ok(summaries)
 }
 
-fn summarise(trace: &LinkTrace, policy: &str, rows: &[BenchRequest], switches: &[Switch]) -> BenchSummary {
+fn summarise(
+    trace: &LinkTrace,
+    policy: &str,
+    rows: &[BenchRequest],
+    switches: &[Switch],
+) -> BenchSummary {
     let answered: Vec<&BenchRequest> = rows.iter().filter(|r| r.plan.is_some()).collect();
     let mut latencies: Vec<f64> = answered.iter().map(|r| r.latency_ms).collect();
     latencies.sort_by(f64::total_cmp);
@@ -271,8 +276,14 @@ fn draw(rows: &[BenchRequest], title: &str, path: &Path) -> Result<(), Box<dyn s
         }
     }
     let n = rows.iter().map(|r| r.request + 1).max().unwrap_or(1) as f64;
-    let lat: Vec<f64> = rows.iter().map(|r| r.latency_ms).filter(|v| *v > 0.0).collect();
-    let (lo, hi) = lat.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    let lat: Vec<f64> = rows
+        .iter()
+        .map(|r| r.latency_ms)
+        .filter(|v| *v > 0.0)
+        .collect();
+    let (lo, hi) = lat
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
     if !lo.is_finite() {
         return Ok(());
     }
@@ -304,7 +315,9 @@ fn draw(rows: &[BenchRequest], title: &str, path: &Path) -> Result<(), Box<dyn s
         chart
             .draw_series(LineSeries::new(line, colour.stroke_width(width)))?
             .label(name.to_string())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(width)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(width))
+            });
     }
     chart
         .configure_series_labels()
@@ -317,7 +330,12 @@ fn draw(rows: &[BenchRequest], title: &str, path: &Path) -> Result<(), Box<dyn s
     let truth: Vec<(f64, f64)> = rows
         .iter()
         .filter(|r| r.policy == first)
-        .map(|r| (r.request as f64, if r.link_up { r.true_rate_bps } else { 1.0 }))
+        .map(|r| {
+            (
+                r.request as f64,
+                if r.link_up { r.true_rate_bps } else { 1.0 },
+            )
+        })
         .collect();
     let top_rate = truth.iter().map(|t| t.1).fold(10.0, f64::max);
     let mut rate = ChartBuilder::on(&bottom)

@@ -133,21 +133,39 @@ impl PlanSet {
     /// # Errors
     /// [`AutomlError::InvalidConfig`] naming the field.
     pub fn check(&self) -> Result<(), AutomlError> {
-        let bad = |field: &'static str, reason: String| AutomlError::InvalidConfig { field, reason };
+        let bad =
+            |field: &'static str, reason: String| AutomlError::InvalidConfig { field, reason };
         if self.members.is_empty() {
-            return Err(bad("plan_set.members", "a plan set needs at least one plan".into()));
+            return Err(bad(
+                "plan_set.members",
+                "a plan set needs at least one plan".into(),
+            ));
         }
         if self.best_at.len() != self.rates_bps.len() {
             return Err(bad(
                 "plan_set.best_at",
-                format!("{} entries for {} rates", self.best_at.len(), self.rates_bps.len()),
+                format!(
+                    "{} entries for {} rates",
+                    self.best_at.len(),
+                    self.rates_bps.len()
+                ),
             ));
         }
         if let Some(i) = self.best_at.iter().find(|&&i| i >= self.members.len()) {
-            return Err(bad("plan_set.best_at", format!("member {i} of {}", self.members.len())));
+            return Err(bad(
+                "plan_set.best_at",
+                format!("member {i} of {}", self.members.len()),
+            ));
         }
-        if self.rates_bps.windows(2).any(|w| !(w[0] < w[1])) {
-            return Err(bad("plan_set.rates_bps", "rates must be strictly ascending".into()));
+        if self
+            .rates_bps
+            .windows(2)
+            .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+        {
+            return Err(bad(
+                "plan_set.rates_bps",
+                "rates must be strictly ascending".into(),
+            ));
         }
         if !self.members.iter().any(|m| m.remote) {
             return Err(bad(
@@ -156,9 +174,15 @@ impl PlanSet {
             ));
         }
         if let Some(m) = self.members.iter().find(|m| {
-            !(m.compute_s.is_finite() && m.compute_s >= 0.0 && m.device_s.is_finite() && m.device_s >= 0.0)
+            !(m.compute_s.is_finite()
+                && m.compute_s >= 0.0
+                && m.device_s.is_finite()
+                && m.device_s >= 0.0)
         }) {
-            return Err(bad("plan_set.members.compute_s", format!("{}: not a finite non-negative time", m.folder)));
+            return Err(bad(
+                "plan_set.members.compute_s",
+                format!("{}: not a finite non-negative time", m.folder),
+            ));
         }
         Ok(())
     }
@@ -168,7 +192,8 @@ impl PlanSet {
     /// # Errors
     /// [`AutomlError::Io`] when the file cannot be written.
     pub fn save(&self, path: &Path) -> Result<(), AutomlError> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| json_error(path, e.to_string()))?;
+        let json =
+            serde_json::to_string_pretty(self).map_err(|e| json_error(path, e.to_string()))?;
         std::fs::write(path, json).map_err(AutomlError::io(path))
     }
 
@@ -272,7 +297,11 @@ impl PlanSet {
     /// # Errors
     /// As [`PlanChooser::new`].
     pub fn chooser(&self, hysteresis: f64) -> Result<PlanChooser, AutomlError> {
-        Ok(PlanChooser::new(self.costs(), self.per_message_overhead_bytes, hysteresis)?)
+        Ok(PlanChooser::new(
+            self.costs(),
+            self.per_message_overhead_bytes,
+            hysteresis,
+        )?)
     }
 
     /// An estimator starting from `prior_rate_bps` and the set's RTT.
@@ -372,7 +401,11 @@ fn intervals(rates: &[f64], best_at: &[usize], members: usize) -> Vec<Vec<RateIn
     for i in 0..rates.len() {
         let last = i + 1 == rates.len();
         if last || best_at[i + 1] != best_at[i] {
-            let from_bps = if start == 0 { 0.0 } else { (rates[start - 1] * rates[start]).sqrt() };
+            let from_bps = if start == 0 {
+                0.0
+            } else {
+                (rates[start - 1] * rates[start]).sqrt()
+            };
             let to_bps = (!last).then(|| (rates[i] * rates[i + 1]).sqrt());
             out[best_at[i]].push(RateInterval { from_bps, to_bps });
             start = i + 1;
@@ -412,7 +445,7 @@ impl SearchSession<'_> {
             )?)
         };
         let reward = self.reward();
-        let refine_config = self.config().refine().clone();
+        let refine_config = *self.config().refine();
         // The agent's plans and the trivial ones, cached; then refinement from them at each rate.
         for record in records {
             self.evaluator().evaluate(&record.decision)?;
@@ -458,13 +491,19 @@ impl SearchSession<'_> {
             let device_only = winner.split >= blocks;
             let (plan, latency): (SplitPlan, Breakdown) = if device_only {
                 let evaluation = self.evaluator().device_only()?;
-                (self.device_only_plan(&evaluation, out.map(|o| o.join(&folder)))?, evaluation.latency)
+                (
+                    self.device_only_plan(&evaluation, out.map(|o| o.join(&folder)))?,
+                    evaluation.latency,
+                )
             } else {
                 let decision = self.evaluator().decision_of(winner)?;
                 let evaluation = self.evaluator().evaluate(&decision)?;
                 let score = reward.score(&evaluation);
                 let dir = out.map(|o| o.join(&folder));
-                (self.finalize(&decision, score, dir.as_deref(), |_, _, _| {})?, evaluation.latency)
+                (
+                    self.finalize(&decision, score, dir.as_deref(), |_, _, _| {})?,
+                    evaluation.latency,
+                )
             };
             members.push(PlanSetMember {
                 kind: if device_only {
@@ -563,11 +602,23 @@ mod tests {
         assert_eq!(
             spans[0],
             [
-                RateInterval { from_bps: 0.0, to_bps: Some(b) },
-                RateInterval { from_bps: c, to_bps: None }
+                RateInterval {
+                    from_bps: 0.0,
+                    to_bps: Some(b)
+                },
+                RateInterval {
+                    from_bps: c,
+                    to_bps: None
+                }
             ]
         );
-        assert_eq!(spans[1], [RateInterval { from_bps: b, to_bps: Some(c) }]);
+        assert_eq!(
+            spans[1],
+            [RateInterval {
+                from_bps: b,
+                to_bps: Some(c)
+            }]
+        );
     }
 
     #[test]

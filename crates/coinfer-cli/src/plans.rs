@@ -47,7 +47,9 @@ pub fn run(args: PlansArgs) -> CliResult<()> {
     } else {
         args.rates_kbps.iter().map(|k| k * 1e3).collect()
     };
-    let set = builder(&args.search, &device, &out)?.build()?.plan_set(&rates)?;
+    let set = builder(&args.search, &device, &out)?
+        .build()?
+        .plan_set(&rates)?;
     for member in &set.members {
         println!("{}", serde_json::to_string(member)?);
     }
@@ -114,7 +116,9 @@ pub fn bench(args: BenchArgs) -> CliResult<()> {
     let addr: SocketAddr = server.local_addr();
     let norm = set.members[0].plan.normalization.clone();
     let input = set.members[0].device.spec().input.dims();
-    let test = data::load(args.dataset, args.data_dir.as_deref(), 1, input)?.0.test;
+    let test = data::load(args.dataset, args.data_dir.as_deref(), 1, input)?
+        .0
+        .test;
     let count = args.requests.min(test.len()).max(1);
     let images = (0..count)
         .map(|k| {

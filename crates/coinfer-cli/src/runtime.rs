@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::Args;
 use coinfer_automl::SplitPlan;
 use coinfer_automl::evaluator::codec_compute;
+use coinfer_automl::planset::PlanSet;
 use coinfer_automl::profile::{ComputeProfile, LatencyModel, LinkProfile, PlanCost};
 use coinfer_automl::profile::{MeasureConfig, measure_blocks};
-use coinfer_automl::planset::PlanSet;
 use coinfer_automl::runtime::{
     AdaptiveClient, ClientConfig, ClientTls, ClientTlsConfig, DeviceClient, EdgeServer,
     EstimatorConfig, LinkShaping, LinkTrace, Policy, ServerConfig, ServerTls, ServerTlsConfig,
@@ -371,7 +371,8 @@ fn infer_set(args: InferArgs, plans: &std::path::Path) -> CliResult<()> {
     let mut adaptive = AdaptiveClient::new(
         client,
         set.set.chooser(0.1)?,
-        set.set.estimator(set.set.nominal_rate_bps, EstimatorConfig::default())?,
+        set.set
+            .estimator(set.set.nominal_rate_bps, EstimatorConfig::default())?,
         Policy::Adaptive,
         trace.clone(),
     )?;

@@ -12,9 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use burn::prelude::*;
 use coinfer_automl::planset::PlanSet;
-use coinfer_automl::runtime::{
-    ClientConfig, ClientPlan, DeviceClient, ErrorCode, RuntimeError,
-};
+use coinfer_automl::runtime::{ClientConfig, ClientPlan, DeviceClient, ErrorCode, RuntimeError};
 
 mod tiny_data;
 use tiny_data::tiny_data;
@@ -33,7 +31,10 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn expect_code(args: &[&str], code: i32) -> Output {
-    let out = Command::new(BIN).args(args).output().expect("the binary runs");
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the binary runs");
     assert_eq!(
         out.status.code(),
         Some(code),
@@ -124,12 +125,21 @@ fn a_plan_set_is_built_served_and_followed_through_an_outage() {
     bad.members[0].digest = "0000".into();
     let bad_path = out.join("bad.json");
     bad.save(&bad_path).unwrap();
-    let err = PlanSet::deploy(&bad_path, &device).err().unwrap().to_string();
+    let err = PlanSet::deploy(&bad_path, &device)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("plan.json") && err.contains("0000"), "{err}");
 
     // serve --plans: every edge half on one port.
     let mut child = Command::new(BIN)
-        .args(["serve", "--plans", set_path.to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--plans",
+            set_path.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -144,16 +154,24 @@ fn a_plan_set_is_built_served_and_followed_through_an_outage() {
     let addr = line.trim().rsplit(' ').next().unwrap().to_string();
 
     // A request tagged with a plan outside the set is refused, typed; the connection goes on.
-    let remote = deployed.members.iter().position(|m| m.edge.is_some()).unwrap();
+    let remote = deployed
+        .members
+        .iter()
+        .position(|m| m.edge.is_some())
+        .unwrap();
     let member = &deployed.members[remote];
     let codec = member.edge.as_ref().unwrap().1.clone();
     let plans = vec![
         ClientPlan::remote(member.device.clone(), codec.clone(), member.plan.digest()).unwrap(),
         ClientPlan::remote(member.device.clone(), codec, "not-in-the-set").unwrap(),
     ];
-    let mut client =
-        DeviceClient::connect_set(&addr, plans, deployed.digest.clone(), ClientConfig::default())
-            .unwrap();
+    let mut client = DeviceClient::connect_set(
+        &addr,
+        plans,
+        deployed.digest.clone(),
+        ClientConfig::default(),
+    )
+    .unwrap();
     let input = member.device.spec().input.dims();
     let x = Tensor::<4>::zeros([1, input[0], input[1], input[2]], &device);
     match client.infer_with(1, x.clone()) {
@@ -200,14 +218,28 @@ fn a_plan_set_is_built_served_and_followed_through_an_outage() {
     assert_eq!(summary["lost"], 0, "{summary}");
     let plan = |r: &serde_json::Value| r["plan"].as_str().unwrap_or("none").to_string();
     // Up: the edge; down: every request answered on the device.
-    assert!(requests[..10].iter().all(|r| plan(r) != "device-only"), "{}", text(&run.stdout));
-    assert!(requests[10..20].iter().all(|r| plan(r) == "device-only"), "{}", text(&run.stdout));
+    assert!(
+        requests[..10].iter().all(|r| plan(r) != "device-only"),
+        "{}",
+        text(&run.stdout)
+    );
+    assert!(
+        requests[10..20].iter().all(|r| plan(r) == "device-only"),
+        "{}",
+        text(&run.stdout)
+    );
     assert!(requests[10]["failure"].is_string(), "{}", requests[10]);
     // Back up: the client probes, reconnects and returns to the edge.
-    assert!(requests[20..].iter().any(|r| plan(r) != "device-only"), "{}", text(&run.stdout));
+    assert!(
+        requests[20..].iter().any(|r| plan(r) != "device-only"),
+        "{}",
+        text(&run.stdout)
+    );
     let switches = of_kind(&lines, "switch");
     assert!(
-        switches.iter().any(|s| s["to"] == "device-only" && s["link_up"] == false),
+        switches
+            .iter()
+            .any(|s| s["to"] == "device-only" && s["link_up"] == false),
         "{switches:?}"
     );
 
@@ -246,7 +278,10 @@ fn a_plan_set_is_built_served_and_followed_through_an_outage() {
     let oracle = summaries.iter().find(|s| s["policy"] == "oracle").unwrap();
     assert!(oracle["switches"].as_u64().unwrap() >= 1, "{oracle}");
     let svg = std::fs::read_to_string(dir.join("bench").join("two-steps.svg")).unwrap();
-    assert!(svg.contains("<svg") && svg.contains("adaptive"), "an empty plot");
+    assert!(
+        svg.contains("<svg") && svg.contains("adaptive"),
+        "an empty plot"
+    );
     let rows = std::fs::read_to_string(dir.join("bench").join("two-steps.jsonl")).unwrap();
     assert_eq!(rows.lines().count(), 12 * (set.members.len() + 2));
 }

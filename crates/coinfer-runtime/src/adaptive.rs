@@ -73,7 +73,10 @@ impl PlanChooser {
         {
             return Err(RuntimeError::InvalidConfig {
                 field: "chooser.plans.compute_s",
-                reason: format!("plan {i}: {} is not a finite non-negative time", p.compute_s),
+                reason: format!(
+                    "plan {i}: {} is not a finite non-negative time",
+                    p.compute_s
+                ),
             });
         }
         if !(0.0..1.0).contains(&hysteresis) {
@@ -210,9 +213,13 @@ impl LinkEstimator {
         per_message_overhead_bytes: u64,
         config: EstimatorConfig,
     ) -> Result<LinkEstimator, RuntimeError> {
-        let bad = |field: &'static str, reason: String| RuntimeError::InvalidConfig { field, reason };
+        let bad =
+            |field: &'static str, reason: String| RuntimeError::InvalidConfig { field, reason };
         if !(config.smoothing > 0.0 && config.smoothing <= 1.0) {
-            return Err(bad("estimator.smoothing", format!("{} is not in (0, 1]", config.smoothing)));
+            return Err(bad(
+                "estimator.smoothing",
+                format!("{} is not in (0, 1]", config.smoothing),
+            ));
         }
         if config.window == 0 {
             return Err(bad("estimator.window", "must be at least 1".into()));
@@ -223,14 +230,23 @@ impl LinkEstimator {
             ("estimator.horizon_s", config.horizon_s),
         ] {
             if !(value.is_finite() && value >= 0.0) {
-                return Err(bad(field, format!("{value} is not a finite non-negative time")));
+                return Err(bad(
+                    field,
+                    format!("{value} is not a finite non-negative time"),
+                ));
             }
         }
         if !(prior.rate_bps.is_finite() && prior.rate_bps > 0.0) {
-            return Err(bad("estimator.prior.rate_bps", format!("{} is not a positive rate", prior.rate_bps)));
+            return Err(bad(
+                "estimator.prior.rate_bps",
+                format!("{} is not a positive rate", prior.rate_bps),
+            ));
         }
         if !(prior.rtt_s.is_finite() && prior.rtt_s >= 0.0) {
-            return Err(bad("estimator.prior.rtt_s", format!("{} is not a non-negative time", prior.rtt_s)));
+            return Err(bad(
+                "estimator.prior.rtt_s",
+                format!("{} is not a non-negative time", prior.rtt_s),
+            ));
         }
         Ok(LinkEstimator {
             config,
@@ -249,7 +265,8 @@ impl LinkEstimator {
 
     /// Whether the link is taken as down and the probe interval has passed.
     pub fn probe_due(&self) -> bool {
-        self.down_since.is_some_and(|t| t.elapsed().as_secs_f64() >= self.config.probe_interval_s)
+        self.down_since
+            .is_some_and(|t| t.elapsed().as_secs_f64() >= self.config.probe_interval_s)
     }
 
     /// Whether the link is up but has not been measured for the explore interval.
@@ -268,9 +285,10 @@ impl LinkEstimator {
         let now = Instant::now();
         self.samples.push_back((now, bits, wire_s));
         while self.samples.len() > self.config.window
-            || self.samples.front().is_some_and(|s| {
-                now.duration_since(s.0).as_secs_f64() > self.config.horizon_s
-            })
+            || self
+                .samples
+                .front()
+                .is_some_and(|s| now.duration_since(s.0).as_secs_f64() > self.config.horizon_s)
         {
             self.samples.pop_front();
         }
@@ -293,7 +311,9 @@ impl LinkEstimator {
         let (lo, hi) = self
             .samples
             .iter()
-            .fold((f64::INFINITY, 0.0f64), |(lo, hi), s| (lo.min(s.1), hi.max(s.1)));
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), s| {
+                (lo.min(s.1), hi.max(s.1))
+            });
         if self.samples.len() < 3 || hi < 1.5 * lo {
             return None;
         }
@@ -405,7 +425,10 @@ impl AdaptiveClient {
     ) -> Result<AdaptiveClient, RuntimeError> {
         let plans = client.plans();
         if plans.len() != chooser.plans().len()
-            || plans.iter().zip(chooser.plans()).any(|(p, c)| p.is_local() == c.remote)
+            || plans
+                .iter()
+                .zip(chooser.plans())
+                .any(|(p, c)| p.is_local() == c.remote)
         {
             return Err(RuntimeError::InvalidConfig {
                 field: "chooser.plans",
@@ -514,7 +537,9 @@ impl AdaptiveClient {
         };
         let result = match local {
             // The adaptive client on the device alone: the radio measures the link meanwhile.
-            Some(plan) if matches!(self.policy, Policy::Adaptive) && self.estimator.explore_due() => {
+            Some(plan)
+                if matches!(self.policy, Policy::Adaptive) && self.estimator.explore_due() =>
+            {
                 let (answer, probe) = self.client.infer_local_probing(plan, x);
                 match probe {
                     Ok((frame_bits, wire_s)) => self
@@ -577,9 +602,21 @@ mod tests {
     fn chooser(hysteresis: f64) -> PlanChooser {
         PlanChooser::new(
             vec![
-                PlanCosts { compute_s: 0.113, payload_bits: 0, remote: false },
-                PlanCosts { compute_s: 0.001, payload_bits: 2400, remote: true },
-                PlanCosts { compute_s: 0.010, payload_bits: 800, remote: true },
+                PlanCosts {
+                    compute_s: 0.113,
+                    payload_bits: 0,
+                    remote: false,
+                },
+                PlanCosts {
+                    compute_s: 0.001,
+                    payload_bits: 2400,
+                    remote: true,
+                },
+                PlanCosts {
+                    compute_s: 0.010,
+                    payload_bits: 800,
+                    remote: true,
+                },
             ],
             60,
             hysteresis,
@@ -588,7 +625,11 @@ mod tests {
     }
 
     fn link(rate_bps: f64) -> LinkEstimate {
-        LinkEstimate { rate_bps, rtt_s: 0.02, up: true }
+        LinkEstimate {
+            rate_bps,
+            rtt_s: 0.02,
+            up: true,
+        }
     }
 
     /// The wire time the estimator would see for `bits` of payload on `link`.
@@ -602,7 +643,13 @@ mod tests {
         assert_eq!(c.best(&link(10e3)), 0, "device-only at 10 kbit/s");
         assert_eq!(c.best(&link(60e3)), 2, "the split plan at 60 kbit/s");
         assert_eq!(c.best(&link(1e6)), 1, "the image at 1 Mbit/s");
-        assert_eq!(c.best(&LinkEstimate { up: false, ..link(1e6) }), 0);
+        assert_eq!(
+            c.best(&LinkEstimate {
+                up: false,
+                ..link(1e6)
+            }),
+            0
+        );
         assert_eq!(c.local_plan(), Some(0));
     }
 
@@ -648,7 +695,10 @@ mod tests {
             let (plans, switches) = play(&[rate; 100]);
             // At most the first request moves off the prior's plan; never afterwards.
             assert!(switches <= 1, "{rate}: {plans:?}");
-            assert!(plans[2..].iter().all(|&p| p == plans[2]), "{rate}: {plans:?}");
+            assert!(
+                plans[2..].iter().all(|&p| p == plans[2]),
+                "{rate}: {plans:?}"
+            );
         }
     }
 
@@ -669,14 +719,21 @@ mod tests {
 
     #[test]
     fn the_estimator_recovers_rate_and_rtt_from_two_sizes() {
-        let truth = LinkEstimate { rate_bps: 200e3, rtt_s: 0.035, up: true };
+        let truth = LinkEstimate {
+            rate_bps: 200e3,
+            rtt_s: 0.035,
+            up: true,
+        };
         let mut e = LinkEstimator::new(link(1e6), 60, EstimatorConfig::default()).unwrap();
         for i in 0..16 {
             let bits = if i % 2 == 0 { 800 } else { 2400 };
             e.observe(bits, wire(bits, &truth));
         }
         let got = e.estimate();
-        assert!((got.rate_bps / truth.rate_bps - 1.0).abs() < 0.02, "{got:?}");
+        assert!(
+            (got.rate_bps / truth.rate_bps - 1.0).abs() < 0.02,
+            "{got:?}"
+        );
         assert!((got.rtt_s - truth.rtt_s).abs() < 1e-3, "{got:?}");
         e.link_down();
         assert!(!e.estimate().up);
@@ -690,7 +747,10 @@ mod tests {
         assert!(c.to_string().contains("chooser.plans"), "{c}");
         let c = PlanChooser::new(chooser(0.0).plans, 0, 1.0).unwrap_err();
         assert!(c.to_string().contains("chooser.hysteresis"), "{c}");
-        let config = EstimatorConfig { smoothing: 0.0, ..EstimatorConfig::default() };
+        let config = EstimatorConfig {
+            smoothing: 0.0,
+            ..EstimatorConfig::default()
+        };
         let e = LinkEstimator::new(link(1e6), 0, config).unwrap_err();
         assert!(e.to_string().contains("estimator.smoothing"), "{e}");
         let e = LinkEstimator::new(link(0.0), 0, EstimatorConfig::default()).unwrap_err();

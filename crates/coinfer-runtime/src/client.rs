@@ -14,11 +14,11 @@ use crate::frame::{
 };
 use crate::server::{Token, check_digest, check_token};
 use crate::shaping::{LinkShaping, TracePlayer};
-use std::sync::Arc;
 use crate::tls::ClientTls;
 use crate::transport::{Socket, Transport};
 use coinfer_codec::SharedCodec;
 use coinfer_split::{Network, inference::InferenceNetwork};
+use std::sync::Arc;
 
 /// Device client options.
 #[derive(Debug, Clone, PartialEq)]
@@ -775,7 +775,11 @@ fn local_result(
 }
 
 /// Runs a device-only plan on `x`.
-fn local_answer(plan: &ClientPlan, request_id: u64, x: Tensor<4>) -> Result<InferResult, RuntimeError> {
+fn local_answer(
+    plan: &ClientPlan,
+    request_id: u64,
+    x: Tensor<4>,
+) -> Result<InferResult, RuntimeError> {
     let start = Instant::now();
     let logits = plan.fast.forward(x)?;
     local_result(plan, request_id, start, logits)

@@ -38,7 +38,9 @@ pub use frame::{
     DEFAULT_MAX_FRAME, EdgeTiming, Frame, FrameBody, FrameKind, PlanTag, TOKEN_SEPARATOR,
     decode_frame, encode_frame, read_frame, split_hello, write_frame,
 };
-pub use server::{EdgePlan, EdgeServer, MAX_TOKEN_LEN, ServerConfig, ServerHandle, ServerStats, Token};
+pub use server::{
+    EdgePlan, EdgeServer, MAX_TOKEN_LEN, ServerConfig, ServerHandle, ServerStats, Token,
+};
 pub use shaping::{
     LinkShaping, LinkTrace, ShapedWriter, TokenBucket, TraceClock, TracePlayer, TraceStep,
 };

@@ -349,10 +349,8 @@ impl LinkTrace {
         outage_timeout_s: f64,
         steps: Vec<TraceStep>,
     ) -> Result<LinkTrace, RuntimeError> {
-        let bad = |field: &'static str, reason: String| RuntimeError::InvalidConfig {
-            field,
-            reason,
-        };
+        let bad =
+            |field: &'static str, reason: String| RuntimeError::InvalidConfig { field, reason };
         if !(outage_timeout_s.is_finite() && outage_timeout_s >= 0.0) {
             return Err(bad(
                 "trace.outage_timeout_s",
@@ -385,7 +383,10 @@ impl LinkTrace {
             if !(step.delay_s.is_finite() && step.delay_s >= 0.0) {
                 return Err(bad(
                     "trace.steps.delay_s",
-                    format!("step {i}: {} is not a finite non-negative delay", step.delay_s),
+                    format!(
+                        "step {i}: {} is not a finite non-negative delay",
+                        step.delay_s
+                    ),
                 ));
             }
         }
@@ -547,7 +548,11 @@ mod trace_tests {
             "t",
             TraceClock::Requests,
             0.0,
-            vec![step(0.0, 1e4, true), step(3.0, 1e6, true), step(5.0, 1e6, false)],
+            vec![
+                step(0.0, 1e4, true),
+                step(3.0, 1e6, true),
+                step(5.0, 1e6, false),
+            ],
         )
         .unwrap();
         let rates: Vec<(f64, bool)> = (0..7)
@@ -576,7 +581,11 @@ mod trace_tests {
             "t",
             TraceClock::Requests,
             0.0,
-            vec![step(0.0, 80e6, true), step(1.0, 80e6, false), step(2.0, 80e6, true)],
+            vec![
+                step(0.0, 80e6, true),
+                step(1.0, 80e6, false),
+                step(2.0, 80e6, true),
+            ],
         )
         .unwrap();
         let player = TracePlayer::new(trace);
@@ -595,7 +604,10 @@ mod trace_tests {
         let cases = [
             (vec![], "trace.steps"),
             (vec![step(1.0, 1e4, true)], "trace.steps.at"),
-            (vec![step(0.0, 1e4, true), step(0.0, 1e4, true)], "trace.steps.at"),
+            (
+                vec![step(0.0, 1e4, true), step(0.0, 1e4, true)],
+                "trace.steps.at",
+            ),
             (vec![step(0.0, 0.0, true)], "trace.steps.rate_bps"),
             (
                 vec![TraceStep {

@@ -213,23 +213,23 @@ impl Worker {
 
 /// Runs a plan's edge half on the concatenated features and reads the logits back.
 fn run_edge(plan: &WorkerPlan, mut features: Vec<Tensor<4>>) -> Result<Vec<f32>, String> {
-        let samples: usize = features.iter().map(|f| f.dims()[0]).sum();
-        let input = if features.len() == 1 {
-            features.pop().expect("one feature")
-        } else {
-            Tensor::cat(features, 0)
-        };
-        let logits = plan.edge.logits(input).map_err(|e| e.to_string())?;
-        let values = logits
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| format!("reading the logits back: {e:?}"))?;
-        if values.len() != samples * plan.classes {
-            return Err(format!(
-                "the edge half returned {} logits for {samples} samples of {} classes",
-                values.len(),
-                plan.classes
-            ));
-        }
-        Ok(values)
+    let samples: usize = features.iter().map(|f| f.dims()[0]).sum();
+    let input = if features.len() == 1 {
+        features.pop().expect("one feature")
+    } else {
+        Tensor::cat(features, 0)
+    };
+    let logits = plan.edge.logits(input).map_err(|e| e.to_string())?;
+    let values = logits
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("reading the logits back: {e:?}"))?;
+    if values.len() != samples * plan.classes {
+        return Err(format!(
+            "the edge half returned {} logits for {samples} samples of {} classes",
+            values.len(),
+            plan.classes
+        ));
+    }
+    Ok(values)
 }

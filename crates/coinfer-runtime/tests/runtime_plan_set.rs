@@ -45,15 +45,28 @@ fn set_plans(fx: &Fixture) -> Vec<ClientPlan> {
 fn every_plan_of_the_set_is_served_on_one_port() {
     let fx = fixture();
     let server = serve_set(&fx);
-    let mut client =
-        DeviceClient::connect_set(server.local_addr(), set_plans(&fx), SET, ClientConfig::default())
-            .unwrap();
+    let mut client = DeviceClient::connect_set(
+        server.local_addr(),
+        set_plans(&fx),
+        SET,
+        ClientConfig::default(),
+    )
+    .unwrap();
     let whole = to_vec(fx.whole.logits(input(&fx.device, 7, 2)).unwrap());
     let a = client.infer_with(0, input(&fx.device, 7, 2)).unwrap();
-    let expected = expected_logits(&fx, codec(CodecId::quant(8, true)).as_ref(), input(&fx.device, 7, 2));
+    let expected = expected_logits(
+        &fx,
+        codec(CodecId::quant(8, true)).as_ref(),
+        input(&fx.device, 7, 2),
+    );
     assert_close(&a.logits, &expected, 1e-5, "plan a");
     let b = client.infer_with(1, input(&fx.device, 7, 2)).unwrap();
-    assert_close(&b.logits, &whole, 1e-5, "plan b (float32) vs the whole network");
+    assert_close(
+        &b.logits,
+        &whole,
+        1e-5,
+        "plan b (float32) vs the whole network",
+    );
     let local = client.infer_with(2, input(&fx.device, 7, 2)).unwrap();
     assert_close(&local.logits, &whole, 1e-5, "device-only");
     assert_eq!((local.frame_bytes, local.timing.wire_s), (0, 0.0));
@@ -82,15 +95,27 @@ fn every_plan_of_the_set_is_served_on_one_port() {
     )
     .unwrap();
     let r = single.infer(input(&fx.device, 7, 2)).unwrap();
-    assert_close(&r.logits, &expected, 1e-5, "single-plan client of a set server");
+    assert_close(
+        &r.logits,
+        &expected,
+        1e-5,
+        "single-plan client of a set server",
+    );
     drop(single);
     let stats = server.shutdown().unwrap();
     assert_eq!(stats.results, 4, "{stats:?}");
 
     // A set client meets a single-plan server: refused at the Hello.
     let single_server = spawn(&fx, codec(CodecId::quant(8, true)), ServerConfig::default());
-    match DeviceClient::connect_set(single_server.local_addr(), set_plans(&fx), SET, ClientConfig::default()) {
-        Err(RuntimeError::HandshakeRefused { code, .. }) => assert_eq!(code, ErrorCode::DigestMismatch),
+    match DeviceClient::connect_set(
+        single_server.local_addr(),
+        set_plans(&fx),
+        SET,
+        ClientConfig::default(),
+    ) {
+        Err(RuntimeError::HandshakeRefused { code, .. }) => {
+            assert_eq!(code, ErrorCode::DigestMismatch)
+        }
         other => panic!("{other:?}"),
     }
     single_server.shutdown().unwrap();
@@ -100,7 +125,11 @@ fn every_plan_of_the_set_is_served_on_one_port() {
 fn bad_sets_are_refused_at_bind() {
     let fx = fixture();
     let plan = |d: &str| EdgePlan::new(fx.edge_half.clone(), codec(CodecId::Float32), d).unwrap();
-    for (plans, set) in [(vec![], SET), (vec![plan("a"), plan("a")], SET), (vec![plan("a")], "a")] {
+    for (plans, set) in [
+        (vec![], SET),
+        (vec![plan("a"), plan("a")], SET),
+        (vec![plan("a")], "a"),
+    ] {
         match EdgeServer::bind_set("127.0.0.1:0", plans, set, ServerConfig::default()) {
             Err(RuntimeError::InvalidConfig { field, .. }) => assert_eq!(field, "plans"),
             other => panic!("{other:?}"),
@@ -119,7 +148,12 @@ fn an_adaptive_client_follows_a_traced_link() {
     let fx = fixture();
     let server = serve_set(&fx);
     // 10 Mbit/s for 10 requests, 100 kbit/s for 20, 10 Mbit/s again; no added delay.
-    let step = |at: f64, rate_bps: f64| TraceStep { at, rate_bps, delay_s: 0.0, up: true };
+    let step = |at: f64, rate_bps: f64| TraceStep {
+        at,
+        rate_bps,
+        delay_s: 0.0,
+        up: true,
+    };
     let trace = LinkTrace::new(
         "test",
         TraceClock::Requests,
@@ -148,23 +182,44 @@ fn an_adaptive_client_follows_a_traced_link() {
     // is emulated at 50 ms; plan b (25 KB) is never the fastest.
     let chooser = PlanChooser::new(
         vec![
-            PlanCosts { compute_s: 0.001, payload_bits: 8 * 1856, remote: true },
-            PlanCosts { compute_s: 0.001, payload_bits: 8 * 25_000, remote: true },
-            PlanCosts { compute_s: 0.050, payload_bits: 0, remote: false },
+            PlanCosts {
+                compute_s: 0.001,
+                payload_bits: 8 * 1856,
+                remote: true,
+            },
+            PlanCosts {
+                compute_s: 0.001,
+                payload_bits: 8 * 25_000,
+                remote: true,
+            },
+            PlanCosts {
+                compute_s: 0.050,
+                payload_bits: 0,
+                remote: false,
+            },
         ],
         60,
         0.1,
     )
     .unwrap();
-    let prior = LinkEstimate { rate_bps: 10e6, rtt_s: 0.0, up: true };
+    let prior = LinkEstimate {
+        rate_bps: 10e6,
+        rtt_s: 0.0,
+        up: true,
+    };
     let config = EstimatorConfig {
         explore_interval_s: 0.1,
         ..EstimatorConfig::default()
     };
     let estimator = LinkEstimator::new(prior, 60, config).unwrap();
-    let mut adaptive =
-        AdaptiveClient::new(client, chooser, estimator, Policy::Adaptive, Some(player.clone()))
-            .unwrap();
+    let mut adaptive = AdaptiveClient::new(
+        client,
+        chooser,
+        estimator,
+        Policy::Adaptive,
+        Some(player.clone()),
+    )
+    .unwrap();
     player.start();
     let plans: Vec<Option<usize>> = (0..60)
         .map(|i| {
@@ -180,8 +235,16 @@ fn an_adaptive_client_follows_a_traced_link() {
     // The link is fast again from request 30: an echo shows it and the edge is back.
     assert!(plans[55..].iter().all(|p| *p == Some(0)), "{plans:?}");
     let switches = adaptive.switches();
-    assert!(switches.iter().any(|s| s.from == 0 && s.to == 2), "{switches:?}");
-    assert!(switches.iter().any(|s| s.from == 2 && s.to == 0 && s.request >= 30), "{switches:?}");
+    assert!(
+        switches.iter().any(|s| s.from == 0 && s.to == 2),
+        "{switches:?}"
+    );
+    assert!(
+        switches
+            .iter()
+            .any(|s| s.from == 2 && s.to == 0 && s.request >= 30),
+        "{switches:?}"
+    );
     drop(adaptive);
     server.shutdown().unwrap();
 }

@@ -46,7 +46,7 @@ impl Default for BenchConfig {
         BenchConfig {
             requests: 90,
             period_s: 0.2,
-            hysteresis: 0.1,
+            hysteresis: 0.05,
             estimator: EstimatorConfig::default(),
             emulate_device: true,
         }

@@ -78,7 +78,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 200.0)]
     period_ms: f64,
     /// The chooser's hysteresis, percent.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 5.0)]
     hysteresis_pct: f64,
     /// Run the device halves at this machine's speed instead of the set's predicted device
     /// time.

@@ -370,7 +370,7 @@ fn infer_set(args: InferArgs, plans: &std::path::Path) -> CliResult<()> {
     )?;
     let mut adaptive = AdaptiveClient::new(
         client,
-        set.set.chooser(0.1)?,
+        set.set.chooser(0.05)?,
         set.set
             .estimator(set.set.nominal_rate_bps, EstimatorConfig::default())?,
         Policy::Adaptive,

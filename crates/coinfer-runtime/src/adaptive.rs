@@ -171,11 +171,11 @@ pub struct EstimatorConfig {
 impl Default for EstimatorConfig {
     fn default() -> Self {
         EstimatorConfig {
-            smoothing: 0.5,
+            smoothing: 0.75,
             window: 8,
             horizon_s: 1.0,
             probe_interval_s: 1.0,
-            explore_interval_s: 0.25,
+            explore_interval_s: 0.1,
         }
     }
 }

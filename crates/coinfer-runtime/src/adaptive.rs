@@ -145,6 +145,12 @@ impl PlanChooser {
     }
 }
 
+/// Largest residual of the least-squares fit, as a fraction of the mean wire time.
+const FIT_TOLERANCE: f64 = 0.1;
+
+/// A sample whose rate differs from the estimate by more than this factor restarts it.
+const CHANGE_FACTOR: f64 = 2.0;
+
 /// Bytes of a frame outside its payload (header and CRC): a probe's payload is the rest.
 const FRAME_OVERHEAD_BYTES: u64 = 60;
 
@@ -185,9 +191,11 @@ impl Default for EstimatorConfig {
 /// device and encode times are outside it). Over the last `window` requests (none older than
 /// `horizon_s`), when there are three or more and their
 /// payloads differ in size (by 1.5× or more), a least-squares line `wire = RTT + bits / R`
-/// gives both; otherwise the RTT estimate is kept (lowered when a wire time is not clearly
+/// gives both (if every sample lies within 10 % of the mean wire time of it); otherwise the RTT estimate is kept (lowered when a wire time is not clearly
 /// above it) and the rest of
-/// the wire time is taken as `bits / R`. Both are smoothed by moving averages.
+/// the wire time is taken as `bits / R`. Both are smoothed by moving averages, except when a
+/// sample's rate is more than twice or less than half the estimate: the link changed, and the
+/// estimate restarts from that sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkEstimator {
     config: EstimatorConfig,
@@ -283,6 +291,17 @@ impl LinkEstimator {
         }
         let bits = payload_bits as f64 + self.overhead_bits;
         let now = Instant::now();
+        // A sample more than CHANGE_FACTOR away from the estimate (at the RTT estimate) means
+        // the link changed: restart from it rather than average it with another link's.
+        let rtt = self.estimate.rtt_s.min(wire_s / RTT_MARGIN);
+        let single = bits / (wire_s - rtt);
+        if (single / self.estimate.rate_bps).ln().abs() > CHANGE_FACTOR.ln() {
+            self.samples.clear();
+            self.samples.push_back((now, bits, wire_s));
+            self.estimate.rate_bps = single;
+            self.estimate.rtt_s = rtt;
+            return;
+        }
         self.samples.push_back((now, bits, wire_s));
         while self.samples.len() > self.config.window
             || self
@@ -323,7 +342,13 @@ impl LinkEstimator {
         let sbw: f64 = self.samples.iter().map(|s| (s.1 - mb) * (s.2 - mw)).sum();
         let slope = sbw / sbb;
         let rtt = mw - slope * mb;
-        (slope > 0.0 && rtt >= 0.0).then(|| (1.0 / slope, rtt))
+        // Samples of a link that changed within the window do not lie on one line: no fit.
+        let worst = self
+            .samples
+            .iter()
+            .map(|s| (s.2 - rtt - slope * s.1).abs())
+            .fold(0.0, f64::max);
+        (slope > 0.0 && rtt >= 0.0 && worst <= FIT_TOLERANCE * mw).then(|| (1.0 / slope, rtt))
     }
 
     /// A request failed on the link: it is down until probed.

@@ -246,6 +246,17 @@ impl PlanSet {
                         ),
                     ));
                 }
+                if plan.split != network.spec().blocks.len() {
+                    return Err(json_error(
+                        &plan_path,
+                        format!(
+                            "a device-only plan runs every block, but split {} is not the \
+                             network's {} blocks",
+                            plan.split,
+                            network.spec().blocks.len()
+                        ),
+                    ));
+                }
                 DeployedMember {
                     plan,
                     device: network.valid(),

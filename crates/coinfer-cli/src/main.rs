@@ -147,6 +147,9 @@ fn flag_of(error: &coinfer_automl::AutomlError) -> Option<&'static str> {
         "reward.budget_s" => "--budget-ms",
         "reward.tolerance" => "--tolerance-points",
         "resume" => "--resume",
+        "plan_set.rates_bps" => "--rates-kbps",
+        "bench.requests" => "--requests",
+        "bench.period_s" => "--period-ms",
         _ => return None,
     })
 }

@@ -285,3 +285,62 @@ fn a_plan_set_is_built_served_and_followed_through_an_outage() {
     let rows = std::fs::read_to_string(dir.join("bench").join("two-steps.jsonl")).unwrap();
     assert_eq!(rows.lines().count(), 12 * (set.members.len() + 2));
 }
+
+#[test]
+fn bad_plan_set_inputs_are_named_never_a_panic() {
+    let dir = scratch("plan-set-bad");
+    let missing = dir.join("missing.json");
+    let missing = missing.to_str().unwrap();
+    // A set file that is not there, or not a set: exit 1 naming the file.
+    for command in [
+        vec!["serve", "--plans", missing, "--addr", "127.0.0.1:0"],
+        vec!["adaptive-bench", "--plans", missing, "--trace", missing],
+    ] {
+        let out = expect_code(&command, 1);
+        assert!(
+            text(&out.stderr).contains("missing.json"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let not_a_set = dir.join("not-a-set.json");
+    std::fs::write(&not_a_set, r#"{"members": 3}"#).unwrap();
+    let out = expect_code(
+        &[
+            "serve",
+            "--plans",
+            not_a_set.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ],
+        1,
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("not-a-set.json") && stderr.contains("not a plan set"),
+        "{stderr}"
+    );
+    // Usage errors: --plans without --adaptive, --plan with --plans, --adaptive alone.
+    for command in [
+        vec!["infer", "--plans", missing],
+        vec!["infer", "--plan", missing, "--plans", missing, "--adaptive"],
+        vec!["infer", "--adaptive"],
+        vec!["serve"],
+    ] {
+        expect_code(&command, 2);
+    }
+    // A trace that is not a trace is named with its field.
+    let trace = dir.join("bad-trace.json");
+    std::fs::write(
+        &trace,
+        r#"{"name": "t", "clock": "requests", "steps": [{"at": 1, "rate_bps": 1e4, "delay_s": 0}]}"#,
+    )
+    .unwrap();
+    let err = coinfer_automl::runtime::LinkTrace::load(&trace)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad-trace.json") && err.contains("first step"),
+        "{err}"
+    );
+}

@@ -233,11 +233,15 @@ impl CoInference {
         Ok(report)
     }
 
-    /// A plan set over `rates_bps` (see [`crate::planset`]): the codecs, the agent (its
-    /// episodes checkpointed), then the best plan at every rate, re-scored with the latency
-    /// model at the search's RTT, device and edge. With an output folder every member is
+    /// A plan set over `rates_bps` × `rtts_s` (see [`crate::planset`]; no RTT: the search's):
+    /// the codecs, the agent (its episodes checkpointed), then the best plan at every grid
+    /// point, re-scored with the latency model with the search's device and edge. With an output folder every member is
     /// fine-tuned and exported (`plan-<i>/`) with `set.json`, and published.
-    pub fn plan_set(&self, rates_bps: &[f64]) -> Result<crate::planset::PlanSet, AutomlError> {
+    pub fn plan_set(
+        &self,
+        rates_bps: &[f64],
+        rtts_s: &[f64],
+    ) -> Result<crate::planset::PlanSet, AutomlError> {
         let mut session = self.prepare()?;
         let run = self.run_agent(&mut session)?;
         self.observer.note(
@@ -245,7 +249,7 @@ impl CoInference {
              plan of the set...",
         );
         let staging = self.output.as_ref().map(|o| o.staging().to_path_buf());
-        let set = session.plan_set(&run.records, rates_bps, staging.as_deref())?;
+        let set = session.plan_set(&run.records, rates_bps, rtts_s, staging.as_deref())?;
         if let Some(out) = &self.output {
             out.publish()?;
             self.observer.note(&format!(

@@ -33,9 +33,12 @@ use crate::session::SearchSession;
 /// File name of a plan set inside its folder.
 pub const SET_FILE: &str = "set.json";
 
-/// A rate interval, bit/s: `[from_bps, to_bps)`, `to_bps = None` unbounded.
+/// A rate interval at one RTT of the grid, bit/s: `[from_bps, to_bps)`, `to_bps = None`
+/// unbounded.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RateInterval {
+    /// The RTT of the grid row, seconds.
+    pub rtt_s: f64,
     /// Lower bound (inclusive).
     pub from_bps: f64,
     /// Upper bound (exclusive); `None`: no bound.
@@ -74,9 +77,12 @@ pub struct PlanSetMember {
 pub struct PlanSet {
     /// The rates the plans were scored at, bit/s, ascending.
     pub rates_bps: Vec<f64>,
-    /// The member that is best at each rate.
+    /// The RTTs the plans were scored at, seconds, ascending.
+    pub rtts_s: Vec<f64>,
+    /// The member that is best at each (RTT, rate), RTT-major: entry `r · rates + k` is RTT
+    /// `r`, rate `k`.
     pub best_at: Vec<usize>,
-    /// The RTT every rate was scored with, seconds.
+    /// The search's RTT, seconds (an adaptive client's first estimate).
     pub rtt_s: f64,
     /// The search's link rate, bit/s (an adaptive client's first estimate).
     pub nominal_rate_bps: f64,
@@ -141,13 +147,14 @@ impl PlanSet {
                 "a plan set needs at least one plan".into(),
             ));
         }
-        if self.best_at.len() != self.rates_bps.len() {
+        if self.best_at.len() != self.rates_bps.len() * self.rtts_s.len() {
             return Err(bad(
                 "plan_set.best_at",
                 format!(
-                    "{} entries for {} rates",
+                    "{} entries for {} rates × {} RTTs",
                     self.best_at.len(),
-                    self.rates_bps.len()
+                    self.rates_bps.len(),
+                    self.rtts_s.len()
                 ),
             ));
         }
@@ -294,12 +301,18 @@ impl PlanSet {
             .collect()
     }
 
-    /// The member the set names for `rate_bps` (by its intervals).
-    pub fn member_for(&self, rate_bps: f64) -> Option<usize> {
+    /// The member the set names for `rate_bps` at the grid RTT nearest `rtt_s` (by its
+    /// intervals).
+    pub fn member_for(&self, rate_bps: f64, rtt_s: f64) -> Option<usize> {
+        let row = self
+            .rtts_s
+            .iter()
+            .copied()
+            .min_by(|a, b| (a - rtt_s).abs().total_cmp(&(b - rtt_s).abs()))?;
         self.members.iter().position(|m| {
-            m.intervals
-                .iter()
-                .any(|i| rate_bps >= i.from_bps && i.to_bps.is_none_or(|to| rate_bps < to))
+            m.intervals.iter().any(|i| {
+                i.rtt_s == row && rate_bps >= i.from_bps && i.to_bps.is_none_or(|to| rate_bps < to)
+            })
         })
     }
 
@@ -382,19 +395,35 @@ impl DeployedSet {
 
 /// Checks a rate grid: non-empty, finite positive values; returns it sorted, duplicates out.
 fn checked_rates(rates_bps: &[f64]) -> Result<Vec<f64>, AutomlError> {
-    if rates_bps.is_empty() {
+    checked_axis("plan_set.rates_bps", rates_bps, false)
+}
+
+/// Checks a grid axis: non-empty, finite values, positive (or non-negative with `zero_ok`);
+/// returns it sorted, duplicates out.
+fn checked_axis(
+    field: &'static str,
+    values: &[f64],
+    zero_ok: bool,
+) -> Result<Vec<f64>, AutomlError> {
+    if values.is_empty() {
         return Err(AutomlError::InvalidConfig {
-            field: "plan_set.rates_bps",
-            reason: "needs at least one rate".into(),
+            field,
+            reason: "needs at least one value".into(),
         });
     }
-    if let Some(bad) = rates_bps.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+    if let Some(bad) = values
+        .iter()
+        .find(|r| !(r.is_finite() && (**r > 0.0 || (zero_ok && **r == 0.0))))
+    {
         return Err(AutomlError::InvalidConfig {
-            field: "plan_set.rates_bps",
-            reason: format!("{bad} is not a finite positive rate"),
+            field,
+            reason: format!(
+                "{bad} is not a finite {} number",
+                if zero_ok { "non-negative" } else { "positive" }
+            ),
         });
     }
-    let mut rates = rates_bps.to_vec();
+    let mut rates = values.to_vec();
     rates.sort_by(f64::total_cmp);
     rates.dedup();
     Ok(rates)
@@ -406,7 +435,12 @@ fn same_plan(a: &Evaluation, b: &Evaluation) -> bool {
 }
 
 /// The rate intervals of each member from the best member at each grid rate.
-fn intervals(rates: &[f64], best_at: &[usize], members: usize) -> Vec<Vec<RateInterval>> {
+fn intervals(
+    rates: &[f64],
+    best_at: &[usize],
+    members: usize,
+    rtt_s: f64,
+) -> Vec<Vec<RateInterval>> {
     let mut out = vec![Vec::new(); members];
     let mut start = 0;
     for i in 0..rates.len() {
@@ -418,7 +452,11 @@ fn intervals(rates: &[f64], best_at: &[usize], members: usize) -> Vec<Vec<RateIn
                 (rates[start - 1] * rates[start]).sqrt()
             };
             let to_bps = (!last).then(|| (rates[i] * rates[i + 1]).sqrt());
-            out[best_at[i]].push(RateInterval { from_bps, to_bps });
+            out[best_at[i]].push(RateInterval {
+                rtt_s,
+                from_bps,
+                to_bps,
+            });
             start = i + 1;
         }
     }
@@ -426,8 +464,8 @@ fn intervals(rates: &[f64], best_at: &[usize], members: usize) -> Vec<Vec<RateIn
 }
 
 impl SearchSession<'_> {
-    /// The plan set over `rates_bps` (see the [module docs](self)) from the agent's episodes
-    /// `records`; with `out`, every member is fine-tuned and exported into `out/plan-<i>/`
+    /// The plan set over `rates_bps` × `rtts_s` (see the [module docs](self); no RTT: the
+    /// search's) from the agent's episodes `records`; with `out`, every member is fine-tuned and exported into `out/plan-<i>/`
     /// and the set written to `out/set.json`. The evaluator's latency model is restored after.
     ///
     /// # Errors
@@ -437,6 +475,7 @@ impl SearchSession<'_> {
         &mut self,
         records: &[crate::env::EpisodeRecord],
         rates_bps: &[f64],
+        rtts_s: &[f64],
         out: Option<&Path>,
     ) -> Result<PlanSet, AutomlError> {
         let rates = checked_rates(rates_bps)?;
@@ -448,10 +487,19 @@ impl SearchSession<'_> {
         }
         let nominal = self.evaluator().latency_model().clone();
         let link = nominal.link().clone();
-        let model_at = |rate: f64| -> Result<LatencyModel, AutomlError> {
+        let rtts = if rtts_s.is_empty() {
+            vec![link.rtt_s]
+        } else {
+            checked_axis("plan_set.rtts_s", rtts_s, true)?
+        };
+        let grid: Vec<(f64, f64)> = rtts
+            .iter()
+            .flat_map(|&rtt| rates.iter().map(move |&rate| (rtt, rate)))
+            .collect();
+        let model_at = |(rtt, rate): (f64, f64)| -> Result<LatencyModel, AutomlError> {
             Ok(LatencyModel::new(
                 nominal.device().clone(),
-                LinkProfile::new(rate, link.rtt_s, link.per_message_overhead_bytes)?,
+                LinkProfile::new(rate, rtt, link.per_message_overhead_bytes)?,
                 nominal.edge().clone(),
             )?)
         };
@@ -464,8 +512,8 @@ impl SearchSession<'_> {
         for decision in crate::baselines::input_codecs(self.evaluator(), |_| true)? {
             self.evaluator().evaluate(&decision)?;
         }
-        for &rate in &rates {
-            self.evaluator().set_latency_model(model_at(rate)?)?;
+        for &point in &grid {
+            self.evaluator().set_latency_model(model_at(point)?)?;
             let mut starts: Vec<Evaluation> =
                 self.evaluator().evaluated().into_iter().cloned().collect();
             starts.push(self.evaluator().device_only()?);
@@ -473,9 +521,9 @@ impl SearchSession<'_> {
         }
         // The best of everything at each rate.
         let mut winners: Vec<Evaluation> = Vec::new();
-        let mut best_at = Vec::with_capacity(rates.len());
-        for &rate in &rates {
-            self.evaluator().set_latency_model(model_at(rate)?)?;
+        let mut best_at = Vec::with_capacity(grid.len());
+        for &point in &grid {
+            self.evaluator().set_latency_model(model_at(point)?)?;
             let mut all: Vec<Evaluation> =
                 self.evaluator().evaluated().into_iter().cloned().collect();
             all.push(self.evaluator().device_only()?);
@@ -495,7 +543,15 @@ impl SearchSession<'_> {
         // Costs and export at the nominal link.
         self.evaluator().set_latency_model(nominal.clone())?;
         let blocks = self.evaluator().backbone().spec().blocks.len();
-        let spans = intervals(&rates, &best_at, winners.len());
+        let mut spans = vec![Vec::new(); winners.len()];
+        for (row, &rtt) in best_at.chunks(rates.len()).zip(&rtts) {
+            for (member, found) in intervals(&rates, row, winners.len(), rtt)
+                .into_iter()
+                .enumerate()
+            {
+                spans[member].extend(found);
+            }
+        }
         let mut members = Vec::with_capacity(winners.len());
         for (i, (winner, spans)) in winners.iter().zip(spans).enumerate() {
             let folder = format!("plan-{i}");
@@ -538,6 +594,7 @@ impl SearchSession<'_> {
         }
         let set = PlanSet {
             rates_bps: rates,
+            rtts_s: rtts,
             best_at,
             rtt_s: link.rtt_s,
             nominal_rate_bps: link.rate_bps,
@@ -607,17 +664,19 @@ mod tests {
     #[test]
     fn intervals_split_at_the_geometric_mean_of_neighbours() {
         let rates = [1e4, 1e5, 1e6, 1e7];
-        let spans = intervals(&rates, &[0, 1, 1, 0], 2);
+        let spans = intervals(&rates, &[0, 1, 1, 0], 2, 0.02);
         let b = (1e4f64 * 1e5).sqrt();
         let c = (1e6f64 * 1e7).sqrt();
         assert_eq!(
             spans[0],
             [
                 RateInterval {
+                    rtt_s: 0.02,
                     from_bps: 0.0,
                     to_bps: Some(b)
                 },
                 RateInterval {
+                    rtt_s: 0.02,
                     from_bps: c,
                     to_bps: None
                 }
@@ -626,6 +685,7 @@ mod tests {
         assert_eq!(
             spans[1],
             [RateInterval {
+                rtt_s: 0.02,
                 from_bps: b,
                 to_bps: Some(c)
             }]
@@ -639,5 +699,10 @@ mod tests {
             let e = checked_rates(&bad).unwrap_err();
             assert!(e.to_string().contains("plan_set.rates_bps"), "{e}");
         }
+        assert_eq!(
+            checked_axis("rtt", &[0.03, 0.0], true).unwrap(),
+            [0.0, 0.03]
+        );
+        assert!(checked_axis("rtt", &[-0.01], true).is_err());
     }
 }

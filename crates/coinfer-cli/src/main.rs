@@ -148,6 +148,7 @@ fn flag_of(error: &coinfer_automl::AutomlError) -> Option<&'static str> {
         "reward.tolerance" => "--tolerance-points",
         "resume" => "--resume",
         "plan_set.rates_bps" => "--rates-kbps",
+        "plan_set.rtts_s" => "--rtts-ms",
         "bench.requests" => "--requests",
         "bench.period_s" => "--period-ms",
         _ => return None,

@@ -16,7 +16,8 @@ use crate::search::{SearchArgs, builder};
 type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Options of `coinfer plans` (plus every option of `coinfer search`: backbone, codecs,
-/// reward, device, link and edge; the link's rate is replaced by the grid, its RTT kept).
+/// reward, device, link and edge; the link's rate is replaced by the grid, and its RTT too
+/// when `--rtts-ms` is given).
 #[derive(Args, Debug)]
 pub struct PlansArgs {
     #[command(flatten)]
@@ -25,6 +26,9 @@ pub struct PlansArgs {
     /// 10 Mbit/s).
     #[arg(long, value_delimiter = ',')]
     rates_kbps: Vec<f64>,
+    /// Round-trip times to score the plans at, milliseconds (default: the link's).
+    #[arg(long, value_delimiter = ',')]
+    rtts_ms: Vec<f64>,
     /// Where to write set.json and the plans (default: results/<run>-plans/).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -47,9 +51,10 @@ pub fn run(args: PlansArgs) -> CliResult<()> {
     } else {
         args.rates_kbps.iter().map(|k| k * 1e3).collect()
     };
+    let rtts: Vec<f64> = args.rtts_ms.iter().map(|ms| ms / 1e3).collect();
     let set = builder(&args.search, &device, &out)?
         .build()?
-        .plan_set(&rates)?;
+        .plan_set(&rates, &rtts)?;
     for member in &set.members {
         println!("{}", serde_json::to_string(member)?);
     }

@@ -99,22 +99,38 @@ fn a_plan_set_is_built_served_and_followed_through_an_outage() {
             "1",
             "--rates-kbps",
             "5,20,100,1000,10000",
+            "--rtts-ms",
+            "20,300",
         ],
         0,
     );
 
     // The set: at 5 kbit/s and a 20 ms RTT the microcontroller alone is fastest, at 10 Mbit/s
-    // a plan that uses the edge; every rate has its member, named by the intervals too.
+    // a plan that uses the edge; with a 300 ms RTT nothing sent beats the device's ~113 ms.
+    // Every grid point has its member, named by the intervals too.
     let set_path = out.join("set.json");
     let device = Device::flex();
     let deployed = PlanSet::deploy(&set_path, &device).unwrap();
     let set = &deployed.set;
     assert!(set.members.len() >= 2, "{set:?}");
     assert_eq!(set.rates_bps, [5e3, 20e3, 100e3, 1e6, 10e6]);
+    assert_eq!(set.rtts_s, [0.02, 0.3]);
+    let rates = set.rates_bps.len();
     assert_eq!(set.members[set.best_at[0]].kind, "device-only", "{set:?}");
-    assert!(set.members[*set.best_at.last().unwrap()].remote, "{set:?}");
-    for (rate, &best) in set.rates_bps.iter().zip(&set.best_at) {
-        assert_eq!(set.member_for(*rate), Some(best), "{rate}: {set:?}");
+    assert!(set.members[set.best_at[rates - 1]].remote, "{set:?}");
+    assert!(
+        set.best_at[rates..]
+            .iter()
+            .all(|&m| set.members[m].kind == "device-only"),
+        "{set:?}"
+    );
+    for (i, &best) in set.best_at.iter().enumerate() {
+        let (rtt, rate) = (set.rtts_s[i / rates], set.rates_bps[i % rates]);
+        assert_eq!(
+            set.member_for(rate, rtt),
+            Some(best),
+            "{rate} {rtt}: {set:?}"
+        );
     }
     // Saved and loaded, the set is the same (and so is its digest).
     let copy = dir.join("copy.json");

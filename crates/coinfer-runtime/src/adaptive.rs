@@ -549,6 +549,8 @@ impl AdaptiveClient {
                     });
                 }
                 Err(e) if is_device_side(&e) => return Err(e),
+                // The server answered with an error: the link works, the device answers.
+                Err(e @ RuntimeError::Remote { .. }) => failure = Some(e.to_string()),
                 Err(e) => {
                     self.estimator.link_down();
                     failure = Some(e.to_string());

@@ -8,7 +8,10 @@
 //! point. An uplink of a given rate and delay can be emulated on loopback ([`LinkShaping`]) so
 //! measured latency can be compared with the latency model. Connections may run over TLS, with
 //! client certificates for mutual TLS ([`ServerTlsConfig`], [`ClientTlsConfig`]), and a
-//! deployment [`Token`] in the Hello. The protocol, the threading model
+//! deployment [`Token`] in the Hello. One server can serve every plan of a plan set on one port
+//! ([`EdgeServer::bind_set`], [`DeviceClient::connect_set`]), and an [`AdaptiveClient`] picks
+//! the plan of each request from the link it measures ([`LinkEstimator`], [`PlanChooser`]),
+//! on a link that may follow a [`LinkTrace`]. The protocol, the threading model
 //! and measurements are in `docs/runtime.md`; [`EdgeServer`] and [`DeviceClient`] have
 //! runnable examples.
 //!

@@ -23,6 +23,9 @@ pub enum AutomlError {
     /// The DDPG agent.
     #[error(transparent)]
     Agent(#[from] coinfer_agent::AgentError),
+    /// The runtime refused a setting or failed (plan sets served and run).
+    #[error(transparent)]
+    Runtime(#[from] coinfer_runtime::RuntimeError),
     /// A search setting is invalid.
     #[error("invalid search setting `{field}`: {reason}")]
     InvalidConfig {

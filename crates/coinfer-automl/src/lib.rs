@@ -64,6 +64,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod adaptive;
 mod baselines;
 mod builder;
 mod checkpoint;
@@ -78,6 +79,7 @@ mod observer;
 mod output;
 mod pipeline;
 mod plan;
+pub mod planset;
 pub mod plots;
 pub mod rate;
 pub mod refine;

@@ -233,6 +233,34 @@ impl CoInference {
         Ok(report)
     }
 
+    /// A plan set over `rates_bps` × `rtts_s` (see [`crate::planset`]; no RTT: the search's):
+    /// the codecs, the agent (its episodes checkpointed), then the best plan at every grid
+    /// point, re-scored with the latency model with the search's device and edge. With an output folder every member is
+    /// fine-tuned and exported (`plan-<i>/`) with `set.json`, and published.
+    pub fn plan_set(
+        &self,
+        rates_bps: &[f64],
+        rtts_s: &[f64],
+    ) -> Result<crate::planset::PlanSet, AutomlError> {
+        let mut session = self.prepare()?;
+        let run = self.run_agent(&mut session)?;
+        self.observer.note(
+            "scoring every plan at every rate, refining, then fine-tuning and exporting each \
+             plan of the set...",
+        );
+        let staging = self.output.as_ref().map(|o| o.staging().to_path_buf());
+        let set = session.plan_set(&run.records, rates_bps, rtts_s, staging.as_deref())?;
+        if let Some(out) = &self.output {
+            out.publish()?;
+            self.observer.note(&format!(
+                "plan set of {} plans in {}",
+                set.members.len(),
+                out.published().display()
+            ));
+        }
+        Ok(set)
+    }
+
     /// The default sweep grid with this search's edge profile (10 rates from 10 kbit/s to
     /// 100 Mbit/s, 4 device speeds, 3 RTTs).
     pub fn default_sweep_grid(&self) -> Result<SweepGrid, AutomlError> {

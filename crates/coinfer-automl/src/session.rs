@@ -158,6 +158,11 @@ impl SearchSession<'_> {
         &self.phases
     }
 
+    /// The search this session runs.
+    pub(crate) fn search(&self) -> &CoInference {
+        self.search
+    }
+
     /// The plan evaluator (space, cache, latency model).
     pub fn evaluator(&mut self) -> &mut PlanEvaluator {
         &mut self.evaluator

@@ -10,6 +10,10 @@
 //! coinfer serve --plan results/default/plan.json
 //! coinfer export --plan results/default/plan.json --onnx out/   # device.onnx + edge.onnx
 //! coinfer infer --plan results/default/plan.json --server 127.0.0.1:7878 --rate 10Mbit
+//! coinfer plans --run default                 # → results/default-plans/set.json
+//! coinfer serve --plans results/default-plans/set.json
+//! coinfer infer --plans results/default-plans/set.json --adaptive --trace traces/steps.json
+//! coinfer adaptive-bench --plans results/default-plans/set.json --trace traces/steps.json
 //! ```
 
 #![forbid(unsafe_code)]
@@ -18,6 +22,7 @@ mod backend;
 mod confidence;
 mod data;
 mod export;
+mod plans;
 mod plot;
 mod profile;
 mod progress;
@@ -53,7 +58,13 @@ enum Command {
     /// Measure the per-block latency of a backbone on this machine and write a compute
     /// profile for `search --device FILE` / `--edge FILE`.
     Profile(profile::ProfileArgs),
-    /// Serve the edge half of a plan over TCP.
+    /// A plan set: the best plan for each of a range of link rates (the search's plans
+    /// re-scored at every rate), each exported like a single plan, with set.json.
+    Plans(Box<plans::PlansArgs>),
+    /// Serve a plan set in this process and run, over link traces, the adaptive client, every
+    /// plan of the set alone and an oracle told the true link; JSON lines and latency plots.
+    AdaptiveBench(plans::BenchArgs),
+    /// Serve the edge half of a plan (or every edge half of a plan set) over TCP.
     Serve(runtime::ServeArgs),
     /// Run the device half of a plan against a server on test images, over an optionally
     /// shaped link, and compare the measured latency with the latency model.
@@ -94,6 +105,8 @@ fn main() {
             Command::Export(args) => export::run(args),
             Command::Confidence(args) => confidence::run(args),
             Command::Sweep(args) => sweep::run(*args),
+            Command::Plans(args) => plans::run(*args),
+            Command::AdaptiveBench(args) => plans::bench(args),
             Command::Plot {
                 sweep: Some(sweep), ..
             } => sweep::replot(&sweep),
@@ -141,6 +154,10 @@ fn flag_of(error: &coinfer_automl::AutomlError) -> Option<&'static str> {
         "reward.budget_s" => "--budget-ms",
         "reward.tolerance" => "--tolerance-points",
         "resume" => "--resume",
+        "plan_set.rates_bps" => "--rates-kbps",
+        "plan_set.rtts_s" => "--rtts-ms",
+        "bench.requests" => "--requests",
+        "bench.period_s" => "--period-ms",
         _ => return None,
     })
 }

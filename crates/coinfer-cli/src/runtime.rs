@@ -7,11 +7,13 @@ use std::time::Duration;
 use clap::Args;
 use coinfer_automl::SplitPlan;
 use coinfer_automl::evaluator::codec_compute;
+use coinfer_automl::planset::PlanSet;
 use coinfer_automl::profile::{ComputeProfile, LatencyModel, LinkProfile, PlanCost};
 use coinfer_automl::profile::{MeasureConfig, measure_blocks};
 use coinfer_automl::runtime::{
-    ClientConfig, ClientTls, ClientTlsConfig, DeviceClient, EdgeServer, LinkShaping, ServerConfig,
-    ServerTls, ServerTlsConfig, Timing, TlsConfigError, Token,
+    AdaptiveClient, ClientConfig, ClientTls, ClientTlsConfig, DeviceClient, EdgeServer,
+    EstimatorConfig, LinkShaping, LinkTrace, Policy, ServerConfig, ServerTls, ServerTlsConfig,
+    Timing, TlsConfigError, Token, TracePlayer,
 };
 use coinfer_automl::split::Network;
 use serde::Serialize;
@@ -25,8 +27,12 @@ type CliResult<T> = Result<T, Box<dyn Error>>;
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// The plan to serve (`results/<run>/plan.json`, written by `coinfer search`).
+    #[arg(long, required_unless_present = "plans", conflicts_with = "plans")]
+    plan: Option<PathBuf>,
+    /// Serve every edge half of a plan set instead (`set.json`, written by `coinfer plans`);
+    /// clients greet with the set's digest and tag each request with its plan.
     #[arg(long)]
-    plan: PathBuf,
+    plans: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7878")]
     addr: String,
@@ -81,8 +87,25 @@ pub struct ServeArgs {
 #[derive(Args, Debug)]
 pub struct InferArgs {
     /// The plan (the same file the server serves).
-    #[arg(long)]
-    plan: PathBuf,
+    #[arg(long, required_unless_present = "plans", conflicts_with = "plans")]
+    plan: Option<PathBuf>,
+    /// Run a plan set (the `set.json` the server serves with `--plans`) with `--adaptive`.
+    #[arg(long, requires = "adaptive")]
+    plans: Option<PathBuf>,
+    /// With `--plans`: before each request pick the plan the latency model predicts fastest
+    /// for the link estimated from the previous requests (with hysteresis); on a link failure
+    /// answer on the set's device-only plan. Prints every request and every switch as JSON
+    /// lines.
+    #[arg(long, requires = "plans")]
+    adaptive: bool,
+    /// With `--plans`: the link follows this trace (JSON; see `docs/runtime.md`) instead of
+    /// `--rate` / `--delay-ms`.
+    #[arg(long, requires = "plans")]
+    trace: Option<PathBuf>,
+    /// With `--plans`: run each plan's device half at least as long as the set predicts for
+    /// its device (emulating e.g. a microcontroller).
+    #[arg(long, requires = "plans")]
+    emulate_device: bool,
     /// Address of the edge server.
     #[arg(long, default_value = "127.0.0.1:7878")]
     server: String,
@@ -257,8 +280,6 @@ fn server_host(server: &str) -> String {
 pub fn serve(args: ServeArgs) -> CliResult<()> {
     let tls = server_tls(&args)?;
     let device = args.backend.device()?;
-    let deployed = SplitPlan::deploy(&args.plan, &device)?;
-    let digest = deployed.plan.digest();
     let config = ServerConfig {
         batch_window: args.batch_window_ms,
         max_batch: args.max_batch,
@@ -277,26 +298,144 @@ pub fn serve(args: ServeArgs) -> CliResult<()> {
         ..ServerConfig::default()
     };
     config.check()?;
-    let server = EdgeServer::bind(
-        &args.addr,
-        deployed.edge,
-        deployed.codec,
-        digest.clone(),
-        config,
-    )?;
-    println!(
-        "serving plan {} (split {}, codec {}){} on {}",
-        digest,
-        deployed.plan.split,
-        deployed.plan.codec,
-        match &args.tls_cert {
-            None => "",
-            Some(_) if args.tls_client_ca.is_some() => " with mutual TLS",
-            Some(_) => " with TLS",
-        },
-        server.local_addr()
-    );
+    let secured = match &args.tls_cert {
+        None => "",
+        Some(_) if args.tls_client_ca.is_some() => " with mutual TLS",
+        Some(_) => " with TLS",
+    };
+    let server = match (&args.plan, &args.plans) {
+        (Some(plan), _) => {
+            let deployed = SplitPlan::deploy(plan, &device)?;
+            let digest = deployed.plan.digest();
+            let server = EdgeServer::bind(
+                &args.addr,
+                deployed.edge,
+                deployed.codec,
+                digest.clone(),
+                config,
+            )?;
+            println!(
+                "serving plan {} (split {}, codec {}){secured} on {}",
+                digest,
+                deployed.plan.split,
+                deployed.plan.codec,
+                server.local_addr()
+            );
+            server
+        }
+        (None, Some(plans)) => {
+            let set = PlanSet::deploy(plans, &device)?;
+            let server =
+                EdgeServer::bind_set(&args.addr, set.edge_plans()?, set.digest.clone(), config)?;
+            println!(
+                "serving plan set {} ({} plans, {} with an edge half){secured} on {}",
+                set.digest,
+                set.members.len(),
+                set.members.iter().filter(|m| m.edge.is_some()).count(),
+                server.local_addr()
+            );
+            server
+        }
+        (None, None) => return Err("--plan or --plans is required".into()),
+    };
     server.serve()?;
+    Ok(())
+}
+
+/// `coinfer infer --plans --adaptive`: the adaptive client on test images; one JSON line per
+/// request and per switch, and a summary.
+fn infer_set(args: InferArgs, plans: &std::path::Path) -> CliResult<()> {
+    let tls = client_tls(&args)?;
+    let device = args.backend.device()?;
+    let set = PlanSet::deploy(plans, &device)?;
+    let rate = args.rate.as_deref().map(parse_rate).transpose()?;
+    let trace = match &args.trace {
+        Some(path) => Some(TracePlayer::new(LinkTrace::load(path)?)),
+        None => None,
+    };
+    let client = DeviceClient::connect_set(
+        &args.server,
+        set.client_plans(args.emulate_device)?,
+        set.digest.clone(),
+        ClientConfig {
+            shaping: rate.map(|rate_bps| LinkShaping::new(rate_bps, args.delay_ms)),
+            trace: trace.clone(),
+            token: token(args.token),
+            tls,
+            // The adaptive client falls back to the device instead of retrying.
+            retries: 0,
+            read_timeout: Duration::from_secs(5),
+            ..ClientConfig::default()
+        },
+    )?;
+    let mut adaptive = AdaptiveClient::new(
+        client,
+        set.set.chooser(0.05)?,
+        set.set
+            .estimator(set.set.nominal_rate_bps, EstimatorConfig::default())?,
+        Policy::Adaptive,
+        trace.clone(),
+    )?;
+    if let Some(trace) = &trace {
+        trace.start();
+    }
+    let norm = set.members[0].plan.normalization.clone();
+    let input = set.members[0].device.spec().input.dims();
+    let data = data::load(args.dataset, args.data_dir.as_deref(), 1, input)?
+        .0
+        .test;
+    let n = (args.n as usize).min(data.len());
+    let (mut correct, mut answered, mut total_ms) = (0usize, 0usize, 0.0);
+    let mut switches_seen = 0;
+    for k in 0..n {
+        let i = k * data.len() / n.max(1);
+        let (x, label) = data.batch(&[i], &norm, &device)?;
+        let label = label.into_scalar::<i64>() as usize;
+        let answer = adaptive.infer(x)?;
+        for switch in &adaptive.switches()[switches_seen..] {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "kind": "switch", "request": switch.request, "at_s": switch.at_s,
+                    "estimate_rate_bps": switch.estimate.rate_bps,
+                    "estimate_rtt_ms": switch.estimate.rtt_s * 1e3,
+                    "link_up": switch.estimate.up,
+                    "from": set.set.members[switch.from].kind,
+                    "to": set.set.members[switch.to].kind,
+                })
+            );
+        }
+        switches_seen = adaptive.switches().len();
+        let ok = answer
+            .result
+            .as_ref()
+            .map(|r| r.predictions().first() == Some(&label));
+        if answer.plan.is_some() {
+            answered += 1;
+            total_ms += answer.latency_s * 1e3;
+        }
+        correct += usize::from(ok == Some(true));
+        println!(
+            "{}",
+            serde_json::json!({
+                "kind": "request", "request": answer.request, "at_s": answer.at_s,
+                "plan": answer.plan.map(|p| set.set.members[p].kind.clone()),
+                "latency_ms": answer.latency_s * 1e3,
+                "estimate_rate_bps": answer.estimate.rate_bps,
+                "estimate_rtt_ms": answer.estimate.rtt_s * 1e3,
+                "correct": ok, "failure": answer.failure,
+            })
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "kind": "summary", "requests": n, "answered": answered, "lost": n - answered,
+            "mean_latency_ms": total_ms / answered.max(1) as f64,
+            "accuracy": correct as f64 / answered.max(1) as f64,
+            "switches": adaptive.switches().len(),
+        })
+    );
     Ok(())
 }
 
@@ -338,9 +477,17 @@ struct InferSummary {
 
 /// Sends test images through a running server and compares with the latency model.
 pub fn infer(args: InferArgs) -> CliResult<()> {
+    let plan_path = match (&args.plan, &args.plans) {
+        (Some(plan), _) => plan.clone(),
+        (None, Some(plans)) => {
+            let plans = plans.clone();
+            return infer_set(args, &plans);
+        }
+        (None, None) => return Err("--plan or --plans is required".into()),
+    };
     let tls = client_tls(&args)?;
     let device = args.backend.device()?;
-    let deployed = SplitPlan::deploy(&args.plan, &device)?;
+    let deployed = SplitPlan::deploy(&plan_path, &device)?;
     let plan = deployed.plan.clone();
     let digest = plan.digest();
     let rate = args.rate.as_deref().map(parse_rate).transpose()?;

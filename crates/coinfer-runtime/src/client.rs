@@ -13,11 +13,12 @@ use crate::frame::{
     DEFAULT_MAX_FRAME, Frame, FrameBody, PlanTag, encode_frame, read_frame, write_frame,
 };
 use crate::server::{Token, check_digest, check_token};
-use crate::shaping::LinkShaping;
+use crate::shaping::{LinkShaping, TracePlayer};
 use crate::tls::ClientTls;
 use crate::transport::{Socket, Transport};
 use coinfer_codec::SharedCodec;
 use coinfer_split::{Network, inference::InferenceNetwork};
+use std::sync::Arc;
 
 /// Device client options.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,9 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// Emulated uplink (rate cap and added delay); `None` sends at loopback speed.
     pub shaping: Option<LinkShaping>,
+    /// An emulated link that changes (replaces `shaping`): every connection of the client
+    /// plays the same trace.
+    pub trace: Option<Arc<TracePlayer>>,
     /// The deployment token presented in the Hello (servers started with a token refuse
     /// clients without it).
     pub token: Option<Token>,
@@ -57,6 +61,7 @@ impl Default for ClientConfig {
             write_timeout: Duration::from_secs(60),
             max_frame: DEFAULT_MAX_FRAME,
             shaping: None,
+            trace: None,
             token: None,
             tls: None,
             retries: 3,
@@ -207,18 +212,121 @@ impl InferResult {
 /// ```
 pub struct DeviceClient {
     link: Link,
-    device_half: Network,
-    /// `device_half` with batch norm folded: what [`infer`](Self::infer) runs.
-    device_fast: InferenceNetwork,
-    codec: SharedCodec,
+    /// The plans this client runs: one for [`connect`](Self::connect), a set's for
+    /// [`connect_set`](Self::connect_set).
+    plans: Vec<ClientPlan>,
+    /// What the Hello carries: the plan's digest, or the set's.
     digest: String,
-    feature: [usize; 3],
+    hello_codec: coinfer_codec::CodecId,
+    hello_feature: [usize; 3],
     addrs: Vec<SocketAddr>,
-    plan: PlanTag,
     config: ClientConfig,
     next_id: u64,
     open: bool,
     reconnects: u64,
+}
+
+/// One plan a client can run: the device half of a split plan with its codec (the edge answers),
+/// or the whole network on the device (a device-only plan: nothing is sent).
+pub struct ClientPlan {
+    digest: String,
+    tag: PlanTag,
+    network: Network,
+    /// `network` with batch norm folded: what requests run.
+    fast: InferenceNetwork,
+    /// `None` for a device-only plan.
+    codec: Option<SharedCodec>,
+    /// The split feature per sample (the device-only plan's logits shape).
+    feature: [usize; 3],
+    /// Emulated device: device half and encoding take at least this long.
+    device_time: Option<Duration>,
+}
+
+impl std::fmt::Debug for ClientPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientPlan")
+            .field("digest", &self.digest)
+            .field("codec", &self.codec.as_ref().map(|c| c.id()))
+            .field("feature", &self.feature)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientPlan {
+    /// The device half of the plan named `digest`, encoding with `codec`.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Model`] when the half's shapes cannot be inferred or folded.
+    pub fn remote(
+        device_half: Network,
+        codec: SharedCodec,
+        digest: impl Into<String>,
+    ) -> Result<ClientPlan, RuntimeError> {
+        let digest = digest.into();
+        check_digest(&digest, None)?;
+        let shapes = device_half.spec().shapes()?;
+        Ok(ClientPlan {
+            tag: PlanTag::of(&digest),
+            digest,
+            fast: InferenceNetwork::from_network(&device_half)?,
+            feature: shapes[shapes.len() - 1].dims(),
+            network: device_half,
+            codec: Some(codec),
+            device_time: None,
+        })
+    }
+
+    /// A device-only plan named `digest`: `network` is the whole (possibly pruned) network.
+    ///
+    /// # Errors
+    /// As [`remote`](Self::remote).
+    pub fn local(network: Network, digest: impl Into<String>) -> Result<ClientPlan, RuntimeError> {
+        let digest = digest.into();
+        check_digest(&digest, None)?;
+        let shapes = network.spec().shapes()?;
+        Ok(ClientPlan {
+            tag: PlanTag::of(&digest),
+            digest,
+            fast: InferenceNetwork::from_network(&network)?,
+            feature: shapes[shapes.len() - 1].dims(),
+            network,
+            codec: None,
+            device_time: None,
+        })
+    }
+
+    /// Emulates a slower device, as [`LinkShaping`] emulates a link: the device half and the
+    /// encoding of each request take at least `time` (the client sleeps out the rest before
+    /// sending), e.g. the latency model's device + encode prediction for a microcontroller.
+    pub fn emulate_device_time(mut self, time: Duration) -> ClientPlan {
+        self.device_time = Some(time);
+        self
+    }
+
+    /// Sleeps out the emulated device time of a request started at `start`.
+    fn pad(&self, start: Instant) {
+        if let Some(left) = self
+            .device_time
+            .and_then(|t| t.checked_sub(start.elapsed()))
+        {
+            thread::sleep(left);
+        }
+    }
+
+    /// The plan's digest.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Whether the device answers alone (nothing is sent).
+    pub fn is_local(&self) -> bool {
+        self.codec.is_none()
+    }
+
+    /// The network the device runs (the device half, or the whole network).
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
 }
 
 /// One greeted connection.
@@ -231,9 +339,8 @@ impl std::fmt::Debug for DeviceClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceClient")
             .field("peer", &self.link.peer)
-            .field("device_half", &self.device_half.spec().name)
-            .field("codec", &self.codec.id())
-            .field("plan", &self.plan)
+            .field("plans", &self.plans)
+            .field("digest", &self.digest)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -257,27 +364,74 @@ impl DeviceClient {
         config.check()?;
         let digest = digest.into();
         check_digest(&digest, config.token.as_ref().map(Token::expose))?;
-        let shapes = device.spec().shapes()?;
-        let feature = shapes[shapes.len() - 1].dims();
+        let plan = ClientPlan::remote(device, codec, digest.clone())?;
+        Self::open(addr, vec![plan], digest, config)
+    }
+
+    /// Connects to an edge server that serves a plan set (`coinfer serve --plans`): the Hello
+    /// carries `set_digest`, and each request is tagged with the plan it was computed under
+    /// ([`infer_with`](Self::infer_with)). `plans` are the set's plans in the set's order;
+    /// device-only ones ([`ClientPlan::local`]) never use the connection, but at least one plan
+    /// must be remote.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); [`RuntimeError::InvalidConfig`] (field `plans`) for a set
+    /// without a remote plan.
+    pub fn connect_set(
+        addr: impl ToSocketAddrs,
+        plans: Vec<ClientPlan>,
+        set_digest: impl Into<String>,
+        config: ClientConfig,
+    ) -> Result<DeviceClient, RuntimeError> {
+        config.check()?;
+        let digest = set_digest.into();
+        check_digest(&digest, config.token.as_ref().map(Token::expose))?;
+        Self::open(addr, plans, digest, config)
+    }
+
+    fn open(
+        addr: impl ToSocketAddrs,
+        plans: Vec<ClientPlan>,
+        digest: String,
+        config: ClientConfig,
+    ) -> Result<DeviceClient, RuntimeError> {
+        let Some((hello_codec, hello_feature)) = plans
+            .iter()
+            .find_map(|p| p.codec.as_ref().map(|c| (c.id(), p.feature)))
+        else {
+            return Err(RuntimeError::InvalidConfig {
+                field: "plans",
+                reason: "no plan of the set uses the edge server".into(),
+            });
+        };
         let addrs: Vec<SocketAddr> = addr
             .to_socket_addrs()
             .map_err(|e| RuntimeError::io("resolving the server address", e))?
             .collect();
-        let link = Link::open(&addrs, &digest, codec.id(), feature, &config)?;
+        let link = Link::open(&addrs, &digest, hello_codec, hello_feature, &config)?;
         Ok(DeviceClient {
             link,
-            device_fast: InferenceNetwork::from_network(&device)?,
-            device_half: device,
-            plan: PlanTag::of(&digest),
-            codec,
+            plans,
             digest,
-            feature,
+            hello_codec,
+            hello_feature,
             addrs,
             config,
             next_id: 1,
             open: true,
             reconnects: 0,
         })
+    }
+
+    /// The plans this client runs, in the order [`infer_with`](Self::infer_with) numbers them.
+    pub fn plans(&self) -> &[ClientPlan] {
+        &self.plans
+    }
+
+    /// Whether the last connection is still open (a lost one is reopened by the next remote
+    /// request).
+    pub fn is_connected(&self) -> bool {
+        self.open
     }
 
     /// How many times the client opened a new connection after losing one.
@@ -290,9 +444,9 @@ impl DeviceClient {
         self.link.peer
     }
 
-    /// The device half this client runs.
+    /// The device half this client runs (of its first plan).
     pub fn device_half(&self) -> &Network {
-        &self.device_half
+        &self.plans[0].network
     }
 
     /// Runs the device half on `x` (`[B, C, H, W]` of the network's input), sends the encoded
@@ -306,18 +460,40 @@ impl DeviceClient {
     /// and `Busy` / `ShuttingDown` answers are first retried on a new connection, up to
     /// [`ClientConfig::retries`] times with doubling backoff.
     pub fn infer(&mut self, x: Tensor<4>) -> Result<InferResult, RuntimeError> {
+        self.infer_with(0, x)
+    }
+
+    /// Runs request `x` under plan `plan` of [`plans`](Self::plans): a remote plan as
+    /// [`infer`](Self::infer) does, tagged with that plan; a device-only plan on the device alone
+    /// (its timing is all `device_s`, nothing is sent).
+    ///
+    /// # Errors
+    /// As [`infer`](Self::infer); [`RuntimeError::InvalidConfig`] (field `plan`) for an index
+    /// outside the plans.
+    pub fn infer_with(&mut self, plan: usize, x: Tensor<4>) -> Result<InferResult, RuntimeError> {
+        let Some(chosen) = self.plans.get(plan) else {
+            return Err(RuntimeError::InvalidConfig {
+                field: "plan",
+                reason: format!("plan {plan} of {}", self.plans.len()),
+            });
+        };
         let start = Instant::now();
-        let feature = self.device_fast.forward(x)?;
+        let feature = chosen.fast.forward(x)?;
         let dims = feature.dims();
         let device_done = Instant::now();
-        let payload = self.codec.encode(feature)?;
-        let encoded = Instant::now();
         let request_id = self.next_id;
         self.next_id += 1;
+        let Some(codec) = chosen.codec.clone() else {
+            return local_result(chosen, request_id, start, feature);
+        };
+        let tag = chosen.tag;
+        let payload = codec.encode(feature)?;
+        chosen.pad(start);
+        let encoded = Instant::now();
         let frame = Frame {
             request_id,
-            plan: self.plan,
-            codec: self.codec.id(),
+            plan: tag,
+            codec: codec.id(),
             shape: [
                 crate::frame::dim_u32(dims[0])?,
                 crate::frame::dim_u32(dims[1])?,
@@ -416,6 +592,98 @@ impl DeviceClient {
         }
     }
 
+    /// Runs device-only plan `plan` on `x` while the radio probes the link: a Hello sent on
+    /// the open connection (over the emulated link like a request, but not counted by a
+    /// trace's request clock) and its echo timed. The device's compute and the probe run at
+    /// the same time, as a device's CPU and radio would. Returns the answer and the probe's
+    /// `(frame bits, wire seconds)`, or its failure (the connection is then closed).
+    ///
+    /// # Errors
+    /// The answer's: as [`infer_with`](Self::infer_with); [`RuntimeError::InvalidConfig`]
+    /// (field `plan`) when `plan` is not device-only.
+    pub fn infer_local_probing(
+        &mut self,
+        plan: usize,
+        x: Tensor<4>,
+    ) -> (
+        Result<InferResult, RuntimeError>,
+        Result<(u64, f64), RuntimeError>,
+    ) {
+        if !self.plans.get(plan).is_some_and(ClientPlan::is_local) {
+            let e = || RuntimeError::InvalidConfig {
+                field: "plan",
+                reason: format!("plan {plan} is not a device-only plan"),
+            };
+            return (Err(e()), Err(e()));
+        }
+        let hello = match &self.config.token {
+            Some(token) => Frame::hello_with_token(
+                &self.digest,
+                token.expose(),
+                self.hello_codec,
+                self.hello_feature,
+            ),
+            None => Frame::hello(&self.digest, self.hello_codec, self.hello_feature),
+        }
+        .and_then(|f| encode_frame(&f));
+        if !self.open {
+            let _ = self.reopen();
+        }
+        let open = self.open;
+        let max_frame = self.config.max_frame;
+        let request_id = self.next_id;
+        self.next_id += 1;
+        let (answer, probe) = {
+            let link = &mut self.link;
+            let chosen = &self.plans[plan];
+            thread::scope(|scope| {
+                let probe = scope.spawn(move || {
+                    let bytes = hello?;
+                    if !open {
+                        return Err(RuntimeError::ConnectionClosed);
+                    }
+                    let start = Instant::now();
+                    let stream = &mut link.stream;
+                    stream
+                        .socket_mut()
+                        .begin_probe()
+                        .and_then(|()| stream.write_all(&bytes))
+                        .and_then(|()| stream.flush())
+                        .map_err(|e| RuntimeError::io("probing the link", e))?;
+                    let reply = read_frame(stream, max_frame)?;
+                    match reply.body {
+                        FrameBody::Hello { .. } => {
+                            Ok((8 * bytes.len() as u64, start.elapsed().as_secs_f64()))
+                        }
+                        other => Err(RuntimeError::UnexpectedFrame {
+                            request_id: reply.request_id,
+                            expected: "a Hello reply",
+                            found: format!("{:?}", other.kind()),
+                        }),
+                    }
+                });
+                let answer = local_answer(chosen, request_id, x);
+                let probe = probe.join().unwrap_or_else(|_| {
+                    Err(RuntimeError::Internal("the probe thread panicked".into()))
+                });
+                (answer, probe)
+            })
+        };
+        if probe.is_err() && open {
+            self.drop_link();
+        }
+        (answer, probe)
+    }
+
+    /// Opens a new connection (with a Hello) if the last one was lost; does nothing on an open
+    /// one. An adaptive client probes a link it saw fail this way.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn reconnect(&mut self) -> Result<(), RuntimeError> {
+        self.reopen()
+    }
+
     /// Opens a new connection (with a Hello) if the last one was lost.
     fn reopen(&mut self) -> Result<(), RuntimeError> {
         if self.open {
@@ -424,8 +692,8 @@ impl DeviceClient {
         self.link = Link::open(
             &self.addrs,
             &self.digest,
-            self.codec.id(),
-            self.feature,
+            self.hello_codec,
+            self.hello_feature,
             &self.config,
         )?;
         self.open = true;
@@ -441,9 +709,10 @@ impl DeviceClient {
     /// Sends one frame over the (shaped) link and reads the reply; closes on failure.
     fn exchange(&mut self, bytes: &[u8]) -> Result<Frame, RuntimeError> {
         let stream = &mut self.link.stream;
-        stream.socket_mut().begin_message();
         let result = stream
-            .write_all(bytes)
+            .socket_mut()
+            .begin_message()
+            .and_then(|()| stream.write_all(bytes))
             .and_then(|()| stream.flush())
             .map_err(|e| RuntimeError::io("sending a frame", e))
             .and_then(|()| read_frame(stream, self.config.max_frame));
@@ -463,7 +732,7 @@ impl DeviceClient {
             return;
         }
         self.open = false;
-        let bye = Frame::bye(self.plan, self.codec.id());
+        let bye = Frame::bye(PlanTag::of(&self.digest), self.hello_codec);
         let _ = write_frame(&mut self.link.stream, &bye);
         self.link.stream.shutdown();
     }
@@ -473,6 +742,47 @@ impl Drop for DeviceClient {
     fn drop(&mut self) {
         self.say_bye();
     }
+}
+
+/// The answer of a device-only plan whose forward pass started at `start`.
+fn local_result(
+    plan: &ClientPlan,
+    request_id: u64,
+    start: Instant,
+    logits: Tensor<4>,
+) -> Result<InferResult, RuntimeError> {
+    let dims = logits.dims();
+    let values = logits
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| RuntimeError::Internal(format!("reading the logits back: {e:?}")))?;
+    plan.pad(start);
+    let device_s = start.elapsed().as_secs_f64();
+    Ok(InferResult {
+        request_id,
+        logits: values,
+        batch: dims[0],
+        classes: dims[1],
+        timing: Timing {
+            device_s,
+            total_s: device_s,
+            ..Timing::default()
+        },
+        payload_bytes: 0,
+        frame_bytes: 0,
+        batch_requests: 0,
+    })
+}
+
+/// Runs a device-only plan on `x`.
+fn local_answer(
+    plan: &ClientPlan,
+    request_id: u64,
+    x: Tensor<4>,
+) -> Result<InferResult, RuntimeError> {
+    let start = Instant::now();
+    let logits = plan.fast.forward(x)?;
+    local_result(plan, request_id, start, logits)
 }
 
 /// Whether a failure may pass on another connection: the connection was lost or timed out, or
@@ -513,7 +823,10 @@ impl Link {
             Some(token) => Frame::hello_with_token(digest, token.expose(), codec, feature)?,
             None => Frame::hello(digest, codec, feature)?,
         };
-        let socket = Socket::new(stream, config.shaping);
+        let socket = match &config.trace {
+            Some(trace) => Socket::traced(stream, trace.clone()),
+            None => Socket::new(stream, config.shaping),
+        };
         let mut stream = match &config.tls {
             None => Transport::Plain(socket),
             Some(tls) => {

@@ -51,6 +51,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// The server speaks TLS only and the client sent a plain-TCP frame.
     TlsRequired,
+    /// A plan-set client tagged a request with a plan that is not in the server's set.
+    PlanNotInSet,
     /// A code this build does not know.
     Unrecognized(u16),
 }
@@ -77,6 +79,7 @@ impl ErrorCode {
             Self::Timeout => 16,
             Self::Unauthorized => 17,
             Self::TlsRequired => 18,
+            Self::PlanNotInSet => 19,
             Self::Unrecognized(code) => code,
         }
     }
@@ -103,6 +106,7 @@ impl ErrorCode {
             16 => Self::Timeout,
             17 => Self::Unauthorized,
             18 => Self::TlsRequired,
+            19 => Self::PlanNotInSet,
             other => Self::Unrecognized(other),
         }
     }
@@ -370,7 +374,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_unknown_codes_survive() {
-        for code in 1..=18 {
+        for code in 1..=19 {
             let parsed = ErrorCode::from_code(code);
             assert!(!matches!(parsed, ErrorCode::Unrecognized(_)), "{code}");
             assert_eq!(parsed.code(), code);

@@ -8,7 +8,10 @@
 //! point. An uplink of a given rate and delay can be emulated on loopback ([`LinkShaping`]) so
 //! measured latency can be compared with the latency model. Connections may run over TLS, with
 //! client certificates for mutual TLS ([`ServerTlsConfig`], [`ClientTlsConfig`]), and a
-//! deployment [`Token`] in the Hello. The protocol, the threading model
+//! deployment [`Token`] in the Hello. One server can serve every plan of a plan set on one port
+//! ([`EdgeServer::bind_set`], [`DeviceClient::connect_set`]), and an [`AdaptiveClient`] picks
+//! the plan of each request from the link it measures ([`LinkEstimator`], [`PlanChooser`]),
+//! on a link that may follow a [`LinkTrace`]. The protocol, the threading model
 //! and measurements are in `docs/runtime.md`; [`EdgeServer`] and [`DeviceClient`] have
 //! runnable examples.
 //!
@@ -18,6 +21,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod adaptive;
 mod client;
 mod error;
 mod frame;
@@ -27,14 +31,22 @@ mod tls;
 mod transport;
 mod worker;
 
-pub use client::{ClientConfig, DeviceClient, InferResult, MAX_BACKOFF, Timing};
+pub use adaptive::{
+    AdaptiveAnswer, AdaptiveClient, EstimatorConfig, LinkEstimate, LinkEstimator, PlanChooser,
+    PlanCosts, Policy, Switch,
+};
+pub use client::{ClientConfig, ClientPlan, DeviceClient, InferResult, MAX_BACKOFF, Timing};
 pub use error::{ErrorCode, RuntimeError};
 pub use frame::{
     DEFAULT_MAX_FRAME, EdgeTiming, Frame, FrameBody, FrameKind, PlanTag, TOKEN_SEPARATOR,
     decode_frame, encode_frame, read_frame, split_hello, write_frame,
 };
-pub use server::{EdgeServer, MAX_TOKEN_LEN, ServerConfig, ServerHandle, ServerStats, Token};
-pub use shaping::{LinkShaping, ShapedWriter, TokenBucket};
+pub use server::{
+    EdgePlan, EdgeServer, MAX_TOKEN_LEN, ServerConfig, ServerHandle, ServerStats, Token,
+};
+pub use shaping::{
+    LinkShaping, LinkTrace, ShapedWriter, TokenBucket, TraceClock, TracePlayer, TraceStep,
+};
 pub use tls::{ClientTls, ClientTlsConfig, ServerTls, ServerTlsConfig, TlsConfigError, TlsFailure};
 
 #[cfg(test)]

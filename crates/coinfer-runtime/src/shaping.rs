@@ -1,10 +1,17 @@
 //! Link emulation on loopback: a token-bucket writer that caps the bytes per second put on
 //! the socket, plus an added one-way delay, so that a 1 or 10 Mbit/s uplink can be measured
-//! against the latency model's `bits / R` term.
+//! against the latency model's `bits / R` term. A [`LinkTrace`] makes the link change: a list of
+//! steps (from a time or a request index on: rate, delay, up or down) played by a
+//! [`TracePlayer`] that every shaped writer of a run shares.
 
 use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::RuntimeError;
 
@@ -120,6 +127,10 @@ pub struct ShapedWriter<W> {
     inner: W,
     shaping: Option<LinkShaping>,
     bucket: Option<TokenBucket>,
+    trace: Option<Arc<TracePlayer>>,
+    /// On a traced link, whether the link was up for the message being written (`None`
+    /// before the first: bytes outside a message, such as a Hello, see the link of now).
+    message_up: Option<bool>,
 }
 
 impl<W: Write> ShapedWriter<W> {
@@ -130,7 +141,17 @@ impl<W: Write> ShapedWriter<W> {
             inner,
             shaping,
             bucket,
+            trace: None,
+            message_up: None,
         }
+    }
+
+    /// Wraps `inner` on a link that follows `trace` (a static shaping given to
+    /// [`new`](Self::new) is replaced by the trace's step at each message).
+    pub fn with_trace(inner: W, trace: Arc<TracePlayer>) -> Self {
+        let mut writer = Self::new(inner, None);
+        writer.trace = Some(trace);
+        writer
     }
 
     /// The emulated link, if any.
@@ -153,26 +174,73 @@ impl<W: Write> ShapedWriter<W> {
     /// # Errors
     /// The inner writer's errors.
     pub fn send_message(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.begin_message();
+        self.begin_message()?;
         self.write_all(bytes)?;
         self.flush()
     }
 
     /// Starts a message on the emulated link: sleeps the added delay and empties the bucket,
     /// so the bytes written next take their full `8·n / rate` (what
-    /// [`send_message`](Self::send_message) does before writing).
-    pub fn begin_message(&mut self) {
+    /// [`send_message`](Self::send_message) does before writing). On a traced link it first
+    /// takes the trace's step for this message.
+    ///
+    /// # Errors
+    /// On a traced link that is down: [`io::ErrorKind::TimedOut`] after the trace's
+    /// `outage_timeout_s` (the time a device waits before it gives the message up).
+    pub fn begin_message(&mut self) -> io::Result<()> {
+        self.begin(true)
+    }
+
+    /// Starts a probe of the link (a message that is not a request): as
+    /// [`begin_message`](Self::begin_message), but a trace's request clock does not count it.
+    ///
+    /// # Errors
+    /// As [`begin_message`](Self::begin_message).
+    pub fn begin_probe(&mut self) -> io::Result<()> {
+        self.begin(false)
+    }
+
+    fn begin(&mut self, counted: bool) -> io::Result<()> {
+        if let Some(trace) = &self.trace {
+            let step = if counted {
+                trace.next_message()
+            } else {
+                trace.current()
+            };
+            self.message_up = Some(step.up);
+            if !step.up {
+                thread::sleep(Duration::from_secs_f64(trace.trace().outage_timeout_s));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the emulated link is down",
+                ));
+            }
+            let shaping = step.shaping();
+            if self.shaping != Some(shaping) {
+                self.shaping = Some(shaping);
+                self.bucket = Some(TokenBucket::new(shaping.rate_bps, BUCKET_BYTES));
+            }
+        }
         if let Some(shaping) = self.shaping.filter(|s| !s.added_delay.is_zero()) {
             thread::sleep(shaping.added_delay);
         }
         if let Some(bucket) = &mut self.bucket {
             bucket.drain();
         }
+        Ok(())
     }
 }
 
 impl<W: Write> Write for ShapedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(trace) = &self.trace
+            && !self.message_up.unwrap_or_else(|| trace.current().up)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the emulated link is down",
+            ));
+        }
         let Some(bucket) = &mut self.bucket else {
             return self.inner.write(buf);
         };
@@ -188,6 +256,242 @@ impl<W: Write> Write for ShapedWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// What a trace step's `at` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceClock {
+    /// Seconds since the trace started playing.
+    Seconds,
+    /// Messages (Infer frames) sent since the trace started playing, from 0.
+    Requests,
+}
+
+/// One step of a [`LinkTrace`]: from `at` on, the link has this rate and delay, or is down.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TraceStep {
+    /// When the step starts (seconds or request index, as the trace's clock says).
+    pub at: f64,
+    /// Uplink rate, bit/s.
+    pub rate_bps: f64,
+    /// Delay added before each message, seconds (the link's round trip).
+    pub delay_s: f64,
+    /// Whether the link carries anything; a message sent while it is down is lost.
+    #[serde(default = "up")]
+    pub up: bool,
+}
+
+fn up() -> bool {
+    true
+}
+
+impl TraceStep {
+    /// The static shaping of this step.
+    pub fn shaping(&self) -> LinkShaping {
+        LinkShaping::new(self.rate_bps, Duration::from_secs_f64(self.delay_s))
+    }
+}
+
+/// A link that changes: steps of (start, rate, delay, up/down), read from JSON:
+///
+/// ```json
+/// {"name": "steps", "clock": "requests", "outage_timeout_s": 0.5,
+///  "steps": [{"at": 0, "rate_bps": 1e4, "delay_s": 0.02},
+///            {"at": 30, "rate_bps": 2.5e5, "delay_s": 0.02},
+///            {"at": 60, "rate_bps": 1e6, "delay_s": 0.02, "up": true}]}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TraceParts")]
+pub struct LinkTrace {
+    /// A short name (in reports and plots).
+    pub name: String,
+    /// What `at` counts.
+    pub clock: TraceClock,
+    /// How long a message sent on a down link takes to fail, seconds.
+    pub outage_timeout_s: f64,
+    /// The steps, `at` strictly increasing, the first at 0.
+    pub steps: Vec<TraceStep>,
+}
+
+#[derive(Deserialize)]
+struct TraceParts {
+    name: String,
+    clock: TraceClock,
+    #[serde(default = "default_outage_timeout")]
+    outage_timeout_s: f64,
+    steps: Vec<TraceStep>,
+}
+
+fn default_outage_timeout() -> f64 {
+    0.5
+}
+
+impl TryFrom<TraceParts> for LinkTrace {
+    type Error = RuntimeError;
+
+    fn try_from(p: TraceParts) -> Result<LinkTrace, RuntimeError> {
+        LinkTrace::new(p.name, p.clock, p.outage_timeout_s, p.steps)
+    }
+}
+
+impl LinkTrace {
+    /// A checked trace.
+    ///
+    /// # Errors
+    /// [`RuntimeError::InvalidConfig`] naming the step and field: no step, a first step not at
+    /// 0, `at` not increasing, a rate not finite and positive, a delay or timeout not finite
+    /// and non-negative.
+    pub fn new(
+        name: impl Into<String>,
+        clock: TraceClock,
+        outage_timeout_s: f64,
+        steps: Vec<TraceStep>,
+    ) -> Result<LinkTrace, RuntimeError> {
+        let bad =
+            |field: &'static str, reason: String| RuntimeError::InvalidConfig { field, reason };
+        if !(outage_timeout_s.is_finite() && outage_timeout_s >= 0.0) {
+            return Err(bad(
+                "trace.outage_timeout_s",
+                format!("{outage_timeout_s} is not a finite non-negative number of seconds"),
+            ));
+        }
+        match steps.first() {
+            None => return Err(bad("trace.steps", "a trace needs at least one step".into())),
+            Some(first) if first.at != 0.0 => {
+                return Err(bad(
+                    "trace.steps.at",
+                    format!("the first step starts at {}, not at 0", first.at),
+                ));
+            }
+            Some(_) => {}
+        }
+        for (i, step) in steps.iter().enumerate() {
+            if i > 0 && !(step.at > steps[i - 1].at && step.at.is_finite()) {
+                return Err(bad(
+                    "trace.steps.at",
+                    format!("step {i} starts at {}, not after step {}", step.at, i - 1),
+                ));
+            }
+            if !(step.rate_bps.is_finite() && step.rate_bps > 0.0) {
+                return Err(bad(
+                    "trace.steps.rate_bps",
+                    format!("step {i}: {} is not a finite positive rate", step.rate_bps),
+                ));
+            }
+            if !(step.delay_s.is_finite() && step.delay_s >= 0.0) {
+                return Err(bad(
+                    "trace.steps.delay_s",
+                    format!(
+                        "step {i}: {} is not a finite non-negative delay",
+                        step.delay_s
+                    ),
+                ));
+            }
+        }
+        Ok(LinkTrace {
+            name: name.into(),
+            clock,
+            outage_timeout_s,
+            steps,
+        })
+    }
+
+    /// Reads a trace from a JSON file.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Io`] when the file cannot be read, [`RuntimeError::InvalidConfig`]
+    /// (field `trace`, with the file's path) when it is not a valid trace.
+    pub fn load(path: &Path) -> Result<LinkTrace, RuntimeError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RuntimeError::io("reading the link trace", e))?;
+        serde_json::from_str(&text).map_err(|e| RuntimeError::InvalidConfig {
+            field: "trace",
+            reason: format!("{}: {e}", path.display()),
+        })
+    }
+
+    /// The step in force at `position` (seconds or request index).
+    pub fn step_at(&self, position: f64) -> TraceStep {
+        let index = self.steps.partition_point(|s| s.at <= position);
+        self.steps[index.saturating_sub(1)]
+    }
+}
+
+/// A trace being played: its clock starts at [`start`](Self::start) (or at the first message),
+/// and every shaped writer holding it sees the same link.
+#[derive(Debug)]
+pub struct TracePlayer {
+    trace: LinkTrace,
+    started: Mutex<Option<Instant>>,
+    messages: AtomicU64,
+}
+
+/// Two players are equal only if they are the same player (one link).
+impl PartialEq for TracePlayer {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl TracePlayer {
+    /// A player of `trace`, not started.
+    pub fn new(trace: LinkTrace) -> Arc<TracePlayer> {
+        Arc::new(TracePlayer {
+            trace,
+            started: Mutex::new(None),
+            messages: AtomicU64::new(0),
+        })
+    }
+
+    /// The trace played.
+    pub fn trace(&self) -> &LinkTrace {
+        &self.trace
+    }
+
+    /// (Re)starts the clock: time 0 and request 0 are now.
+    pub fn start(&self) {
+        *self.started.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        self.messages.store(0, Ordering::SeqCst);
+    }
+
+    /// Seconds since the start (0 before it).
+    pub fn elapsed_s(&self) -> f64 {
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
+    }
+
+    /// Messages counted so far.
+    pub fn messages(&self) -> u64 {
+        self.messages.load(Ordering::SeqCst)
+    }
+
+    /// Counts one more request on the request clock without sending it (a request the device
+    /// answered alone, so that every client of a comparison sees the same link at request `i`).
+    pub fn skip_message(&self) {
+        self.messages.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The step in force now (for the request clock: for the next message).
+    pub fn current(&self) -> TraceStep {
+        match self.trace.clock {
+            TraceClock::Seconds => self.trace.step_at(self.elapsed_s()),
+            TraceClock::Requests => self.trace.step_at(self.messages() as f64),
+        }
+    }
+
+    /// The step of the message being sent, counting it.
+    fn next_message(&self) -> TraceStep {
+        {
+            let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+            started.get_or_insert_with(Instant::now);
+        }
+        let step = self.current();
+        self.messages.fetch_add(1, Ordering::SeqCst);
+        step
     }
 }
 
@@ -222,5 +526,104 @@ mod tests {
             LinkShaping::new(1e6, Duration::ZERO).transmit_time(125_000),
             Duration::from_secs(1)
         );
+    }
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    fn step(at: f64, rate_bps: f64, up: bool) -> TraceStep {
+        TraceStep {
+            at,
+            rate_bps,
+            delay_s: 0.0,
+            up,
+        }
+    }
+
+    #[test]
+    fn the_step_in_force_is_the_last_one_started() {
+        let trace = LinkTrace::new(
+            "t",
+            TraceClock::Requests,
+            0.0,
+            vec![
+                step(0.0, 1e4, true),
+                step(3.0, 1e6, true),
+                step(5.0, 1e6, false),
+            ],
+        )
+        .unwrap();
+        let rates: Vec<(f64, bool)> = (0..7)
+            .map(|i| {
+                let s = trace.step_at(i as f64);
+                (s.rate_bps, s.up)
+            })
+            .collect();
+        assert_eq!(
+            rates,
+            [
+                (1e4, true),
+                (1e4, true),
+                (1e4, true),
+                (1e6, true),
+                (1e6, true),
+                (1e6, false),
+                (1e6, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_down_link_fails_the_message_and_counts_it() {
+        let trace = LinkTrace::new(
+            "t",
+            TraceClock::Requests,
+            0.0,
+            vec![
+                step(0.0, 80e6, true),
+                step(1.0, 80e6, false),
+                step(2.0, 80e6, true),
+            ],
+        )
+        .unwrap();
+        let player = TracePlayer::new(trace);
+        player.start();
+        let mut w = ShapedWriter::with_trace(Vec::new(), player.clone());
+        w.send_message(b"one").unwrap();
+        let err = w.send_message(b"two").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        w.send_message(b"three").unwrap();
+        assert_eq!(player.messages(), 3);
+        assert_eq!(w.into_inner(), b"onethree");
+    }
+
+    #[test]
+    fn bad_traces_name_the_field() {
+        let cases = [
+            (vec![], "trace.steps"),
+            (vec![step(1.0, 1e4, true)], "trace.steps.at"),
+            (
+                vec![step(0.0, 1e4, true), step(0.0, 1e4, true)],
+                "trace.steps.at",
+            ),
+            (vec![step(0.0, 0.0, true)], "trace.steps.rate_bps"),
+            (
+                vec![TraceStep {
+                    delay_s: -1.0,
+                    ..step(0.0, 1e4, true)
+                }],
+                "trace.steps.delay_s",
+            ),
+        ];
+        for (steps, field) in cases {
+            match LinkTrace::new("t", TraceClock::Seconds, 0.5, steps) {
+                Err(RuntimeError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let json = r#"{"name":"x","clock":"seconds","steps":[{"at":0,"rate_bps":-5,"delay_s":0}]}"#;
+        assert!(serde_json::from_str::<LinkTrace>(json).is_err());
     }
 }

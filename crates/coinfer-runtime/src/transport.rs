@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rustls::{ConnectionCommon, SideData, StreamOwned};
 
 use crate::error::RuntimeError;
-use crate::shaping::{LinkShaping, ShapedWriter};
+use crate::shaping::{LinkShaping, ShapedWriter, TracePlayer};
 
 /// How a server reads a socket: the idle timeout per read, and a deadline for what is being
 /// read (`None`: armed at the next byte, `frame` from then).
@@ -40,6 +40,14 @@ impl Socket {
         }
     }
 
+    /// A client socket on a link that follows a trace.
+    pub(crate) fn traced(tcp: TcpStream, trace: std::sync::Arc<TracePlayer>) -> Self {
+        Self {
+            link: ShapedWriter::with_trace(tcp, trace),
+            clock: None,
+        }
+    }
+
     pub(crate) fn tcp(&self) -> &TcpStream {
         self.link.get_ref()
     }
@@ -50,8 +58,13 @@ impl Socket {
     }
 
     /// Starts a message on the emulated link: its delay, then an empty token bucket.
-    pub(crate) fn begin_message(&mut self) {
-        self.link.begin_message();
+    pub(crate) fn begin_message(&mut self) -> io::Result<()> {
+        self.link.begin_message()
+    }
+
+    /// Starts a probe on the emulated link (not counted as a request by a trace).
+    pub(crate) fn begin_probe(&mut self) -> io::Result<()> {
+        self.link.begin_probe()
     }
 }
 

@@ -19,6 +19,8 @@ use coinfer_split::inference::InferenceNetwork;
 /// One Infer request handed from a connection thread to the worker.
 pub(crate) struct Job {
     pub(crate) request_id: u64,
+    /// Which of the server's plans the request was computed under.
+    pub(crate) plan: usize,
     /// The frame's `[B, C, H, W]`, already checked against the plan.
     pub(crate) shape: [usize; 4],
     pub(crate) payload: Vec<u8>,
@@ -37,12 +39,18 @@ pub(crate) struct Answer {
 /// The worker's answer: logits or a typed error for an Error frame.
 pub(crate) type Reply = Result<Answer, (ErrorCode, String)>;
 
-/// The worker's state.
-pub(crate) struct Worker {
+/// One served plan's edge half and codec.
+pub(crate) struct WorkerPlan {
     pub(crate) edge: InferenceNetwork,
     pub(crate) codec: SharedCodec,
-    pub(crate) device: Device,
     pub(crate) classes: usize,
+}
+
+/// The worker's state.
+pub(crate) struct Worker {
+    /// The served plans, in the server's order (one, or a plan set's).
+    pub(crate) plans: Vec<WorkerPlan>,
+    pub(crate) device: Device,
     pub(crate) batch_window: Option<Duration>,
     pub(crate) max_batch: usize,
     /// Most samples in one forward pass (the server's `max_request_batch`).
@@ -77,7 +85,8 @@ impl Worker {
     /// arrival (up to `max_batch` requests and `max_samples` samples); without one, runs the
     /// first job alone. A job that would push the pass over `max_samples` is handed back to
     /// start the next pass, so one forward pass never runs more than `max_samples` samples
-    /// (connections refuse larger requests before reading them).
+    /// (connections refuse larger requests before reading them); so is a job of another plan
+    /// (one forward pass runs one plan's edge half).
     fn gather(&self, first: Job, jobs: &Receiver<Job>) -> (Vec<Job>, Option<Job>) {
         let Some(window) = self.batch_window else {
             return (vec![first], None);
@@ -100,7 +109,7 @@ impl Worker {
                     }
                 }
             };
-            if samples + job.shape[0] > self.max_samples {
+            if samples + job.shape[0] > self.max_samples || job.plan != batch[0].plan {
                 return (batch, Some(job));
             }
             samples += job.shape[0];
@@ -111,12 +120,13 @@ impl Worker {
 
     /// Decodes every job, runs the decodable ones as one batch, and replies to each.
     fn process(&self, batch: Vec<Job>) {
+        let plan = &self.plans[batch[0].plan];
         let mut ready = Vec::with_capacity(batch.len());
         for job in batch {
             let start = Instant::now();
             let queue_us = micros(start.duration_since(job.enqueued));
             let decoded = catch_unwind(AssertUnwindSafe(|| {
-                self.codec.decode(&job.payload, &self.device)
+                plan.codec.decode(&job.payload, &self.device)
             }));
             let decode_us = micros(start.elapsed());
             let error = match decoded {
@@ -159,7 +169,7 @@ impl Worker {
         let requests = jobs.len();
         let start = Instant::now();
         let logits =
-            catch_unwind(AssertUnwindSafe(|| self.run_edge(features))).unwrap_or_else(|panic| {
+            catch_unwind(AssertUnwindSafe(|| run_edge(plan, features))).unwrap_or_else(|panic| {
                 Err(format!(
                     "the edge model failed: {}",
                     panic_message(panic.as_ref())
@@ -185,11 +195,11 @@ impl Worker {
         let mut rows = values.into_iter();
         for (job, queue_us, decode_us) in jobs {
             let batch = job.shape[0];
-            let logits: Vec<f32> = rows.by_ref().take(batch * self.classes).collect();
+            let logits: Vec<f32> = rows.by_ref().take(batch * plan.classes).collect();
             let _ = job.reply.send(Ok(Answer {
                 logits,
                 batch,
-                classes: self.classes,
+                classes: plan.classes,
                 timing: EdgeTiming {
                     queue_us,
                     decode_us,
@@ -199,27 +209,27 @@ impl Worker {
             }));
         }
     }
+}
 
-    /// Runs the edge half on the concatenated features and reads the logits back.
-    fn run_edge(&self, mut features: Vec<Tensor<4>>) -> Result<Vec<f32>, String> {
-        let samples: usize = features.iter().map(|f| f.dims()[0]).sum();
-        let input = if features.len() == 1 {
-            features.pop().expect("one feature")
-        } else {
-            Tensor::cat(features, 0)
-        };
-        let logits = self.edge.logits(input).map_err(|e| e.to_string())?;
-        let values = logits
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| format!("reading the logits back: {e:?}"))?;
-        if values.len() != samples * self.classes {
-            return Err(format!(
-                "the edge half returned {} logits for {samples} samples of {} classes",
-                values.len(),
-                self.classes
-            ));
-        }
-        Ok(values)
+/// Runs a plan's edge half on the concatenated features and reads the logits back.
+fn run_edge(plan: &WorkerPlan, mut features: Vec<Tensor<4>>) -> Result<Vec<f32>, String> {
+    let samples: usize = features.iter().map(|f| f.dims()[0]).sum();
+    let input = if features.len() == 1 {
+        features.pop().expect("one feature")
+    } else {
+        Tensor::cat(features, 0)
+    };
+    let logits = plan.edge.logits(input).map_err(|e| e.to_string())?;
+    let values = logits
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("reading the logits back: {e:?}"))?;
+    if values.len() != samples * plan.classes {
+        return Err(format!(
+            "the edge half returned {} logits for {samples} samples of {} classes",
+            values.len(),
+            plan.classes
+        ));
     }
+    Ok(values)
 }

@@ -24,6 +24,8 @@ pub(super) struct Connection<'a> {
     pub(super) shared: &'a Shared,
     pub(super) jobs: SyncSender<Job>,
     pub(super) greeted: bool,
+    /// After the Hello: the plan greeted for (`None`: the whole plan set).
+    pub(super) plan: Option<usize>,
 }
 
 /// What to do with the connection after a frame.
@@ -67,6 +69,7 @@ impl<'a> Connection<'a> {
             shared,
             jobs,
             greeted: false,
+            plan: None,
         })
     }
 
@@ -170,35 +173,59 @@ impl<'a> Connection<'a> {
                 ErrorCode::UnexpectedFrame,
                 &format!("request {id}: Infer before the Hello handshake"),
             ),
-            FrameBody::Infer { .. } if frame.plan != shared.plan => self.reply_error(
-                id,
-                ErrorCode::DigestMismatch,
-                &format!(
-                    "request {id}: plan tag {} is not the server's {} (plan {})",
-                    frame.plan, shared.plan, shared.digest
-                ),
-            ),
-            FrameBody::Infer { .. } if frame.codec != shared.codec => self.reply_error(
-                id,
-                ErrorCode::CodecMismatch,
-                &format!(
-                    "request {id}: feature encoded with {} but the server decodes {}",
-                    frame.codec, shared.codec
-                ),
-            ),
             FrameBody::Infer { payload } => {
-                if shape[1..] != shared.feature {
+                let served = match self.plan {
+                    Some(i) if frame.plan == shared.plans[i].tag => i,
+                    Some(i) => {
+                        return self.reply_error(
+                            id,
+                            ErrorCode::DigestMismatch,
+                            &format!(
+                                "request {id}: plan tag {} is not the server's {} (plan {})",
+                                frame.plan, shared.plans[i].tag, shared.plans[i].digest
+                            ),
+                        );
+                    }
+                    None => match shared.plans.iter().position(|p| p.tag == frame.plan) {
+                        Some(i) => i,
+                        None => {
+                            return self.reply_error(
+                                id,
+                                ErrorCode::PlanNotInSet,
+                                &format!(
+                                    "request {id}: plan tag {} is not one of the {} plans of the \
+                                     server's plan set {}",
+                                    frame.plan,
+                                    shared.plans.len(),
+                                    shared.digest
+                                ),
+                            );
+                        }
+                    },
+                };
+                let plan = &shared.plans[served];
+                if frame.codec != plan.codec {
+                    return self.reply_error(
+                        id,
+                        ErrorCode::CodecMismatch,
+                        &format!(
+                            "request {id}: feature encoded with {} but the server decodes {}",
+                            frame.codec, plan.codec
+                        ),
+                    );
+                }
+                if shape[1..] != plan.feature {
                     return self.reply_error(
                         id,
                         ErrorCode::ShapeMismatch,
                         &format!(
                             "request {id}: feature shape {shape:?} does not fit the plan's split \
                              feature [B, {}, {}, {}]",
-                            shared.feature[0], shared.feature[1], shared.feature[2]
+                            plan.feature[0], plan.feature[1], plan.feature[2]
                         ),
                     );
                 }
-                self.infer(id, shape, payload)
+                self.infer(id, served, shape, payload)
             }
             FrameBody::Bye => Next::Close,
             FrameBody::Result { .. } | FrameBody::Error { .. } => self.reply_error(
@@ -227,39 +254,63 @@ impl<'a> Connection<'a> {
                     None => "this server needs a deployment token in the Hello".to_string(),
                 },
             ))
-        } else if digest != shared.digest {
-            Some((
-                ErrorCode::DigestMismatch,
-                format!(
-                    "plan digest mismatch: server has {}, client has {digest}",
-                    shared.digest
-                ),
-            ))
-        } else if codec != shared.codec {
-            Some((
-                ErrorCode::CodecMismatch,
-                format!(
-                    "codec mismatch: server decodes {}, client encodes {codec}",
-                    shared.codec
-                ),
-            ))
-        } else if shape.map(|d| d as usize)[1..] != shared.feature {
-            Some((
-                ErrorCode::ShapeMismatch,
-                format!(
-                    "split feature mismatch: server expects {:?}, client sends {:?}",
-                    shared.feature,
-                    &shape[1..]
-                ),
-            ))
-        } else {
+        } else if shared.is_set && digest == shared.digest {
+            // A plan-set client: each request names its plan.
+            self.plan = None;
             None
+        } else {
+            match shared.plans.iter().position(|p| p.digest == digest) {
+                None => Some((
+                    ErrorCode::DigestMismatch,
+                    format!(
+                        "plan digest mismatch: server has {}, client has {digest}",
+                        shared.digest
+                    ),
+                )),
+                Some(i) => {
+                    let plan = &shared.plans[i];
+                    self.plan = Some(i);
+                    if codec != plan.codec {
+                        Some((
+                            ErrorCode::CodecMismatch,
+                            format!(
+                                "codec mismatch: server decodes {}, client encodes {codec}",
+                                plan.codec
+                            ),
+                        ))
+                    } else if shape.map(|d| d as usize)[1..] != plan.feature {
+                        Some((
+                            ErrorCode::ShapeMismatch,
+                            format!(
+                                "split feature mismatch: server expects {:?}, client sends {:?}",
+                                plan.feature,
+                                &shape[1..]
+                            ),
+                        ))
+                    } else {
+                        None
+                    }
+                }
+            }
         };
         if let Some((code, message)) = refusal {
             self.reply_error(0, code, &message);
             return Next::LingerClose;
         }
-        let reply = match Frame::hello(&shared.digest, shared.codec, shared.feature) {
+        // The answer names what the client greeted: its plan, or the set (echoing the
+        // client's codec and feature, which a set does not check).
+        let greeting = match self.plan {
+            Some(i) => {
+                let plan = &shared.plans[i];
+                Frame::hello(&plan.digest, plan.codec, plan.feature)
+            }
+            None => Frame::hello(
+                &shared.digest,
+                codec,
+                [shape[1] as usize, shape[2] as usize, shape[3] as usize],
+            ),
+        };
+        let reply = match greeting {
             Ok(reply) => reply,
             Err(e) => {
                 self.reply_error(0, ErrorCode::Internal, &e.to_string());
@@ -276,10 +327,11 @@ impl<'a> Connection<'a> {
         }
     }
 
-    fn infer(&mut self, request_id: u64, shape: [usize; 4], payload: Vec<u8>) -> Next {
+    fn infer(&mut self, request_id: u64, plan: usize, shape: [usize; 4], payload: Vec<u8>) -> Next {
         let (reply, answer) = mpsc::channel();
         let job = Job {
             request_id,
+            plan,
             shape,
             payload,
             enqueued: Instant::now(),
@@ -307,8 +359,8 @@ impl<'a> Connection<'a> {
         };
         let frame = Frame {
             request_id,
-            plan: self.shared.plan,
-            codec: self.shared.codec,
+            plan: self.shared.plans[plan].tag,
+            codec: self.shared.plans[plan].codec,
             shape: [answer.batch as u32, answer.classes as u32, 1, 1],
             body: FrameBody::Result {
                 timing: answer.timing,

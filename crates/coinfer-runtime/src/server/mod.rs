@@ -46,7 +46,7 @@ use crate::error::{ErrorCode, RuntimeError};
 use crate::frame::{CRC_LEN, HEADER_LEN, MAGIC, PlanTag, codec_to_wire};
 use crate::tls::ServerTls;
 use crate::transport::{Socket, Transport};
-use crate::worker::{Job, Worker};
+use crate::worker::{Job, Worker, WorkerPlan};
 use coinfer_codec::SharedCodec;
 use coinfer_split::{Network, inference::InferenceNetwork};
 
@@ -61,13 +61,27 @@ const FRAME_SLACK: usize = 64 << 10;
 /// Stack of a connection thread (it only frames bytes; the model runs on the worker).
 const CONNECTION_STACK: usize = 256 << 10;
 
-/// What every connection thread needs to know about the plan.
-struct Shared {
+/// What a connection needs to know about one served plan.
+#[derive(Debug, Clone)]
+struct ServedPlan {
     digest: String,
-    plan: PlanTag,
+    tag: PlanTag,
     codec: CodecId,
     /// The edge half's per-sample input `[C, H, W]`: the split feature.
     feature: [usize; 3],
+}
+
+/// What every connection thread needs to know about the plans.
+struct Shared {
+    /// The digest a Hello names: the plan's, or the plan set's.
+    digest: String,
+    plan: PlanTag,
+    /// The codec of the first plan (error frames carry it).
+    codec: CodecId,
+    /// The served plans (one, or a set's, in the set's order).
+    plans: Vec<ServedPlan>,
+    /// Whether `digest` names a plan set (a Hello with it may send any of `plans`).
+    is_set: bool,
     config: ServerConfig,
     /// The frame size bound in force (see [`EdgeServer::max_frame`]).
     max_frame: usize,
@@ -113,22 +127,74 @@ struct Shared {
 pub struct EdgeServer {
     listener: TcpListener,
     local_addr: SocketAddr,
+    plans: Vec<EdgePlan>,
+    /// The plan set's digest (`None`: one plan, named by its own digest).
+    set_digest: Option<String>,
+    max_frame: usize,
+    config: ServerConfig,
+}
+
+/// The edge half of one plan, its codec and its digest: what an [`EdgeServer`] serves.
+pub struct EdgePlan {
     edge: Network,
     codec: SharedCodec,
     digest: String,
     feature: [usize; 3],
     classes: usize,
-    max_frame: usize,
-    config: ServerConfig,
+}
+
+impl std::fmt::Debug for EdgePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgePlan")
+            .field("edge", &self.edge.spec().name)
+            .field("codec", &self.codec.id())
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EdgePlan {
+    /// The edge half `edge` of the plan named `digest`, decoding with `codec`.
+    ///
+    /// # Errors
+    /// [`RuntimeError::InvalidConfig`] for a digest over 256 bytes, a codec without a wire code
+    /// or an edge half that does not end in `[classes, 1, 1]` logits.
+    pub fn new(
+        edge: Network,
+        codec: SharedCodec,
+        digest: impl Into<String>,
+    ) -> Result<EdgePlan, RuntimeError> {
+        let digest = digest.into();
+        check_digest(&digest, None)?;
+        codec_to_wire(codec.id())?;
+        let shapes = edge.spec().shapes()?;
+        let out = shapes[shapes.len() - 1];
+        if out.height != 1 || out.width != 1 {
+            return Err(RuntimeError::InvalidConfig {
+                field: "edge",
+                reason: format!(
+                    "the edge half `{}` ends in {:?}, not in [classes, 1, 1] logits",
+                    edge.spec().name,
+                    out.dims()
+                ),
+            });
+        }
+        Ok(EdgePlan {
+            feature: edge.spec().input.dims(),
+            classes: out.channels,
+            edge,
+            codec,
+            digest,
+        })
+    }
 }
 
 impl std::fmt::Debug for EdgeServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EdgeServer")
             .field("local_addr", &self.local_addr)
-            .field("edge", &self.edge.spec().name)
-            .field("codec", &self.codec.id())
-            .field("digest", &self.digest)
+            .field("plans", &self.plans)
+            .field("set_digest", &self.set_digest)
             .field("config", &self.config)
             .finish()
     }
@@ -151,23 +217,63 @@ impl EdgeServer {
         config.check()?;
         let digest = digest.into();
         check_digest(&digest, config.token.as_ref().map(Token::expose))?;
-        codec_to_wire(codec.id())?;
-        let shapes = edge.spec().shapes()?;
-        let out = shapes[shapes.len() - 1];
-        if out.height != 1 || out.width != 1 {
+        let plan = EdgePlan::new(edge, codec, digest)?;
+        Self::bind_plans(addr, vec![plan], None, config)
+    }
+
+    /// Binds `addr` to serve every plan of a plan set on one port: a client greets with
+    /// `set_digest` and tags each request with the plan it computed
+    /// ([`DeviceClient::connect_set`](crate::DeviceClient::connect_set)); a request tagged with
+    /// a plan outside the set is refused with [`ErrorCode::PlanNotInSet`]. A client built for
+    /// one plan of the set (greeting with that plan's digest) is served that plan, as by
+    /// [`bind`](Self::bind).
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind); [`RuntimeError::InvalidConfig`] (field `plans`) for an empty set
+    /// or two plans with the same digest, or a set digest equal to a plan's.
+    pub fn bind_set(
+        addr: impl ToSocketAddrs,
+        plans: Vec<EdgePlan>,
+        set_digest: impl Into<String>,
+        config: ServerConfig,
+    ) -> Result<EdgeServer, RuntimeError> {
+        config.check()?;
+        let set_digest = set_digest.into();
+        check_digest(&set_digest, config.token.as_ref().map(Token::expose))?;
+        if plans.is_empty() {
             return Err(RuntimeError::InvalidConfig {
-                field: "edge",
-                reason: format!(
-                    "the edge half `{}` ends in {:?}, not in [classes, 1, 1] logits",
-                    edge.spec().name,
-                    out.dims()
-                ),
+                field: "plans",
+                reason: "a plan set needs at least one plan with an edge half".into(),
             });
         }
-        let feature = edge.spec().input.dims();
-        let max_frame = config
-            .max_frame
-            .min(plan_max_frame(feature, config.max_request_batch));
+        for (i, plan) in plans.iter().enumerate() {
+            if plan.digest == set_digest || plans[..i].iter().any(|p| p.digest == plan.digest) {
+                return Err(RuntimeError::InvalidConfig {
+                    field: "plans",
+                    reason: format!("plan digest {} appears twice in the set", plan.digest),
+                });
+            }
+        }
+        Self::bind_plans(addr, plans, Some(set_digest), config)
+    }
+
+    fn bind_plans(
+        addr: impl ToSocketAddrs,
+        plans: Vec<EdgePlan>,
+        set_digest: Option<String>,
+        config: ServerConfig,
+    ) -> Result<EdgeServer, RuntimeError> {
+        if let Some(token) = &config.token {
+            for plan in &plans {
+                check_digest(&plan.digest, Some(token.expose()))?;
+            }
+        }
+        let max_frame = plans
+            .iter()
+            .map(|p| plan_max_frame(p.feature, config.max_request_batch))
+            .max()
+            .unwrap_or(0)
+            .min(config.max_frame);
         if config.max_in_flight_bytes < max_frame {
             return Err(RuntimeError::InvalidConfig {
                 field: "max_in_flight_bytes",
@@ -184,12 +290,9 @@ impl EdgeServer {
         Ok(EdgeServer {
             listener,
             local_addr,
-            feature,
             max_frame,
-            classes: out.channels,
-            edge,
-            codec,
-            digest,
+            plans,
+            set_digest,
             config,
         })
     }
@@ -219,18 +322,33 @@ impl EdgeServer {
     /// [`RuntimeError::Io`] when a thread cannot be started.
     pub fn spawn(self) -> Result<ServerHandle, RuntimeError> {
         let stats = Arc::new(Stats::default());
-        let device = self
+        let device = self.plans[0]
             .edge
             .module()
             .devices()
             .into_iter()
             .next()
             .unwrap_or_default();
+        let served: Vec<ServedPlan> = self
+            .plans
+            .iter()
+            .map(|p| ServedPlan {
+                digest: p.digest.clone(),
+                tag: PlanTag::of(&p.digest),
+                codec: p.codec.id(),
+                feature: p.feature,
+            })
+            .collect();
+        let digest = self
+            .set_digest
+            .clone()
+            .unwrap_or_else(|| served[0].digest.clone());
         let shared = Arc::new(Shared {
-            plan: PlanTag::of(&self.digest),
-            digest: self.digest,
-            codec: self.codec.id(),
-            feature: self.feature,
+            plan: PlanTag::of(&digest),
+            digest,
+            codec: served[0].codec,
+            is_set: self.set_digest.is_some(),
+            plans: served,
             config: self.config.clone(),
             max_frame: self.max_frame,
             stats: stats.clone(),
@@ -239,12 +357,21 @@ impl EdgeServer {
             unauthenticated: Mutex::new(BTreeMap::new()),
             in_flight: AtomicUsize::new(0),
         });
+        let plans = self
+            .plans
+            .into_iter()
+            .map(|p| {
+                Ok(WorkerPlan {
+                    // Batch norm folded once here; every request then runs the inference form.
+                    edge: InferenceNetwork::from_network(&p.edge)?,
+                    codec: p.codec,
+                    classes: p.classes,
+                })
+            })
+            .collect::<Result<Vec<_>, RuntimeError>>()?;
         let worker = Worker {
-            // Batch norm folded once here; every request then runs the inference form.
-            edge: InferenceNetwork::from_network(&self.edge)?,
-            codec: self.codec,
+            plans,
             device,
-            classes: self.classes,
             batch_window: self.config.batch_window,
             max_batch: self.config.max_batch,
             max_samples: self.config.max_request_batch,

@@ -12,8 +12,8 @@
 //! coinfer infer --plan results/default/plan.json --server 127.0.0.1:7878 --rate 10Mbit
 //! coinfer plans --run default                 # → results/default-plans/set.json
 //! coinfer serve --plans results/default-plans/set.json
-//! coinfer infer --plans results/default-plans/set.json --adaptive --trace traces/steps.json
-//! coinfer adaptive-bench --plans results/default-plans/set.json --trace traces/steps.json
+//! coinfer infer --plans results/default-plans/set.json --adaptive --trace crates/coinfer-runtime/traces/steps.json
+//! coinfer adaptive-bench --plans results/default-plans/set.json --trace crates/coinfer-runtime/traces/steps.json
 //! ```
 
 #![forbid(unsafe_code)]

@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 mod baseline;
+mod cmaes;
 mod checkpoint;
 mod config;
 mod ddpg;
@@ -58,6 +59,7 @@ mod replay;
 mod target;
 
 pub use baseline::MovingAverage;
+pub use cmaes::{CheckedCmaEsConfig, CmaEs, CmaEsConfig};
 pub use config::{CheckedDdpgConfig, ConfigField, DdpgConfig};
 pub use ddpg::{BestEpisode, Ddpg, EpisodeOutcome, Rollout};
 pub use env::{Environment, Step};

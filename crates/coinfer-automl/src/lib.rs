@@ -79,6 +79,7 @@ mod output;
 mod pipeline;
 mod plan;
 pub mod plots;
+pub mod race;
 pub mod rate;
 pub mod refine;
 mod report;

@@ -4,6 +4,7 @@
 //! coinfer search                      # the main job on the embedded Fashion-MNIST subset
 //! coinfer search --help               # every option
 //! coinfer sweep                       # the regime map: where a split pays
+//! coinfer race --model resnet20-mini   # search methods at equal budgets, over seeds
 //! coinfer profile --model resnet-mini --out my-device.json   # measure this machine
 //! coinfer search --device my-device.json
 //! coinfer serve --plan results/default/plan.json
@@ -19,6 +20,7 @@ mod export;
 mod plot;
 mod profile;
 mod progress;
+mod race;
 mod runtime;
 mod search;
 mod sweep;
@@ -48,6 +50,10 @@ enum Command {
     /// device speeds and RTTs on one trained backbone and codec bank; write sweep.json,
     /// sweep.md and the regime plots.
     Sweep(Box<sweep::SweepArgs>),
+    /// Race search methods (DDPG, DDPG + refinement, random, uniform grid, CMA-ES) at equal
+    /// budgets of distinct evaluated plans over several seeds, against the best plan a much
+    /// larger search finds; write race.json, race.md and race.svg.
+    Race(Box<race::RaceArgs>),
     /// Measure the per-block latency of a backbone on this machine and write a compute
     /// profile for `search --device FILE` / `--edge FILE`.
     Profile(profile::ProfileArgs),
@@ -88,6 +94,7 @@ fn main() {
             Command::Infer(args) => runtime::infer(args),
             Command::Export(args) => export::run(args),
             Command::Sweep(args) => sweep::run(*args),
+            Command::Race(args) => race::run(*args),
             Command::Plot {
                 sweep: Some(sweep), ..
             } => sweep::replot(&sweep),
@@ -134,6 +141,10 @@ fn flag_of(error: &coinfer_automl::AutomlError) -> Option<&'static str> {
         "reward.budget_s" => "--budget-ms",
         "reward.tolerance" => "--tolerance-points",
         "resume" => "--resume",
+        "race.budgets" => "--budgets",
+        "race.seeds" => "--seeds",
+        "race.reference_factor" => "--reference-factor",
+        "race.refine_share" => "--refine-share",
         _ => return None,
     })
 }

@@ -437,7 +437,9 @@ mod tests {
         let (values, v) = symmetric_eigen(&a, n);
         for i in 0..n {
             for j in 0..n {
-                let r: f64 = (0..n).map(|k| v[i * n + k] * values[k] * v[j * n + k]).sum();
+                let r: f64 = (0..n)
+                    .map(|k| v[i * n + k] * values[k] * v[j * n + k])
+                    .sum();
                 assert!((r - a[i * n + j]).abs() < 1e-10, "({i},{j}): {r}");
             }
         }
@@ -470,6 +472,11 @@ mod tests {
         let err = es.tell(&points, &[1.0]).unwrap_err();
         assert!(err.to_string().contains("population"), "{err}");
         let nan = vec![f64::NAN; points.len()];
-        assert!(es.tell(&points, &nan).unwrap_err().to_string().contains("NaN"));
+        assert!(
+            es.tell(&points, &nan)
+                .unwrap_err()
+                .to_string()
+                .contains("NaN")
+        );
     }
 }

@@ -47,8 +47,8 @@
 #![forbid(unsafe_code)]
 
 mod baseline;
-mod cmaes;
 mod checkpoint;
+mod cmaes;
 mod config;
 mod ddpg;
 mod env;

@@ -82,10 +82,7 @@ fn draw_race_gaps(report: &RaceReport, path: &Path) -> Drawn {
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(
-            (lo_b..hi_b).log_scale(),
-            ((100.0 * floor)..hi).log_scale(),
-        )?;
+        .build_cartesian_2d((lo_b..hi_b).log_scale(), ((100.0 * floor)..hi).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("distinct plans evaluated (budget)")
@@ -113,10 +110,15 @@ fn draw_race_gaps(report: &RaceReport, path: &Path) -> Drawn {
                 colour.stroke_width(2),
             ))?
             .label(*method)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
         chart.draw_series(rows.iter().map(|s| {
             let x = s.budget as f64 * shift;
-            PathElement::new(vec![(x, gap(s.gap.min)), (x, gap(s.gap.max))], colour.stroke_width(1))
+            PathElement::new(
+                vec![(x, gap(s.gap.min)), (x, gap(s.gap.max))],
+                colour.stroke_width(1),
+            )
         }))?;
         chart.draw_series(rows.iter().map(|s| {
             Circle::new(

@@ -66,6 +66,11 @@ impl RaceMethod {
         RaceMethod::CmaEs,
     ];
 
+    /// The method called `name` ([`name`](Self::name)).
+    pub fn from_name(name: &str) -> Option<RaceMethod> {
+        RaceMethod::ALL.into_iter().find(|m| m.name() == name)
+    }
+
     /// The name in tables, JSON and plots.
     pub fn name(self) -> &'static str {
         match self {
@@ -82,6 +87,8 @@ impl RaceMethod {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RaceConfig {
+    /// The methods to race (all by default; the reference search runs whatever they are).
+    pub methods: Vec<RaceMethod>,
     /// Budgets of distinct evaluated plans.
     pub budgets: Vec<usize>,
     /// Seeds per method: the search's seed, seed + 1, ...
@@ -97,6 +104,7 @@ pub struct RaceConfig {
 impl Default for RaceConfig {
     fn default() -> Self {
         RaceConfig {
+            methods: RaceMethod::ALL.to_vec(),
             budgets: vec![50, 100, 200, 400],
             seeds: 5,
             reference_factor: 20,
@@ -123,7 +131,8 @@ impl RaceConfig {
     /// # Errors
     /// [`AutomlError::InvalidConfig`] naming the field (`race.budgets`, `race.seeds`, ...).
     pub fn check(mut self) -> Result<CheckedRaceConfig, AutomlError> {
-        let bad = |field: &'static str, reason: String| AutomlError::InvalidConfig { field, reason };
+        let bad =
+            |field: &'static str, reason: String| AutomlError::InvalidConfig { field, reason };
         self.budgets.sort_unstable();
         self.budgets.dedup();
         if self.budgets.is_empty() || self.budgets[0] == 0 {
@@ -131,6 +140,9 @@ impl RaceConfig {
                 "race.budgets",
                 format!("need at least one positive budget, got {:?}", self.budgets),
             ));
+        }
+        if self.methods.is_empty() {
+            return Err(bad("race.methods", "name at least one method".into()));
         }
         if self.seeds == 0 {
             return Err(bad("race.seeds", "must be at least 1".into()));
@@ -434,9 +446,9 @@ pub fn race(
     let mut done = 0;
     let mut found: Vec<Found> = Vec::new();
     let push = |found: &mut Vec<Found>,
-                    method: RaceMethod,
-                    seed: u64,
-                    snaps: Vec<(usize, usize, Evaluation)>| {
+                method: RaceMethod,
+                seed: u64,
+                snaps: Vec<(usize, usize, Evaluation)>| {
         for (budget, evaluations, best) in snaps {
             found.push(Found {
                 method,
@@ -447,36 +459,49 @@ pub fn race(
             });
         }
     };
+    let runs_method = |m: RaceMethod| config.methods.contains(&m);
     for &seed in &seeds {
         // The agent, once up to the largest budget; refinement from its prefixes.
-        let records = run_agent(evaluator, reward, search, device, seed, largest)?;
-        let mut anytime = Anytime::new(&budgets);
-        for (record, spent) in &records {
-            anytime.see(&record.evaluation, record.reward, *spent);
-        }
-        let spent = records.last().map_or(0, |(_, s)| *s);
-        push(&mut found, RaceMethod::Ddpg, seed, anytime.finish(spent));
-        for &budget in &budgets {
-            let (evaluations, best) =
-                agent_then_refine(evaluator, reward, &records, budget, config.refine_share)?;
-            found.push(Found {
-                method: RaceMethod::DdpgRefine,
-                seed,
-                budget,
-                evaluations,
-                best,
-            });
+        if runs_method(RaceMethod::Ddpg) || runs_method(RaceMethod::DdpgRefine) {
+            let records = run_agent(evaluator, reward, search, device, seed, largest)?;
+            let mut anytime = Anytime::new(&budgets);
+            for (record, spent) in &records {
+                anytime.see(&record.evaluation, record.reward, *spent);
+            }
+            let spent = records.last().map_or(0, |(_, s)| *s);
+            if runs_method(RaceMethod::Ddpg) {
+                push(&mut found, RaceMethod::Ddpg, seed, anytime.finish(spent));
+            }
+            for &budget in budgets
+                .iter()
+                .filter(|_| runs_method(RaceMethod::DdpgRefine))
+            {
+                let (evaluations, best) =
+                    agent_then_refine(evaluator, reward, &records, budget, config.refine_share)?;
+                found.push(Found {
+                    method: RaceMethod::DdpgRefine,
+                    seed,
+                    budget,
+                    evaluations,
+                    best,
+                });
+            }
         }
         done += 1;
         on_step(done, total, &format!("seed {seed}: ddpg, ddpg+refine"));
 
-        let mut anytime = Anytime::new(&budgets);
-        let spent = random_anytime(evaluator, reward, largest, seed, &mut anytime)?;
-        push(&mut found, RaceMethod::Random, seed, anytime.finish(spent));
+        if runs_method(RaceMethod::Random) {
+            let mut anytime = Anytime::new(&budgets);
+            let spent = random_anytime(evaluator, reward, largest, seed, &mut anytime)?;
+            push(&mut found, RaceMethod::Random, seed, anytime.finish(spent));
+        }
         done += 1;
         on_step(done, total, &format!("seed {seed}: random"));
 
-        for &budget in &budgets {
+        for &budget in budgets
+            .iter()
+            .filter(|_| runs_method(RaceMethod::UniformGrid))
+        {
             let (evaluations, best) = uniform_grid(evaluator, reward, budget, seed)?;
             found.push(Found {
                 method: RaceMethod::UniformGrid,
@@ -489,16 +514,18 @@ pub fn race(
         done += 1;
         on_step(done, total, &format!("seed {seed}: uniform grid"));
 
-        let mut anytime = Anytime::new(&budgets);
-        let spent = cma_es(
-            evaluator,
-            reward,
-            largest,
-            seed,
-            config.cma_sigma0,
-            &mut anytime,
-        )?;
-        push(&mut found, RaceMethod::CmaEs, seed, anytime.finish(spent));
+        if runs_method(RaceMethod::CmaEs) {
+            let mut anytime = Anytime::new(&budgets);
+            let spent = cma_es(
+                evaluator,
+                reward,
+                largest,
+                seed,
+                config.cma_sigma0,
+                &mut anytime,
+            )?;
+            push(&mut found, RaceMethod::CmaEs, seed, anytime.finish(spent));
+        }
         done += 1;
         on_step(done, total, &format!("seed {seed}: cma-es"));
     }
@@ -577,7 +604,11 @@ fn run_agent(
     let mut out = Vec::new();
     for _ in 0..budget * AGENT_EPISODES_PER_PLAN {
         agent.run_episode(&mut env)?;
-        let record = env.records().last().expect("an episode just finished").clone();
+        let record = env
+            .records()
+            .last()
+            .expect("an episode just finished")
+            .clone();
         let spent = env.evaluations();
         out.push((record, spent));
         if spent >= budget {
@@ -670,7 +701,10 @@ fn uniform_grid(
             let sets: Vec<Vec<f32>> = if cand.prunable.is_empty() {
                 vec![Vec::new()]
             } else {
-                ratios.iter().map(|&r| vec![r; cand.prunable.len()]).collect()
+                ratios
+                    .iter()
+                    .map(|&r| vec![r; cand.prunable.len()])
+                    .collect()
             };
             for prune_ratios in sets {
                 for codec in 0..cand.family.len() {
@@ -940,6 +974,13 @@ mod tests {
                     ..RaceConfig::default()
                 },
                 "race.budgets",
+            ),
+            (
+                RaceConfig {
+                    methods: vec![],
+                    ..RaceConfig::default()
+                },
+                "race.methods",
             ),
             (
                 RaceConfig {

@@ -99,7 +99,11 @@ fn every_method_spends_at_most_its_budget_and_none_beats_the_reference() {
         assert!(run.gap >= 0.0, "{run:?}");
     }
     // The reference search holds at least reference_factor × the largest budget plans.
-    assert!(report.reference.evaluations >= 3 * 12, "{:?}", report.reference);
+    assert!(
+        report.reference.evaluations >= 3 * 12,
+        "{:?}",
+        report.reference
+    );
     // A larger budget never finds a worse plan for the anytime methods (nested prefixes).
     for method in ["ddpg", "random", "cma-es"] {
         for seed in &report.seeds {
@@ -114,8 +118,5 @@ fn every_method_spends_at_most_its_budget_and_none_beats_the_reference() {
             assert!(at(12) >= at(6), "{method} seed {seed}");
         }
     }
-    assert_eq!(
-        report.summary.len(),
-        RaceMethod::ALL.len() * budgets.len()
-    );
+    assert_eq!(report.summary.len(), RaceMethod::ALL.len() * budgets.len());
 }

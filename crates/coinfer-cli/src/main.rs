@@ -142,6 +142,7 @@ fn flag_of(error: &coinfer_automl::AutomlError) -> Option<&'static str> {
         "reward.tolerance" => "--tolerance-points",
         "resume" => "--resume",
         "race.budgets" => "--budgets",
+        "race.methods" => "--methods",
         "race.seeds" => "--seeds",
         "race.reference_factor" => "--reference-factor",
         "race.refine_share" => "--refine-share",

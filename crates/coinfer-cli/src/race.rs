@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burn::prelude::*;
 use clap::Args;
-use coinfer_automl::race::{RaceConfig, race_markdown};
+use coinfer_automl::race::{RaceConfig, RaceMethod, race_markdown};
 
 use crate::search::{SearchArgs, builder};
 
@@ -17,6 +17,13 @@ type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 pub struct RaceArgs {
     #[command(flatten)]
     search: SearchArgs,
+    /// Methods to race (comma separated): ddpg, ddpg+refine, random, uniform-grid, cma-es.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ddpg,ddpg+refine,random,uniform-grid,cma-es"
+    )]
+    methods: Vec<String>,
     /// Budgets of distinct evaluated plans (comma separated).
     #[arg(long, value_delimiter = ',', default_value = "50,100,200,400")]
     budgets: Vec<usize>,
@@ -42,7 +49,20 @@ pub fn run(args: RaceArgs) -> CliResult<()> {
         .clone()
         .unwrap_or_else(|| args.search.results.join(&args.search.run));
     let search = builder(&args.search, &device, &published)?.build()?;
+    let methods = args
+        .methods
+        .iter()
+        .map(|name| {
+            RaceMethod::from_name(name).ok_or_else(|| {
+                format!(
+                    "unknown method `{name}` in --methods (known: {})",
+                    RaceMethod::ALL.map(RaceMethod::name).join(", ")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let config = RaceConfig {
+        methods,
         budgets: args.budgets,
         seeds: args.seeds,
         reference_factor: args.reference_factor,

@@ -472,19 +472,11 @@ pub fn race(
             if runs_method(RaceMethod::Ddpg) {
                 push(&mut found, RaceMethod::Ddpg, seed, anytime.finish(spent));
             }
-            for &budget in budgets
-                .iter()
-                .filter(|_| runs_method(RaceMethod::DdpgRefine))
-            {
-                let (evaluations, best) =
-                    agent_then_refine(evaluator, reward, &records, budget, config.refine_share)?;
-                found.push(Found {
-                    method: RaceMethod::DdpgRefine,
-                    seed,
-                    budget,
-                    evaluations,
-                    best,
-                });
+            if runs_method(RaceMethod::DdpgRefine) {
+                let snaps = per_budget(&budgets, |budget| {
+                    agent_then_refine(evaluator, reward, &records, budget, config.refine_share)
+                })?;
+                push(&mut found, RaceMethod::DdpgRefine, seed, snaps);
             }
         }
         done += 1;
@@ -498,18 +490,11 @@ pub fn race(
         done += 1;
         on_step(done, total, &format!("seed {seed}: random"));
 
-        for &budget in budgets
-            .iter()
-            .filter(|_| runs_method(RaceMethod::UniformGrid))
-        {
-            let (evaluations, best) = uniform_grid(evaluator, reward, budget, seed)?;
-            found.push(Found {
-                method: RaceMethod::UniformGrid,
-                seed,
-                budget,
-                evaluations,
-                best,
-            });
+        if runs_method(RaceMethod::UniformGrid) {
+            let snaps = per_budget(&budgets, |budget| {
+                uniform_grid(evaluator, reward, budget, seed)
+            })?;
+            push(&mut found, RaceMethod::UniformGrid, seed, snaps);
         }
         done += 1;
         on_step(done, total, &format!("seed {seed}: uniform grid"));
@@ -578,6 +563,17 @@ pub fn race(
         seconds_per_plan: wall_s / evaluations.max(1) as f64,
         wall_s,
     })
+}
+
+/// `run(budget)` (plans spent, best plan) at every budget, as `(budget, spent, best)`.
+fn per_budget(
+    budgets: &[usize],
+    mut run: impl FnMut(usize) -> Result<(usize, Evaluation), AutomlError>,
+) -> Result<Vec<(usize, usize, Evaluation)>, AutomlError> {
+    budgets
+        .iter()
+        .map(|&budget| run(budget).map(|(spent, best)| (budget, spent, best)))
+        .collect()
 }
 
 /// `(reference − reward) / |reference|`.

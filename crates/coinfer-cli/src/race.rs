@@ -3,11 +3,10 @@
 
 use std::path::PathBuf;
 
-use burn::prelude::*;
 use clap::Args;
 use coinfer_automl::race::{RaceConfig, RaceMethod, race_markdown};
 
-use crate::search::{SearchArgs, builder};
+use crate::search::{SearchArgs, built};
 
 type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -43,12 +42,7 @@ pub struct RaceArgs {
 
 /// Runs the race and prints every run and every summary row as a JSON line, then the table.
 pub fn run(args: RaceArgs) -> CliResult<()> {
-    let device = Device::flex();
-    let published = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.search.results.join(&args.search.run));
-    let search = builder(&args.search, &device, &published)?.build()?;
+    let search = built(&args.search, args.out.as_deref())?;
     let methods = args
         .methods
         .iter()

@@ -252,16 +252,16 @@ impl CmaEs {
             .map(|i| (0..n).map(|j| self.b[i * n + j] * bt_yw[j]).sum())
             .collect();
         let ks = (self.cs * (2.0 - self.cs) * self.mueff).sqrt();
-        for i in 0..n {
-            self.ps[i] = (1.0 - self.cs) * self.ps[i] + ks * inv_sqrt_yw[i];
+        for (p, v) in self.ps.iter_mut().zip(&inv_sqrt_yw) {
+            *p = (1.0 - self.cs) * *p + ks * v;
         }
         let ps_norm = self.ps.iter().map(|v| v * v).sum::<f64>().sqrt();
         let g = (self.generation + 1) as f64;
         let hsig = ps_norm / (1.0 - (1.0 - self.cs).powf(2.0 * g)).sqrt() / self.chi_n
             < 1.4 + 2.0 / (n as f64 + 1.0);
         let kc = (self.cc * (2.0 - self.cc) * self.mueff).sqrt();
-        for i in 0..n {
-            self.pc[i] = (1.0 - self.cc) * self.pc[i] + if hsig { kc * yw[i] } else { 0.0 };
+        for (p, v) in self.pc.iter_mut().zip(&yw) {
+            *p = (1.0 - self.cc) * *p + if hsig { kc * v } else { 0.0 };
         }
         let delta = if hsig {
             0.0

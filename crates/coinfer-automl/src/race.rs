@@ -99,6 +99,9 @@ pub struct RaceConfig {
     pub refine_share: f32,
     /// Initial step size of CMA-ES on `[0, 1]^d`.
     pub cma_sigma0: f64,
+    /// The agent's refinement also climbs from the unpruned form of its best plan at every
+    /// split ([`RefineConfig::unpruned_starts`]).
+    pub refine_unpruned_starts: bool,
 }
 
 impl Default for RaceConfig {
@@ -110,6 +113,7 @@ impl Default for RaceConfig {
             reference_factor: 20,
             refine_share: 0.25,
             cma_sigma0: 0.3,
+            refine_unpruned_starts: false,
         }
     }
 }
@@ -474,7 +478,7 @@ pub fn race(
             }
             if runs_method(RaceMethod::DdpgRefine) {
                 let snaps = per_budget(&budgets, |budget| {
-                    agent_then_refine(evaluator, reward, &records, budget, config.refine_share)
+                    agent_then_refine(evaluator, reward, &records, budget, config)
                 })?;
                 push(&mut found, RaceMethod::DdpgRefine, seed, snaps);
             }
@@ -621,8 +625,9 @@ fn agent_then_refine(
     reward: &Reward,
     records: &[(EpisodeRecord, usize)],
     budget: usize,
-    share: f32,
+    config: &RaceConfig,
 ) -> Result<(usize, Evaluation), AutomlError> {
+    let share = config.refine_share;
     let agent_part = budget - ((budget as f32 * share).round() as usize).min(budget);
     evaluator.begin_session();
     let mut starts: Vec<Evaluation> = Vec::new();
@@ -636,6 +641,7 @@ fn agent_then_refine(
     let charged = evaluator.session_evaluations();
     let refine_config = RefineConfig {
         max_evaluations: budget.saturating_sub(charged),
+        unpruned_starts: config.refine_unpruned_starts,
         ..RefineConfig::default()
     }
     .check()?;
@@ -828,6 +834,7 @@ fn reference_search(
             max_evaluations: missing.div_ceil(2),
             ratio_step: 0.05,
             patience: 10,
+            unpruned_starts: false,
         }
         .check()?;
         refine(evaluator, reward, &starts, &config)?;

@@ -35,6 +35,10 @@ pub struct RaceArgs {
     /// Fraction of each budget the agent with refinement spends on refinement.
     #[arg(long, default_value_t = 0.25)]
     refine_share: f32,
+    /// The agent's refinement also climbs from the unpruned form of its best plan at every
+    /// split.
+    #[arg(long)]
+    refine_unpruned_starts: bool,
     /// Where to write race.json, race.md and race.svg (default: results/<run>/).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -61,6 +65,7 @@ pub fn run(args: RaceArgs) -> CliResult<()> {
         seeds: args.seeds,
         reference_factor: args.reference_factor,
         refine_share: args.refine_share,
+        refine_unpruned_starts: args.refine_unpruned_starts,
         ..RaceConfig::default()
     }
     .check()?;

@@ -58,6 +58,8 @@ fn every_method_spends_at_most_its_budget_and_none_beats_the_reference() {
         budgets: budgets.to_vec(),
         seeds: 2,
         reference_factor: 3,
+        // The refinement's extra starts are charged like every other plan.
+        refine_unpruned_starts: true,
         ..RaceConfig::default()
     }
     .check()

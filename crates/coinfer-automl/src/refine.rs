@@ -16,6 +16,11 @@
 //! - from device-only (a start outside the space: the whole backbone on the device), the
 //!   deepest split point with every codec, and back (only when device-only is a start).
 //!
+//! With [`RefineConfig::unpruned_starts`], the walks may also start from the unpruned form of
+//! the best start at every split among the starts (scored first, within the budget): a
+//! sampler's deep plans are often infeasible only because of their pruning, and their unpruned
+//! form can be the best plan of the split (the race, `docs/results.md`).
+//!
 //! Every neighbour is scored by the [`PlanEvaluator`], so a plan is never run twice (its cache
 //! is shared with the agent and the baselines); the budget counts the plans the current
 //! search session had not asked for yet, the same way the agent and the baselines are charged.

@@ -18,6 +18,15 @@ pub enum AgentError {
         reason: &'static str,
     },
 
+    /// A [`crate::CmaEs`] setting, start or told population is unusable.
+    #[error("invalid CMA-ES {field}: {reason}")]
+    InvalidCmaEs {
+        /// The offending setting or argument (`sigma0`, `population`, `mean`, `scores`, ...).
+        field: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+
     /// The agent was asked for a state dimension of zero.
     #[error("state_dim must be at least 1")]
     EmptyState,

@@ -48,6 +48,7 @@
 
 mod baseline;
 mod checkpoint;
+mod cmaes;
 mod config;
 mod ddpg;
 mod env;
@@ -58,6 +59,7 @@ mod replay;
 mod target;
 
 pub use baseline::MovingAverage;
+pub use cmaes::{CheckedCmaEsConfig, CmaEs, CmaEsConfig};
 pub use config::{CheckedDdpgConfig, ConfigField, DdpgConfig};
 pub use ddpg::{BestEpisode, Ddpg, EpisodeOutcome, Rollout};
 pub use env::{Environment, Step};

@@ -32,6 +32,10 @@ pub struct SearchConfig {
     pub ddpg: DdpgConfig,
     /// Largest fraction of filters a layer may lose.
     pub max_prune: f32,
+    /// The part `[0, prune_dead_zone]` of every prune action's range that keeps all filters
+    /// ([`SearchSpace::prune_dead_zone`](crate::space::SearchSpace::prune_dead_zone); 0, AMC's
+    /// linear mapping, by default).
+    pub prune_dead_zone: f32,
     /// Validation images (class-balanced, split off the training set) every plan is scored on.
     pub validation_images: usize,
     /// Codecs offered at each split.
@@ -79,6 +83,7 @@ impl Default for SearchConfig {
                 ..DdpgConfig::default()
             },
             max_prune: 0.8,
+            prune_dead_zone: 0.0,
             validation_images: DEFAULT_VALIDATION_IMAGES,
             codecs: CodecSetup::default(),
             finetune: FineTuneConfig::default(),
@@ -178,6 +183,12 @@ impl SearchConfig {
                     "{} is too few to score a plan (at least 10)",
                     self.validation_images
                 ),
+            });
+        }
+        if !(0.0..1.0).contains(&self.prune_dead_zone) {
+            return Err(AutomlError::InvalidConfig {
+                field: "prune_dead_zone",
+                reason: format!("must be in [0, 1), got {}", self.prune_dead_zone),
             });
         }
         if !(0.0..1.0).contains(&self.max_prune) {

@@ -256,8 +256,7 @@ impl<'a> CoInferenceEnv<'a> {
             ratio = (ratio + step).min(max);
             *ratios.last_mut().expect("pushed") = ratio;
         }
-        let applied = if max > 0.0 { ratio / max } else { 0.0 };
-        Ok((ratio, applied))
+        Ok((ratio, space.action_for_ratio(ratio)))
     }
 
     fn choose_codec(&self, action: f32) -> Result<(usize, f32), AutomlError> {

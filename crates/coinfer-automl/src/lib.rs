@@ -81,6 +81,7 @@ mod pipeline;
 mod plan;
 pub mod planset;
 pub mod plots;
+pub mod race;
 pub mod rate;
 pub mod refine;
 mod report;

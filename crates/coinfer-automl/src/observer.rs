@@ -19,6 +19,8 @@ pub enum Phase {
     FineTune,
     /// The points of a regime sweep.
     Sweep,
+    /// The method runs of a race (`race.rs`).
+    Race,
 }
 
 impl Phase {
@@ -31,6 +33,7 @@ impl Phase {
             Phase::Baselines => "baselines",
             Phase::FineTune => "fine-tuning",
             Phase::Sweep => "sweep",
+            Phase::Race => "race",
         }
     }
 }

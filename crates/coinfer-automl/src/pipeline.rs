@@ -13,6 +13,7 @@ use crate::baselines::{Baseline, BaselineResult, BaselineSettings};
 use crate::builder::CoInference;
 use crate::observer::Phase;
 use crate::plots;
+use crate::race::{CheckedRaceConfig, RaceReport, race, race_markdown};
 use crate::report::{SearchReport, codec_table};
 use crate::session::{DdpgRun, SearchSession};
 use crate::sweep::{SweepGrid, SweepReport, load_sweep, save_sweep, sweep_markdown};
@@ -259,6 +260,50 @@ impl CoInference {
             ));
         }
         Ok(set)
+    }
+
+    /// The race (see [`crate::race`]): the agent, the agent with refinement, random search,
+    /// the uniform grid and CMA-ES at `config`'s budgets and seeds, on this search's evaluator
+    /// and reward, against the best plan a larger search finds. With an output folder it
+    /// writes `race.json`, `race.md`, `race.svg` and `codecs.md` and publishes them.
+    pub fn race(&self, config: &CheckedRaceConfig) -> Result<RaceReport, AutomlError> {
+        let observer = &*self.observer;
+        let mut session = self.prepare()?;
+        let total = (config.seeds * 4 + 1) as u64;
+        observer.started(Phase::Race, total);
+        let reward = self.reward;
+        let report = race(
+            session.evaluator(),
+            &reward,
+            &self.backend,
+            &self.config,
+            config,
+            |done, _, what| {
+                observer.advanced(Phase::Race, done as u64, total, what);
+            },
+        )?;
+        observer.finished(Phase::Race);
+        if let Some(out) = &self.output {
+            out.write("codecs.md", &codec_table(session.evaluator())?)?;
+            let json = serde_json::to_string_pretty(&report).map_err(|e| AutomlError::Json {
+                path: out.staging().join("race.json"),
+                reason: e.to_string(),
+            })?;
+            out.write("race.json", &json)?;
+            let md = format!(
+                "# Race\n\n{}\nBackbone and profiling before it: {:.1} s.\n",
+                race_markdown(&report),
+                self.setup_s[0] + self.setup_s[1]
+            );
+            out.write("race.md", &md)?;
+            plots::draw_race(&report, out.staging())?;
+            out.publish()?;
+            observer.note(&format!(
+                "race written to {} (race.json, race.md, race.svg)",
+                out.published().display()
+            ));
+        }
+        Ok(report)
     }
 
     /// The default sweep grid with this search's edge profile (10 rates from 10 kbit/s to

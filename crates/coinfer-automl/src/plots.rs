@@ -5,6 +5,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::AutomlError;
+use crate::race::RaceReport;
 use crate::report::{SearchReport, pareto_front};
 use crate::sweep::{SweepPoint, SweepReport};
 
@@ -43,6 +44,98 @@ pub fn draw_sweep(report: &SweepReport, out: &Path) -> PlotResult {
     draw("regime.svg", draw_regime_map)?;
     draw("latency-vs-rate.svg", draw_latency_vs_rate)?;
     draw("speedup.svg", draw_speedup_vs_rate)
+}
+
+/// Draws the race's plot into `out`: `race.svg`, the gap of each method's best plan to the
+/// reference against the budget (median over seeds, bars from the best to the worst seed).
+pub fn draw_race(report: &RaceReport, out: &Path) -> PlotResult {
+    let path = out.join("race.svg");
+    draw_race_gaps(report, &path).map_err(failed(&path))
+}
+
+fn draw_race_gaps(report: &RaceReport, path: &Path) -> Drawn {
+    if report.summary.is_empty() {
+        return Ok(());
+    }
+    let floor = 1e-4; // a gap of 0 is drawn at 0.01 %
+    let gap = |g: f64| (100.0 * g).max(100.0 * floor);
+    let hi = report
+        .summary
+        .iter()
+        .map(|s| gap(s.gap.max))
+        .fold(1.0f64, f64::max)
+        * 1.5;
+    let budgets: Vec<f64> = report.config.budgets.iter().map(|&b| b as f64).collect();
+    let (lo_b, hi_b) = (budgets[0] / 1.4, budgets[budgets.len() - 1] * 1.4);
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "{}: gap to the best known plan ({} plans) vs budget, {} seeds",
+                report.model,
+                report.reference.evaluations,
+                report.seeds.len()
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((lo_b..hi_b).log_scale(), ((100.0 * floor)..hi).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("distinct plans evaluated (budget)")
+        .y_desc("gap to reference reward (%)")
+        .draw()?;
+    let colours = [RED, BLUE, GREEN, MAGENTA, BLACK];
+    let methods: Vec<&str> = {
+        let mut m: Vec<&str> = report.summary.iter().map(|s| s.method.as_str()).collect();
+        m.dedup();
+        m
+    };
+    for (i, method) in methods.iter().enumerate() {
+        let colour = colours[i % colours.len()];
+        // Methods side by side around each budget, so their bars do not overlap.
+        let shift = 1.0 + 0.04 * (i as f64 - (methods.len() as f64 - 1.0) / 2.0);
+        let rows: Vec<_> = report
+            .summary
+            .iter()
+            .filter(|s| s.method == *method)
+            .collect();
+        chart
+            .draw_series(LineSeries::new(
+                rows.iter()
+                    .map(|s| (s.budget as f64 * shift, gap(s.gap.median))),
+                colour.stroke_width(2),
+            ))?
+            .label(*method)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+        chart.draw_series(rows.iter().map(|s| {
+            let x = s.budget as f64 * shift;
+            PathElement::new(
+                vec![(x, gap(s.gap.min)), (x, gap(s.gap.max))],
+                colour.stroke_width(1),
+            )
+        }))?;
+        chart.draw_series(rows.iter().map(|s| {
+            Circle::new(
+                (s.budget as f64 * shift, gap(s.gap.median)),
+                4,
+                colour.filled(),
+            )
+        }))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
 
 /// Reward of every episode and the running best.

@@ -16,6 +16,11 @@
 //! - from device-only (a start outside the space: the whole backbone on the device), the
 //!   deepest split point with every codec, and back (only when device-only is a start).
 //!
+//! With [`RefineConfig::unpruned_starts`], the walks may also start from the unpruned form of
+//! the best start at every split among the starts (scored first, within the budget): a
+//! sampler's deep plans are often infeasible only because of their pruning, and their unpruned
+//! form can be the best plan of the split (the race, `docs/results.md`).
+//!
 //! Every neighbour is scored by the [`PlanEvaluator`], so a plan is never run twice (its cache
 //! is shared with the agent and the baselines); the budget counts the plans the current
 //! search session had not asked for yet, the same way the agent and the baselines are charged.
@@ -50,6 +55,10 @@ pub struct RefineConfig {
     /// Moves a walk may make without beating its best plan before it stops (0: plain hill
     /// climbing, which stops at the first plan no neighbour beats).
     pub patience: usize,
+    /// Before climbing, also score the unpruned form of the best start at every split among
+    /// the starts, and climb from it when it ranks among the best (off by default).
+    #[serde(default)]
+    pub unpruned_starts: bool,
 }
 
 impl Default for RefineConfig {
@@ -59,6 +68,7 @@ impl Default for RefineConfig {
             max_evaluations: 150,
             ratio_step: 0.1,
             patience: 3,
+            unpruned_starts: false,
         }
     }
 }
@@ -147,6 +157,34 @@ pub fn refine(
             reason: "no plan to start from".into(),
         });
     };
+    let budget_start = evaluator.session_evaluations();
+    let out_of_budget =
+        |e: &PlanEvaluator| e.session_evaluations() - budget_start >= config.max_evaluations;
+    // The unpruned form of the best start at each split (a pruned start may be infeasible
+    // where its unpruned form is the best plan of its split).
+    let mut unpruned: Vec<Evaluation> = Vec::new();
+    if config.unpruned_starts {
+        let mut splits: Vec<usize> = Vec::new();
+        for start in &ordered {
+            if splits.contains(&start.split) {
+                continue;
+            }
+            splits.push(start.split);
+            let Position::Plan(mut decision) = position_of(evaluator, start)? else {
+                continue;
+            };
+            if decision.prune_ratios.iter().all(|&r| r == 0.0) {
+                continue;
+            }
+            if out_of_budget(evaluator) {
+                break;
+            }
+            decision.prune_ratios.iter_mut().for_each(|r| *r = 0.0);
+            unpruned.push(evaluator.evaluate(&decision)?);
+        }
+    }
+    ordered.extend(unpruned.iter());
+    ordered.sort_by(|a, b| reward.score(b).total_cmp(&reward.score(a)));
     // Distinct starts, best first. Device-only is a neighbour only when it is a start (a
     // deployable answer must otherwise stay a plan of the space).
     let mut positions: Vec<(Position, &Evaluation)> = Vec::new();
@@ -158,9 +196,6 @@ pub fn refine(
             positions.push((position, start));
         }
     }
-    let budget_start = evaluator.session_evaluations();
-    let out_of_budget =
-        |e: &PlanEvaluator| e.session_evaluations() - budget_start >= config.max_evaluations;
     let mut best = first.clone();
     let mut moves = 0;
     // Plans walked through (by identity: two ratios that keep the same filters are one plan).

@@ -75,7 +75,8 @@ impl CoInference {
                 field: "codecs",
                 reason: "fewer codec families than split candidates".into(),
             })
-        })?;
+        })?
+        .with_prune_dead_zone(self.config.prune_dead_zone)?;
         let validation =
             ValidationSet::new(&self.validation, &self.norm, EVAL_BATCH_SIZE, &self.backend)?;
         let mut evaluator = PlanEvaluator::new(

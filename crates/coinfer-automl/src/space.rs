@@ -39,6 +39,10 @@ pub struct SearchSpace {
     pub candidates: Vec<SplitCandidate>,
     /// Largest fraction of filters a layer may lose (`p_max` of design §1).
     pub max_prune: f32,
+    /// The part `[0, prune_dead_zone]` of a prune action's range that keeps every filter; the
+    /// rest maps linearly onto `(0, max_prune]` (0: the whole range is linear, AMC's mapping).
+    #[serde(default)]
+    pub prune_dead_zone: f32,
 }
 
 impl SearchSpace {
@@ -87,7 +91,23 @@ impl SearchSpace {
         Ok(SearchSpace {
             candidates,
             max_prune,
+            prune_dead_zone: 0.0,
         })
+    }
+
+    /// The space with `dead_zone` as its [`prune_dead_zone`](Self::prune_dead_zone).
+    ///
+    /// # Errors
+    /// [`AutomlError::InvalidConfig`] (`prune_dead_zone`) outside `[0, 1)`.
+    pub fn with_prune_dead_zone(mut self, dead_zone: f32) -> Result<SearchSpace, AutomlError> {
+        if !(0.0..1.0).contains(&dead_zone) {
+            return Err(AutomlError::InvalidConfig {
+                field: "prune_dead_zone",
+                reason: format!("must be in [0, 1), got {dead_zone}"),
+            });
+        }
+        self.prune_dead_zone = dead_zone;
+        Ok(self)
     }
 
     /// Candidate index for a split action: `[0, 1]` cut into equal bins, one per candidate.
@@ -95,9 +115,26 @@ impl SearchSpace {
         bin(action, self.candidates.len())
     }
 
-    /// Pruning ratio for a prune action: `action · max_prune`.
+    /// Pruning ratio for a prune action: 0 up to the dead zone, then linear up to `max_prune`
+    /// (`action · max_prune` without a dead zone).
     pub fn ratio_for(&self, action: f32) -> f32 {
-        action.clamp(0.0, 1.0) * self.max_prune
+        let a = action.clamp(0.0, 1.0);
+        let d = self.prune_dead_zone;
+        if a <= d {
+            0.0
+        } else {
+            (a - d) / (1.0 - d) * self.max_prune
+        }
+    }
+
+    /// The prune action that gives `ratio` (the dead zone's upper end for 0): the inverse of
+    /// [`ratio_for`](Self::ratio_for).
+    pub fn action_for_ratio(&self, ratio: f32) -> f32 {
+        if self.max_prune <= 0.0 || ratio <= 0.0 {
+            return self.prune_dead_zone;
+        }
+        let d = self.prune_dead_zone;
+        (d + ratio / self.max_prune * (1.0 - d)).clamp(0.0, 1.0)
     }
 
     /// Codec index for a codec action at `candidate`: equal bins over the family (smallest
@@ -242,6 +279,24 @@ mod tests {
         assert!((space.ratio_for(0.5) - 0.4).abs() < 1e-6);
         assert_eq!(space.ratio_for(2.0), 0.8);
         assert_eq!(space.codec_for(1, 0.99), 2);
+    }
+
+    #[test]
+    fn the_dead_zone_keeps_every_filter_then_maps_linearly() {
+        let space = space().with_prune_dead_zone(0.5).unwrap();
+        assert_eq!(space.ratio_for(0.0), 0.0);
+        assert_eq!(space.ratio_for(0.5), 0.0);
+        assert!((space.ratio_for(0.75) - 0.4).abs() < 1e-6);
+        assert!((space.ratio_for(1.0) - 0.8).abs() < 1e-6);
+        for action in [0.6f32, 0.8, 1.0] {
+            let back = space.action_for_ratio(space.ratio_for(action));
+            assert!((back - action).abs() < 1e-6, "{action} → {back}");
+        }
+        assert_eq!(space.action_for_ratio(0.0), 0.5);
+        for bad in [1.0, -0.1, f32::NAN] {
+            let err = space.clone().with_prune_dead_zone(bad).unwrap_err();
+            assert!(err.to_string().contains("prune_dead_zone"), "{err}");
+        }
     }
 
     #[test]

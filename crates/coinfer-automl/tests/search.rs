@@ -269,6 +269,7 @@ fn refinement_climbs_to_a_plan_no_single_move_improves_within_its_budget() {
         max_evaluations: 400,
         ratio_step: 0.2,
         patience: 3,
+        unpruned_starts: false,
     }
     .check()
     .unwrap();

@@ -5,6 +5,7 @@
 //! coinfer search --help               # every option
 //! coinfer sweep                       # the regime map: where a split pays
 //! coinfer confidence                  # what --validation-images buys
+//! coinfer race --model resnet20-mini   # search methods at equal budgets, over seeds
 //! coinfer profile --model resnet-mini --out my-device.json   # measure this machine
 //! coinfer search --device my-device.json
 //! coinfer serve --plan results/default/plan.json
@@ -26,6 +27,7 @@ mod plans;
 mod plot;
 mod profile;
 mod progress;
+mod race;
 mod runtime;
 mod search;
 mod sweep;
@@ -55,6 +57,10 @@ enum Command {
     /// device speeds and RTTs on one trained backbone and codec bank; write sweep.json,
     /// sweep.md and the regime plots.
     Sweep(Box<sweep::SweepArgs>),
+    /// Race search methods (DDPG, DDPG + refinement, random, uniform grid, CMA-ES) at equal
+    /// budgets of distinct evaluated plans over several seeds, against the best plan a much
+    /// larger search finds; write race.json, race.md and race.svg.
+    Race(Box<race::RaceArgs>),
     /// Measure the per-block latency of a backbone on this machine and write a compute
     /// profile for `search --device FILE` / `--edge FILE`.
     Profile(profile::ProfileArgs),
@@ -107,6 +113,7 @@ fn main() {
             Command::Sweep(args) => sweep::run(*args),
             Command::Plans(args) => plans::run(*args),
             Command::AdaptiveBench(args) => plans::bench(args),
+            Command::Race(args) => race::run(*args),
             Command::Plot {
                 sweep: Some(sweep), ..
             } => sweep::replot(&sweep),
@@ -158,6 +165,11 @@ fn flag_of(error: &coinfer_automl::AutomlError) -> Option<&'static str> {
         "plan_set.rtts_s" => "--rtts-ms",
         "bench.requests" => "--requests",
         "bench.period_s" => "--period-ms",
+        "race.budgets" => "--budgets",
+        "race.methods" => "--methods",
+        "race.seeds" => "--seeds",
+        "race.reference_factor" => "--reference-factor",
+        "race.refine_share" => "--refine-share",
         _ => return None,
     })
 }

@@ -266,6 +266,14 @@ pub(crate) fn builder(
     })
 }
 
+/// The search the options describe, built (backbone trained or loaded, profiles resolved),
+/// writing into `out` or else `<results>/<run>/` (shared by `sweep` and `race`).
+pub(crate) fn built(args: &SearchArgs, out: Option<&Path>) -> CliResult<CoInference> {
+    let device = Device::flex();
+    let published = out.map_or_else(|| args.results.join(&args.run), Path::to_path_buf);
+    Ok(builder(args, &device, &published)?.build()?)
+}
+
 /// Runs the main job (the library's pipeline) and prints its report.
 pub fn run(args: SearchArgs) -> CliResult<()> {
     let device = Device::flex();

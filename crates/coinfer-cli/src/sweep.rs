@@ -2,11 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::prelude::*;
 use clap::Args;
 use coinfer_automl::sweep::load_sweep;
 
-use crate::search::{SearchArgs, builder};
+use crate::search::{SearchArgs, built};
 
 type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -39,12 +38,7 @@ pub struct SweepArgs {
 /// fails or is interrupted leaves an earlier one of the same name as it was. Prints every
 /// point as a JSON line.
 pub fn run(args: SweepArgs) -> CliResult<()> {
-    let device = Device::flex();
-    let published = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.search.results.join(&args.search.run));
-    let search = builder(&args.search, &device, &published)?.build()?;
+    let search = built(&args.search, args.out.as_deref())?;
     let mut grid = search.default_sweep_grid()?;
     if !args.rates_kbps.is_empty() {
         grid.rates_bps = args.rates_kbps.iter().map(|k| k * 1e3).collect();

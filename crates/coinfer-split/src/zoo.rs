@@ -52,6 +52,35 @@ pub fn resnet_mini(num_classes: usize) -> NetSpec {
     }
 }
 
+/// ResNet-20-style network for `1 × 28 × 28` inputs, sized for a large search space: a 3×3
+/// stride-2 stem of 16 filters (14×14), three stages of three basic blocks (16 channels at
+/// 14×14, 32 at 7×7, 64 at 4×4; stride 2 at the start of stages 2 and 3), global pooling and a
+/// linear classifier (about 8 M multiply-accumulates, 0.27 M parameters).
+///
+/// Its 12 split points (the input, after the stem, after each of the nine blocks, after the
+/// pooling) and nine prunable layers (the inner convolution of every block; the stem and the
+/// block outputs are tied to identity shortcuts, which the pruning rules leave whole) make a
+/// space of millions of plans on the baselines' four-level grid.
+pub fn resnet20_mini(num_classes: usize) -> NetSpec {
+    let mut blocks = vec![BlockSpec::ConvBnRelu {
+        out_channels: 16,
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    }];
+    for (channels, stride) in [(16, 1), (32, 2), (64, 2)] {
+        blocks.push(basic(channels, stride));
+        blocks.push(basic(channels, 1));
+        blocks.push(basic(channels, 1));
+    }
+    blocks.extend(head(num_classes));
+    NetSpec {
+        name: "resnet20-mini".into(),
+        input: FeatureShape::image(1, 28, 28),
+        blocks,
+    }
+}
+
 /// ResNet-18 for `3 × 32 × 32` inputs (CIFAR-10): a 3×3 stem of 64 filters, four stages of two
 /// basic blocks (64, 128, 256, 512 channels; stride 2 at the start of stages 2–4), global
 /// pooling and a linear classifier. The stage ends are the reference paper's split points.
@@ -175,6 +204,7 @@ pub fn mobilenetv2_cifar(num_classes: usize) -> NetSpec {
 pub fn by_name(name: &str, num_classes: usize) -> Option<NetSpec> {
     match name {
         "resnet-mini" => Some(resnet_mini(num_classes)),
+        "resnet20-mini" => Some(resnet20_mini(num_classes)),
         "resnet18-cifar" => Some(resnet18_cifar(num_classes)),
         "mobilenetv2-mini" => Some(mobilenetv2_mini(num_classes)),
         "mobilenetv2-cifar" => Some(mobilenetv2_cifar(num_classes)),
@@ -183,8 +213,9 @@ pub fn by_name(name: &str, num_classes: usize) -> Option<NetSpec> {
 }
 
 /// Names accepted by [`by_name`].
-pub const MODEL_NAMES: [&str; 4] = [
+pub const MODEL_NAMES: [&str; 5] = [
     "resnet-mini",
+    "resnet20-mini",
     "resnet18-cifar",
     "mobilenetv2-mini",
     "mobilenetv2-cifar",

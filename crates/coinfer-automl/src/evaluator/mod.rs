@@ -177,6 +177,11 @@ impl PlanEvaluator {
         &self.backbone
     }
 
+    /// Number of validation images every plan is scored on.
+    pub fn validation_images(&self) -> usize {
+        self.validation.len()
+    }
+
     /// The codec bank.
     pub fn bank(&self) -> &CodecBank {
         &self.bank

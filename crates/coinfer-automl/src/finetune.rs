@@ -87,11 +87,11 @@ pub struct ThreeStepConfig {
 impl Default for ThreeStepConfig {
     fn default() -> Self {
         ThreeStepConfig {
-            // In images, so the steps keep their size on a large training set: on the embedded
-            // subset's 5,000 training images these are exactly 1, 2 and 2 epochs.
-            device_budget: Budget::Images(5_000),
-            codec_budget: Budget::Images(10_000),
-            joint_budget: Budget::Images(10_000),
+            // Epochs, as before budgets existed; a large training set wants image budgets
+            // (`--finetune-budget images:N`, docs/training.md).
+            device_budget: Budget::Epochs(1),
+            codec_budget: Budget::Epochs(2),
+            joint_budget: Budget::Epochs(2),
             lr: 1e-3,
             joint_lr: 1e-4,
             batch_size: 64,

@@ -127,8 +127,8 @@ pub struct SearchArgs {
     #[arg(long)]
     pub(crate) finetune_epochs: Option<usize>,
     /// Budget of the three-step fine-tune's first step (device half), `epochs:N` or
-    /// `images:N`; the codec and joint steps get twice it [default: images:5000, or the
-    /// --config file's].
+    /// `images:N` (what a large data set wants); the codec and joint steps get twice it
+    /// [default: epochs:1, or the --config file's].
     #[arg(long)]
     pub(crate) finetune_budget: Option<Budget>,
     /// Most plans the local refinement after the agent may evaluate (0: it only revisits

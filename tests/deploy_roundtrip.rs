@@ -10,6 +10,7 @@ use coinfer_automl::data::{Normalization, TrainTest, embedded};
 use coinfer_automl::profile::{ComputeProfile, LinkProfile};
 use coinfer_automl::runtime::{ClientConfig, DeviceClient, EdgeServer, RuntimeError, ServerConfig};
 use coinfer_automl::space::Decision;
+use coinfer_automl::split::inference::InferenceNetwork;
 use coinfer_automl::split::{Network, zoo};
 use coinfer_automl::{CoInference, SearchConfig, SplitPlan};
 
@@ -64,12 +65,18 @@ fn an_exported_plan_serves_over_tcp_with_the_in_process_result() {
     let data = small_data();
     let norm: Normalization = deployed.plan.normalization.clone();
     let (x, _) = data.test.batch(&[0, 7, 13], &norm, &device).unwrap();
-    let expected = deployed
-        .edge
+    // The runtime runs both halves in inference form (batch norm folded into the
+    // convolutions), which reorders the float arithmetic; computed in burn's module form, a
+    // feature value within rounding of an 8-bit quantizer's bin edge can land one step away
+    // and move the logits by ~1e-4 (seen once in CI). So the in-process result is computed in
+    // the same inference form, and the comparison checks the runtime, not the folding.
+    let device_half = InferenceNetwork::from_network(&deployed.device).unwrap();
+    let edge_half = InferenceNetwork::from_network(&deployed.edge).unwrap();
+    let expected = edge_half
         .logits(
             deployed
                 .codec
-                .roundtrip(deployed.device.forward(x.clone()).unwrap())
+                .roundtrip(device_half.forward(x.clone()).unwrap())
                 .unwrap(),
         )
         .unwrap();
@@ -95,9 +102,8 @@ fn an_exported_plan_serves_over_tcp_with_the_in_process_result() {
     .unwrap();
     let result = client.infer(x).unwrap();
     let got = result.logits_tensor(&device);
-    // The runtime runs the halves in inference form (batch norm folded into the convolutions),
-    // which reorders the float arithmetic: equal to the in-process result up to rounding,
-    // relative to the logits' scale.
+    // Equal to the in-process result up to rounding (the server may run another batch
+    // layout), relative to the logits' scale.
     let scale = expected.clone().abs().max().into_scalar::<f32>().max(1.0);
     let diff = (got - expected).abs().max().into_scalar::<f32>();
     assert!(

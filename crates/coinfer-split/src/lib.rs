@@ -32,6 +32,8 @@
 
 mod error;
 pub mod inference;
+#[cfg(feature = "flex")]
+pub mod kernels;
 pub mod model;
 mod network;
 mod spec;

@@ -39,7 +39,33 @@ fn depthwise(channels: usize, stride: usize, device: &Device) -> Conv2d {
         .init(device)
 }
 
-fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+/// A convolution's forward pass: on the training kernels on a flex device
+/// ([`crate::kernels::conv2d`]), burn's own otherwise.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    {
+        crate::kernels::conv2d(conv, x)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        conv.forward(x)
+    }
+}
+
+/// A batch norm's forward pass: on the training kernels in training mode on a flex device
+/// ([`crate::kernels::batch_norm`]), burn's own otherwise.
+pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    {
+        crate::kernels::batch_norm(bn, x)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        bn.forward(x)
+    }
+}
+
+fn new_batch_norm(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).init(device)
 }
 
@@ -54,7 +80,7 @@ pub struct ConvBnRelu {
 
 impl ConvBnRelu {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        Relu::new().forward(self.bn.forward(self.conv.forward(x)))
+        Relu::new().forward(batch_norm(&self.bn, conv2d(&self.conv, x)))
     }
 }
 
@@ -86,11 +112,11 @@ impl BasicBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let relu = Relu::new();
         let skip = match &self.shortcut {
-            Some(projection) => projection.bn.forward(projection.conv.forward(x.clone())),
+            Some(projection) => batch_norm(&projection.bn, conv2d(&projection.conv, x.clone())),
             None => x.clone(),
         };
-        let y = relu.forward(self.bn1.forward(self.conv1.forward(x)));
-        let y = self.bn2.forward(self.conv2.forward(y));
+        let y = relu.forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        let y = batch_norm(&self.bn2, conv2d(&self.conv2, y));
         relu.forward(y + skip)
     }
 }
@@ -110,8 +136,8 @@ pub struct DepthwiseSeparable {
 
 impl DepthwiseSeparable {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = relu6(self.bn1.forward(self.depthwise.forward(x)));
-        Relu::new().forward(self.bn2.forward(self.pointwise.forward(y)))
+        let y = relu6(batch_norm(&self.bn1, conv2d(&self.depthwise, x)));
+        Relu::new().forward(batch_norm(&self.bn2, conv2d(&self.pointwise, y)))
     }
 }
 
@@ -137,9 +163,9 @@ pub struct InvertedResidual {
 impl InvertedResidual {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let skip = self.residual.then(|| x.clone());
-        let y = relu6(self.bn1.forward(self.expand.forward(x)));
-        let y = relu6(self.bn2.forward(self.depthwise.forward(y)));
-        let y = self.bn3.forward(self.project.forward(y));
+        let y = relu6(batch_norm(&self.bn1, conv2d(&self.expand, x)));
+        let y = relu6(batch_norm(&self.bn2, conv2d(&self.depthwise, y)));
+        let y = batch_norm(&self.bn3, conv2d(&self.project, y));
         match skip {
             Some(skip) => y + skip,
             None => y,
@@ -198,7 +224,7 @@ impl Block {
                     padding,
                     device,
                 ),
-                bn: batch_norm(out_channels, device),
+                bn: new_batch_norm(out_channels, device),
             }),
             BlockSpec::BasicBlock {
                 mid_channels,
@@ -208,13 +234,13 @@ impl Block {
                 let shortcut =
                     (stride != 1 || input.channels != out_channels).then(|| Projection {
                         conv: conv(input.channels, out_channels, 1, stride, 0, device),
-                        bn: batch_norm(out_channels, device),
+                        bn: new_batch_norm(out_channels, device),
                     });
                 Block::Basic(BasicBlock {
                     conv1: conv(input.channels, mid_channels, 3, stride, 1, device),
-                    bn1: batch_norm(mid_channels, device),
+                    bn1: new_batch_norm(mid_channels, device),
                     conv2: conv(mid_channels, out_channels, 3, 1, 1, device),
-                    bn2: batch_norm(out_channels, device),
+                    bn2: new_batch_norm(out_channels, device),
                     shortcut,
                 })
             }
@@ -223,9 +249,9 @@ impl Block {
                 stride,
             } => Block::DepthwiseSeparable(DepthwiseSeparable {
                 depthwise: depthwise(input.channels, stride, device),
-                bn1: batch_norm(input.channels, device),
+                bn1: new_batch_norm(input.channels, device),
                 pointwise: conv(input.channels, out_channels, 1, 1, 0, device),
-                bn2: batch_norm(out_channels, device),
+                bn2: new_batch_norm(out_channels, device),
             }),
             BlockSpec::InvertedResidual {
                 expand_channels,
@@ -233,11 +259,11 @@ impl Block {
                 stride,
             } => Block::InvertedResidual(InvertedResidual {
                 expand: conv(input.channels, expand_channels, 1, 1, 0, device),
-                bn1: batch_norm(expand_channels, device),
+                bn1: new_batch_norm(expand_channels, device),
                 depthwise: depthwise(expand_channels, stride, device),
-                bn2: batch_norm(expand_channels, device),
+                bn2: new_batch_norm(expand_channels, device),
                 project: conv(expand_channels, out_channels, 1, 1, 0, device),
-                bn3: batch_norm(out_channels, device),
+                bn3: new_batch_norm(out_channels, device),
                 residual: BlockSpec::inverted_residual_adds_input(
                     input.channels,
                     out_channels,

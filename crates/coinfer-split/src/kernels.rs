@@ -1,0 +1,382 @@
+//! Training kernels: the convolution's forward and backward passes on faer's matrix products,
+//! plugged into burn as a backend extension, so modules, optimisers and checkpoints stay burn's.
+//!
+//! burn-flex runs a convolution as its own direct loops and its weight and input gradients as
+//! further convolutions (`conv_transpose` for the input), and its matrix products use AVX2 at
+//! most. Here every convolution of a training step — forward, input gradient, weight gradient —
+//! is im2col/col2im around one faer product per chunk of images (AVX-512, AVX2 or NEON picked at
+//! run time), chunks in parallel over the current rayon pool (see [`conv`]).
+//!
+//! [`conv2d`] is the entry point the models call instead of `Conv2d::forward`. On a flex device
+//! (plain or with autodiff) it runs the extension [`TrainKernels::conv2d_fast`]: for `Flex` the
+//! forward kernel, for `Autodiff<Flex>` the forward kernel and a backward node whose gradients
+//! come from [`conv::backward`]. On any other device (ndarray, wgpu) and for what the kernels do
+//! not cover (dilation, asymmetric padding, non-`f32` tensors) it falls back to burn's own
+//! `Conv2d::forward`, so every backend keeps working.
+
+mod conv;
+mod norm;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn_flex::FlexTensor;
+
+pub use conv::ConvGeometry;
+use conv::ConvShape;
+
+/// Custom operations of the training kernels, one implementation per backend that has them.
+#[backend_extension(Flex, Autodiff)]
+pub trait TrainKernels: Backend {
+    /// `conv(x, weight) + bias` with `x` `[N, C_in, H, W]`, `weight`
+    /// `[C_out, C_in / groups, kh, kw]`, `bias` `[C_out]`.
+    fn conv2d_fast(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// Batch normalisation of `x` `[N, C, ...]` with the batch's own statistics (training
+    /// mode): `(x − mean) / sqrt(var + epsilon) · gamma + beta`, differentiable in all three.
+    fn batch_norm_train_fast(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+
+    /// The batch statistics of `x` `[N, C, ...]` as a `[2, C]` tensor (mean, biased variance),
+    /// not differentiated.
+    fn batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let shape = t.layout().shape();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+/// The tensor's values in row-major order (a copy only when it is a strided view).
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(slice) => std::borrow::Cow::Borrowed(slice),
+        None => std::borrow::Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("a contiguous f32 tensor")
+                .to_vec(),
+        ),
+    }
+}
+
+fn flex_tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, dims))
+}
+
+fn conv_shape(x: &FlexTensor, weight: &FlexTensor, geometry: ConvGeometry) -> ConvShape {
+    // `conv2d` checked the shapes before choosing the kernels.
+    ConvShape::new(dims4(x), dims4(weight), geometry).expect("checked convolution shapes")
+}
+
+fn flex_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    geometry: ConvGeometry,
+) -> FlexTensor {
+    let shape = conv_shape(x, weight, geometry);
+    let out = conv::forward(&shape, &values(x), &values(weight), &values(bias));
+    flex_tensor(out, shape.output_dims().to_vec())
+}
+
+impl TrainKernels for Flex {
+    fn conv2d_fast(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: ConvGeometry,
+    ) -> FlexTensor {
+        flex_forward(&x, &weight, &bias, geometry)
+    }
+
+    fn batch_norm_train_fast(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        flex_batch_norm(&x, &gamma, &beta, epsilon).0
+    }
+
+    fn batch_stats(x: FlexTensor) -> FlexTensor {
+        flex_stats(&x)
+    }
+}
+
+/// The backward node of [`TrainKernels::batch_norm_train_fast`] under autodiff: the input and
+/// `gamma` are checkpointed, the batch statistics kept.
+#[derive(Debug)]
+struct NormBackward;
+
+impl Backward<Flex, 3> for NormBackward {
+    type State = (NodeId, NodeId, Vec<f32>, Vec<f32>, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, gamma_state, mean, var, epsilon) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+        let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
+        let shape = norm_shape(&x);
+        let (dx, dgamma, dbeta) = norm::backward(
+            &shape,
+            &values(&x),
+            &values(&gamma),
+            (&mean, &var),
+            epsilon,
+            &values(&dy),
+        );
+        let dims: Vec<usize> = x.layout().shape().iter().copied().collect();
+        let parts = [
+            (node_x, dx, dims),
+            (node_gamma, dgamma, vec![shape.channels]),
+            (node_beta, dbeta, vec![shape.channels]),
+        ];
+        for (node, grad, dims) in parts {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, flex_tensor(grad, dims));
+            }
+        }
+    }
+}
+
+fn norm_shape(x: &FlexTensor) -> norm::NormShape {
+    let shape = x.layout().shape();
+    norm::NormShape {
+        batch: shape[0],
+        channels: shape[1],
+        plane: shape.iter().skip(2).product(),
+    }
+}
+
+fn flex_stats(x: &FlexTensor) -> FlexTensor {
+    let shape = norm_shape(x);
+    let (mut mean, var) = norm::stats(&shape, &values(x));
+    mean.extend(var);
+    flex_tensor(mean, vec![2, shape.channels])
+}
+
+fn flex_batch_norm(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    epsilon: f64,
+) -> (FlexTensor, Vec<f32>, Vec<f32>) {
+    let shape = norm_shape(x);
+    let x_values = values(x);
+    let (mean, var) = norm::stats(&shape, &x_values);
+    let out = norm::forward(
+        &shape,
+        &x_values,
+        &values(gamma),
+        &values(beta),
+        (&mean, &var),
+        epsilon,
+    );
+    let dims = x.layout().shape().iter().copied().collect();
+    (flex_tensor(out, dims), mean, var)
+}
+
+/// The backward node of [`TrainKernels::conv2d_fast`] under autodiff.
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = (NodeId, NodeId, ConvGeometry);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, weight_state, geometry) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+        let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
+        let shape = conv_shape(&x, &weight, geometry);
+        let grads_out = conv::backward(
+            &shape,
+            &values(&x),
+            &values(&weight),
+            &values(&dy),
+            [node_x.is_some(), node_weight.is_some(), node_bias.is_some()],
+        );
+        let parts = [
+            (node_x, grads_out.x, dims4(&x).to_vec()),
+            (node_weight, grads_out.weight, dims4(&weight).to_vec()),
+            (node_bias, grads_out.bias, vec![shape.output_dims()[1]]),
+        ];
+        for (node, grad, dims) in parts {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<Flex>(node.id, flex_tensor(grad, dims));
+            }
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
+    fn conv2d_fast(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self> {
+        match ConvBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let out = flex_forward(x.primitive(), weight.primitive(), bias.primitive(), geometry);
+                prep.finish((x_state, weight_state, geometry), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(flex_forward(
+                x.primitive(),
+                weight.primitive(),
+                bias.primitive(),
+                geometry,
+            )),
+        }
+    }
+
+    fn batch_norm_train_fast(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        match NormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let (out, mean, var) =
+                    flex_batch_norm(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
+                prep.finish((x_state, gamma_state, mean, var, epsilon), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                flex_batch_norm(x.primitive(), gamma.primitive(), beta.primitive(), epsilon).0,
+            ),
+        }
+    }
+
+    fn batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(flex_stats(x.primitive()))
+    }
+}
+
+/// The geometry of `conv` when the kernels cover it: dilation 1 and symmetric explicit (or
+/// valid) padding.
+fn geometry_of(conv: &Conv2d) -> Option<ConvGeometry> {
+    if conv.dilation != [1, 1] {
+        return None;
+    }
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        _ => return None,
+    };
+    Some(ConvGeometry {
+        stride: conv.stride,
+        padding,
+        groups: conv.groups,
+    })
+}
+
+/// Whether tensors on `device` run on the kernels (flex, with or without autodiff).
+pub fn runs_on_kernels(device: &Device) -> bool {
+    device.clone().without_autodiff() == Device::flex()
+}
+
+/// `conv.forward(x)`, on the training kernels when `x` lives on a flex device (see the
+/// [module docs](self)); burn's own convolution otherwise.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let geometry = geometry_of(conv);
+    let fits = geometry.and_then(|geometry| {
+        let weight = conv.weight.lazy_shape();
+        let weight: [usize; 4] = weight.as_slice().try_into().ok()?;
+        ConvShape::new(x.dims(), weight, geometry).map(|_| geometry)
+    });
+    let geometry = match fits {
+        Some(geometry) if x.dtype() == burn::tensor::DType::F32 && runs_on_kernels(&x.device()) => geometry,
+        _ => return conv.forward(x),
+    };
+    let weight = conv.weight.val();
+    let out_channels = weight.dims()[0];
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::<1>::zeros([out_channels], &weight.device()),
+    };
+    Tensor::from_dispatch(<Dispatch as TrainKernels>::conv2d_fast(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        geometry,
+    ))
+}
+
+/// `bn.forward(x)`, on the training kernels when it normalises with the batch's statistics
+/// (training mode: autodiff device, layer not frozen) on a flex device; burn's own otherwise.
+/// The running statistics are updated as burn's `BatchNorm` does: `running · (1 − momentum) +
+/// batch · momentum`, with the biased batch variance.
+pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    let trains = device.is_autodiff() && bn.training.is_enabled();
+    if !(trains && D >= 2 && x.dtype() == burn::tensor::DType::F32 && runs_on_kernels(&device)) {
+        return bn.forward(x);
+    }
+    let channels = x.dims()[1];
+    let stats: Tensor<2> = Tensor::from_dispatch(<Dispatch as TrainKernels>::batch_stats(
+        x.clone().detach().into_dispatch(),
+    ));
+    let out = Tensor::from_dispatch(<Dispatch as TrainKernels>::batch_norm_train_fast(
+        x.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        bn.epsilon,
+    ));
+    let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
+    let var = stats.slice([1..2, 0..channels]).reshape([channels]);
+    let running_mean = bn.running_mean.value_sync().to_device(&device);
+    let running_var = bn.running_var.value_sync().to_device(&device);
+    let running_mean = running_mean
+        .mul_scalar(1.0 - bn.momentum)
+        .add(mean.mul_scalar(bn.momentum));
+    let running_var = running_var
+        .mul_scalar(1.0 - bn.momentum)
+        .add(var.mul_scalar(bn.momentum));
+    bn.running_mean.update(running_mean.detach());
+    bn.running_var.update(running_var.detach());
+    out
+}

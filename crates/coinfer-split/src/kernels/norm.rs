@@ -1,0 +1,121 @@
+//! Batch normalisation in training mode on flat NCHW `f32` buffers: the batch statistics, the
+//! normalised output and the backward pass, one pass per step over each `(image, channel)`
+//! plane, channels in parallel over the current rayon pool.
+
+use rayon::prelude::*;
+
+/// Sizes of one call: `[N, C, H·W]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NormShape {
+    pub(crate) batch: usize,
+    pub(crate) channels: usize,
+    pub(crate) plane: usize,
+}
+
+impl NormShape {
+    fn planes<'a>(&self, data: &'a [f32], channel: usize) -> impl Iterator<Item = &'a [f32]> {
+        let (c, plane) = (self.channels, self.plane);
+        (0..self.batch).map(move |n| &data[(n * c + channel) * plane..][..plane])
+    }
+
+    fn count(&self) -> f64 {
+        (self.batch * self.plane) as f64
+    }
+}
+
+/// Per channel: the batch mean and the biased variance (as burn's `batch_norm_train`), summed
+/// in `f64`.
+pub(crate) fn stats(shape: &NormShape, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    (0..shape.channels)
+        .into_par_iter()
+        .map(|c| {
+            let sum: f64 = shape
+                .planes(x, c)
+                .map(|p| p.iter().map(|&v| f64::from(v)).sum::<f64>())
+                .sum();
+            let mean = sum / shape.count();
+            let squares: f64 = shape
+                .planes(x, c)
+                .map(|p| {
+                    p.iter()
+                        .map(|&v| (f64::from(v) - mean).powi(2))
+                        .sum::<f64>()
+                })
+                .sum();
+            (mean as f32, (squares / shape.count()) as f32)
+        })
+        .unzip()
+}
+
+fn inv_std(var: f32, epsilon: f64) -> f32 {
+    (1.0 / (f64::from(var) + epsilon).sqrt()) as f32
+}
+
+/// `(x − mean) / sqrt(var + ε) · γ + β` with the batch's own statistics.
+pub(crate) fn forward(
+    shape: &NormShape,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    (mean, var): (&[f32], &[f32]),
+    epsilon: f64,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    let (c, plane) = (shape.channels, shape.plane);
+    out.par_chunks_mut(plane)
+        .zip(x.par_chunks(plane))
+        .enumerate()
+        .for_each(|(i, (out, x))| {
+            let channel = i % c;
+            let scale = gamma[channel] * inv_std(var[channel], epsilon);
+            let shift = beta[channel] - mean[channel] * scale;
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = v * scale + shift;
+            }
+        });
+    out
+}
+
+/// Gradients of [`forward`] (statistics included) with respect to `x`, `γ` and `β`.
+pub(crate) fn backward(
+    shape: &NormShape,
+    x: &[f32],
+    gamma: &[f32],
+    (mean, var): (&[f32], &[f32]),
+    epsilon: f64,
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let count = shape.count();
+    // Per channel: Σ dy and Σ dy · x̂.
+    let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = (0..shape.channels)
+        .into_par_iter()
+        .map(|c| {
+            let (m, s) = (mean[c], inv_std(var[c], epsilon));
+            let (mut sum, mut dot) = (0.0f64, 0.0f64);
+            for (x, dy) in shape.planes(x, c).zip(shape.planes(dy, c)) {
+                for (&x, &g) in x.iter().zip(dy) {
+                    sum += f64::from(g);
+                    dot += f64::from(g) * f64::from((x - m) * s);
+                }
+            }
+            (sum as f32, dot as f32)
+        })
+        .unzip();
+    let mut dx = vec![0.0f32; x.len()];
+    let (c, plane) = (shape.channels, shape.plane);
+    dx.par_chunks_mut(plane)
+        .zip(x.par_chunks(plane).zip(dy.par_chunks(plane)))
+        .enumerate()
+        .for_each(|(i, (dx, (x, dy)))| {
+            let channel = i % c;
+            let (m, s) = (mean[channel], inv_std(var[channel], epsilon));
+            let mean_dy = (f64::from(dbeta[channel]) / count) as f32;
+            let mean_dy_xhat = (f64::from(dgamma[channel]) / count) as f32;
+            let scale = gamma[channel] * s;
+            for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+                let xhat = (x - m) * s;
+                *d = scale * (g - mean_dy - xhat * mean_dy_xhat);
+            }
+        });
+    (dx, dgamma, dbeta)
+}

@@ -355,9 +355,14 @@ fn obtain_backbone(
         Budget::Epochs(epochs) => format!("e{epochs}"),
         Budget::Images(images) => format!("i{images}"),
     };
+    // Weights trained on burn's ops differ in the last digits from the kernels' ones.
+    let ops = match coinfer_kernels::TrainingOps::global() {
+        coinfer_kernels::TrainingOps::Kernels => "",
+        coinfer_kernels::TrainingOps::Burn => "-burnops",
+    };
     let cached = cache.map(|dir| {
         dir.join(format!(
-            "{name}-{label}-{trained_for}-s{seed}-v{validation_images}.cfnet"
+            "{name}-{label}-{trained_for}-s{seed}-v{validation_images}{ops}.cfnet"
         ))
     });
     if let Some(path) = cached.as_ref().filter(|p| p.exists()) {

@@ -46,6 +46,11 @@ struct Cli {
     /// when built with `--features parallel` (burn-flex's rayon).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// What training runs on: `kernels` (coinfer's training kernels on flex: convolutions and
+    /// batch norms, forward and backward, over all threads) or `burn` (burn's own ops, as
+    /// before 2026-12-05: reproduces the figures measured then).
+    #[arg(long, global = true, default_value = "kernels")]
+    training_ops: coinfer_automl::kernels::TrainingOps,
 }
 
 #[derive(Subcommand)]
@@ -97,6 +102,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    cli.training_ops.set_global();
     let threads = match cli.threads {
         Some(threads) => coinfer_automl::split::Threads::init_global(threads),
         None => Ok(()),

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig};
+// The training kernels on flex (convolution and batch norm, forward and backward).
+use coinfer_kernels::{batch_norm, conv2d};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::activation;
@@ -212,9 +214,9 @@ impl Autoencoder {
 
     /// Device side before quantization: `tanh(BN?(conv(z)))`, values in `[-1, 1]`.
     pub fn encode_latent(&self, feature: Tensor<4>) -> Tensor<4> {
-        let out = self.encoder.forward(feature);
+        let out = conv2d(&self.encoder, feature);
         match &self.encoder_norm {
-            Some(norm) => norm.forward(out),
+            Some(norm) => batch_norm(norm, out),
             None => out,
         }
         .tanh()
@@ -253,9 +255,9 @@ impl Autoencoder {
         } else {
             latent
         };
-        let out = self.decoder.forward(latent);
+        let out = conv2d(&self.decoder, latent);
         let out = match &self.decoder_norm {
-            Some(norm) => norm.forward(out),
+            Some(norm) => batch_norm(norm, out),
             None => out,
         };
         if self.output_relu {

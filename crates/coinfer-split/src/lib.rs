@@ -32,8 +32,6 @@
 
 mod error;
 pub mod inference;
-#[cfg(feature = "flex")]
-pub mod kernels;
 pub mod model;
 mod network;
 mod spec;

@@ -9,6 +9,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Identity, Linear, LinearConfig, Paddi
 use burn::prelude::*;
 use burn::tensor::activation::relu6;
 
+use coinfer_kernels::{batch_norm, conv2d};
+
 use crate::SplitError;
 use crate::spec::{BlockSpec, FeatureShape, NetSpec};
 
@@ -37,32 +39,6 @@ fn depthwise(channels: usize, stride: usize, device: &Device) -> Conv2d {
         .with_groups(channels)
         .with_bias(false)
         .init(device)
-}
-
-/// A convolution's forward pass: on the training kernels on a flex device
-/// ([`crate::kernels::conv2d`]), burn's own otherwise.
-pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    #[cfg(feature = "flex")]
-    {
-        crate::kernels::conv2d(conv, x)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        conv.forward(x)
-    }
-}
-
-/// A batch norm's forward pass: on the training kernels in training mode on a flex device
-/// ([`crate::kernels::batch_norm`]), burn's own otherwise.
-pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    #[cfg(feature = "flex")]
-    {
-        crate::kernels::batch_norm(bn, x)
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        bn.forward(x)
-    }
 }
 
 fn new_batch_norm(channels: usize, device: &Device) -> BatchNorm {

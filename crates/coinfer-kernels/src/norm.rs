@@ -23,26 +23,22 @@ impl NormShape {
     }
 }
 
-/// Per channel: the batch mean and the biased variance (as burn's `batch_norm_train`), summed
-/// in `f64`.
+/// Per channel: the batch mean and the biased variance (as burn's `batch_norm_train`); each
+/// plane summed in `f32`, the planes in `f64`.
 pub(crate) fn stats(shape: &NormShape, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     (0..shape.channels)
         .into_par_iter()
         .map(|c| {
             let sum: f64 = shape
                 .planes(x, c)
-                .map(|p| p.iter().map(|&v| f64::from(v)).sum::<f64>())
+                .map(|p| f64::from(p.iter().sum::<f32>()))
                 .sum();
-            let mean = sum / shape.count();
+            let mean = (sum / shape.count()) as f32;
             let squares: f64 = shape
                 .planes(x, c)
-                .map(|p| {
-                    p.iter()
-                        .map(|&v| (f64::from(v) - mean).powi(2))
-                        .sum::<f64>()
-                })
+                .map(|p| f64::from(p.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>()))
                 .sum();
-            (mean as f32, (squares / shape.count()) as f32)
+            (mean, (squares / shape.count()) as f32)
         })
         .unzip()
 }
@@ -93,10 +89,8 @@ pub(crate) fn backward(
             let (m, s) = (mean[c], inv_std(var[c], epsilon));
             let (mut sum, mut dot) = (0.0f64, 0.0f64);
             for (x, dy) in shape.planes(x, c).zip(shape.planes(dy, c)) {
-                for (&x, &g) in x.iter().zip(dy) {
-                    sum += f64::from(g);
-                    dot += f64::from(g) * f64::from((x - m) * s);
-                }
+                sum += f64::from(dy.iter().sum::<f32>());
+                dot += f64::from(x.iter().zip(dy).map(|(&x, &g)| g * (x - m) * s).sum::<f32>());
             }
             (sum as f32, dot as f32)
         })

@@ -1,21 +1,5 @@
-//! Training kernels: the convolution's forward and backward passes on faer's matrix products,
-//! plugged into burn as a backend extension, so modules, optimisers and checkpoints stay burn's.
-//!
-//! burn-flex runs a convolution as its own direct loops and its weight and input gradients as
-//! further convolutions (`conv_transpose` for the input), and its matrix products use AVX2 at
-//! most. Here every convolution of a training step — forward, input gradient, weight gradient —
-//! is im2col/col2im around one faer product per chunk of images (AVX-512, AVX2 or NEON picked at
-//! run time), chunks in parallel over the current rayon pool (see [`conv`]).
-//!
-//! [`conv2d`] is the entry point the models call instead of `Conv2d::forward`. On a flex device
-//! (plain or with autodiff) it runs the extension [`TrainKernels::conv2d_fast`]: for `Flex` the
-//! forward kernel, for `Autodiff<Flex>` the forward kernel and a backward node whose gradients
-//! come from [`conv::backward`]. On any other device (ndarray, wgpu) and for what the kernels do
-//! not cover (dilation, asymmetric padding, non-`f32` tensors) it falls back to burn's own
-//! `Conv2d::forward`, so every backend keeps working.
-
-mod conv;
-mod norm;
+//! The backend extension: [`TrainKernels`] on `Flex` and `Autodiff<Flex>`, and the entry
+//! points that route a module's forward pass to it.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -29,8 +13,8 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn_flex::FlexTensor;
 
-pub use conv::ConvGeometry;
-use conv::ConvShape;
+use crate::conv::{self, ConvGeometry, ConvShape};
+use crate::norm;
 
 /// Custom operations of the training kernels, one implementation per backend that has them.
 #[backend_extension(Flex, Autodiff)]
@@ -44,12 +28,15 @@ pub trait TrainKernels: Backend {
         geometry: ConvGeometry,
     ) -> FloatTensor<Self>;
 
-    /// Batch normalisation of `x` `[N, C, ...]` with the batch's own statistics (training
-    /// mode): `(x − mean) / sqrt(var + epsilon) · gamma + beta`, differentiable in all three.
+    /// Batch normalisation of `x` `[N, C, ...]` with the batch's own statistics `stats`
+    /// (training mode; [`batch_stats`](Self::batch_stats) of `x`):
+    /// `(x − mean) / sqrt(var + epsilon) · gamma + beta`, differentiable in `x`, `gamma`, `beta`
+    /// (the statistics' dependence on `x` included).
     fn batch_norm_train_fast(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self>;
 
@@ -110,9 +97,10 @@ impl TrainKernels for Flex {
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
+        stats: FlexTensor,
         epsilon: f64,
     ) -> FlexTensor {
-        flex_batch_norm(&x, &gamma, &beta, epsilon).0
+        flex_batch_norm(&x, &gamma, &beta, &stats, epsilon).0
     }
 
     fn batch_stats(x: FlexTensor) -> FlexTensor {
@@ -182,11 +170,14 @@ fn flex_batch_norm(
     x: &FlexTensor,
     gamma: &FlexTensor,
     beta: &FlexTensor,
+    stats: &FlexTensor,
     epsilon: f64,
 ) -> (FlexTensor, Vec<f32>, Vec<f32>) {
     let shape = norm_shape(x);
     let x_values = values(x);
-    let (mean, var) = norm::stats(&shape, &x_values);
+    let stats = values(stats);
+    let (mean, var) = stats.split_at(shape.channels);
+    let (mean, var) = (mean.to_vec(), var.to_vec());
     let out = norm::forward(
         &shape,
         &x_values,
@@ -269,6 +260,7 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
         match NormBackward
@@ -279,12 +271,24 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let gamma_state = prep.checkpoint(&gamma);
-                let (out, mean, var) =
-                    flex_batch_norm(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
+                let (out, mean, var) = flex_batch_norm(
+                    x.primitive(),
+                    gamma.primitive(),
+                    beta.primitive(),
+                    stats.primitive(),
+                    epsilon,
+                );
                 prep.finish((x_state, gamma_state, mean, var, epsilon), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(
-                flex_batch_norm(x.primitive(), gamma.primitive(), beta.primitive(), epsilon).0,
+                flex_batch_norm(
+                    x.primitive(),
+                    gamma.primitive(),
+                    beta.primitive(),
+                    stats.primitive(),
+                    epsilon,
+                )
+                .0,
             ),
         }
     }
@@ -314,14 +318,14 @@ fn geometry_of(conv: &Conv2d) -> Option<ConvGeometry> {
     })
 }
 
-/// Whether tensors on `device` run on the kernels (flex, with or without autodiff).
-pub fn runs_on_kernels(device: &Device) -> bool {
-    device.clone().without_autodiff() == Device::flex()
+/// See [`crate::runs_on_kernels`].
+pub(crate) fn runs_on_kernels(device: &Device) -> bool {
+    crate::TrainingOps::global() == crate::TrainingOps::Kernels
+        && device.clone().without_autodiff() == Device::flex()
 }
 
-/// `conv.forward(x)`, on the training kernels when `x` lives on a flex device (see the
-/// [module docs](self)); burn's own convolution otherwise.
-pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+/// See [`crate::conv2d`].
+pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let geometry = geometry_of(conv);
     let fits = geometry.and_then(|geometry| {
         let weight = conv.weight.lazy_shape();
@@ -346,11 +350,8 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     ))
 }
 
-/// `bn.forward(x)`, on the training kernels when it normalises with the batch's statistics
-/// (training mode: autodiff device, layer not frozen) on a flex device; burn's own otherwise.
-/// The running statistics are updated as burn's `BatchNorm` does: `running · (1 − momentum) +
-/// batch · momentum`, with the biased batch variance.
-pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+/// See [`crate::batch_norm`].
+pub(crate) fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
     let trains = device.is_autodiff() && bn.training.is_enabled();
     if !(trains && D >= 2 && x.dtype() == burn::tensor::DType::F32 && runs_on_kernels(&device)) {
@@ -364,6 +365,7 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
         x.into_dispatch(),
         bn.gamma.val().into_dispatch(),
         bn.beta.val().into_dispatch(),
+        stats.clone().into_dispatch(),
         bn.epsilon,
     ));
     let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);

@@ -9,8 +9,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Tolerance};
-use coinfer_split::Threads;
-use coinfer_split::kernels::{batch_norm, conv2d, runs_on_kernels};
+use coinfer_kernels::{batch_norm, conv2d, runs_on_kernels};
 
 /// One case: `[batch, in, h, w]`, out channels, kernel, stride, padding, groups, bias.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +67,7 @@ fn check(case: Case, seed: u64) {
     let r = Tensor::<4>::random(y_dims, Distribution::Normal(0.0, 1.0), &device);
     let reference = gradients(&conv, &x, &r, |c, x| c.forward(x));
     for threads in [1, 3] {
-        let pool = Threads::new(threads).expect("pool");
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
         let fast = pool.install(|| gradients(&conv, &x, &r, |c, x| conv2d(c, x)));
         let tol = Tolerance::<f32>::relative(1e-4).set_absolute(1e-4);
         let what = format!("{case:?}, {threads} threads");
@@ -172,7 +171,7 @@ fn batch_norm_and_its_gradients_equal_burns() {
         let r = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
         let reference = norm_gradients(&bn.clone(), &x, &r, |bn, x| bn.forward(x));
         for threads in [1, 3] {
-            let pool = Threads::new(threads).expect("pool");
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
             let fast = pool.install(|| norm_gradients(&bn.clone(), &x, &r, |bn, x| batch_norm(bn, x)));
             let tol = Tolerance::<f32>::relative(1e-4).set_absolute(2e-4);
             for (what, (a, b)) in ["output", "dx", "dgamma", "dbeta", "running mean", "running var"]

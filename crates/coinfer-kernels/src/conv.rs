@@ -11,6 +11,33 @@
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
+use std::cell::RefCell;
+
+thread_local! {
+    /// Per-thread work buffers of a chunk (channels-last input, patches, product, channels-last
+    /// input gradient), kept between calls: a training step makes hundreds of chunk calls, and
+    /// fresh multi-megabyte buffers would cost a page fault per 4 KiB every time.
+    static SCRATCH: RefCell<[Vec<f32>; 4]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()]) };
+}
+
+/// Runs `work` with four per-thread buffers of the given lengths (contents unspecified).
+fn with_scratch<R>(lens: [usize; 4], work: impl FnOnce([&mut [f32]; 4]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buffers = cell.borrow_mut();
+        for (buffer, &len) in buffers.iter_mut().zip(&lens) {
+            if buffer.len() < len {
+                buffer.resize(len, 0.0);
+            }
+        }
+        let [a, b, c, d] = &mut *buffers;
+        work([
+            &mut a[..lens[0]],
+            &mut b[..lens[1]],
+            &mut c[..lens[2]],
+            &mut d[..lens[3]],
+        ])
+    })
+}
 
 /// Columns (output positions × images) a chunk's patch matrix aims at.
 const TARGET_COLUMNS: usize = 2048;
@@ -226,17 +253,15 @@ fn col2im(shape: &ConvShape, cols: &[f32], row: usize, group: usize, image: &mut
     }
 }
 
-/// A chunk of NCHW images as channels-last images.
-fn chunk_channels_last(shape: &ConvShape, x: &[f32]) -> Vec<f32> {
+/// A chunk of NCHW images as channels-last images, into `out`.
+fn chunk_channels_last(shape: &ConvShape, x: &[f32], out: &mut [f32]) {
     let hw = shape.height * shape.width;
-    let mut out = vec![0.0f32; x.len()];
     for (src, dst) in x
         .chunks_exact(shape.image_len())
         .zip(out.chunks_exact_mut(shape.image_len()))
     {
         to_channels_last(src, shape.in_channels, hw, dst);
     }
-    out
 }
 
 /// `conv(x, weight) + bias`: `x` is `[N, C_in, H, W]`, `weight` `[C_out, C_in/groups, kh, kw]`,
@@ -255,20 +280,20 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], bias: &[f32]
         .for_each(|(out, x)| {
             let images = x.len() / shape.image_len();
             let ld = images * positions;
-            let x = chunk_channels_last(shape, x);
-            let mut cols = vec![0.0f32; ld * k];
-            let mut product = vec![0.0f32; out_per_group * ld];
+            with_scratch([x.len(), ld * k, out_per_group * ld, 0], |[x_last, cols, product, _]| {
+            chunk_channels_last(shape, x, x_last);
+            let x = &*x_last;
             for group in 0..shape.geometry.groups {
                 for (i, image) in x.chunks_exact(shape.image_len()).enumerate() {
-                    im2col(shape, image, group, &mut cols, i * positions);
+                    im2col(shape, image, group, cols, i * positions);
                 }
                 let lhs = MatRef::from_row_major_slice(
                     &taps[group * out_per_group * k..][..out_per_group * k],
                     out_per_group,
                     k,
                 );
-                let rhs = MatRef::from_row_major_slice(&cols, ld, k).transpose();
-                let dst = MatMut::from_row_major_slice_mut(&mut product, out_per_group, ld);
+                let rhs = MatRef::from_row_major_slice(cols, ld, k).transpose();
+                let dst = MatMut::from_row_major_slice_mut(product, out_per_group, ld);
                 matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
                 for (i, out) in out.chunks_exact_mut(shape.out_image_len()).enumerate() {
                     for co in 0..out_per_group {
@@ -282,6 +307,7 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], bias: &[f32]
                     }
                 }
             }
+            });
         });
     out
 }
@@ -326,10 +352,17 @@ pub(crate) fn backward(
         let ld = images * positions;
         let mut dweight = vec![0.0f32; if want_weight { weight_len } else { 0 }];
         let mut dbias = vec![0.0f32; if want_bias { shape.out_channels } else { 0 }];
-        let mut cols = vec![0.0f32; ld * rows];
-        let mut grad = vec![0.0f32; out_per_group * ld];
-        let x = want_weight.then(|| chunk_channels_last(shape, x));
-        let mut dx_last = dx.as_ref().map(|dx| vec![0.0f32; dx.len()]);
+        let x_len = if want_weight { x.len() } else { 0 };
+        let dx_len = dx.as_ref().map_or(0, |dx| dx.len());
+        with_scratch([x_len, ld * rows, out_per_group * ld, dx_len], |[x_last, cols, grad, dx_last]| {
+        if want_weight {
+            chunk_channels_last(shape, x, x_last);
+        }
+        let x = want_weight.then_some(&*x_last);
+        let mut dx_last = dx.is_some().then(|| {
+            dx_last.fill(0.0);
+            dx_last
+        });
         let mut dweight_taps = vec![0.0f32; if want_weight { out_per_group * rows } else { 0 }];
         for group in 0..shape.geometry.groups {
             for (i, dy) in dy.chunks_exact(shape.out_image_len()).enumerate() {
@@ -342,13 +375,13 @@ pub(crate) fn backward(
                     }
                 }
             }
-            let grad_mat = MatRef::from_row_major_slice(&grad, out_per_group, ld);
-            if let Some(x) = &x {
+            let grad_mat = MatRef::from_row_major_slice(grad, out_per_group, ld);
+            if let Some(x) = x {
                 for (i, image) in x.chunks_exact(shape.image_len()).enumerate() {
-                    im2col(shape, image, group, &mut cols, i * positions);
+                    im2col(shape, image, group, cols, i * positions);
                 }
                 let dst = MatMut::from_row_major_slice_mut(&mut dweight_taps, out_per_group, rows);
-                let cols_mat = MatRef::from_row_major_slice(&cols, ld, rows);
+                let cols_mat = MatRef::from_row_major_slice(cols, ld, rows);
                 matmul(dst, Accum::Replace, grad_mat, cols_mat, 1.0, Par::Seq);
                 add_weight_channel_major(
                     shape,
@@ -362,10 +395,10 @@ pub(crate) fn backward(
                     out_per_group,
                     rows,
                 );
-                let dst = MatMut::from_row_major_slice_mut(&mut cols, ld, rows);
+                let dst = MatMut::from_row_major_slice_mut(cols, ld, rows);
                 matmul(dst, Accum::Replace, grad_mat.transpose(), w, 1.0, Par::Seq);
                 for (i, image) in dx_last.chunks_exact_mut(shape.image_len()).enumerate() {
-                    col2im(shape, &cols, i * positions, group, image);
+                    col2im(shape, cols, i * positions, group, image);
                 }
             }
         }
@@ -383,6 +416,7 @@ pub(crate) fn backward(
             }
         }
         (dweight, dbias)
+        })
     };
 
     let partials: Vec<(Vec<f32>, Vec<f32>)> = match dx.as_mut() {

@@ -1,6 +1,6 @@
 //! coinfer's inference form (CPU kernels) and burn (flex) side by side with PyTorch and ONNX Runtime on the default backbone,
 //! interleaved: forward at batch 1 and 64 for each thread count, and one Adam training step at
-//! batch 64 (burn and PyTorch).
+//! batch 64 for each training thread count (coinfer's training kernels, burn-flex ops, PyTorch).
 //!
 //! ```text
 //! cargo run --release --example inference_peers -- --json
@@ -17,7 +17,11 @@
 //! `{"framework": "coinfer", "threads": 1, "batch": 1, "median_ms": .., "p10_ms": .., "p90_ms": ..}`
 //! (`coinfer` runs the [`InferenceNetwork`] as deployed, on its CPU kernels; `burn-flex` the
 //! same folded network as burn-flex ops, i.e. the gain of the kernels; `burn-flex-unfolded` the
-//! same weights with batch norm as separate ops, i.e. the gain of folding) and `{"framework": .., "phase": "train", "threads": .., "batch": 64, "median_ms": .., ..}`.
+//! same weights with batch norm as separate ops, i.e. the gain of folding) and `{"framework": .., "phase": "train", "threads": .., "batch": 64, "median_ms": .., ..}`
+//! (`coinfer`: the training step with its convolutions and batch norms on coinfer-kernels;
+//! `burn-flex`: the same step on burn-flex ops; `torch`: PyTorch eager). Ratio lines follow:
+//! `{"ratio": "coinfer/torch", "phase": "train", "threads": 1, ..}`, and the kernels' 2-thread
+//! speed-up as `{"ratio": "coinfer@1/coinfer", "threads": 2, ..}`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -34,6 +38,7 @@ use burn::tensor::Distribution;
 use clap::Parser;
 use coinfer_split::model::Block;
 use coinfer_split::{BlockSpec, Network, Threads, inference::InferenceNetwork, zoo};
+use coinfer_kernels::TrainingOps;
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -51,9 +56,9 @@ struct Args {
     /// Batch sizes of the forward pass (comma separated).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 64])]
     batches: Vec<usize>,
-    /// Threads of the training step (both frameworks).
-    #[arg(long, default_value_t = 1)]
-    train_threads: usize,
+    /// Thread counts of the training step (comma separated; every framework).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    train_threads: Vec<usize>,
     /// Skip the training step.
     #[arg(long)]
     no_train: bool,
@@ -363,9 +368,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|&t| Threads::new(t).map(|pool| (t, pool)))
         .collect::<Result<_, _>>()?;
-    let train_threads = args.train_threads;
-    let train_pool = Threads::new(train_threads)?;
-    let mut trainer = (!args.no_train).then(|| BurnTrainer::new(&net, 64, &device));
+    let train_pools: Vec<(usize, Threads)> = args
+        .train_threads
+        .iter()
+        .map(|&t| Threads::new(t).map(|pool| (t, pool)))
+        .collect::<Result<_, _>>()?;
+    // One trainer per op set, each following its own trajectory.
+    let mut trainers = (!args.no_train).then(|| {
+        [
+            ("coinfer", TrainingOps::Kernels, BurnTrainer::new(&net, 64, &device)),
+            ("burn-flex", TrainingOps::Burn, BurnTrainer::new(&net, 64, &device)),
+        ]
+    });
     let torch_trains = frameworks.iter().any(|f| f == "torch") && !args.no_train;
 
     // One warm-up round, not recorded.
@@ -418,17 +432,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        if let Some(trainer) = trainer.as_mut() {
-            let samples = train_pool.install(|| time_ms(1, || trainer.step()));
-            if record {
-                row(&mut rows, "burn-flex", "train", train_threads, 64, samples);
+        for (threads, pool) in &train_pools {
+            for (framework, ops, trainer) in trainers.iter_mut().flatten() {
+                ops.set_global();
+                let samples = pool.install(|| time_ms(1, || trainer.step()));
+                if record {
+                    row(&mut rows, framework, "train", *threads, 64, samples);
+                }
             }
+            TrainingOps::Kernels.set_global();
             if torch_trains {
                 let samples = peers.as_mut().expect("torch is a peer").samples(
-                    json!({"cmd": "train", "threads": train_threads, "batch": 64, "iters": 1}),
+                    json!({"cmd": "train", "threads": threads, "batch": 64, "iters": 1}),
                 )?;
                 if record {
-                    row(&mut rows, "torch", "train", train_threads, 64, samples);
+                    row(&mut rows, "torch", "train", *threads, 64, samples);
                 }
             }
         }
@@ -483,18 +501,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    if let (Some(ours), Some(theirs)) = (
-        median_of("burn-flex", "train", train_threads, 64),
-        median_of("torch", "train", train_threads, 64),
-    ) {
-        ratios.push((
-            "burn-flex",
-            "torch",
-            "train",
-            train_threads,
-            64,
-            ours / theirs,
-        ));
+    for &threads in &args.train_threads {
+        for ours in ["coinfer", "burn-flex"] {
+            if let (Some(a), Some(b)) = (
+                median_of(ours, "train", threads, 64),
+                median_of("torch", "train", threads, 64),
+            ) {
+                ratios.push((ours, "torch", "train", threads, 64, a / b));
+            }
+        }
+        // The kernels' speed-up over their own 1-thread step.
+        if let (Some(one), Some(this)) = (
+            median_of("coinfer", "train", 1, 64),
+            median_of("coinfer", "train", threads, 64),
+        ) && threads > 1
+        {
+            ratios.push(("coinfer@1", "coinfer", "train", threads, 64, one / this));
+        }
     }
     for (ours, peer, phase, threads, batch, ratio) in ratios {
         if args.json {

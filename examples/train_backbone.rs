@@ -6,6 +6,7 @@
 //! cargo run --release --example train_backbone                 # embedded 6k/1k subset
 //! cargo run --release --example train_backbone -- --full       # full 60k/10k from disk
 //! cargo run --release --example train_backbone -- --model mobilenetv2-mini
+//! cargo run --release --example train_backbone -- --training-ops burn   # on burn-flex's ops
 //! ```
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use burn::prelude::*;
 use clap::Parser;
 use coinfer_automl::profile::NetCost;
 use coinfer_data::{Budget, Normalization, embedded, fashion_mnist};
+use coinfer_kernels::TrainingOps;
 use coinfer_split::train::{TrainConfig, evaluate, train_classifier};
 use coinfer_split::{Network, zoo};
 
@@ -46,10 +48,20 @@ struct Args {
     /// Where to save the trained network.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// What training runs on: `kernels` (coinfer-kernels) or `burn` (burn-flex's own ops).
+    #[arg(long, default_value = "kernels")]
+    training_ops: TrainingOps,
+    /// Threads of the training kernels (all cores when absent).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    args.training_ops.set_global();
+    if let Some(threads) = args.threads {
+        coinfer_split::Threads::init_global(threads)?;
+    }
     let data = if args.full {
         let dir = match args.data_dir {
             Some(dir) => dir,
@@ -130,6 +142,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "flops": cost.flops,
             "budget": config.budget,
             "seed": args.seed,
+            "training_ops": args.training_ops.name(),
+            "threads": coinfer_split::Threads::global_count(),
             "test_accuracy": accuracy,
             "train_s": train_s,
         })

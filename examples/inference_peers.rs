@@ -36,9 +36,9 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use clap::Parser;
+use coinfer_kernels::TrainingOps;
 use coinfer_split::model::Block;
 use coinfer_split::{BlockSpec, Network, Threads, inference::InferenceNetwork, zoo};
-use coinfer_kernels::TrainingOps;
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -376,8 +376,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One trainer per op set, each following its own trajectory.
     let mut trainers = (!args.no_train).then(|| {
         [
-            ("coinfer", TrainingOps::Kernels, BurnTrainer::new(&net, 64, &device)),
-            ("burn-flex", TrainingOps::Burn, BurnTrainer::new(&net, 64, &device)),
+            (
+                "coinfer",
+                TrainingOps::Kernels,
+                BurnTrainer::new(&net, 64, &device),
+            ),
+            (
+                "burn-flex",
+                TrainingOps::Burn,
+                BurnTrainer::new(&net, 64, &device),
+            ),
         ]
     });
     let torch_trains = frameworks.iter().any(|f| f == "torch") && !args.no_train;

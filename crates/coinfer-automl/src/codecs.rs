@@ -380,6 +380,10 @@ pub fn build_codecs(
     Ok((families, bank))
 }
 
+/// The largest feature cache [`train_split_autoencoder`] keeps (bytes); above it the device
+/// half runs again on every batch.
+const FEATURE_CACHE_BYTES: usize = 512 << 20;
+
 /// Trains one autoencoder for the split point between `device_half` and `edge_half` of a
 /// frozen backbone: the features of `train` (batches of `batch_size`, reshuffled every pass
 /// with `options.seed`, as many as `budget` allows; `options.epochs` is the budget's passes
@@ -409,15 +413,63 @@ pub fn train_split_autoencoder(
     let per_pass = Batches::new(train, batch_size, norm, device)?.len();
     let steps = budget.steps(train.len(), batch_size);
     let options = options.clone().with_epochs(budget.passes(train.len()));
+    // The device half is frozen, so its features do not change between passes: when they fit
+    // in FEATURE_CACHE_BYTES they are computed once and every pass gathers its shuffled
+    // batches from them (the same images in the same order as running the device half on
+    // each batch).
+    let feature_bytes = device_half
+        .spec()
+        .shapes()?
+        .last()
+        .map_or(0, |shape| shape.elements() * 4)
+        * train.len();
+    let cached = if feature_bytes <= FEATURE_CACHE_BYTES {
+        let mut features = Vec::new();
+        let mut labels = Vec::new();
+        for (images, batch_labels) in
+            Batches::new(train, coinfer_split::train::EVAL_BATCH_SIZE, norm, device)?
+        {
+            features.push(device_half.module().forward_features(images));
+            labels.push(batch_labels);
+        }
+        Some((Tensor::cat(features, 0), Tensor::cat(labels, 0)))
+    } else {
+        None
+    };
     let batches = |epoch: usize| {
         let device_half = &device_half;
+        let cached = &cached;
         let left = steps.saturating_sub(epoch * per_pass);
-        Batches::new(train, batch_size, norm, device)
+        let shuffled = Batches::new(train, batch_size, norm, device)
             .map(|b| b.shuffle(options.seed, epoch as u64))
-            .into_iter()
-            .flatten()
-            .take(left)
-            .map(move |(images, labels)| (device_half.module().forward_features(images), labels))
+            .ok();
+        let from_cache: Box<dyn Iterator<Item = (Tensor<4>, Tensor<1, Int>)>> = match cached {
+            Some((features, labels)) => {
+                let order = shuffled.map(|b| b.order().to_vec()).unwrap_or_default();
+                let batches: Vec<Vec<usize>> = order
+                    .chunks(batch_size)
+                    .take(left)
+                    .map(<[usize]>::to_vec)
+                    .collect();
+                Box::new(batches.into_iter().map(move |indices| {
+                    let indices = Tensor::<1, Int>::from_data(
+                        TensorData::new(
+                            indices.iter().map(|&i| i as i64).collect::<Vec<i64>>(),
+                            [indices.len()],
+                        ),
+                        device,
+                    );
+                    (
+                        features.clone().select(0, indices.clone()),
+                        labels.clone().select(0, indices),
+                    )
+                }))
+            }
+            None => Box::new(shuffled.into_iter().flatten().take(left).map(
+                move |(images, labels)| (device_half.module().forward_features(images), labels),
+            )),
+        };
+        from_cache
     };
     Ok(train_autoencoder(
         config, device, batches, &edge, &options, progress,

@@ -112,10 +112,10 @@ pub use sources::{Backbone, ComputeSource, LinkSource, compute_presets};
 pub use coinfer_agent as agent;
 pub use coinfer_codec as codec;
 pub use coinfer_data as data;
+pub use coinfer_kernels as kernels;
 pub use coinfer_profile as profile;
 pub use coinfer_runtime as runtime;
 pub use coinfer_sparsity as sparsity;
-pub use coinfer_kernels as kernels;
 pub use coinfer_split as split;
 
 /// A glob import of the types most programs need (`use coinfer_automl::prelude::*`): it

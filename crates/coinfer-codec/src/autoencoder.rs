@@ -26,10 +26,10 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig};
 // The training kernels on flex (convolution and batch norm, forward and backward).
-use coinfer_kernels::{batch_norm, conv2d};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::activation;
+use coinfer_kernels::{batch_norm, conv2d};
 
 use crate::codec::{CodecId, FeatureCodec, expect_codec, feature_tensor, latent_channels};
 use crate::error::CodecError;

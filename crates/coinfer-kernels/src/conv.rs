@@ -193,7 +193,11 @@ fn im2col(shape: &ConvShape, image: &[f32], group: usize, cols: &mut [f32], row:
     let [kh, kw] = shape.kernel;
     let [sh, sw] = shape.geometry.stride;
     let [ph, pw] = shape.geometry.padding;
-    let (h, w, cin_all) = (shape.height as isize, shape.width as isize, shape.in_channels);
+    let (h, w, cin_all) = (
+        shape.height as isize,
+        shape.width as isize,
+        shape.in_channels,
+    );
     let cin = shape.in_per_group();
     let first = group * cin;
     let k = shape.patch_rows();
@@ -224,7 +228,11 @@ fn col2im(shape: &ConvShape, cols: &[f32], row: usize, group: usize, image: &mut
     let [kh, kw] = shape.kernel;
     let [sh, sw] = shape.geometry.stride;
     let [ph, pw] = shape.geometry.padding;
-    let (h, w, cin_all) = (shape.height as isize, shape.width as isize, shape.in_channels);
+    let (h, w, cin_all) = (
+        shape.height as isize,
+        shape.width as isize,
+        shape.in_channels,
+    );
     let cin = shape.in_per_group();
     let first = group * cin;
     let k = shape.patch_rows();
@@ -280,34 +288,37 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], bias: &[f32]
         .for_each(|(out, x)| {
             let images = x.len() / shape.image_len();
             let ld = images * positions;
-            with_scratch([x.len(), ld * k, out_per_group * ld, 0], |[x_last, cols, product, _]| {
-            chunk_channels_last(shape, x, x_last);
-            let x = &*x_last;
-            for group in 0..shape.geometry.groups {
-                for (i, image) in x.chunks_exact(shape.image_len()).enumerate() {
-                    im2col(shape, image, group, cols, i * positions);
-                }
-                let lhs = MatRef::from_row_major_slice(
-                    &taps[group * out_per_group * k..][..out_per_group * k],
-                    out_per_group,
-                    k,
-                );
-                let rhs = MatRef::from_row_major_slice(cols, ld, k).transpose();
-                let dst = MatMut::from_row_major_slice_mut(product, out_per_group, ld);
-                matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
-                for (i, out) in out.chunks_exact_mut(shape.out_image_len()).enumerate() {
-                    for co in 0..out_per_group {
-                        let channel = group * out_per_group + co;
-                        let b = bias[channel];
-                        let dst = &mut out[channel * positions..][..positions];
-                        let src = &product[co * ld + i * positions..][..positions];
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d = s + b;
+            with_scratch(
+                [x.len(), ld * k, out_per_group * ld, 0],
+                |[x_last, cols, product, _]| {
+                    chunk_channels_last(shape, x, x_last);
+                    let x = &*x_last;
+                    for group in 0..shape.geometry.groups {
+                        for (i, image) in x.chunks_exact(shape.image_len()).enumerate() {
+                            im2col(shape, image, group, cols, i * positions);
+                        }
+                        let lhs = MatRef::from_row_major_slice(
+                            &taps[group * out_per_group * k..][..out_per_group * k],
+                            out_per_group,
+                            k,
+                        );
+                        let rhs = MatRef::from_row_major_slice(cols, ld, k).transpose();
+                        let dst = MatMut::from_row_major_slice_mut(product, out_per_group, ld);
+                        matmul(dst, Accum::Replace, lhs, rhs, 1.0, Par::Seq);
+                        for (i, out) in out.chunks_exact_mut(shape.out_image_len()).enumerate() {
+                            for co in 0..out_per_group {
+                                let channel = group * out_per_group + co;
+                                let b = bias[channel];
+                                let dst = &mut out[channel * positions..][..positions];
+                                let src = &product[co * ld + i * positions..][..positions];
+                                for (d, s) in dst.iter_mut().zip(src) {
+                                    *d = s + b;
+                                }
+                            }
                         }
                     }
-                }
-            }
-            });
+                },
+            );
         });
     out
 }
@@ -354,69 +365,77 @@ pub(crate) fn backward(
         let mut dbias = vec![0.0f32; if want_bias { shape.out_channels } else { 0 }];
         let x_len = if want_weight { x.len() } else { 0 };
         let dx_len = dx.as_ref().map_or(0, |dx| dx.len());
-        with_scratch([x_len, ld * rows, out_per_group * ld, dx_len], |[x_last, cols, grad, dx_last]| {
-        if want_weight {
-            chunk_channels_last(shape, x, x_last);
-        }
-        let x = want_weight.then_some(&*x_last);
-        let mut dx_last = dx.is_some().then(|| {
-            dx_last.fill(0.0);
-            dx_last
-        });
-        let mut dweight_taps = vec![0.0f32; if want_weight { out_per_group * rows } else { 0 }];
-        for group in 0..shape.geometry.groups {
-            for (i, dy) in dy.chunks_exact(shape.out_image_len()).enumerate() {
-                for co in 0..out_per_group {
-                    let channel = group * out_per_group + co;
-                    let src = &dy[channel * positions..][..positions];
-                    grad[co * ld + i * positions..][..positions].copy_from_slice(src);
-                    if want_bias {
-                        dbias[channel] += src.iter().sum::<f32>();
+        with_scratch(
+            [x_len, ld * rows, out_per_group * ld, dx_len],
+            |[x_last, cols, grad, dx_last]| {
+                if want_weight {
+                    chunk_channels_last(shape, x, x_last);
+                }
+                let x = want_weight.then_some(&*x_last);
+                let mut dx_last = dx.is_some().then(|| {
+                    dx_last.fill(0.0);
+                    dx_last
+                });
+                let mut dweight_taps =
+                    vec![0.0f32; if want_weight { out_per_group * rows } else { 0 }];
+                for group in 0..shape.geometry.groups {
+                    for (i, dy) in dy.chunks_exact(shape.out_image_len()).enumerate() {
+                        for co in 0..out_per_group {
+                            let channel = group * out_per_group + co;
+                            let src = &dy[channel * positions..][..positions];
+                            grad[co * ld + i * positions..][..positions].copy_from_slice(src);
+                            if want_bias {
+                                dbias[channel] += src.iter().sum::<f32>();
+                            }
+                        }
+                    }
+                    let grad_mat = MatRef::from_row_major_slice(grad, out_per_group, ld);
+                    if let Some(x) = x {
+                        for (i, image) in x.chunks_exact(shape.image_len()).enumerate() {
+                            im2col(shape, image, group, cols, i * positions);
+                        }
+                        let dst = MatMut::from_row_major_slice_mut(
+                            &mut dweight_taps,
+                            out_per_group,
+                            rows,
+                        );
+                        let cols_mat = MatRef::from_row_major_slice(cols, ld, rows);
+                        matmul(dst, Accum::Replace, grad_mat, cols_mat, 1.0, Par::Seq);
+                        add_weight_channel_major(
+                            shape,
+                            &dweight_taps,
+                            &mut dweight[group * out_per_group * rows..][..out_per_group * rows],
+                        );
+                    }
+                    if let Some(dx_last) = dx_last.as_mut() {
+                        let w = MatRef::from_row_major_slice(
+                            &taps[group * out_per_group * rows..][..out_per_group * rows],
+                            out_per_group,
+                            rows,
+                        );
+                        let dst = MatMut::from_row_major_slice_mut(cols, ld, rows);
+                        matmul(dst, Accum::Replace, grad_mat.transpose(), w, 1.0, Par::Seq);
+                        for (i, image) in dx_last.chunks_exact_mut(shape.image_len()).enumerate() {
+                            col2im(shape, cols, i * positions, group, image);
+                        }
                     }
                 }
-            }
-            let grad_mat = MatRef::from_row_major_slice(grad, out_per_group, ld);
-            if let Some(x) = x {
-                for (i, image) in x.chunks_exact(shape.image_len()).enumerate() {
-                    im2col(shape, image, group, cols, i * positions);
-                }
-                let dst = MatMut::from_row_major_slice_mut(&mut dweight_taps, out_per_group, rows);
-                let cols_mat = MatRef::from_row_major_slice(cols, ld, rows);
-                matmul(dst, Accum::Replace, grad_mat, cols_mat, 1.0, Par::Seq);
-                add_weight_channel_major(
-                    shape,
-                    &dweight_taps,
-                    &mut dweight[group * out_per_group * rows..][..out_per_group * rows],
-                );
-            }
-            if let Some(dx_last) = dx_last.as_mut() {
-                let w = MatRef::from_row_major_slice(
-                    &taps[group * out_per_group * rows..][..out_per_group * rows],
-                    out_per_group,
-                    rows,
-                );
-                let dst = MatMut::from_row_major_slice_mut(cols, ld, rows);
-                matmul(dst, Accum::Replace, grad_mat.transpose(), w, 1.0, Par::Seq);
-                for (i, image) in dx_last.chunks_exact_mut(shape.image_len()).enumerate() {
-                    col2im(shape, cols, i * positions, group, image);
-                }
-            }
-        }
-        if let (Some(dx), Some(dx_last)) = (dx, dx_last) {
-            // Channels last back to NCHW.
-            for (src, dst) in dx_last
-                .chunks_exact(shape.image_len())
-                .zip(dx.chunks_exact_mut(shape.image_len()))
-            {
-                for (p, pixel) in src.chunks_exact(shape.in_channels).enumerate() {
-                    for (c, &v) in pixel.iter().enumerate() {
-                        dst[c * hw + p] = v;
+                if let (Some(dx), Some(dx_last)) = (dx, dx_last) {
+                    // Channels last back to NCHW.
+                    for (src, dst) in dx_last
+                        .chunks_exact(shape.image_len())
+                        .zip(dx.chunks_exact_mut(shape.image_len()))
+                    {
+                        for (p, pixel) in src.chunks_exact(shape.in_channels).enumerate() {
+                            for (c, &v) in pixel.iter().enumerate() {
+                                dst[c * hw + p] = v;
+                            }
+                        }
                     }
                 }
-            }
-        }
-        (dweight, dbias)
-        })
+                (dweight, dbias)
+            },
+        )
     };
 
     let partials: Vec<(Vec<f32>, Vec<f32>)> = match dx.as_mut() {

@@ -8,8 +8,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
-use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use burn_flex::FlexTensor;
 
@@ -244,7 +244,12 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let weight_state = prep.checkpoint(&weight);
-                let out = flex_forward(x.primitive(), weight.primitive(), bias.primitive(), geometry);
+                let out = flex_forward(
+                    x.primitive(),
+                    weight.primitive(),
+                    bias.primitive(),
+                    geometry,
+                );
                 prep.finish((x_state, weight_state, geometry), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(flex_forward(
@@ -333,7 +338,9 @@ pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         ConvShape::new(x.dims(), weight, geometry).map(|_| geometry)
     });
     let geometry = match fits {
-        Some(geometry) if x.dtype() == burn::tensor::DType::F32 && runs_on_kernels(&x.device()) => geometry,
+        Some(geometry) if x.dtype() == burn::tensor::DType::F32 && runs_on_kernels(&x.device()) => {
+            geometry
+        }
         _ => return conv.forward(x),
     };
     let weight = conv.weight.val();

@@ -90,7 +90,12 @@ pub(crate) fn backward(
             let (mut sum, mut dot) = (0.0f64, 0.0f64);
             for (x, dy) in shape.planes(x, c).zip(shape.planes(dy, c)) {
                 sum += f64::from(dy.iter().sum::<f32>());
-                dot += f64::from(x.iter().zip(dy).map(|(&x, &g)| g * (x - m) * s).sum::<f32>());
+                dot += f64::from(
+                    x.iter()
+                        .zip(dy)
+                        .map(|(&x, &g)| g * (x - m) * s)
+                        .sum::<f32>(),
+                );
             }
             (sum as f32, dot as f32)
         })

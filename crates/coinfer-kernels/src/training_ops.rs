@@ -6,7 +6,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-
 /// The operations convolutions and batch norms run on during training (and in the module form
 /// on flex); see the [crate docs](crate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,6 +76,9 @@ mod tests {
             assert_eq!(ops.to_string().parse::<TrainingOps>().unwrap(), ops);
         }
         let err = "fast".parse::<TrainingOps>().unwrap_err().to_string();
-        assert!(err.contains("training_ops") && err.contains("fast"), "{err}");
+        assert!(
+            err.contains("training_ops") && err.contains("fast"),
+            "{err}"
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! shapes, strides, paddings, groups, kernel sizes and batch sizes, with 1 and 3 threads.
 #![cfg(feature = "flex")]
 
-use burn::nn::PaddingConfig2d;
 use burn::module::Param;
+use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
@@ -49,7 +49,12 @@ fn gradients(
     let loss = (y.clone() * r.clone()).sum();
     let grads = loss.backward();
     let dx = x.grad(&grads).expect("input gradient").into_data();
-    let dw = conv.weight.val().grad(&grads).expect("weight gradient").into_data();
+    let dw = conv
+        .weight
+        .val()
+        .grad(&grads)
+        .expect("weight gradient")
+        .into_data();
     let db = conv
         .bias
         .as_ref()
@@ -67,7 +72,10 @@ fn check(case: Case, seed: u64) {
     let r = Tensor::<4>::random(y_dims, Distribution::Normal(0.0, 1.0), &device);
     let reference = gradients(&conv, &x, &r, |c, x| c.forward(x));
     for threads in [1, 3] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
         let fast = pool.install(|| gradients(&conv, &x, &r, |c, x| conv2d(c, x)));
         let tol = Tolerance::<f32>::relative(1e-4).set_absolute(1e-4);
         let what = format!("{case:?}, {threads} threads");
@@ -86,21 +94,101 @@ fn check(case: Case, seed: u64) {
 fn convolutions_and_their_gradients_equal_burns() {
     let cases = [
         // resnet-mini's layers at batch 5
-        Case { x: [5, 1, 28, 28], out: 16, kernel: [3, 3], stride: [1, 1], padding: [1, 1], groups: 1, bias: false },
-        Case { x: [5, 16, 14, 14], out: 32, kernel: [3, 3], stride: [2, 2], padding: [1, 1], groups: 1, bias: false },
-        Case { x: [5, 16, 14, 14], out: 32, kernel: [1, 1], stride: [2, 2], padding: [0, 0], groups: 1, bias: false },
+        Case {
+            x: [5, 1, 28, 28],
+            out: 16,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            groups: 1,
+            bias: false,
+        },
+        Case {
+            x: [5, 16, 14, 14],
+            out: 32,
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [1, 1],
+            groups: 1,
+            bias: false,
+        },
+        Case {
+            x: [5, 16, 14, 14],
+            out: 32,
+            kernel: [1, 1],
+            stride: [2, 2],
+            padding: [0, 0],
+            groups: 1,
+            bias: false,
+        },
         // odd sizes, rectangular kernels and strides, bias, padding 2
-        Case { x: [3, 5, 11, 9], out: 7, kernel: [3, 5], stride: [2, 1], padding: [1, 2], groups: 1, bias: true },
-        Case { x: [1, 3, 7, 13], out: 4, kernel: [5, 3], stride: [3, 2], padding: [2, 0], groups: 1, bias: true },
+        Case {
+            x: [3, 5, 11, 9],
+            out: 7,
+            kernel: [3, 5],
+            stride: [2, 1],
+            padding: [1, 2],
+            groups: 1,
+            bias: true,
+        },
+        Case {
+            x: [1, 3, 7, 13],
+            out: 4,
+            kernel: [5, 3],
+            stride: [3, 2],
+            padding: [2, 0],
+            groups: 1,
+            bias: true,
+        },
         // 1×1 pointwise, batch 1
-        Case { x: [1, 6, 5, 5], out: 9, kernel: [1, 1], stride: [1, 1], padding: [0, 0], groups: 1, bias: true },
+        Case {
+            x: [1, 6, 5, 5],
+            out: 9,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: [0, 0],
+            groups: 1,
+            bias: true,
+        },
         // groups and depthwise
-        Case { x: [4, 6, 9, 9], out: 9, kernel: [3, 3], stride: [1, 1], padding: [1, 1], groups: 3, bias: true },
-        Case { x: [4, 8, 10, 10], out: 8, kernel: [3, 3], stride: [2, 2], padding: [1, 1], groups: 8, bias: false },
+        Case {
+            x: [4, 6, 9, 9],
+            out: 9,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            groups: 3,
+            bias: true,
+        },
+        Case {
+            x: [4, 8, 10, 10],
+            out: 8,
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [1, 1],
+            groups: 8,
+            bias: false,
+        },
         // the codec's autoencoders: 2×2 stride-2 encoder, 3×3 decoder with bias
-        Case { x: [6, 32, 7, 7], out: 4, kernel: [3, 3], stride: [2, 2], padding: [1, 1], groups: 1, bias: true },
+        Case {
+            x: [6, 32, 7, 7],
+            out: 4,
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [1, 1],
+            groups: 1,
+            bias: true,
+        },
         // a batch larger than one chunk of images (chunks of partial sums)
-        Case { x: [37, 4, 6, 6], out: 5, kernel: [3, 3], stride: [1, 1], padding: [1, 1], groups: 1, bias: true },
+        Case {
+            x: [37, 4, 6, 6],
+            out: 5,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            groups: 1,
+            bias: true,
+        },
     ];
     for (seed, case) in cases.into_iter().enumerate() {
         check(case, seed as u64 + 1);
@@ -111,7 +199,15 @@ fn convolutions_and_their_gradients_equal_burns() {
 fn a_plain_flex_forward_equals_burns() {
     let device = Device::flex();
     device.seed(3);
-    let case = Case { x: [2, 3, 9, 9], out: 4, kernel: [3, 3], stride: [2, 2], padding: [1, 1], groups: 1, bias: true };
+    let case = Case {
+        x: [2, 3, 9, 9],
+        out: 4,
+        kernel: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+        groups: 1,
+        bias: true,
+    };
     let conv = layer(case, &device);
     let x = Tensor::<4>::random(case.x, Distribution::Normal(0.0, 1.0), &device);
     conv2d(&conv, x.clone())
@@ -147,8 +243,16 @@ fn norm_gradients(
     vec![
         y.into_data(),
         x.grad(&grads).expect("input gradient").into_data(),
-        bn.gamma.val().grad(&grads).expect("gamma gradient").into_data(),
-        bn.beta.val().grad(&grads).expect("beta gradient").into_data(),
+        bn.gamma
+            .val()
+            .grad(&grads)
+            .expect("gamma gradient")
+            .into_data(),
+        bn.beta
+            .val()
+            .grad(&grads)
+            .expect("beta gradient")
+            .into_data(),
         bn.running_mean.value().into_data(),
         bn.running_var.value().into_data(),
     ]
@@ -171,12 +275,23 @@ fn batch_norm_and_its_gradients_equal_burns() {
         let r = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
         let reference = norm_gradients(&bn.clone(), &x, &r, |bn, x| bn.forward(x));
         for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-            let fast = pool.install(|| norm_gradients(&bn.clone(), &x, &r, |bn, x| batch_norm(bn, x)));
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            let fast =
+                pool.install(|| norm_gradients(&bn.clone(), &x, &r, |bn, x| batch_norm(bn, x)));
             let tol = Tolerance::<f32>::relative(1e-4).set_absolute(2e-4);
-            for (what, (a, b)) in ["output", "dx", "dgamma", "dbeta", "running mean", "running var"]
-                .iter()
-                .zip(fast.iter().zip(&reference))
+            for (what, (a, b)) in [
+                "output",
+                "dx",
+                "dgamma",
+                "dbeta",
+                "running mean",
+                "running var",
+            ]
+            .iter()
+            .zip(fast.iter().zip(&reference))
             {
                 eprintln!("checking {what} of {dims:?}, {threads} threads");
                 a.assert_approx_eq::<f32>(b, tol);

@@ -37,9 +37,14 @@ fn step(net: &Network, x: &Tensor<4>, labels: &Tensor<1, Int>) -> (f32, Vec<(Str
     let device = x.device();
     let module = net.module().clone().to_device(&device).train();
     let logits = module.forward(x.clone());
-    let loss = CrossEntropyLossConfig::new().init(&device).forward(logits, labels.clone());
+    let loss = CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits, labels.clone());
     let grads = loss.backward();
-    let mut collect = Collect { grads: &grads, out: Vec::new() };
+    let mut collect = Collect {
+        grads: &grads,
+        out: Vec::new(),
+    };
     module.visit(&mut collect);
     (loss.into_scalar::<f32>(), collect.out)
 }
@@ -54,16 +59,24 @@ fn a_training_step_on_the_kernels_equals_burns() {
         let ad = device.clone().autodiff();
         let [c, h, w] = net.spec().input.dims();
         let x = Tensor::<4>::random([6, c, h, w], Distribution::Normal(0.0, 1.0), &ad);
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 3, 9, 1, 1, 5], [6]), &ad);
+        let labels =
+            Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 3, 9, 1, 1, 5], [6]), &ad);
 
         TrainingOps::Burn.set_global();
         let (burn_loss, burn_grads) = step(&net, &x, &labels);
         TrainingOps::Kernels.set_global();
         let (loss, grads) = step(&net, &x, &labels);
 
-        assert!((loss - burn_loss).abs() < 1e-4, "{name}: loss {loss} vs burn's {burn_loss}");
+        assert!(
+            (loss - burn_loss).abs() < 1e-4,
+            "{name}: loss {loss} vs burn's {burn_loss}"
+        );
         assert_eq!(grads.len(), burn_grads.len(), "{name}: parameter count");
-        assert!(grads.len() > 10, "{name}: only {} parameters visited", grads.len());
+        assert!(
+            grads.len() > 10,
+            "{name}: only {} parameters visited",
+            grads.len()
+        );
         for ((path, got), (burn_path, want)) in grads.iter().zip(&burn_grads) {
             assert_eq!(path, burn_path);
             eprintln!("{name}: {path}");

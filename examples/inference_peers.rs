@@ -76,6 +76,11 @@ struct Args {
     export: PathBuf,
 }
 
+/// Training steps per framework and round.
+const TRAIN_STEPS: usize = 3;
+/// Pause before each framework's training steps (not timed).
+const SETTLE_MS: u64 = 300;
+
 /// Forwards per round: enough work per round to dwarf the timer at batch 1.
 fn iters_for(batch: usize) -> usize {
     if batch >= 32 { 3 } else { 30 }
@@ -443,15 +448,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (threads, pool) in &train_pools {
             for (framework, ops, trainer) in trainers.iter_mut().flatten() {
                 ops.set_global();
-                let samples = pool.install(|| time_ms(1, || trainer.step()));
+                // Let the other framework's worker threads (PyTorch's OpenMP threads spin
+                // after a step) go idle first: on two cores they would take one from this step.
+                std::thread::sleep(std::time::Duration::from_millis(SETTLE_MS));
+                let samples = pool.install(|| time_ms(TRAIN_STEPS, || trainer.step()));
                 if record {
                     row(&mut rows, framework, "train", *threads, 64, samples);
                 }
             }
             TrainingOps::Kernels.set_global();
             if torch_trains {
+                std::thread::sleep(std::time::Duration::from_millis(SETTLE_MS));
                 let samples = peers.as_mut().expect("torch is a peer").samples(
-                    json!({"cmd": "train", "threads": threads, "batch": 64, "iters": 1}),
+                    json!({"cmd": "train", "threads": threads, "batch": 64, "iters": TRAIN_STEPS}),
                 )?;
                 if record {
                     row(&mut rows, "torch", "train", *threads, 64, samples);
@@ -495,7 +504,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|r| r.stats().0)
     };
     let mut ratios = Vec::new();
-    for r in rows.iter().filter(|r| r.framework == "coinfer") {
+    for r in rows
+        .iter()
+        .filter(|r| r.framework == "coinfer" && r.phase == "infer")
+    {
         for peer in ["onnxruntime", "torch"] {
             if let Some(theirs) = median_of(peer, "infer", r.threads, r.batch) {
                 ratios.push((

@@ -438,6 +438,7 @@ pub(crate) fn backward(
         )
     };
 
+    // Per chunk: (partial weight gradient, partial bias gradient).
     let partials: Vec<(Vec<f32>, Vec<f32>)> = match dx.as_mut() {
         Some(dx) => dx
             .par_chunks_mut(in_chunk)
@@ -450,10 +451,11 @@ pub(crate) fn backward(
             .map(|(x, dy)| run(x, dy, None))
             .collect(),
     };
-    let sum = |len: usize, pick: fn(&(Vec<f32>, Vec<f32>)) -> &Vec<f32>| {
+    // The chunks' partial sums, added in chunk order.
+    let sum = |len: usize, parts: &mut dyn Iterator<Item = &Vec<f32>>| {
         let mut total = vec![0.0f32; len];
-        for partial in &partials {
-            for (t, p) in total.iter_mut().zip(pick(partial)) {
+        for part in parts {
+            for (t, p) in total.iter_mut().zip(part) {
                 *t += p;
             }
         }
@@ -461,7 +463,7 @@ pub(crate) fn backward(
     };
     ConvGrads {
         x: dx,
-        weight: want_weight.then(|| sum(weight_len, |p| &p.0)),
-        bias: want_bias.then(|| sum(shape.out_channels, |p| &p.1)),
+        weight: want_weight.then(|| sum(weight_len, &mut partials.iter().map(|p| &p.0))),
+        bias: want_bias.then(|| sum(shape.out_channels, &mut partials.iter().map(|p| &p.1))),
     }
 }

@@ -76,7 +76,7 @@ fn check(case: Case, seed: u64) {
             .num_threads(threads)
             .build()
             .expect("pool");
-        let fast = pool.install(|| gradients(&conv, &x, &r, |c, x| conv2d(c, x)));
+        let fast = pool.install(|| gradients(&conv, &x, &r, conv2d));
         let tol = Tolerance::<f32>::relative(1e-4).set_absolute(1e-4);
         let what = format!("{case:?}, {threads} threads");
         fast.0.assert_approx_eq::<f32>(&reference.0, tol);
@@ -279,8 +279,7 @@ fn batch_norm_and_its_gradients_equal_burns() {
                 .num_threads(threads)
                 .build()
                 .expect("pool");
-            let fast =
-                pool.install(|| norm_gradients(&bn.clone(), &x, &r, |bn, x| batch_norm(bn, x)));
+            let fast = pool.install(|| norm_gradients(&bn.clone(), &x, &r, batch_norm));
             let tol = Tolerance::<f32>::relative(1e-4).set_absolute(2e-4);
             for (what, (a, b)) in [
                 "output",

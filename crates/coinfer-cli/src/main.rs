@@ -40,10 +40,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// CPU threads inference may use (search, serve, infer, profile); all cores when absent. A
-    /// phone-like device wants 1, an edge server its core count. The inference form's CPU
-    /// kernels split large matrix products over them; burn's own ops (training) use them only
-    /// when built with `--features parallel` (burn-flex's rayon).
+    /// CPU threads inference and training may use (search, serve, infer, profile); all cores
+    /// when absent. A phone-like device wants 1, an edge server its core count. The inference
+    /// form's CPU kernels split large matrix products over them, the training kernels chunks of
+    /// images; burn's own ops use them only when built with `--features parallel`
+    /// (burn-flex's rayon).
     #[arg(long, global = true)]
     threads: Option<usize>,
     /// What training runs on: `kernels` (coinfer's training kernels on flex: convolutions and

@@ -236,6 +236,12 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
         geometry: ConvGeometry,
     ) -> FloatTensor<Self> {
+        let out = flex_forward(
+            x.primitive(),
+            weight.primitive(),
+            bias.primitive(),
+            geometry,
+        );
         match ConvBackward
             .prepare::<C>([x.node(), weight.node(), bias.node()])
             .compute_bound()
@@ -244,20 +250,9 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let weight_state = prep.checkpoint(&weight);
-                let out = flex_forward(
-                    x.primitive(),
-                    weight.primitive(),
-                    bias.primitive(),
-                    geometry,
-                );
                 prep.finish((x_state, weight_state, geometry), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(flex_forward(
-                x.primitive(),
-                weight.primitive(),
-                bias.primitive(),
-                geometry,
-            )),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 
@@ -268,6 +263,13 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
         stats: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
+        let (out, mean, var) = flex_batch_norm(
+            x.primitive(),
+            gamma.primitive(),
+            beta.primitive(),
+            stats.primitive(),
+            epsilon,
+        );
         match NormBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
@@ -276,25 +278,9 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let gamma_state = prep.checkpoint(&gamma);
-                let (out, mean, var) = flex_batch_norm(
-                    x.primitive(),
-                    gamma.primitive(),
-                    beta.primitive(),
-                    stats.primitive(),
-                    epsilon,
-                );
                 prep.finish((x_state, gamma_state, mean, var, epsilon), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(
-                flex_batch_norm(
-                    x.primitive(),
-                    gamma.primitive(),
-                    beta.primitive(),
-                    stats.primitive(),
-                    epsilon,
-                )
-                .0,
-            ),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 

@@ -225,9 +225,9 @@ fn best_of(
     decisions: impl IntoIterator<Item = Decision>,
 ) -> Result<BaselineResult, AutomlError> {
     evaluator.begin_session();
+    let decisions: Vec<Decision> = decisions.into_iter().collect();
     let mut best: Option<(Evaluation, f32)> = None;
-    for decision in decisions {
-        let evaluation = evaluator.evaluate(&decision)?;
+    for evaluation in evaluator.evaluate_all(&decisions)? {
         let score = reward.score(&evaluation);
         if best.as_ref().is_none_or(|(_, b)| score > *b) {
             best = Some((evaluation, score));

@@ -2,12 +2,16 @@
 //! for the frozen backbone (design §1, "feature compression").
 
 use burn::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use coinfer_codec::{
     AutoencoderCodec, AutoencoderConfig, CodecFamily, CodecId, EpochReport, MAX_AE_KERNEL,
-    TrainOptions, TrainedAutoencoder, train_autoencoder,
+    TrainBatch, TrainOptions, TrainedAutoencoder, train_autoencoder,
 };
 use coinfer_data::{Batches, Budget, ImageDataset, Normalization};
 use coinfer_split::Network;
+use coinfer_split::model::NetModule;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
@@ -276,12 +280,27 @@ pub struct CodecProgress {
     pub train_accuracy: f32,
 }
 
+/// One autoencoder to train at a split point: its ratio, config, learning rate, the bit widths
+/// it is offered at and its seed.
+struct AutoencoderJob<'a> {
+    ratio: u16,
+    config: AutoencoderConfig,
+    options: TrainOptions,
+    offered_bits: &'a [u8],
+}
+
 /// The codec families (by split) and the matching codec bank for `splits` of `backbone`.
 ///
 /// Split `0` (the raw input) gets fixed codecs only — quantizers, entropy-coded quantizers and
 /// the image codecs, whose payloads are measured on a prefix of `train` — every other split
 /// also gets the autoencoders of `setup`, trained with the backbone frozen on a prefix of
 /// `train`.
+///
+/// The autoencoders of one split point train in parallel over the current rayon pool, on
+/// features (and distillation targets) the frozen backbone computes once for all of them. Each
+/// trains from its own seed on kernels whose results do not depend on the thread count, so
+/// the codecs are the same whatever the pool's size; only the order of the `progress` calls
+/// (made from the threads that trained) may change.
 pub fn build_codecs(
     backbone: &Network,
     splits: &[usize],
@@ -289,13 +308,13 @@ pub fn build_codecs(
     norm: &Normalization,
     setup: &CheckedCodecSetup,
     device: &Device,
-    mut progress: impl FnMut(&CodecProgress),
+    progress: impl Fn(&CodecProgress) + Sync,
 ) -> Result<(Vec<CodecFamily>, CodecBank), AutomlError> {
     let shapes = backbone.spec().shapes()?;
     let subset = train.take(setup.ae_train_images.min(train.len()));
     let total = splits.iter().filter(|&&s| s > 0).count()
         * (setup.ae_ratios.len() + setup.spatial_ratios.len());
-    let mut done = 0;
+    let done = AtomicUsize::new(0);
     let mut families = Vec::with_capacity(splits.len());
     let mut bank = CodecBank::new();
     for &split in splits {
@@ -328,38 +347,55 @@ pub fn build_codecs(
                     .with_batch_norm(true);
                 (ratio, config, setup.spatial_lr, &setup.spatial_bits)
             });
-            for (family_index, (ratio, config, lr, offered_bits)) in
-                channel.chain(spatial).enumerate()
-            {
-                let options = TrainOptions::new()
-                    .with_lr(lr)
-                    .with_recon_weight(setup.ae_recon_weight)
-                    .with_distill_weight(setup.distill_weight)
-                    .with_seed(u64::from(ratio) * 1000 + split as u64 + 100 * family_index as u64);
-                let mut last_accuracy = 0.0;
-                let trained = train_split_autoencoder(
-                    &device_half,
-                    &edge_half,
-                    &subset,
-                    norm,
-                    &config,
-                    &options,
-                    setup.ae_budget,
-                    setup.ae_batch_size,
-                    device,
-                    &mut |report| last_accuracy = report.accuracy,
-                )?;
-                done += 1;
-                progress(&CodecProgress {
-                    split,
-                    ratio,
-                    done,
-                    total,
-                    train_accuracy: last_accuracy,
-                });
-                for &bits in offered_bits {
+            let jobs: Vec<AutoencoderJob<'_>> = channel
+                .chain(spatial)
+                .enumerate()
+                .map(
+                    |(family_index, (ratio, config, lr, offered_bits))| AutoencoderJob {
+                        ratio,
+                        config,
+                        options: TrainOptions::new()
+                            .with_lr(lr)
+                            .with_recon_weight(setup.ae_recon_weight)
+                            .with_distill_weight(setup.distill_weight)
+                            .with_seed(
+                                u64::from(ratio) * 1000 + split as u64 + 100 * family_index as u64,
+                            ),
+                        offered_bits,
+                    },
+                )
+                .collect();
+            let frozen = FrozenSplit::new(&device_half, &edge_half);
+            let cache = frozen.feature_cache(&subset, norm, setup.distill_weight > 0.0, device)?;
+            let trained = jobs
+                .par_iter()
+                .map(|job| {
+                    let mut last_accuracy = 0.0;
+                    let trained = frozen.train(
+                        cache.as_ref(),
+                        &subset,
+                        norm,
+                        &job.config,
+                        &job.options,
+                        setup.ae_budget,
+                        setup.ae_batch_size,
+                        device,
+                        &mut |report| last_accuracy = report.accuracy,
+                    )?;
+                    progress(&CodecProgress {
+                        split,
+                        ratio: job.ratio,
+                        done: done.fetch_add(1, Ordering::Relaxed) + 1,
+                        total,
+                        train_accuracy: last_accuracy,
+                    });
+                    Ok(trained)
+                })
+                .collect::<Result<Vec<TrainedAutoencoder>, AutomlError>>()?;
+            for (job, trained) in jobs.iter().zip(trained) {
+                for &bits in job.offered_bits {
                     let codec = AutoencoderCodec::new(
-                        config.clone().with_bits(bits),
+                        job.config.clone().with_bits(bits),
                         trained.codec.model().clone(),
                     )?;
                     codecs.push(BankCodec::Learned(Box::new(codec)));
@@ -384,12 +420,148 @@ pub fn build_codecs(
 /// half runs again on every batch.
 const FEATURE_CACHE_BYTES: usize = 512 << 20;
 
+/// The frozen device half's features of a training set with their labels and, for
+/// distillation, the frozen edge half's logits on them (the backbone's own logits when the
+/// device half is unpruned).
+struct FeatureCache {
+    features: Tensor<4>,
+    labels: Tensor<1, Int>,
+    teacher: Option<Tensor<2>>,
+}
+
+/// The two frozen halves of a backbone at a split point, in inference mode, that autoencoders
+/// train between.
+struct FrozenSplit {
+    device_half: Network,
+    edge_module: NetModule,
+}
+
+impl FrozenSplit {
+    fn new(device_half: &Network, edge_half: &Network) -> FrozenSplit {
+        FrozenSplit {
+            device_half: device_half.valid(),
+            edge_module: edge_half.valid().module().clone(),
+        }
+    }
+
+    /// The device half's features on `train` (and, with `teacher`, the edge half's logits on
+    /// them), computed once, when they fit in [`FEATURE_CACHE_BYTES`].
+    fn feature_cache(
+        &self,
+        train: &ImageDataset,
+        norm: &Normalization,
+        teacher: bool,
+        device: &Device,
+    ) -> Result<Option<FeatureCache>, AutomlError> {
+        let feature_bytes = self
+            .device_half
+            .spec()
+            .shapes()?
+            .last()
+            .map_or(0, |shape| shape.elements() * 4)
+            * train.len();
+        if feature_bytes > FEATURE_CACHE_BYTES {
+            return Ok(None);
+        }
+        let mut features = Vec::new();
+        let mut labels = Vec::new();
+        let mut logits = Vec::new();
+        for (images, batch_labels) in
+            Batches::new(train, coinfer_split::train::EVAL_BATCH_SIZE, norm, device)?
+        {
+            let batch = self.device_half.module().forward_features(images);
+            if teacher {
+                logits.push(self.edge_module.forward(batch.clone()));
+            }
+            features.push(batch);
+            labels.push(batch_labels);
+        }
+        Ok(Some(FeatureCache {
+            features: Tensor::cat(features, 0),
+            labels: Tensor::cat(labels, 0),
+            teacher: teacher.then(|| Tensor::cat(logits, 0)),
+        }))
+    }
+
+    /// Trains one autoencoder between the halves (see [`train_split_autoencoder`]), gathering
+    /// its batches from `cache` when there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn train(
+        &self,
+        cache: Option<&FeatureCache>,
+        train: &ImageDataset,
+        norm: &Normalization,
+        config: &AutoencoderConfig,
+        options: &TrainOptions,
+        budget: Budget,
+        batch_size: usize,
+        device: &Device,
+        progress: &mut dyn FnMut(&EpochReport),
+    ) -> Result<TrainedAutoencoder, AutomlError> {
+        let edge = |x: Tensor<4>| self.edge_module.forward(x);
+        // Fail on a bad batch size here, with its own error, rather than as "no batches".
+        let per_pass = Batches::new(train, batch_size, norm, device)?.len();
+        let steps = budget.steps(train.len(), batch_size);
+        let options = options.clone().with_epochs(budget.passes(train.len()));
+        let batches = |epoch: usize| {
+            let left = steps.saturating_sub(epoch * per_pass);
+            let shuffled = Batches::new(train, batch_size, norm, device)
+                .map(|b| b.shuffle(options.seed, epoch as u64))
+                .ok();
+            let batches: Box<dyn Iterator<Item = TrainBatch>> = match cache {
+                Some(cache) => {
+                    let order = shuffled.map(|b| b.order().to_vec()).unwrap_or_default();
+                    let batches: Vec<Vec<usize>> = order
+                        .chunks(batch_size)
+                        .take(left)
+                        .map(<[usize]>::to_vec)
+                        .collect();
+                    Box::new(batches.into_iter().map(move |indices| {
+                        let indices = Tensor::<1, Int>::from_data(
+                            TensorData::new(
+                                indices.iter().map(|&i| i as i64).collect::<Vec<i64>>(),
+                                [indices.len()],
+                            ),
+                            device,
+                        );
+                        TrainBatch {
+                            feature: cache.features.clone().select(0, indices.clone()),
+                            labels: cache.labels.clone().select(0, indices.clone()),
+                            teacher: cache
+                                .teacher
+                                .as_ref()
+                                .map(|teacher| teacher.clone().select(0, indices)),
+                        }
+                    }))
+                }
+                None => Box::new(shuffled.into_iter().flatten().take(left).map(
+                    |(images, labels)| {
+                        TrainBatch::from((
+                            self.device_half.module().forward_features(images),
+                            labels,
+                        ))
+                    },
+                )),
+            };
+            batches
+        };
+        Ok(train_autoencoder(
+            config, device, batches, &edge, &options, progress,
+        )?)
+    }
+}
+
 /// Trains one autoencoder for the split point between `device_half` and `edge_half` of a
 /// frozen backbone: the features of `train` (batches of `batch_size`, reshuffled every pass
 /// with `options.seed`, as many as `budget` allows; `options.epochs` is the budget's passes
 /// over `train`) go through the autoencoder into the frozen edge half. With
 /// `options.distill_weight > 0` the targets include the edge half's logits on the
 /// uncompressed feature, which are the backbone's own logits when `device_half` is unpruned.
+///
+/// The device half is frozen, so its features do not change between passes: when they fit in
+/// 512 MiB they (and the distillation targets) are computed once, and every pass gathers its
+/// shuffled batches from them (the same images in the same order as running the device half
+/// on each batch).
 ///
 /// # Errors
 /// As [`train_autoencoder`], plus batching errors.
@@ -406,72 +578,19 @@ pub fn train_split_autoencoder(
     device: &Device,
     progress: &mut dyn FnMut(&EpochReport),
 ) -> Result<TrainedAutoencoder, AutomlError> {
-    let device_half = device_half.valid();
-    let edge_module = edge_half.valid().module().clone();
-    let edge = |x: Tensor<4>| edge_module.forward(x);
-    // Fail on a bad batch size here, with its own error, rather than as "no batches".
-    let per_pass = Batches::new(train, batch_size, norm, device)?.len();
-    let steps = budget.steps(train.len(), batch_size);
-    let options = options.clone().with_epochs(budget.passes(train.len()));
-    // The device half is frozen, so its features do not change between passes: when they fit
-    // in FEATURE_CACHE_BYTES they are computed once and every pass gathers its shuffled
-    // batches from them (the same images in the same order as running the device half on
-    // each batch).
-    let feature_bytes = device_half
-        .spec()
-        .shapes()?
-        .last()
-        .map_or(0, |shape| shape.elements() * 4)
-        * train.len();
-    let cached = if feature_bytes <= FEATURE_CACHE_BYTES {
-        let mut features = Vec::new();
-        let mut labels = Vec::new();
-        for (images, batch_labels) in
-            Batches::new(train, coinfer_split::train::EVAL_BATCH_SIZE, norm, device)?
-        {
-            features.push(device_half.module().forward_features(images));
-            labels.push(batch_labels);
-        }
-        Some((Tensor::cat(features, 0), Tensor::cat(labels, 0)))
-    } else {
-        None
-    };
-    let batches = |epoch: usize| {
-        let device_half = &device_half;
-        let cached = &cached;
-        let left = steps.saturating_sub(epoch * per_pass);
-        let shuffled = Batches::new(train, batch_size, norm, device)
-            .map(|b| b.shuffle(options.seed, epoch as u64))
-            .ok();
-        let from_cache: Box<dyn Iterator<Item = (Tensor<4>, Tensor<1, Int>)>> = match cached {
-            Some((features, labels)) => {
-                let order = shuffled.map(|b| b.order().to_vec()).unwrap_or_default();
-                let batches: Vec<Vec<usize>> = order
-                    .chunks(batch_size)
-                    .take(left)
-                    .map(<[usize]>::to_vec)
-                    .collect();
-                Box::new(batches.into_iter().map(move |indices| {
-                    let indices = Tensor::<1, Int>::from_data(
-                        TensorData::new(
-                            indices.iter().map(|&i| i as i64).collect::<Vec<i64>>(),
-                            [indices.len()],
-                        ),
-                        device,
-                    );
-                    (
-                        features.clone().select(0, indices.clone()),
-                        labels.clone().select(0, indices),
-                    )
-                }))
-            }
-            None => Box::new(shuffled.into_iter().flatten().take(left).map(
-                move |(images, labels)| (device_half.module().forward_features(images), labels),
-            )),
-        };
-        from_cache
-    };
-    Ok(train_autoencoder(
-        config, device, batches, &edge, &options, progress,
-    )?)
+    let frozen = FrozenSplit::new(device_half, edge_half);
+    // Fail on a bad batch size before computing any feature.
+    Batches::new(train, batch_size, norm, device)?;
+    let cache = frozen.feature_cache(train, norm, options.distill_weight > 0.0, device)?;
+    frozen.train(
+        cache.as_ref(),
+        train,
+        norm,
+        config,
+        options,
+        budget,
+        batch_size,
+        device,
+        progress,
+    )
 }

@@ -39,8 +39,10 @@ impl Phase {
 }
 
 /// Receives the progress of a search. Every method has an empty default, so an observer
-/// implements only what it shows. Methods take `&self` (progress bars and loggers are shared).
-pub trait Observer {
+/// implements only what it shows. Methods take `&self` (progress bars and loggers are shared),
+/// and an observer is `Send + Sync`: work that runs in parallel (the autoencoders of a split
+/// point, re-ranked plans) reports from the thread that did it.
+pub trait Observer: Send + Sync {
     /// `phase` starts; it has `total` steps (0 when not known yet).
     fn started(&self, phase: Phase, total: u64) {
         let _ = (phase, total);
@@ -71,14 +73,14 @@ impl Observer for Silent {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
+    use std::sync::Mutex;
 
     #[derive(Default)]
-    struct Log(RefCell<Vec<String>>);
+    struct Log(Mutex<Vec<String>>);
 
     impl Observer for Log {
         fn note(&self, text: &str) {
-            self.0.borrow_mut().push(text.to_string());
+            self.0.lock().unwrap().push(text.to_string());
         }
     }
 
@@ -90,7 +92,7 @@ mod tests {
         observer.advanced(Phase::Search, 1, 3, "episode 1");
         observer.note("hello");
         observer.finished(Phase::Search);
-        assert_eq!(*log.0.borrow(), vec!["hello".to_string()]);
+        assert_eq!(*log.0.lock().unwrap(), vec!["hello".to_string()]);
         assert_eq!(Phase::Codecs.label(), "training codecs");
     }
 }

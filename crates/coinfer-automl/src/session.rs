@@ -11,6 +11,7 @@ use coinfer_data::ImageDataset;
 use coinfer_split::train::{EVAL_BATCH_SIZE, evaluate_with};
 
 use coinfer_sparsity::{Calibration, PruneRecovery};
+use rayon::prelude::*;
 
 use crate::AutomlError;
 use crate::baselines::{Baseline, BaselineResult, BaselineSettings};
@@ -94,6 +95,7 @@ impl CoInference {
             search: self,
             evaluator,
             train: self.train.clone(),
+            tuned: Vec::new(),
             phases: PhaseTimes {
                 training_s: self.setup_s[0],
                 profiling_s: self.setup_s[1],
@@ -132,6 +134,9 @@ pub struct SearchSession<'a> {
     search: &'a CoInference,
     evaluator: PlanEvaluator,
     train: ImageDataset,
+    /// Three-step fine-tunes already run by re-ranking (same decision, same config, so the
+    /// same result): the answer reuses its own instead of training it again.
+    tuned: Vec<(Decision, ThreeStepOutcome)>,
     phases: PhaseTimes,
 }
 
@@ -444,20 +449,30 @@ impl SearchSession<'_> {
         candidates.sort_by(|a, b| a.latency.total.total_cmp(&b.latency.total));
         candidates.truncate(search.config.rerank);
         let config = self.three_step_config();
+        // The candidates are fine-tuned in parallel over the current rayon pool (each is
+        // independent and trains on thread-count-independent kernels), then judged in order.
+        let this = &*self;
+        let tuned = candidates
+            .par_iter()
+            .map(|evaluation| {
+                let candidate = this.evaluator.decision_of(evaluation)?;
+                let outcome = this.three_steps(&candidate, &config, |_| {})?;
+                let codec: SharedCodec = match &outcome.autoencoder {
+                    Some(ae) => Arc::new(ae.clone()),
+                    None => coinfer_codec::fixed_codec(evaluation.codec)?,
+                };
+                let (accuracy, paired) = this.evaluator.score_model(|images| {
+                    let feature = outcome.device_half.forward(images)?;
+                    let received = codec.roundtrip(feature)?;
+                    Ok(outcome.edge_half.logits(received)?)
+                })?;
+                Ok((candidate, accuracy, paired, outcome))
+            })
+            .collect::<Result<Vec<_>, AutomlError>>()?;
         let mut tried = Vec::new();
         let mut best = (decision, score, None);
-        for evaluation in candidates {
-            let candidate = self.evaluator.decision_of(&evaluation)?;
-            let outcome = self.three_steps(&candidate, &config, |_| {})?;
-            let codec: SharedCodec = match &outcome.autoencoder {
-                Some(ae) => Arc::new(ae.clone()),
-                None => coinfer_codec::fixed_codec(evaluation.codec)?,
-            };
-            let (accuracy, paired) = self.evaluator.score_model(|images| {
-                let feature = outcome.device_half.forward(images)?;
-                let received = codec.roundtrip(feature)?;
-                Ok(outcome.edge_half.logits(received)?)
-            })?;
+        for (evaluation, (candidate, accuracy, paired, outcome)) in candidates.iter().zip(tuned) {
+            self.tuned.push((candidate.clone(), outcome));
             let tuned_score = reward.score_parts(accuracy, evaluation.latency.total, &paired);
             tried.push(Reranked {
                 split: evaluation.split,
@@ -503,10 +518,21 @@ impl SearchSession<'_> {
         // input (split 0) has nothing to train.
         let (device_half, edge_half, tuned_ae, steps) =
             if split > 0 && search.config.finetune.epochs > 0 {
-                let config = self.three_step_config();
-                let mut progress = progress;
-                let outcome =
-                    self.three_steps(decision, &config, |p| progress(p.done, p.total, p.loss))?;
+                let reused = self
+                    .tuned
+                    .iter()
+                    .position(|(tuned, _)| tuned == decision)
+                    .map(|index| self.tuned.swap_remove(index).1);
+                let outcome = match reused {
+                    Some(outcome) => outcome,
+                    None => {
+                        let config = self.three_step_config();
+                        let mut progress = progress;
+                        self.three_steps(decision, &config, |p| {
+                            progress(p.done, p.total, p.loss)
+                        })?
+                    }
+                };
                 (
                     outcome.device_half,
                     outcome.edge_half,

@@ -1,7 +1,7 @@
 //! Progress bars (indicatif) drawn from the library's [`Observer`] calls.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use coinfer_automl::{Observer, Phase};
@@ -9,7 +9,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Progress bars (indicatif) for the library's [`Observer`] calls, one per phase.
 #[derive(Default)]
-pub(crate) struct Bars(RefCell<HashMap<Phase, ProgressBar>>);
+pub(crate) struct Bars(Mutex<HashMap<Phase, ProgressBar>>);
+
+impl Bars {
+    fn bars(&self) -> MutexGuard<'_, HashMap<Phase, ProgressBar>> {
+        // A bar map is valid whatever a panicking holder left: no bar is half-updated.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 impl Observer for Bars {
     fn started(&self, phase: Phase, total: u64) {
@@ -21,11 +28,11 @@ impl Observer for Bars {
         );
         bar.set_message(phase.label());
         bar.enable_steady_tick(Duration::from_millis(500));
-        self.0.borrow_mut().insert(phase, bar);
+        self.bars().insert(phase, bar);
     }
 
     fn advanced(&self, phase: Phase, done: u64, total: u64, detail: &str) {
-        if let Some(bar) = self.0.borrow().get(&phase) {
+        if let Some(bar) = self.bars().get(&phase) {
             bar.set_length(total);
             bar.set_position(done);
             bar.set_prefix(detail.to_string());
@@ -33,7 +40,7 @@ impl Observer for Bars {
     }
 
     fn finished(&self, phase: Phase) {
-        if let Some(bar) = self.0.borrow_mut().remove(&phase) {
+        if let Some(bar) = self.bars().remove(&phase) {
             bar.finish();
         }
     }

@@ -21,6 +21,9 @@
 //! Logits that left the graph are reported as [`CodecError::InvalidParameter`] instead of a
 //! panic inside `backward`.
 
+use std::sync::{Mutex, PoisonError};
+
+use burn::module::{ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
@@ -218,8 +221,7 @@ where
     options.check()?;
     let base = device.clone().inner();
     let train_device = base.clone().autodiff();
-    train_device.seed(options.seed);
-    let mut model = config.init(&train_device)?;
+    let mut model = seeded_init(config, &train_device, options.seed)?;
     let mut optimizer = AdamConfig::new().init();
     let cross_entropy = CrossEntropyLossConfig::new().init(&train_device);
     let mut history = Vec::with_capacity(options.epochs);
@@ -302,6 +304,36 @@ where
         codec: AutoencoderCodec::new(config.clone(), model)?,
         history,
     })
+}
+
+/// burn draws a module's initial weights from one random generator per backend, seeded
+/// process-wide, when each parameter is first read. Autoencoders trained on several threads at
+/// once hold this lock from seeding until every weight is drawn, so each one starts from the
+/// weights of its own seed whatever the others do.
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Reads every parameter, which draws the lazily initialised ones.
+struct DrawWeights;
+
+impl ModuleVisitor for DrawWeights {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// `config.init` on `device` with the weights drawn from `seed` (under [`INIT`]).
+fn seeded_init(
+    config: &AutoencoderConfig,
+    device: &Device,
+    seed: u64,
+) -> Result<Autoencoder, CodecError> {
+    // A panic elsewhere under the lock leaves nothing half-done that matters here: the
+    // generator is re-seeded first.
+    let _guard = INIT.lock().unwrap_or_else(PoisonError::into_inner);
+    device.seed(seed);
+    let model = config.init(device)?;
+    model.visit(&mut DrawWeights);
+    Ok(model)
 }
 
 fn check_batch(

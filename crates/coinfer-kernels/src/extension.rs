@@ -289,9 +289,10 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
     }
 }
 
-/// The geometry of `conv` when the kernels cover it: dilation 1 and symmetric explicit (or
-/// valid) padding.
-fn geometry_of(conv: &Conv2d) -> Option<ConvGeometry> {
+/// The geometry of `conv` on an input of spatial size `size` when the kernels cover it:
+/// dilation 1 and symmetric padding (valid, explicit, or "same" where it comes out symmetric:
+/// odd kernels at stride 1).
+fn geometry_of(conv: &Conv2d, kernel: [usize; 2], size: [usize; 2]) -> Option<ConvGeometry> {
     if conv.dilation != [1, 1] {
         return None;
     }
@@ -300,13 +301,33 @@ fn geometry_of(conv: &Conv2d) -> Option<ConvGeometry> {
         PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
             [top, left]
         }
-        _ => return None,
+        PaddingConfig2d::Same => {
+            let [top, left] =
+                [0, 1].map(|axis| same_padding(kernel[axis], conv.stride[axis], size[axis]));
+            if top.0 != top.1 || left.0 != left.1 {
+                return None;
+            }
+            [top.0, left.0]
+        }
+        PaddingConfig2d::Explicit(..) => return None,
     };
     Some(ConvGeometry {
         stride: conv.stride,
         padding,
         groups: conv.groups,
     })
+}
+
+/// burn's "same" padding (before, after) of one axis: the output keeps `ceil(size / stride)`
+/// positions, and the padding this needs is split with the odd one after.
+fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride.max(1));
+    let total = if out > 0 {
+        ((out - 1) * stride + kernel).saturating_sub(size)
+    } else {
+        0
+    };
+    (total / 2, total - total / 2)
 }
 
 /// See [`crate::runs_on_kernels`].
@@ -317,12 +338,15 @@ pub(crate) fn runs_on_kernels(device: &Device) -> bool {
 
 /// See [`crate::conv2d`].
 pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let geometry = geometry_of(conv);
-    let fits = geometry.and_then(|geometry| {
+    let fits = {
         let weight = conv.weight.lazy_shape();
-        let weight: [usize; 4] = weight.as_slice().try_into().ok()?;
-        ConvShape::new(x.dims(), weight, geometry).map(|_| geometry)
-    });
+        let weight: Option<[usize; 4]> = weight.as_slice().try_into().ok();
+        let dims = x.dims();
+        weight.and_then(|weight| {
+            let geometry = geometry_of(conv, [weight[2], weight[3]], [dims[2], dims[3]])?;
+            ConvShape::new(dims, weight, geometry).map(|_| geometry)
+        })
+    };
     let geometry = match fits {
         Some(geometry) if x.dtype() == burn::tensor::DType::F32 && runs_on_kernels(&x.device()) => {
             geometry

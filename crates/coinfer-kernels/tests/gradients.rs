@@ -196,6 +196,36 @@ fn convolutions_and_their_gradients_equal_burns() {
 }
 
 #[test]
+fn same_padding_equals_burns() {
+    // "Same" at stride 1 with odd kernels (what the spatial autoencoders' decoders use) is
+    // symmetric and runs on the kernels; with an even kernel it is not, and falls back.
+    let device = Device::flex().autodiff();
+    for (seed, kernel, input) in [
+        (5, [3, 3], [3, 4, 7, 9]),
+        (6, [5, 1], [2, 3, 6, 5]),
+        (7, [2, 2], [2, 3, 6, 6]),
+    ] {
+        device.seed(seed);
+        let conv = Conv2dConfig::new([input[1], 4], kernel)
+            .with_padding(PaddingConfig2d::Same)
+            .init(&device);
+        let x = Tensor::<4>::random(input, Distribution::Normal(0.0, 1.0), &device);
+        let y_dims = conv.forward(x.clone()).dims();
+        assert_eq!([y_dims[2], y_dims[3]], [input[2], input[3]]);
+        let r = Tensor::<4>::random(y_dims, Distribution::Normal(0.0, 1.0), &device);
+        let reference = gradients(&conv, &x, &r, |c, x| c.forward(x));
+        let fast = gradients(&conv, &x, &r, conv2d);
+        let tol = Tolerance::<f32>::relative(1e-4).set_absolute(1e-4);
+        fast.0.assert_approx_eq::<f32>(&reference.0, tol);
+        fast.1.assert_approx_eq::<f32>(&reference.1, tol);
+        fast.2.assert_approx_eq::<f32>(&reference.2, tol);
+        fast.3
+            .expect("bias gradient")
+            .assert_approx_eq::<f32>(&reference.3.expect("bias gradient"), tol);
+    }
+}
+
+#[test]
 fn a_plain_flex_forward_equals_burns() {
     let device = Device::flex();
     device.seed(3);

@@ -23,6 +23,7 @@ use coinfer_sparsity::{
     Calibration, PruneRatios, PruneRecovery, prune, prune_spec, prune_with_recovery,
 };
 use coinfer_split::{NetSpec, Network, inference::InferenceNetwork};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::AutomlError;
@@ -346,9 +347,75 @@ impl PlanEvaluator {
         if let Some(hit) = self.cache.get(&key) {
             return Ok(hit.clone());
         }
+        let halves = self.prepared_halves(decision)?;
+        let evaluation = self.score(decision, &key, &halves)?;
+        self.cache.insert(key.clone(), evaluation.clone());
+        self.order.push(key);
+        Ok(evaluation)
+    }
+
+    /// Scores `decisions` (as [`evaluate`](Self::evaluate) one after the other, with the same
+    /// results, cache order and counts), running the plans not cached yet in parallel over
+    /// the current rayon pool: plans that share a pruned network (they differ in their codec
+    /// only) share its halves and device-half features.
+    pub fn evaluate_all(&mut self, decisions: &[Decision]) -> Result<Vec<Evaluation>, AutomlError> {
+        let mut keys = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            self.space.check(decision)?;
+            keys.push(self.key_of(decision));
+        }
+        // The plans to run, grouped by pruned network in first-seen order.
+        let mut groups: Vec<((usize, Vec<usize>), Vec<(&Decision, &PlanKey)>)> = Vec::new();
+        let mut queued = HashSet::new();
+        for (decision, key) in decisions.iter().zip(&keys) {
+            if self.cache.contains_key(key) || !queued.insert(key) {
+                continue;
+            }
+            let network = (key.candidate, key.kept.clone());
+            match groups.iter_mut().find(|(k, _)| *k == network) {
+                Some((_, group)) => group.push((decision, key)),
+                None => groups.push((network, vec![(decision, key)])),
+            }
+        }
+        let this = &*self;
+        let scored = groups
+            .par_iter()
+            .map(|(_, group)| {
+                let halves = this.build_halves(group[0].0)?;
+                group
+                    .par_iter()
+                    .map(|&(decision, key)| this.score(decision, key, &halves))
+                    .collect::<Result<Vec<_>, AutomlError>>()
+            })
+            .collect::<Result<Vec<_>, AutomlError>>()?;
+        let mut fresh: HashMap<&PlanKey, Evaluation> = groups
+            .iter()
+            .flat_map(|(_, group)| group.iter().map(|&(_, key)| key))
+            .zip(scored.into_iter().flatten())
+            .collect();
+        let mut evaluations = Vec::with_capacity(decisions.len());
+        for key in &keys {
+            self.lookups += 1;
+            self.session.insert(key.clone());
+            if let Some(evaluation) = fresh.remove(key) {
+                self.cache.insert(key.clone(), evaluation);
+                self.order.push(key.clone());
+            }
+            evaluations.push(self.cache[key].clone());
+        }
+        Ok(evaluations)
+    }
+
+    /// Runs a plan not in the cache on its prepared halves.
+    fn score(
+        &self,
+        decision: &Decision,
+        key: &PlanKey,
+        halves: &PreparedHalves,
+    ) -> Result<Evaluation, AutomlError> {
         let (latency, payload_bits, device_flops) = self.predict(decision)?;
-        let correct = self.correctness(decision)?;
-        let evaluation = Evaluation {
+        let correct = self.correctness_on(decision, halves)?;
+        Ok(Evaluation {
             split: self.space.candidates[decision.candidate].split,
             prune_ratios: decision.prune_ratios.clone(),
             kept: key.kept.clone(),
@@ -358,10 +425,7 @@ impl PlanEvaluator {
             paired: PairedDrop::between(&self.backbone_correct, &correct),
             latency,
             device_flops,
-        };
-        self.cache.insert(key.clone(), evaluation.clone());
-        self.order.push(key);
-        Ok(evaluation)
+        })
     }
 
     /// Validation accuracy of the unpruned backbone run whole, in float32.
@@ -413,8 +477,17 @@ impl PlanEvaluator {
 
     /// Per validation image, whether a decision classifies it right.
     fn correctness(&self, decision: &Decision) -> Result<Vec<bool>, AutomlError> {
-        let codec = self.bank.entry(decision.candidate, decision.codec)?;
         let halves = self.prepared_halves(decision)?;
+        self.correctness_on(decision, &halves)
+    }
+
+    /// [`correctness`](Self::correctness) on the decision's prepared halves.
+    fn correctness_on(
+        &self,
+        decision: &Decision,
+        halves: &PreparedHalves,
+    ) -> Result<Vec<bool>, AutomlError> {
+        let codec = self.bank.entry(decision.candidate, decision.codec)?;
         let mut correct = Vec::with_capacity(self.validation.len());
         for (index, (images, labels)) in self.validation.batches.iter().enumerate() {
             let feature = match &halves.features {
@@ -439,6 +512,15 @@ impl PlanEvaluator {
         if let Some(halves) = last.as_ref().filter(|h| h.key == key) {
             return Ok(Arc::clone(halves));
         }
+        let halves = Arc::new(self.build_halves(decision)?);
+        *last = Some(Arc::clone(&halves));
+        Ok(halves)
+    }
+
+    /// Prunes (and repairs), splits and folds a decision's network and runs its device half
+    /// on the validation images.
+    fn build_halves(&self, decision: &Decision) -> Result<PreparedHalves, AutomlError> {
+        let key = (decision.candidate, self.space.kept(decision));
         let network = self.pruned_network(decision)?;
         let split = self.space.candidates[decision.candidate].split;
         let cut = network.spec().shapes()?[split].elements();
@@ -457,14 +539,12 @@ impl PlanEvaluator {
         } else {
             None
         };
-        let halves = Arc::new(PreparedHalves {
+        Ok(PreparedHalves {
             key,
             device_half,
             edge_half,
             features,
-        });
-        *last = Some(Arc::clone(&halves));
-        Ok(halves)
+        })
     }
 }
 

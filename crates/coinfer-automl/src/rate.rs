@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::AutomlError;
 use crate::evaluator::PlanEvaluator;
 use crate::report::Reranked;
-use crate::space::Decision;
+use crate::space::{Decision, SplitCandidate};
 
 /// One codec at one split point on the rate–accuracy plane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +47,21 @@ pub fn codec_family(id: CodecId) -> &'static str {
     }
 }
 
+/// Every codec of every split point of `candidates`, unpruned, split by split.
+pub(crate) fn unpruned_decisions(candidates: &[SplitCandidate]) -> Vec<Decision> {
+    candidates
+        .iter()
+        .enumerate()
+        .flat_map(|(index, candidate)| {
+            (0..candidate.family.entries.len()).map(move |codec| Decision {
+                candidate: index,
+                prune_ratios: vec![0.0; candidate.prunable.len()],
+                codec,
+            })
+        })
+        .collect()
+}
+
 /// Every codec of every split point of `evaluator`'s space, unpruned, scored (from the cache
 /// when already evaluated), plus the fine-tuned accuracy of each `reranked` plan; the Pareto
 /// front marked among the search-time points and among the fine-tuned ones.
@@ -58,15 +73,15 @@ pub fn rate_accuracy(
     reranked: &[Reranked],
 ) -> Result<Vec<RatePoint>, AutomlError> {
     let candidates = evaluator.space().candidates.clone();
-    let mut points = Vec::new();
-    for (index, candidate) in candidates.iter().enumerate() {
-        for (codec, entry) in candidate.family.entries.iter().enumerate() {
-            let e = evaluator.evaluate(&Decision {
-                candidate: index,
-                prune_ratios: vec![0.0; candidate.prunable.len()],
-                codec,
-            })?;
-            points.push(RatePoint {
+    let decisions = unpruned_decisions(&candidates);
+    let evaluations = evaluator.evaluate_all(&decisions)?;
+    let mut points: Vec<RatePoint> = decisions
+        .iter()
+        .zip(evaluations)
+        .map(|(decision, e)| {
+            let candidate = &candidates[decision.candidate];
+            let entry = &candidate.family.entries[decision.codec];
+            RatePoint {
                 split: candidate.split,
                 codec: entry.id,
                 family: codec_family(entry.id).into(),
@@ -74,9 +89,9 @@ pub fn rate_accuracy(
                 accuracy: e.accuracy,
                 fine_tuned: false,
                 pareto: false,
-            });
-        }
-    }
+            }
+        })
+        .collect();
     for r in reranked {
         let bits = candidates
             .iter()

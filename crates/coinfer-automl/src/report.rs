@@ -10,7 +10,6 @@ use crate::env::EpisodeRecord;
 use crate::evaluator::{ConfidenceBasis, DecisionConfidence, Evaluation, PlanEvaluator};
 use crate::plan::SplitPlan;
 use crate::refine::Refinement;
-use crate::space::Decision;
 use serde::{Deserialize, Serialize};
 
 /// What a search found.
@@ -127,7 +126,10 @@ pub fn codec_table(evaluator: &mut PlanEvaluator) -> Result<String, AutomlError>
         100.0 * backbone
     );
     let candidates = evaluator.space().candidates.clone();
-    for (index, candidate) in candidates.iter().enumerate() {
+    // Every unpruned plan at once (in parallel), then the tables in order.
+    let decisions = crate::rate::unpruned_decisions(&candidates);
+    let mut evaluations = evaluator.evaluate_all(&decisions)?.into_iter();
+    for candidate in &candidates {
         let [c, h, w] = candidate.feature_shape;
         let float_bits = (c * h * w * 32) as f64;
         let _ = writeln!(
@@ -140,11 +142,9 @@ pub fn codec_table(evaluator: &mut PlanEvaluator) -> Result<String, AutomlError>
             md,
             "| codec | bits / sample | compression vs float32 | accuracy | predicted latency (ms) |\n|---|---|---|---|---|"
         );
-        for (codec, entry) in candidate.family.entries.iter().enumerate() {
-            let e = evaluator.evaluate(&Decision {
-                candidate: index,
-                prune_ratios: vec![0.0; candidate.prunable.len()],
-                codec,
+        for entry in &candidate.family.entries {
+            let e = evaluations.next().ok_or_else(|| {
+                AutomlError::InvalidDecision("an unpruned plan was not evaluated".into())
             })?;
             let _ = writeln!(
                 md,

@@ -528,9 +528,7 @@ impl SearchSession<'_> {
                     None => {
                         let config = self.three_step_config();
                         let mut progress = progress;
-                        self.three_steps(decision, &config, |p| {
-                            progress(p.done, p.total, p.loss)
-                        })?
+                        self.three_steps(decision, &config, |p| progress(p.done, p.total, p.loss))?
                     }
                 };
                 (

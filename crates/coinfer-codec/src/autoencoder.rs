@@ -29,7 +29,7 @@ use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::activation;
-use coinfer_kernels::{batch_norm, conv2d};
+use coinfer_kernels::{Activation, batch_norm, batch_norm_act, conv2d};
 
 use crate::codec::{CodecId, FeatureCodec, expect_codec, feature_tensor, latent_channels};
 use crate::error::CodecError;
@@ -256,14 +256,15 @@ impl Autoencoder {
             latent
         };
         let out = conv2d(&self.decoder, latent);
-        let out = match &self.decoder_norm {
-            Some(norm) => batch_norm(norm, out),
-            None => out,
-        };
-        if self.output_relu {
-            activation::relu(out)
+        let act = if self.output_relu {
+            Activation::Relu
         } else {
-            out
+            Activation::None
+        };
+        match &self.decoder_norm {
+            Some(norm) => batch_norm_act(norm, out, None, act),
+            None if self.output_relu => activation::relu(out),
+            None => out,
         }
     }
 

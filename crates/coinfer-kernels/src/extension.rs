@@ -13,6 +13,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use burn_flex::FlexTensor;
 
+use crate::Activation;
 use crate::conv::{self, ConvGeometry, ConvShape};
 use crate::norm;
 
@@ -32,12 +33,28 @@ pub trait TrainKernels: Backend {
     /// (training mode; [`batch_stats`](Self::batch_stats) of `x`):
     /// `(x − mean) / sqrt(var + epsilon) · gamma + beta`, differentiable in `x`, `gamma`, `beta`
     /// (the statistics' dependence on `x` included).
+    /// A ReLU follows when `relu`.
     fn batch_norm_train_fast(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         stats: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// [`batch_norm_train_fast`](Self::batch_norm_train_fast) plus `skip` (a residual
+    /// connection, `x`'s shape) before the optional ReLU: `relu?(bn(x) + skip)`,
+    /// differentiable in `skip` too.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_add_train_fast(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        skip: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
     ) -> FloatTensor<Self>;
 
     /// The batch statistics of `x` `[N, C, ...]` as a `[2, C]` tensor (mean, biased variance),
@@ -99,8 +116,21 @@ impl TrainKernels for Flex {
         beta: FlexTensor,
         stats: FlexTensor,
         epsilon: f64,
+        relu: bool,
     ) -> FlexTensor {
-        flex_batch_norm(&x, &gamma, &beta, &stats, epsilon).0
+        flex_batch_norm(&x, &gamma, &beta, &stats, epsilon, None, relu).0
+    }
+
+    fn batch_norm_add_train_fast(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        stats: FlexTensor,
+        skip: FlexTensor,
+        epsilon: f64,
+        relu: bool,
+    ) -> FlexTensor {
+        flex_batch_norm(&x, &gamma, &beta, &stats, epsilon, Some(&skip), relu).0
     }
 
     fn batch_stats(x: FlexTensor) -> FlexTensor {
@@ -108,39 +138,72 @@ impl TrainKernels for Flex {
     }
 }
 
-/// The backward node of [`TrainKernels::batch_norm_train_fast`] under autodiff: the input and
-/// `gamma` are checkpointed, the batch statistics kept.
+/// The backward node of [`TrainKernels::batch_norm_train_fast`] (`N = 3` parents: `x`,
+/// `gamma`, `beta`) and [`TrainKernels::batch_norm_add_train_fast`] (`N = 4`: and `skip`)
+/// under autodiff: the inputs are checkpointed, the batch statistics kept.
 #[derive(Debug)]
-struct NormBackward;
+struct NormBackward<const N: usize>;
 
-impl Backward<Flex, 3> for NormBackward {
-    type State = (NodeId, NodeId, Vec<f32>, Vec<f32>, f64);
+/// What [`NormBackward`] keeps: the checkpointed `x`, `gamma`, `beta` and `skip`, the batch
+/// statistics, epsilon and whether a ReLU followed.
+#[derive(Debug, Clone)]
+struct NormState {
+    x: NodeId,
+    gamma: NodeId,
+    beta: NodeId,
+    skip: Option<NodeId>,
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    epsilon: f64,
+    relu: bool,
+}
+
+impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
+    type State = NormState;
 
     fn backward(
         self,
-        ops: Ops<Self::State, 3>,
+        ops: Ops<Self::State, N>,
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (x_state, gamma_state, mean, var, epsilon) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
-        let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
+        let parents = ops.parents;
+        let dy_tensor = grads.consume::<Flex>(&ops.node);
+        let state = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(state.x);
+        let gamma = checkpointer.retrieve_node_output::<FlexTensor>(state.gamma);
         let shape = norm_shape(&x);
-        let (dx, dgamma, dbeta) = norm::backward(
-            &shape,
-            &values(&x),
-            &values(&gamma),
-            (&mean, &var),
-            epsilon,
-            &values(&dy),
-        );
         let dims: Vec<usize> = x.layout().shape().iter().copied().collect();
+        let stats = (state.mean.as_slice(), state.var.as_slice());
+        let (x, gamma) = (values(&x), values(&gamma));
+        // Back through the ReLU first: the gradient of the sum `bn(x) + skip`.
+        let dy = if state.relu {
+            let beta = checkpointer.retrieve_node_output::<FlexTensor>(state.beta);
+            let skip = state
+                .skip
+                .map(|skip| checkpointer.retrieve_node_output::<FlexTensor>(skip));
+            std::borrow::Cow::Owned(norm::through_relu(
+                &shape,
+                &x,
+                &gamma,
+                &values(&beta),
+                stats,
+                state.epsilon,
+                skip.as_ref().map(|skip| values(skip)).as_deref(),
+                &values(&dy_tensor),
+            ))
+        } else {
+            values(&dy_tensor)
+        };
+        let (dx, dgamma, dbeta) = norm::backward(&shape, &x, &gamma, stats, state.epsilon, &dy);
+        // The sum passes its gradient to `skip` unchanged.
+        if let Some(Some(node)) = parents.get(3) {
+            grads.register::<Flex>(node.id, flex_tensor(dy.into_owned(), dims.clone()));
+        }
         let parts = [
-            (node_x, dx, dims),
-            (node_gamma, dgamma, vec![shape.channels]),
-            (node_beta, dbeta, vec![shape.channels]),
+            (&parents[0], dx, dims),
+            (&parents[1], dgamma, vec![shape.channels]),
+            (&parents[2], dbeta, vec![shape.channels]),
         ];
         for (node, grad, dims) in parts {
             if let Some(node) = node {
@@ -172,6 +235,8 @@ fn flex_batch_norm(
     beta: &FlexTensor,
     stats: &FlexTensor,
     epsilon: f64,
+    skip: Option<&FlexTensor>,
+    relu: bool,
 ) -> (FlexTensor, Vec<f32>, Vec<f32>) {
     let shape = norm_shape(x);
     let x_values = values(x);
@@ -185,6 +250,8 @@ fn flex_batch_norm(
         &values(beta),
         (&mean, &var),
         epsilon,
+        skip.map(values).as_deref(),
+        relu,
     );
     let dims = x.layout().shape().iter().copied().collect();
     (flex_tensor(out, dims), mean, var)
@@ -262,6 +329,7 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
         beta: FloatTensor<Self>,
         stats: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> FloatTensor<Self> {
         let (out, mean, var) = flex_batch_norm(
             x.primitive(),
@@ -269,16 +337,66 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
             beta.primitive(),
             stats.primitive(),
             epsilon,
+            None,
+            relu,
         );
-        match NormBackward
+        match NormBackward::<3>
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let gamma_state = prep.checkpoint(&gamma);
-                prep.finish((x_state, gamma_state, mean, var, epsilon), out)
+                let state = NormState {
+                    x: prep.checkpoint(&x),
+                    gamma: prep.checkpoint(&gamma),
+                    beta: prep.checkpoint(&beta),
+                    skip: None,
+                    mean,
+                    var,
+                    epsilon,
+                    relu,
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn batch_norm_add_train_fast(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        skip: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let (out, mean, var) = flex_batch_norm(
+            x.primitive(),
+            gamma.primitive(),
+            beta.primitive(),
+            stats.primitive(),
+            epsilon,
+            Some(skip.primitive()),
+            relu,
+        );
+        match NormBackward::<4>
+            .prepare::<C>([x.node(), gamma.node(), beta.node(), skip.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = NormState {
+                    x: prep.checkpoint(&x),
+                    gamma: prep.checkpoint(&gamma),
+                    beta: prep.checkpoint(&beta),
+                    skip: Some(prep.checkpoint(&skip)),
+                    mean,
+                    var,
+                    epsilon,
+                    relu,
+                };
+                prep.finish(state, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
@@ -367,26 +485,27 @@ pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     ))
 }
 
-/// See [`crate::batch_norm`].
-pub(crate) fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+/// Whether `bn` on `x` runs on the kernels: training mode (an autodiff device, a layer that
+/// is not frozen), `f32` on flex, and [`TrainingOps::Kernels`](crate::TrainingOps).
+fn norm_on_kernels<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
     let device = x.device();
-    let trains = device.is_autodiff() && bn.training.is_enabled();
-    if !(trains && D >= 2 && x.dtype() == burn::tensor::DType::F32 && runs_on_kernels(&device)) {
-        return bn.forward(x);
-    }
+    device.is_autodiff()
+        && bn.training.is_enabled()
+        && D >= 2
+        && x.dtype() == burn::tensor::DType::F32
+        && runs_on_kernels(&device)
+}
+
+/// The batch statistics of `x` (`[2, C]`: mean, biased variance), with `bn`'s running
+/// statistics updated from them as burn's `BatchNorm` does.
+fn batch_stats_updating<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> Tensor<2> {
+    let device = x.device();
     let channels = x.dims()[1];
     let stats: Tensor<2> = Tensor::from_dispatch(<Dispatch as TrainKernels>::batch_stats(
         x.clone().detach().into_dispatch(),
     ));
-    let out = Tensor::from_dispatch(<Dispatch as TrainKernels>::batch_norm_train_fast(
-        x.into_dispatch(),
-        bn.gamma.val().into_dispatch(),
-        bn.beta.val().into_dispatch(),
-        stats.clone().into_dispatch(),
-        bn.epsilon,
-    ));
     let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
-    let var = stats.slice([1..2, 0..channels]).reshape([channels]);
+    let var = stats.clone().slice([1..2, 0..channels]).reshape([channels]);
     let running_mean = bn.running_mean.value_sync().to_device(&device);
     let running_var = bn.running_var.value_sync().to_device(&device);
     let running_mean = running_mean
@@ -397,5 +516,70 @@ pub(crate) fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor
         .add(var.mul_scalar(bn.momentum));
     bn.running_mean.update(running_mean.detach());
     bn.running_var.update(running_var.detach());
-    out
+    stats
+}
+
+/// See [`crate::batch_norm`].
+pub(crate) fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    if !norm_on_kernels(bn, &x) {
+        return bn.forward(x);
+    }
+    let stats = batch_stats_updating(bn, &x);
+    Tensor::from_dispatch(<Dispatch as TrainKernels>::batch_norm_train_fast(
+        x.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        stats.into_dispatch(),
+        bn.epsilon,
+        false,
+    ))
+}
+
+/// See [`crate::batch_norm_act`].
+pub(crate) fn batch_norm_act(
+    bn: &BatchNorm,
+    x: Tensor<4>,
+    skip: Option<Tensor<4>>,
+    activation: Activation,
+) -> Tensor<4> {
+    let skip_fits = skip
+        .as_ref()
+        .is_none_or(|s| s.dims() == x.dims() && s.dtype() == x.dtype() && s.device() == x.device());
+    if !(skip_fits && norm_on_kernels(bn, &x)) {
+        let y = bn.forward(x);
+        let y = match skip {
+            Some(skip) => y + skip,
+            None => y,
+        };
+        return match activation {
+            Activation::None => y,
+            Activation::Relu => burn::tensor::activation::relu(y),
+        };
+    }
+    let stats = batch_stats_updating(bn, &x);
+    let relu = activation == Activation::Relu;
+    let (x, gamma, beta) = (
+        x.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+    );
+    Tensor::from_dispatch(match skip {
+        None => <Dispatch as TrainKernels>::batch_norm_train_fast(
+            x,
+            gamma,
+            beta,
+            stats.into_dispatch(),
+            bn.epsilon,
+            relu,
+        ),
+        Some(skip) => <Dispatch as TrainKernels>::batch_norm_add_train_fast(
+            x,
+            gamma,
+            beta,
+            stats.into_dispatch(),
+            skip.into_dispatch(),
+            bn.epsilon,
+            relu,
+        ),
+    })
 }

@@ -98,3 +98,43 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
         bn.forward(x)
     }
 }
+
+/// What follows the batch norm in [`batch_norm_act`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing: `bn(x) + skip`.
+    None,
+    /// A ReLU: `relu(bn(x) + skip)`.
+    Relu,
+}
+
+/// `activation(bn.forward(x) + skip)` (without `skip` when `None`): a batch norm, an optional
+/// residual add and an optional ReLU in one pass forward and two backward on the kernels,
+/// where [`batch_norm`] runs on them and `skip` has `x`'s shape (burn's own ops, one after
+/// the other, otherwise). The running statistics are updated as [`batch_norm`] does.
+///
+/// Fusing saves the separate passes (and tensors) of the add and the ReLU, forward and
+/// backward, which burn-flex runs on one thread.
+pub fn batch_norm_act(
+    bn: &BatchNorm,
+    x: Tensor<4>,
+    skip: Option<Tensor<4>>,
+    activation: Activation,
+) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    {
+        extension::batch_norm_act(bn, x, skip, activation)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let y = bn.forward(x);
+        let y = match skip {
+            Some(skip) => y + skip,
+            None => y,
+        };
+        match activation {
+            Activation::None => y,
+            Activation::Relu => burn::tensor::activation::relu(y),
+        }
+    }
+}

@@ -47,14 +47,30 @@ fn inv_std(var: f32, epsilon: f64) -> f32 {
     (1.0 / (f64::from(var) + epsilon).sqrt()) as f32
 }
 
-/// `(x − mean) / sqrt(var + ε) · γ + β` with the batch's own statistics.
+/// The per-channel `(scale, shift)` of the normalisation: `x · scale + shift`.
+fn affine(
+    channel: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    (mean, var): (&[f32], &[f32]),
+    epsilon: f64,
+) -> (f32, f32) {
+    let scale = gamma[channel] * inv_std(var[channel], epsilon);
+    (scale, beta[channel] - mean[channel] * scale)
+}
+
+/// `(x − mean) / sqrt(var + ε) · γ + β` with the batch's own statistics, plus `skip` when
+/// given, through a ReLU when `relu`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     shape: &NormShape,
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
-    (mean, var): (&[f32], &[f32]),
+    stats: (&[f32], &[f32]),
     epsilon: f64,
+    skip: Option<&[f32]>,
+    relu: bool,
 ) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
     let (c, plane) = (shape.channels, shape.plane);
@@ -62,14 +78,51 @@ pub(crate) fn forward(
         .zip(x.par_chunks(plane))
         .enumerate()
         .for_each(|(i, (out, x))| {
-            let channel = i % c;
-            let scale = gamma[channel] * inv_std(var[channel], epsilon);
-            let shift = beta[channel] - mean[channel] * scale;
+            let (scale, shift) = affine(i % c, gamma, beta, stats, epsilon);
             for (o, &v) in out.iter_mut().zip(x) {
                 *o = v * scale + shift;
             }
+            if let Some(skip) = skip {
+                for (o, &s) in out.iter_mut().zip(&skip[i * plane..][..plane]) {
+                    *o += s;
+                }
+            }
+            if relu {
+                for o in out.iter_mut() {
+                    *o = o.max(0.0);
+                }
+            }
         });
     out
+}
+
+/// `dy` back through the ReLU that followed [`forward`]: zero where the sum before the ReLU
+/// was not positive (as burn's `relu` backward), recomputed from `x` and `skip`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn through_relu(
+    shape: &NormShape,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    stats: (&[f32], &[f32]),
+    epsilon: f64,
+    skip: Option<&[f32]>,
+    dy: &[f32],
+) -> Vec<f32> {
+    let mut g = vec![0.0f32; x.len()];
+    let (c, plane) = (shape.channels, shape.plane);
+    g.par_chunks_mut(plane)
+        .zip(x.par_chunks(plane).zip(dy.par_chunks(plane)))
+        .enumerate()
+        .for_each(|(i, (g, (x, dy)))| {
+            let (scale, shift) = affine(i % c, gamma, beta, stats, epsilon);
+            let skip = skip.map(|s| &s[i * plane..][..plane]);
+            for (j, ((g, &x), &dy)) in g.iter_mut().zip(x).zip(dy).enumerate() {
+                let before = x * scale + shift + skip.map_or(0.0, |s| s[j]);
+                *g = if before > 0.0 { dy } else { 0.0 };
+            }
+        });
+    g
 }
 
 /// Gradients of [`forward`] (statistics included) with respect to `x`, `γ` and `β`.

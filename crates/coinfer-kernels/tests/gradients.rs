@@ -9,7 +9,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Tolerance};
-use coinfer_kernels::{batch_norm, conv2d, runs_on_kernels};
+use coinfer_kernels::{Activation, batch_norm, batch_norm_act, conv2d, runs_on_kernels};
 
 /// One case: `[batch, in, h, w]`, out channels, kernel, stride, padding, groups, bias.
 #[derive(Debug, Clone, Copy)]
@@ -324,6 +324,91 @@ fn batch_norm_and_its_gradients_equal_burns() {
             {
                 eprintln!("checking {what} of {dims:?}, {threads} threads");
                 a.assert_approx_eq::<f32>(b, tol);
+            }
+        }
+    }
+}
+
+/// `(output, dx, dskip, dgamma, dbeta, running mean, running var)` of
+/// `sum(act(bn(x) + skip) * r)`, on burn's ops or the fused kernel.
+fn fused_gradients(
+    bn: &BatchNorm,
+    x: &Tensor<4>,
+    skip: Option<&Tensor<4>>,
+    activation: Activation,
+    r: &Tensor<4>,
+    fused: bool,
+) -> Vec<TensorData> {
+    let x = x.clone().require_grad();
+    let skip = skip.map(|s| s.clone().require_grad());
+    let y = if fused {
+        batch_norm_act(bn, x.clone(), skip.clone(), activation)
+    } else {
+        let y = bn.forward(x.clone());
+        let y = match &skip {
+            Some(skip) => y + skip.clone(),
+            None => y,
+        };
+        match activation {
+            Activation::Relu => burn::tensor::activation::relu(y),
+            Activation::None => y,
+        }
+    };
+    let grads = (y.clone() * r.clone()).sum().backward();
+    let mut out = vec![y.into_data(), x.grad(&grads).expect("dx").into_data()];
+    if let Some(skip) = skip {
+        out.push(skip.grad(&grads).expect("dskip").into_data());
+    }
+    out.extend([
+        bn.gamma.val().grad(&grads).expect("dgamma").into_data(),
+        bn.beta.val().grad(&grads).expect("dbeta").into_data(),
+        bn.running_mean.value().into_data(),
+        bn.running_var.value().into_data(),
+    ]);
+    out
+}
+
+#[test]
+fn fused_batch_norm_add_relu_and_its_gradients_equal_burns() {
+    for (seed, dims) in [[5, 3, 7, 7], [2, 6, 4, 4], [17, 2, 1, 1]]
+        .into_iter()
+        .enumerate()
+    {
+        for (with_skip, activation) in [
+            (false, Activation::Relu),
+            (true, Activation::Relu),
+            (true, Activation::None),
+            (false, Activation::None),
+        ] {
+            let device = Device::flex().autodiff();
+            device.seed(seed as u64 + 21);
+            let c = dims[1];
+            let mut bn = BatchNormConfig::new(c).init(&device);
+            bn.gamma =
+                Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.5), &device));
+            bn.beta =
+                Param::from_tensor(Tensor::random([c], Distribution::Normal(0.0, 0.5), &device));
+            let x = Tensor::<4>::random(dims, Distribution::Normal(0.5, 2.0), &device);
+            let skip = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let skip = with_skip.then_some(&skip);
+            let r = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let reference = fused_gradients(&bn.clone(), &x, skip, activation, &r, false);
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("pool");
+                let fast =
+                    pool.install(|| fused_gradients(&bn.clone(), &x, skip, activation, &r, true));
+                assert_eq!(fast.len(), reference.len());
+                let tol = Tolerance::<f32>::relative(1e-4).set_absolute(2e-4);
+                for (index, (a, b)) in fast.iter().zip(&reference).enumerate() {
+                    eprintln!(
+                        "checking part {index} of {dims:?}, skip {with_skip}, {activation:?}, \
+                         {threads} threads"
+                    );
+                    a.assert_approx_eq::<f32>(b, tol);
+                }
             }
         }
     }

@@ -9,7 +9,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Identity, Linear, LinearConfig, Paddi
 use burn::prelude::*;
 use burn::tensor::activation::relu6;
 
-use coinfer_kernels::{batch_norm, conv2d};
+use coinfer_kernels::{Activation, batch_norm, batch_norm_act, conv2d};
 
 use crate::SplitError;
 use crate::spec::{BlockSpec, FeatureShape, NetSpec};
@@ -56,7 +56,7 @@ pub struct ConvBnRelu {
 
 impl ConvBnRelu {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        Relu::new().forward(batch_norm(&self.bn, conv2d(&self.conv, x)))
+        batch_norm_act(&self.bn, conv2d(&self.conv, x), None, Activation::Relu)
     }
 }
 
@@ -86,14 +86,17 @@ pub struct BasicBlock {
 
 impl BasicBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let relu = Relu::new();
         let skip = match &self.shortcut {
             Some(projection) => batch_norm(&projection.bn, conv2d(&projection.conv, x.clone())),
             None => x.clone(),
         };
-        let y = relu.forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
-        let y = batch_norm(&self.bn2, conv2d(&self.conv2, y));
-        relu.forward(y + skip)
+        let y = batch_norm_act(&self.bn1, conv2d(&self.conv1, x), None, Activation::Relu);
+        batch_norm_act(
+            &self.bn2,
+            conv2d(&self.conv2, y),
+            Some(skip),
+            Activation::Relu,
+        )
     }
 }
 
@@ -113,7 +116,12 @@ pub struct DepthwiseSeparable {
 impl DepthwiseSeparable {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = relu6(batch_norm(&self.bn1, conv2d(&self.depthwise, x)));
-        Relu::new().forward(batch_norm(&self.bn2, conv2d(&self.pointwise, y)))
+        batch_norm_act(
+            &self.bn2,
+            conv2d(&self.pointwise, y),
+            None,
+            Activation::Relu,
+        )
     }
 }
 
@@ -141,11 +149,7 @@ impl InvertedResidual {
         let skip = self.residual.then(|| x.clone());
         let y = relu6(batch_norm(&self.bn1, conv2d(&self.expand, x)));
         let y = relu6(batch_norm(&self.bn2, conv2d(&self.depthwise, y)));
-        let y = batch_norm(&self.bn3, conv2d(&self.project, y));
-        match skip {
-            Some(skip) => y + skip,
-            None => y,
-        }
+        batch_norm_act(&self.bn3, conv2d(&self.project, y), skip, Activation::None)
     }
 }
 

@@ -53,6 +53,9 @@ pub struct Evaluation {
     pub device_flops: u64,
 }
 
+/// A pruned network of the space: its candidate (split) and kept widths.
+type NetworkKey = (usize, Vec<usize>);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PlanKey {
     candidate: usize,
@@ -72,7 +75,7 @@ const MAX_CACHED_FEATURES: usize = 1 << 25;
 /// half run once for them.
 struct PreparedHalves {
     /// The candidate and kept widths it was built for.
-    key: (usize, Vec<usize>),
+    key: NetworkKey,
     device_half: InferenceNetwork,
     edge_half: InferenceNetwork,
     /// The device half's output per validation batch, unless too large to keep.
@@ -365,7 +368,7 @@ impl PlanEvaluator {
             keys.push(self.key_of(decision));
         }
         // The plans to run, grouped by pruned network in first-seen order.
-        let mut groups: Vec<((usize, Vec<usize>), Vec<(&Decision, &PlanKey)>)> = Vec::new();
+        let mut groups: Vec<(NetworkKey, Vec<(&Decision, &PlanKey)>)> = Vec::new();
         let mut queued = HashSet::new();
         for (decision, key) in decisions.iter().zip(&keys) {
             if self.cache.contains_key(key) || !queued.insert(key) {
@@ -488,17 +491,24 @@ impl PlanEvaluator {
         halves: &PreparedHalves,
     ) -> Result<Vec<bool>, AutomlError> {
         let codec = self.bank.entry(decision.candidate, decision.codec)?;
-        let mut correct = Vec::with_capacity(self.validation.len());
-        for (index, (images, labels)) in self.validation.batches.iter().enumerate() {
-            let feature = match &halves.features {
-                Some(features) => features[index].clone(),
-                None => halves.device_half.forward(images.clone())?,
-            };
-            let received = codec.codec.codec().roundtrip(feature)?;
-            let logits = halves.edge_half.logits(received)?;
-            correct.extend(hits(logits, labels)?);
-        }
-        Ok(correct)
+        // The validation batches in parallel (each batch's result does not depend on the
+        // thread that runs it), concatenated in order.
+        let per_batch = self
+            .validation
+            .batches
+            .par_iter()
+            .enumerate()
+            .map(|(index, (images, labels))| {
+                let feature = match &halves.features {
+                    Some(features) => features[index].clone(),
+                    None => halves.device_half.forward(images.clone())?,
+                };
+                let received = codec.codec.codec().roundtrip(feature)?;
+                let logits = halves.edge_half.logits(received)?;
+                hits(logits, labels)
+            })
+            .collect::<Result<Vec<_>, AutomlError>>()?;
+        Ok(per_batch.concat())
     }
 
     /// The decision's folded halves and device-half features: the last decision's when it
@@ -532,7 +542,7 @@ impl PlanEvaluator {
             let features = self
                 .validation
                 .batches
-                .iter()
+                .par_iter()
                 .map(|(images, _)| device_half.forward(images.clone()))
                 .collect::<Result<Vec<_>, _>>()?;
             Some(features)

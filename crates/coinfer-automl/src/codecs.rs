@@ -289,6 +289,16 @@ struct AutoencoderJob<'a> {
     offered_bits: &'a [u8],
 }
 
+/// One split point's codecs in the making: the fixed ones, and the autoencoders to train
+/// between its frozen halves.
+struct SplitCodecs<'a> {
+    split: usize,
+    shape: [usize; 3],
+    codecs: Vec<BankCodec>,
+    frozen: Option<FrozenSplit>,
+    jobs: Vec<AutoencoderJob<'a>>,
+}
+
 /// The codec families (by split) and the matching codec bank for `splits` of `backbone`.
 ///
 /// Split `0` (the raw input) gets fixed codecs only — quantizers, entropy-coded quantizers and
@@ -296,11 +306,12 @@ struct AutoencoderJob<'a> {
 /// also gets the autoencoders of `setup`, trained with the backbone frozen on a prefix of
 /// `train`.
 ///
-/// The autoencoders of one split point train in parallel over the current rayon pool, on
-/// features (and distillation targets) the frozen backbone computes once for all of them. Each
-/// trains from its own seed on kernels whose results do not depend on the thread count, so
-/// the codecs are the same whatever the pool's size; only the order of the `progress` calls
-/// (made from the threads that trained) may change.
+/// The autoencoders train in parallel over the current rayon pool, on features (and
+/// distillation targets) the frozen backbone computes once per split point: all split points
+/// at once while their features fit in 512 MiB together, else in waves of split points that
+/// do. Each trains from its own seed on kernels whose results do not depend on the thread
+/// count, so the codecs are the same whatever the pool's size; only the order of the
+/// `progress` calls (made from the threads that trained) may change.
 pub fn build_codecs(
     backbone: &Network,
     splits: &[usize],
@@ -312,11 +323,7 @@ pub fn build_codecs(
 ) -> Result<(Vec<CodecFamily>, CodecBank), AutomlError> {
     let shapes = backbone.spec().shapes()?;
     let subset = train.take(setup.ae_train_images.min(train.len()));
-    let total = splits.iter().filter(|&&s| s > 0).count()
-        * (setup.ae_ratios.len() + setup.spatial_ratios.len());
-    let done = AtomicUsize::new(0);
-    let mut families = Vec::with_capacity(splits.len());
-    let mut bank = CodecBank::new();
+    let mut work = Vec::with_capacity(splits.len());
     for &split in splits {
         let shape = shapes
             .get(split)
@@ -329,79 +336,33 @@ pub fn build_codecs(
         for id in setup.fixed_ids(input_channels) {
             codecs.push(BankCodec::Fixed(codec_for_input(id, norm)?));
         }
-        if split > 0 {
+        let (frozen, jobs) = if split > 0 {
             let (device_half, edge_half) = backbone.valid().split(split)?;
-            // The channel family (1×1 or k×k, stride 1), then the spatial one (stride 2, batch
-            // norm): each trained once, offered at every bit width of its list.
-            let channel = setup.ae_ratios.iter().map(|&ratio| {
-                let config = AutoencoderConfig::new(shape[0], usize::from(ratio))
-                    .with_bits(setup.ae_train_bits)
-                    .with_kernel(setup.ae_kernel);
-                (ratio, config, setup.ae_lr, &setup.ae_bits)
-            });
-            let spatial = setup.spatial_ratios.iter().map(|&ratio| {
-                let config = AutoencoderConfig::new(shape[0], usize::from(ratio))
-                    .with_bits(setup.spatial_train_bits)
-                    .with_kernel(setup.spatial_kernel)
-                    .with_stride(2)
-                    .with_batch_norm(true);
-                (ratio, config, setup.spatial_lr, &setup.spatial_bits)
-            });
-            let jobs: Vec<AutoencoderJob<'_>> = channel
-                .chain(spatial)
-                .enumerate()
-                .map(
-                    |(family_index, (ratio, config, lr, offered_bits))| AutoencoderJob {
-                        ratio,
-                        config,
-                        options: TrainOptions::new()
-                            .with_lr(lr)
-                            .with_recon_weight(setup.ae_recon_weight)
-                            .with_distill_weight(setup.distill_weight)
-                            .with_seed(
-                                u64::from(ratio) * 1000 + split as u64 + 100 * family_index as u64,
-                            ),
-                        offered_bits,
-                    },
-                )
-                .collect();
-            let frozen = FrozenSplit::new(&device_half, &edge_half);
-            let cache = frozen.feature_cache(&subset, norm, setup.distill_weight > 0.0, device)?;
-            let trained = jobs
-                .par_iter()
-                .map(|job| {
-                    let mut last_accuracy = 0.0;
-                    let trained = frozen.train(
-                        cache.as_ref(),
-                        &subset,
-                        norm,
-                        &job.config,
-                        &job.options,
-                        setup.ae_budget,
-                        setup.ae_batch_size,
-                        device,
-                        &mut |report| last_accuracy = report.accuracy,
-                    )?;
-                    progress(&CodecProgress {
-                        split,
-                        ratio: job.ratio,
-                        done: done.fetch_add(1, Ordering::Relaxed) + 1,
-                        total,
-                        train_accuracy: last_accuracy,
-                    });
-                    Ok(trained)
-                })
-                .collect::<Result<Vec<TrainedAutoencoder>, AutomlError>>()?;
-            for (job, trained) in jobs.iter().zip(trained) {
-                for &bits in job.offered_bits {
-                    let codec = AutoencoderCodec::new(
-                        job.config.clone().with_bits(bits),
-                        trained.codec.model().clone(),
-                    )?;
-                    codecs.push(BankCodec::Learned(Box::new(codec)));
-                }
-            }
-        }
+            (
+                Some(FrozenSplit::new(&device_half, &edge_half)),
+                autoencoder_jobs(setup, split, shape[0]),
+            )
+        } else {
+            (None, Vec::new())
+        };
+        work.push(SplitCodecs {
+            split,
+            shape,
+            codecs,
+            frozen,
+            jobs,
+        });
+    }
+    train_autoencoders(&mut work, &subset, norm, setup, device, &progress)?;
+    let mut families = Vec::with_capacity(work.len());
+    let mut bank = CodecBank::new();
+    for SplitCodecs {
+        split,
+        shape,
+        codecs,
+        ..
+    } in work
+    {
         // Families are sorted by payload size (measured at the input for the codecs whose size
         // depends on the picture): the bank follows the same order.
         let sample = if split == 0 {
@@ -414,6 +375,148 @@ pub fn build_codecs(
         families.push(family);
     }
     Ok((families, bank))
+}
+
+/// The autoencoders of `setup` at `split` (a feature of `channels` channels): the channel
+/// family (1×1 or k×k, stride 1), then the spatial one (stride 2, batch norm), each trained
+/// once and offered at every bit width of its list.
+fn autoencoder_jobs(
+    setup: &CheckedCodecSetup,
+    split: usize,
+    channels: usize,
+) -> Vec<AutoencoderJob<'_>> {
+    let channel = setup.ae_ratios.iter().map(|&ratio| {
+        let config = AutoencoderConfig::new(channels, usize::from(ratio))
+            .with_bits(setup.ae_train_bits)
+            .with_kernel(setup.ae_kernel);
+        (ratio, config, setup.ae_lr, &setup.ae_bits)
+    });
+    let spatial = setup.spatial_ratios.iter().map(|&ratio| {
+        let config = AutoencoderConfig::new(channels, usize::from(ratio))
+            .with_bits(setup.spatial_train_bits)
+            .with_kernel(setup.spatial_kernel)
+            .with_stride(2)
+            .with_batch_norm(true);
+        (ratio, config, setup.spatial_lr, &setup.spatial_bits)
+    });
+    channel
+        .chain(spatial)
+        .enumerate()
+        .map(
+            |(family_index, (ratio, config, lr, offered_bits))| AutoencoderJob {
+                ratio,
+                config,
+                options: TrainOptions::new()
+                    .with_lr(lr)
+                    .with_recon_weight(setup.ae_recon_weight)
+                    .with_distill_weight(setup.distill_weight)
+                    .with_seed(u64::from(ratio) * 1000 + split as u64 + 100 * family_index as u64),
+                offered_bits,
+            },
+        )
+        .collect()
+}
+
+/// Trains every split point's autoencoders (see [`build_codecs`]) and adds them to its
+/// codecs, in job order.
+fn train_autoencoders(
+    work: &mut [SplitCodecs<'_>],
+    subset: &ImageDataset,
+    norm: &Normalization,
+    setup: &CheckedCodecSetup,
+    device: &Device,
+    progress: &(impl Fn(&CodecProgress) + Sync),
+) -> Result<(), AutomlError> {
+    let total = work.iter().map(|w| w.jobs.len()).sum();
+    let done = AtomicUsize::new(0);
+    let mut start = 0;
+    while start < work.len() {
+        // The next wave: as many split points as fit in the feature budget together (at
+        // least one).
+        let mut end = start;
+        let mut bytes = 0;
+        while end < work.len() {
+            let more = match &work[end].frozen {
+                Some(frozen) if !work[end].jobs.is_empty() => frozen.cache_bytes(subset.len())?,
+                _ => 0,
+            };
+            if end > start && bytes + more > FEATURE_CACHE_BYTES {
+                break;
+            }
+            bytes += more;
+            end += 1;
+        }
+        let wave = &mut work[start..end];
+        let caches = wave
+            .iter()
+            .map(|w| match &w.frozen {
+                Some(frozen) if !w.jobs.is_empty() => {
+                    frozen.feature_cache(subset, norm, setup.distill_weight > 0.0, device)
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>, AutomlError>>()?;
+        let jobs: Vec<(usize, &AutoencoderJob<'_>)> = wave
+            .iter()
+            .enumerate()
+            .flat_map(|(index, w)| w.jobs.iter().map(move |job| (index, job)))
+            .collect();
+        let trained = jobs
+            .par_iter()
+            .map(|&(index, job)| {
+                let split = &wave[index];
+                let frozen = split.frozen.as_ref().ok_or_else(|| {
+                    AutomlError::InvalidDecision(format!(
+                        "split {} has no device half to train an autoencoder after",
+                        split.split
+                    ))
+                })?;
+                let mut last_accuracy = 0.0;
+                let trained = frozen.train(
+                    caches[index].as_ref(),
+                    subset,
+                    norm,
+                    &job.config,
+                    &job.options,
+                    setup.ae_budget,
+                    setup.ae_batch_size,
+                    device,
+                    &mut |report| last_accuracy = report.accuracy,
+                )?;
+                progress(&CodecProgress {
+                    split: split.split,
+                    ratio: job.ratio,
+                    done: done.fetch_add(1, Ordering::Relaxed) + 1,
+                    total,
+                    train_accuracy: last_accuracy,
+                });
+                Ok(trained)
+            })
+            .collect::<Result<Vec<TrainedAutoencoder>, AutomlError>>()?;
+        let learned: Vec<(usize, Vec<BankCodec>)> = jobs
+            .iter()
+            .zip(trained)
+            .map(|(&(index, job), trained)| {
+                let codecs = job
+                    .offered_bits
+                    .iter()
+                    .map(|&bits| {
+                        let codec = AutoencoderCodec::new(
+                            job.config.clone().with_bits(bits),
+                            trained.codec.model().clone(),
+                        )?;
+                        Ok(BankCodec::Learned(Box::new(codec)))
+                    })
+                    .collect::<Result<Vec<_>, AutomlError>>()?;
+                Ok((index, codecs))
+            })
+            .collect::<Result<_, AutomlError>>()?;
+        for (index, codecs) in learned {
+            wave[index].codecs.extend(codecs);
+        }
+        start = end;
+    }
+    Ok(())
 }
 
 /// The largest feature cache [`train_split_autoencoder`] keeps (bytes); above it the device
@@ -444,6 +547,17 @@ impl FrozenSplit {
         }
     }
 
+    /// Bytes of the device half's features on `images` images.
+    fn cache_bytes(&self, images: usize) -> Result<usize, AutomlError> {
+        Ok(self
+            .device_half
+            .spec()
+            .shapes()?
+            .last()
+            .map_or(0, |shape| shape.elements() * 4)
+            * images)
+    }
+
     /// The device half's features on `train` (and, with `teacher`, the edge half's logits on
     /// them), computed once, when they fit in [`FEATURE_CACHE_BYTES`].
     fn feature_cache(
@@ -453,14 +567,7 @@ impl FrozenSplit {
         teacher: bool,
         device: &Device,
     ) -> Result<Option<FeatureCache>, AutomlError> {
-        let feature_bytes = self
-            .device_half
-            .spec()
-            .shapes()?
-            .last()
-            .map_or(0, |shape| shape.elements() * 4)
-            * train.len();
-        if feature_bytes > FEATURE_CACHE_BYTES {
+        if self.cache_bytes(train.len())? > FEATURE_CACHE_BYTES {
             return Ok(None);
         }
         let mut features = Vec::new();

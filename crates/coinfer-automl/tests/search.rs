@@ -242,6 +242,61 @@ fn codec_variants_of_one_pruned_network_score_as_a_fresh_evaluator_does() {
 }
 
 #[test]
+fn evaluate_all_scores_as_evaluate_one_after_another() {
+    // Plans of two pruned networks at two split points, a repeat, and one already cached:
+    // in parallel (3 threads) they must score, cache, count and order as one after another.
+    let search = search(Reward::ErrorLogLatency, config(1));
+    let mut one_by_one = search.prepare().unwrap();
+    let mut all_at_once = search.prepare().unwrap();
+    let space = one_by_one.evaluator().space().clone();
+    let mut decisions = Vec::new();
+    for candidate in [3, 1] {
+        let layers = space.candidates[candidate].prunable.len();
+        for ratio in [0.5, 0.0] {
+            for codec in 0..space.candidates[candidate].family.entries.len() {
+                decisions.push(Decision {
+                    candidate,
+                    prune_ratios: vec![ratio; layers],
+                    codec,
+                });
+            }
+        }
+    }
+    decisions.push(decisions[2].clone());
+    let cached = decisions[5].clone();
+    let sequential = {
+        let ev = one_by_one.evaluator();
+        ev.evaluate(&cached).unwrap();
+        ev.begin_session();
+        decisions
+            .iter()
+            .map(|d| ev.evaluate(d).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let parallel = {
+        let ev = all_at_once.evaluator();
+        ev.evaluate(&cached).unwrap();
+        ev.begin_session();
+        let threads = coinfer_automl::split::Threads::new(3).unwrap();
+        threads.install(|| ev.evaluate_all(&decisions).unwrap())
+    };
+    assert_eq!(parallel, sequential);
+    let (a, b) = (one_by_one.evaluator(), all_at_once.evaluator());
+    assert_eq!(a.evaluated(), b.evaluated(), "cache order");
+    assert_eq!(a.evaluations(), b.evaluations());
+    assert_eq!(a.lookups(), b.lookups());
+    assert_eq!(a.session_evaluations(), b.session_evaluations());
+    // Every distinct plan of the list (the cached one included) is charged to the session,
+    // and there were several to run in parallel.
+    assert_eq!(b.session_evaluations(), b.evaluations());
+    assert!(
+        b.evaluations() > 4,
+        "only {} distinct plans",
+        b.evaluations()
+    );
+}
+
+#[test]
 fn refinement_climbs_to_a_plan_no_single_move_improves_within_its_budget() {
     use coinfer_automl::refine::{RefineConfig, refine};
     let reward = Reward::ErrorLogLatency;

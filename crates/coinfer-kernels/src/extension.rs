@@ -331,35 +331,7 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
         epsilon: f64,
         relu: bool,
     ) -> FloatTensor<Self> {
-        let (out, mean, var) = flex_batch_norm(
-            x.primitive(),
-            gamma.primitive(),
-            beta.primitive(),
-            stats.primitive(),
-            epsilon,
-            None,
-            relu,
-        );
-        match NormBackward::<3>
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = NormState {
-                    x: prep.checkpoint(&x),
-                    gamma: prep.checkpoint(&gamma),
-                    beta: prep.checkpoint(&beta),
-                    skip: None,
-                    mean,
-                    var,
-                    epsilon,
-                    relu,
-                };
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        autodiff_batch_norm::<C, 3>([&x, &gamma, &beta], &stats, epsilon, relu)
     }
 
     fn batch_norm_add_train_fast(
@@ -371,39 +343,51 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
         epsilon: f64,
         relu: bool,
     ) -> FloatTensor<Self> {
-        let (out, mean, var) = flex_batch_norm(
-            x.primitive(),
-            gamma.primitive(),
-            beta.primitive(),
-            stats.primitive(),
-            epsilon,
-            Some(skip.primitive()),
-            relu,
-        );
-        match NormBackward::<4>
-            .prepare::<C>([x.node(), gamma.node(), beta.node(), skip.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = NormState {
-                    x: prep.checkpoint(&x),
-                    gamma: prep.checkpoint(&gamma),
-                    beta: prep.checkpoint(&beta),
-                    skip: Some(prep.checkpoint(&skip)),
-                    mean,
-                    var,
-                    epsilon,
-                    relu,
-                };
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        autodiff_batch_norm::<C, 4>([&x, &gamma, &beta, &skip], &stats, epsilon, relu)
     }
 
     fn batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
         FloatTensor::<Self>::new(flex_stats(x.primitive()))
+    }
+}
+
+/// The batch norm ops under autodiff: `inputs` are `x`, `gamma`, `beta` and, with `N = 4`,
+/// `skip`; the forward kernel runs once, then the node is tracked or not.
+fn autodiff_batch_norm<C: CheckpointStrategy, const N: usize>(
+    inputs: [&FloatTensor<Autodiff<Flex, C>>; N],
+    stats: &FloatTensor<Autodiff<Flex, C>>,
+    epsilon: f64,
+    relu: bool,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let skip = inputs.get(3).copied();
+    let (out, mean, var) = flex_batch_norm(
+        inputs[0].primitive(),
+        inputs[1].primitive(),
+        inputs[2].primitive(),
+        stats.primitive(),
+        epsilon,
+        skip.map(|skip| skip.primitive()),
+        relu,
+    );
+    match NormBackward::<N>
+        .prepare::<C>(inputs.map(|input| input.node()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let state = NormState {
+                x: prep.checkpoint(inputs[0]),
+                gamma: prep.checkpoint(inputs[1]),
+                beta: prep.checkpoint(inputs[2]),
+                skip: skip.map(|skip| prep.checkpoint(skip)),
+                mean,
+                var,
+                epsilon,
+                relu,
+            };
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out),
     }
 }
 

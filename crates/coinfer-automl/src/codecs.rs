@@ -290,13 +290,12 @@ struct AutoencoderJob<'a> {
 }
 
 /// One split point's codecs in the making: the fixed ones, and the autoencoders to train
-/// between its frozen halves.
+/// between its frozen halves (none at the raw input, or when the setup asks for none).
 struct SplitCodecs<'a> {
     split: usize,
     shape: [usize; 3],
     codecs: Vec<BankCodec>,
-    frozen: Option<FrozenSplit>,
-    jobs: Vec<AutoencoderJob<'a>>,
+    autoencoders: Option<(FrozenSplit, Vec<AutoencoderJob<'a>>)>,
 }
 
 /// The codec families (by split) and the matching codec bank for `splits` of `backbone`.
@@ -336,21 +335,23 @@ pub fn build_codecs(
         for id in setup.fixed_ids(input_channels) {
             codecs.push(BankCodec::Fixed(codec_for_input(id, norm)?));
         }
-        let (frozen, jobs) = if split > 0 {
-            let (device_half, edge_half) = backbone.valid().split(split)?;
-            (
-                Some(FrozenSplit::new(&device_half, &edge_half)),
-                autoencoder_jobs(setup, split, shape[0]),
-            )
+        // The raw input (split 0) has no device half to train an autoencoder after.
+        let jobs = if split > 0 {
+            autoencoder_jobs(setup, split, shape[0])
         } else {
-            (None, Vec::new())
+            Vec::new()
+        };
+        let autoencoders = if jobs.is_empty() {
+            None
+        } else {
+            let (device_half, edge_half) = backbone.valid().split(split)?;
+            Some((FrozenSplit::new(&device_half, &edge_half), jobs))
         };
         work.push(SplitCodecs {
             split,
             shape,
             codecs,
-            frozen,
-            jobs,
+            autoencoders,
         });
     }
     train_autoencoders(&mut work, &subset, norm, setup, device, &progress)?;
@@ -427,7 +428,11 @@ fn train_autoencoders(
     device: &Device,
     progress: &(impl Fn(&CodecProgress) + Sync),
 ) -> Result<(), AutomlError> {
-    let total = work.iter().map(|w| w.jobs.len()).sum();
+    let total = work
+        .iter()
+        .filter_map(|w| w.autoencoders.as_ref())
+        .map(|(_, jobs)| jobs.len())
+        .sum();
     let done = AtomicUsize::new(0);
     let mut start = 0;
     while start < work.len() {
@@ -436,9 +441,9 @@ fn train_autoencoders(
         let mut end = start;
         let mut bytes = 0;
         while end < work.len() {
-            let more = match &work[end].frozen {
-                Some(frozen) if !work[end].jobs.is_empty() => frozen.cache_bytes(subset.len())?,
-                _ => 0,
+            let more = match &work[end].autoencoders {
+                Some((frozen, _)) => frozen.cache_bytes(subset.len())?,
+                None => 0,
             };
             if end > start && bytes + more > FEATURE_CACHE_BYTES {
                 break;
@@ -449,28 +454,26 @@ fn train_autoencoders(
         let wave = &mut work[start..end];
         let caches = wave
             .iter()
-            .map(|w| match &w.frozen {
-                Some(frozen) if !w.jobs.is_empty() => {
+            .map(|w| match &w.autoencoders {
+                Some((frozen, _)) => {
                     frozen.feature_cache(subset, norm, setup.distill_weight > 0.0, device)
                 }
-                _ => Ok(None),
+                None => Ok(None),
             })
             .collect::<Result<Vec<_>, AutomlError>>()?;
-        let jobs: Vec<(usize, &AutoencoderJob<'_>)> = wave
+        // (index in the wave, split point, its frozen halves, the autoencoder), in order.
+        let jobs: Vec<(usize, usize, &FrozenSplit, &AutoencoderJob<'_>)> = wave
             .iter()
             .enumerate()
-            .flat_map(|(index, w)| w.jobs.iter().map(move |job| (index, job)))
+            .flat_map(|(index, w)| {
+                w.autoencoders.iter().flat_map(move |(frozen, jobs)| {
+                    jobs.iter().map(move |job| (index, w.split, frozen, job))
+                })
+            })
             .collect();
         let trained = jobs
             .par_iter()
-            .map(|&(index, job)| {
-                let split = &wave[index];
-                let frozen = split.frozen.as_ref().ok_or_else(|| {
-                    AutomlError::InvalidDecision(format!(
-                        "split {} has no device half to train an autoencoder after",
-                        split.split
-                    ))
-                })?;
+            .map(|&(index, split, frozen, job)| {
                 let mut last_accuracy = 0.0;
                 let trained = frozen.train(
                     caches[index].as_ref(),
@@ -484,7 +487,7 @@ fn train_autoencoders(
                     &mut |report| last_accuracy = report.accuracy,
                 )?;
                 progress(&CodecProgress {
-                    split: split.split,
+                    split,
                     ratio: job.ratio,
                     done: done.fetch_add(1, Ordering::Relaxed) + 1,
                     total,
@@ -496,7 +499,7 @@ fn train_autoencoders(
         let learned: Vec<(usize, Vec<BankCodec>)> = jobs
             .iter()
             .zip(trained)
-            .map(|(&(index, job), trained)| {
+            .map(|(&(index, _, _, job), trained)| {
                 let codecs = job
                     .offered_bits
                     .iter()

@@ -187,78 +187,65 @@ fn add_weight_channel_major(shape: &ConvShape, tap_major: &[f32], dst: &mut [f32
     }
 }
 
-/// Writes one group's patches of one channels-last image into rows `row..row + positions` of
-/// `cols` (`[positions, kh·kw·C_in/g]`, row-major, tap-major columns).
-fn im2col(shape: &ConvShape, image: &[f32], group: usize, cols: &mut [f32], row: usize) {
+/// Every tap of one group's patches: for each output position `r` of rows `row..row +
+/// positions` of a patch matrix and each kernel tap, `visit(column, pixel)` with the offset
+/// of the tap's `C_in/g` values in `cols` (row-major `[positions, kh·kw·C_in/g]`, tap-major
+/// columns) and, when the tap falls inside the image rather than on the padding, the offset
+/// of the group's channels in the channels-last image. What [`im2col`] and [`col2im`] share.
+fn for_each_tap(
+    shape: &ConvShape,
+    group: usize,
+    row: usize,
+    mut visit: impl FnMut(usize, Option<usize>),
+) {
     let [kh, kw] = shape.kernel;
     let [sh, sw] = shape.geometry.stride;
     let [ph, pw] = shape.geometry.padding;
-    let (h, w, cin_all) = (
-        shape.height as isize,
-        shape.width as isize,
-        shape.in_channels,
-    );
+    let (h, w) = (shape.height as isize, shape.width as isize);
     let cin = shape.in_per_group();
     let first = group * cin;
     let k = shape.patch_rows();
     for oh in 0..shape.out_height {
         for ow in 0..shape.out_width {
             let r = row + oh * shape.out_width + ow;
-            let dst = &mut cols[r * k..][..k];
             for ki in 0..kh {
                 let ih = (oh * sh + ki) as isize - ph as isize;
                 for kj in 0..kw {
                     let iw = (ow * sw + kj) as isize - pw as isize;
-                    let d = &mut dst[(ki * kw + kj) * cin..][..cin];
-                    if ih < 0 || ih >= h || iw < 0 || iw >= w {
-                        d.fill(0.0);
-                    } else {
-                        let at = (ih * w + iw) as usize * cin_all + first;
-                        d.copy_from_slice(&image[at..at + cin]);
-                    }
+                    let inside = ih >= 0 && ih < h && iw >= 0 && iw < w;
+                    let pixel = inside.then(|| (ih * w + iw) as usize * shape.in_channels + first);
+                    visit(r * k + (ki * kw + kj) * cin, pixel);
                 }
             }
         }
     }
 }
 
+/// Writes one group's patches of one channels-last image into rows `row..row + positions` of
+/// `cols` (`[positions, kh·kw·C_in/g]`, row-major, tap-major columns).
+fn im2col(shape: &ConvShape, image: &[f32], group: usize, cols: &mut [f32], row: usize) {
+    let cin = shape.in_per_group();
+    for_each_tap(shape, group, row, |column, pixel| {
+        let d = &mut cols[column..][..cin];
+        match pixel {
+            Some(at) => d.copy_from_slice(&image[at..at + cin]),
+            None => d.fill(0.0),
+        }
+    });
+}
+
 /// The reverse of [`im2col`]: adds rows `row..row + positions` of `cols` into the group's
 /// channels of one channels-last image (the input's gradient).
 fn col2im(shape: &ConvShape, cols: &[f32], row: usize, group: usize, image: &mut [f32]) {
-    let [kh, kw] = shape.kernel;
-    let [sh, sw] = shape.geometry.stride;
-    let [ph, pw] = shape.geometry.padding;
-    let (h, w, cin_all) = (
-        shape.height as isize,
-        shape.width as isize,
-        shape.in_channels,
-    );
     let cin = shape.in_per_group();
-    let first = group * cin;
-    let k = shape.patch_rows();
-    for oh in 0..shape.out_height {
-        for ow in 0..shape.out_width {
-            let r = row + oh * shape.out_width + ow;
-            let src = &cols[r * k..][..k];
-            for ki in 0..kh {
-                let ih = (oh * sh + ki) as isize - ph as isize;
-                if ih < 0 || ih >= h {
-                    continue;
-                }
-                for kj in 0..kw {
-                    let iw = (ow * sw + kj) as isize - pw as isize;
-                    if iw < 0 || iw >= w {
-                        continue;
-                    }
-                    let at = (ih * w + iw) as usize * cin_all + first;
-                    let s = &src[(ki * kw + kj) * cin..][..cin];
-                    for (d, v) in image[at..at + cin].iter_mut().zip(s) {
-                        *d += v;
-                    }
-                }
+    for_each_tap(shape, group, row, |column, pixel| {
+        if let Some(at) = pixel {
+            let s = &cols[column..][..cin];
+            for (d, v) in image[at..at + cin].iter_mut().zip(s) {
+                *d += v;
             }
         }
-    }
+    });
 }
 
 /// A chunk of NCHW images as channels-last images, into `out`.

@@ -182,16 +182,17 @@ impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
             let skip = state
                 .skip
                 .map(|skip| checkpointer.retrieve_node_output::<FlexTensor>(skip));
-            std::borrow::Cow::Owned(norm::through_relu(
-                &shape,
-                &x,
-                &gamma,
-                &values(&beta),
+            let (beta, skip) = (values(&beta), skip.as_ref().map(|skip| values(skip)));
+            let input = norm::NormInput {
+                shape: &shape,
+                x: &x,
+                gamma: &gamma,
+                beta: &beta,
                 stats,
-                state.epsilon,
-                skip.as_ref().map(|skip| values(skip)).as_deref(),
-                &values(&dy_tensor),
-            ))
+                epsilon: state.epsilon,
+                skip: skip.as_deref(),
+            };
+            std::borrow::Cow::Owned(input.through_relu(&values(&dy_tensor)))
         } else {
             values(&dy_tensor)
         };
@@ -243,16 +244,16 @@ fn flex_batch_norm(
     let stats = values(stats);
     let (mean, var) = stats.split_at(shape.channels);
     let (mean, var) = (mean.to_vec(), var.to_vec());
-    let out = norm::forward(
-        &shape,
-        &x_values,
-        &values(gamma),
-        &values(beta),
-        (&mean, &var),
+    let out = norm::NormInput {
+        shape: &shape,
+        x: &x_values,
+        gamma: &values(gamma),
+        beta: &values(beta),
+        stats: (&mean, &var),
         epsilon,
-        skip.map(values).as_deref(),
-        relu,
-    );
+        skip: skip.map(values).as_deref(),
+    }
+    .forward(relu);
     let dims = x.layout().shape().iter().copied().collect();
     (flex_tensor(out, dims), mean, var)
 }

@@ -59,73 +59,77 @@ fn affine(
     (scale, beta[channel] - mean[channel] * scale)
 }
 
-/// `(x − mean) / sqrt(var + ε) · γ + β` with the batch's own statistics, plus `skip` when
-/// given, through a ReLU when `relu`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn forward(
-    shape: &NormShape,
-    x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    stats: (&[f32], &[f32]),
-    epsilon: f64,
-    skip: Option<&[f32]>,
-    relu: bool,
-) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    let (c, plane) = (shape.channels, shape.plane);
-    out.par_chunks_mut(plane)
-        .zip(x.par_chunks(plane))
-        .enumerate()
-        .for_each(|(i, (out, x))| {
-            let (scale, shift) = affine(i % c, gamma, beta, stats, epsilon);
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = v * scale + shift;
-            }
-            if let Some(skip) = skip {
-                for (o, &s) in out.iter_mut().zip(&skip[i * plane..][..plane]) {
-                    *o += s;
-                }
-            }
-            if relu {
-                for o in out.iter_mut() {
-                    *o = o.max(0.0);
-                }
-            }
-        });
-    out
+/// One batch norm in training mode with the batch's own statistics, plus an optional residual
+/// input: `(x − mean) / sqrt(var + ε) · γ + β + skip`. What the forward pass and the ReLU's
+/// backward share, so that the mask is recomputed with the forward's own arithmetic.
+pub(crate) struct NormInput<'a> {
+    pub(crate) shape: &'a NormShape,
+    pub(crate) x: &'a [f32],
+    pub(crate) gamma: &'a [f32],
+    pub(crate) beta: &'a [f32],
+    /// Per channel: the batch mean and biased variance.
+    pub(crate) stats: (&'a [f32], &'a [f32]),
+    pub(crate) epsilon: f64,
+    /// `x`'s shape, added after the normalisation.
+    pub(crate) skip: Option<&'a [f32]>,
 }
 
-/// `dy` back through the ReLU that followed [`forward`]: zero where the sum before the ReLU
-/// was not positive (as burn's `relu` backward), recomputed from `x` and `skip`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn through_relu(
-    shape: &NormShape,
-    x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    stats: (&[f32], &[f32]),
-    epsilon: f64,
-    skip: Option<&[f32]>,
-    dy: &[f32],
-) -> Vec<f32> {
-    let mut g = vec![0.0f32; x.len()];
-    let (c, plane) = (shape.channels, shape.plane);
-    g.par_chunks_mut(plane)
-        .zip(x.par_chunks(plane).zip(dy.par_chunks(plane)))
-        .enumerate()
-        .for_each(|(i, (g, (x, dy)))| {
-            let (scale, shift) = affine(i % c, gamma, beta, stats, epsilon);
-            let skip = skip.map(|s| &s[i * plane..][..plane]);
-            for (j, ((g, &x), &dy)) in g.iter_mut().zip(x).zip(dy).enumerate() {
-                let before = x * scale + shift + skip.map_or(0.0, |s| s[j]);
-                *g = if before > 0.0 { dy } else { 0.0 };
+impl NormInput<'_> {
+    /// Plane `i` (image × channel) of the sum before any activation, into `out`.
+    fn sum_into(&self, i: usize, out: &mut [f32]) {
+        let plane = self.shape.plane;
+        let (scale, shift) = affine(
+            i % self.shape.channels,
+            self.gamma,
+            self.beta,
+            self.stats,
+            self.epsilon,
+        );
+        for (o, &v) in out.iter_mut().zip(&self.x[i * plane..][..plane]) {
+            *o = v * scale + shift;
+        }
+        if let Some(skip) = self.skip {
+            for (o, &s) in out.iter_mut().zip(&skip[i * plane..][..plane]) {
+                *o += s;
             }
-        });
-    g
+        }
+    }
+
+    /// The sum, through a ReLU when `relu`.
+    pub(crate) fn forward(&self, relu: bool) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.x.len()];
+        out.par_chunks_mut(self.shape.plane)
+            .enumerate()
+            .for_each(|(i, out)| {
+                self.sum_into(i, out);
+                if relu {
+                    for o in out.iter_mut() {
+                        *o = o.max(0.0);
+                    }
+                }
+            });
+        out
+    }
+
+    /// `dy` back through the ReLU that followed [`forward`](Self::forward): zero where the sum
+    /// was not positive (as burn's `relu` backward), the sum recomputed plane by plane.
+    pub(crate) fn through_relu(&self, dy: &[f32]) -> Vec<f32> {
+        let mut g = vec![0.0f32; self.x.len()];
+        let plane = self.shape.plane;
+        g.par_chunks_mut(plane)
+            .zip(dy.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, (g, dy))| {
+                self.sum_into(i, g);
+                for (g, &dy) in g.iter_mut().zip(dy) {
+                    *g = if *g > 0.0 { dy } else { 0.0 };
+                }
+            });
+        g
+    }
 }
 
-/// Gradients of [`forward`] (statistics included) with respect to `x`, `γ` and `β`.
+/// Gradients of [`NormInput::forward`] without the ReLU (statistics included) with respect to `x`, `γ` and `β`.
 pub(crate) fn backward(
     shape: &NormShape,
     x: &[f32],

@@ -12,6 +12,16 @@
 //! `--iters` forwards (or training steps) of every framework in turn, so fast and slow phases of
 //! the machine hit all of them alike; the statistics pool the samples of all rounds.
 //!
+//! Each framework's turn at the training step is `--train-steps` consecutive steps (3), after
+//! a pause that lets the other framework's threads go idle. By default every step is recorded,
+//! the first of a turn included, which pays for caches, allocator and worker threads left cold
+//! by the other frameworks' turns. `--train-warmup K` runs and drops the first `K` steps of
+//! every turn, for every framework alike, to time the steady state of a training loop:
+//!
+//! ```text
+//! cargo run --release --example inference_peers -- --json --no-infer --train-steps 8 --train-warmup 2
+//! ```
+//!
 //! One JSON object per line on stdout with `--json` (a markdown table without), progress and
 //! skipped peers on stderr:
 //! `{"framework": "coinfer", "threads": 1, "batch": 1, "median_ms": .., "p10_ms": .., "p90_ms": ..}`
@@ -59,6 +69,14 @@ struct Args {
     /// Thread counts of the training step (comma separated; every framework).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
     train_threads: Vec<usize>,
+    /// Consecutive training steps per framework and round (every framework alike).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    train_steps: u64,
+    /// Of each framework's consecutive steps in a round, this many first ones are run but not
+    /// recorded (every framework alike): 0 times the steps as they come after the other
+    /// frameworks' turns and a pause, 1 or more the steady state of a training loop.
+    #[arg(long, default_value_t = 0)]
+    train_warmup: u64,
     /// Skip the training step.
     #[arg(long)]
     no_train: bool,
@@ -76,8 +94,6 @@ struct Args {
     export: PathBuf,
 }
 
-/// Training steps per framework and round.
-const TRAIN_STEPS: usize = 3;
 /// Pause before each framework's training steps (not timed).
 const SETTLE_MS: u64 = 300;
 
@@ -300,6 +316,14 @@ impl BurnTrainer {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if args.train_warmup >= args.train_steps {
+        return Err(format!(
+            "--train-warmup {} leaves none of --train-steps {} to record",
+            args.train_warmup, args.train_steps
+        )
+        .into());
+    }
+    let (train_steps, train_warmup) = (args.train_steps as usize, args.train_warmup as usize);
     let device = Device::flex();
     device.seed(1);
     let net = Network::new(zoo::resnet_mini(10), &device)?.valid();
@@ -451,7 +475,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // Let the other framework's worker threads (PyTorch's OpenMP threads spin
                 // after a step) go idle first: on two cores they would take one from this step.
                 std::thread::sleep(std::time::Duration::from_millis(SETTLE_MS));
-                let samples = pool.install(|| time_ms(TRAIN_STEPS, || trainer.step()));
+                let mut samples = pool.install(|| time_ms(train_steps, || trainer.step()));
+                samples.drain(..train_warmup);
                 if record {
                     row(&mut rows, framework, "train", *threads, 64, samples);
                 }
@@ -459,9 +484,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             TrainingOps::Kernels.set_global();
             if torch_trains {
                 std::thread::sleep(std::time::Duration::from_millis(SETTLE_MS));
-                let samples = peers.as_mut().expect("torch is a peer").samples(
-                    json!({"cmd": "train", "threads": threads, "batch": 64, "iters": TRAIN_STEPS}),
+                let mut samples = peers.as_mut().expect("torch is a peer").samples(
+                    json!({"cmd": "train", "threads": threads, "batch": 64, "iters": train_steps}),
                 )?;
+                samples.drain(..train_warmup.min(samples.len()));
                 if record {
                     row(&mut rows, "torch", "train", *threads, 64, samples);
                 }

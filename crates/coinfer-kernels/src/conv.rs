@@ -11,6 +11,8 @@
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
+
+use crate::buffer::zeroed;
 use std::cell::RefCell;
 
 thread_local! {
@@ -154,22 +156,29 @@ fn to_channels_last(src: &[f32], channels: usize, positions: usize, dst: &mut [f
 
 /// The weight `[C_out, C_in/g, kh, kw]` reordered to `[C_out, kh·kw·C_in/g]` (tap-major, the
 /// order of [`im2col`]'s columns).
+///
+/// Output channels run in parallel, in pieces of at least [`TAP_MAJOR_PIECE`] values: every
+/// convolution call (forward and backward) reorders its weight before its chunks start.
 fn weight_tap_major(shape: &ConvShape, weight: &[f32]) -> Vec<f32> {
     let taps = shape.kernel[0] * shape.kernel[1];
     let cin = shape.in_per_group();
-    let mut out = vec![0.0f32; weight.len()];
-    for (src, dst) in weight
-        .chunks_exact(cin * taps)
-        .zip(out.chunks_exact_mut(cin * taps))
-    {
-        for ci in 0..cin {
-            for t in 0..taps {
-                dst[t * cin + ci] = src[ci * taps + t];
+    let row = (cin * taps).max(1);
+    let mut out = zeroed(weight.len());
+    out.par_chunks_exact_mut(row)
+        .zip(weight.par_chunks_exact(row))
+        .with_min_len(TAP_MAJOR_PIECE.div_ceil(row))
+        .for_each(|(dst, src)| {
+            for ci in 0..cin {
+                for t in 0..taps {
+                    dst[t * cin + ci] = src[ci * taps + t];
+                }
             }
-        }
-    }
+        });
     out
 }
+
+/// The smallest piece of a weight (values) [`weight_tap_major`] reorders on one thread.
+const TAP_MAJOR_PIECE: usize = 8192;
 
 /// The reverse of [`weight_tap_major`], added into `dst`.
 fn add_weight_channel_major(shape: &ConvShape, tap_major: &[f32], dst: &mut [f32]) {
@@ -262,7 +271,7 @@ fn chunk_channels_last(shape: &ConvShape, x: &[f32], out: &mut [f32]) {
 /// `conv(x, weight) + bias`: `x` is `[N, C_in, H, W]`, `weight` `[C_out, C_in/groups, kh, kw]`,
 /// `bias` `[C_out]`; returns the `[N, C_out, H_out, W_out]` output.
 pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; shape.batch * shape.out_image_len()];
+    let mut out = zeroed(shape.batch * shape.out_image_len());
     if out.is_empty() {
         return out;
     }
@@ -331,7 +340,7 @@ pub(crate) fn backward(
     let (rows, positions) = (shape.patch_rows(), shape.positions());
     let out_per_group = shape.out_per_group();
     let weight_len = shape.out_channels * rows;
-    let mut dx = want_x.then(|| vec![0.0f32; x.len()]);
+    let mut dx = want_x.then(|| zeroed(x.len()));
     let in_chunk = chunk * shape.image_len();
     let out_chunk = chunk * shape.out_image_len();
     if x.is_empty() || dy.is_empty() {

@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod buffer;
 mod conv;
 #[cfg(feature = "flex")]
 mod extension;

@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use crate::buffer::zeroed;
+
 /// Sizes of one call: `[N, C, H·W]`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NormShape {
@@ -97,7 +99,7 @@ impl NormInput<'_> {
 
     /// The sum, through a ReLU when `relu`.
     pub(crate) fn forward(&self, relu: bool) -> Vec<f32> {
-        let mut out = vec![0.0f32; self.x.len()];
+        let mut out = zeroed(self.x.len());
         out.par_chunks_mut(self.shape.plane)
             .enumerate()
             .for_each(|(i, out)| {
@@ -114,7 +116,7 @@ impl NormInput<'_> {
     /// `dy` back through the ReLU that followed [`forward`](Self::forward): zero where the sum
     /// was not positive (as burn's `relu` backward), the sum recomputed plane by plane.
     pub(crate) fn through_relu(&self, dy: &[f32]) -> Vec<f32> {
-        let mut g = vec![0.0f32; self.x.len()];
+        let mut g = zeroed(self.x.len());
         let plane = self.shape.plane;
         g.par_chunks_mut(plane)
             .zip(dy.par_chunks(plane))
@@ -157,7 +159,7 @@ pub(crate) fn backward(
             (sum as f32, dot as f32)
         })
         .unzip();
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = zeroed(x.len());
     let (c, plane) = (shape.channels, shape.plane);
     dx.par_chunks_mut(plane)
         .zip(x.par_chunks(plane).zip(dy.par_chunks(plane)))

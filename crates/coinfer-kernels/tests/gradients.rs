@@ -189,6 +189,17 @@ fn convolutions_and_their_gradients_equal_burns() {
             groups: 1,
             bias: true,
         },
+        // buffers large enough to be zeroed in parallel (input and output over 64 Ki values)
+        // and a weight reordered in two pieces (over 2 · 8192 values)
+        Case {
+            x: [6, 32, 20, 20],
+            out: 64,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            groups: 1,
+            bias: true,
+        },
     ];
     for (seed, case) in cases.into_iter().enumerate() {
         check(case, seed as u64 + 1);
@@ -290,9 +301,16 @@ fn norm_gradients(
 
 #[test]
 fn batch_norm_and_its_gradients_equal_burns() {
-    for (seed, dims) in [[5, 3, 7, 7], [1, 4, 3, 5], [17, 2, 1, 1], [2, 6, 4, 4]]
-        .into_iter()
-        .enumerate()
+    // The last shape is large enough (over 64 Ki values) for buffers zeroed in parallel.
+    for (seed, dims) in [
+        [5, 3, 7, 7],
+        [1, 4, 3, 5],
+        [17, 2, 1, 1],
+        [2, 6, 4, 4],
+        [8, 16, 24, 24],
+    ]
+    .into_iter()
+    .enumerate()
     {
         let device = Device::flex().autodiff();
         device.seed(seed as u64 + 11);
@@ -370,7 +388,8 @@ fn fused_gradients(
 
 #[test]
 fn fused_batch_norm_add_relu_and_its_gradients_equal_burns() {
-    for (seed, dims) in [[5, 3, 7, 7], [2, 6, 4, 4], [17, 2, 1, 1]]
+    // The last shape is large enough (over 64 Ki values) for buffers zeroed in parallel.
+    for (seed, dims) in [[5, 3, 7, 7], [2, 6, 4, 4], [17, 2, 1, 1], [8, 16, 24, 24]]
         .into_iter()
         .enumerate()
     {

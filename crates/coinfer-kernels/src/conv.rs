@@ -179,6 +179,8 @@ fn weight_tap_major(shape: &ConvShape, weight: &[f32]) -> Vec<f32> {
 
 /// The smallest piece of a weight (values) [`weight_tap_major`] reorders on one thread.
 const TAP_MAJOR_PIECE: usize = 8192;
+/// Values of the weight gradient one thread sums over the chunks at a time.
+const SUM_PIECE: usize = 8192;
 
 /// The reverse of [`weight_tap_major`], added into `dst`.
 fn add_weight_channel_major(shape: &ConvShape, tap_major: &[f32], dst: &mut [f32]) {
@@ -447,19 +449,25 @@ pub(crate) fn backward(
             .map(|(x, dy)| run(x, dy, None))
             .collect(),
     };
-    // The chunks' partial sums, added in chunk order.
-    let sum = |len: usize, parts: &mut dyn Iterator<Item = &Vec<f32>>| {
-        let mut total = vec![0.0f32; len];
-        for part in parts {
-            for (t, p) in total.iter_mut().zip(part) {
-                *t += p;
-            }
-        }
+    // The chunks' partial sums, added in chunk order (each value's order, whatever the
+    // pieces of values the threads take).
+    let sum = |len: usize, pick: fn(&(Vec<f32>, Vec<f32>)) -> &[f32]| {
+        let mut total = zeroed(len);
+        total
+            .par_chunks_mut(SUM_PIECE)
+            .enumerate()
+            .for_each(|(i, total)| {
+                for partial in &partials {
+                    for (t, p) in total.iter_mut().zip(&pick(partial)[i * SUM_PIECE..]) {
+                        *t += p;
+                    }
+                }
+            });
         total
     };
     ConvGrads {
         x: dx,
-        weight: want_weight.then(|| sum(weight_len, &mut partials.iter().map(|p| &p.0))),
-        bias: want_bias.then(|| sum(shape.out_channels, &mut partials.iter().map(|p| &p.1))),
+        weight: want_weight.then(|| sum(weight_len, |p| &p.0)),
+        bias: want_bias.then(|| sum(shape.out_channels, |p| &p.1)),
     }
 }

@@ -321,6 +321,9 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], bias: &[f32]
     out
 }
 
+/// One chunk's share of the weight and bias gradients.
+type Partial = (Vec<f32>, Vec<f32>);
+
 /// What [`backward`] computes: each gradient only when asked for.
 #[derive(Debug, Default)]
 pub(crate) struct ConvGrads {
@@ -356,7 +359,7 @@ pub(crate) fn backward(
     let taps = weight_tap_major(shape, weight);
     let hw = shape.height * shape.width;
     // One chunk: its input gradient in place, its partial weight and bias gradients returned.
-    let run = |x: &[f32], dy: &[f32], dx: Option<&mut [f32]>| -> (Vec<f32>, Vec<f32>) {
+    let run = |x: &[f32], dy: &[f32], dx: Option<&mut [f32]>| -> Partial {
         let images = x.len() / shape.image_len();
         let ld = images * positions;
         let mut dweight = vec![0.0f32; if want_weight { weight_len } else { 0 }];
@@ -437,7 +440,7 @@ pub(crate) fn backward(
     };
 
     // Per chunk: (partial weight gradient, partial bias gradient).
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = match dx.as_mut() {
+    let partials: Vec<Partial> = match dx.as_mut() {
         Some(dx) => dx
             .par_chunks_mut(in_chunk)
             .zip(x.par_chunks(in_chunk).zip(dy.par_chunks(out_chunk)))
@@ -451,7 +454,7 @@ pub(crate) fn backward(
     };
     // The chunks' partial sums, added in chunk order (each value's order, whatever the
     // pieces of values the threads take).
-    let sum = |len: usize, pick: fn(&(Vec<f32>, Vec<f32>)) -> &[f32]| {
+    let sum = |len: usize, pick: fn(&Partial) -> &[f32]| {
         let mut total = zeroed(len);
         total
             .par_chunks_mut(SUM_PIECE)

@@ -11,9 +11,9 @@
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 use crate::buffer::zeroed;
-use std::cell::RefCell;
 
 thread_local! {
     /// Per-thread work buffers of a chunk (channels-last input, patches, product, channels-last
